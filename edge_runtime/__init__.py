@@ -1,0 +1,1 @@
+"""edge_runtime: numpy-only speech-emotion inference (frontend, WAV, resampling, engines)."""

@@ -1,0 +1,1 @@
+"""export: turn a trained dyser model into TFLite (LiteRT) or ONNX for CPU devices."""

@@ -1,0 +1,168 @@
+"""The DyCNN + Bi-LSTM emotion model: log-mel -> dynamic-conv blocks -> Bi-LSTM -> softmax."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+from keras import ops
+
+from keras_dyconv.layers import DynamicConv2D, conv_output_length
+
+
+@keras.saving.register_keras_serializable(package="keras_dyconv")
+class AttentionPooling(keras.layers.Layer):
+    """Attention pooling over time: `(batch, time, features) -> (batch, features)`.
+
+    Each frame gets a scalar score `v . tanh(W h_t + b)`; the softmax of the scores over time
+    weights the frames' sum. With `mask` (batch, time), masked frames get zero weight.
+
+    Args:
+        units: width of the scoring layer `W`.
+    """
+
+    def __init__(self, units: int = 64, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.supports_masking = True
+
+    def build(self, input_shape: Sequence[int | None]) -> None:
+        features = input_shape[-1]
+        self.score_kernel = self.add_weight(
+            name="score_kernel", shape=(features, self.units), initializer="glorot_uniform"
+        )
+        self.score_bias = self.add_weight(
+            name="score_bias", shape=(self.units,), initializer="zeros"
+        )
+        self.score_vector = self.add_weight(
+            name="score_vector", shape=(self.units, 1), initializer="glorot_uniform"
+        )
+
+    def call(self, inputs: Any, mask: Any = None) -> Any:
+        hidden = ops.tanh(ops.matmul(inputs, self.score_kernel) + self.score_bias)
+        scores = ops.matmul(hidden, self.score_vector)  # (batch, time, 1)
+        if mask is not None:
+            scores = ops.where(ops.expand_dims(mask, -1), scores, ops.full_like(scores, -1e9))
+        weights = ops.softmax(scores, axis=1)
+        return ops.sum(weights * inputs, axis=1)
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> None:
+        return None
+
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
+        return (input_shape[0], input_shape[-1])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "units": self.units}
+
+
+def build_dycnn_bilstm(
+    num_classes: int = 7,
+    n_mels: int = 64,
+    frames: int | None = None,
+    conv_filters: Sequence[int] = (16, 32, 64),
+    kernel_size: int = 3,
+    num_kernels: int = 4,
+    temperature: float = 30.0,
+    pool_size: tuple[int, int] = (2, 2),
+    dropout: float = 0.3,
+    lstm_units: int = 64,
+    attention_pooling: bool = True,
+    attention_units: int = 64,
+    conv_mode: str = "auto",
+    batch_size: int | None = None,
+    name: str = "dycnn_bilstm",
+) -> keras.Model:
+    """Build the DyCNN + Bi-LSTM classifier (uncompiled functional model).
+
+    Input: log-mel features `(batch, frames, n_mels)`, time-major, `frames` may be None.
+    Each block: `DynamicConv2D(filters, kernel_size, padding="same", use_bias=False)` ->
+    `BatchNormalization` -> ReLU -> `MaxPooling2D(pool_size)` -> `Dropout(dropout)`, over the
+    (time, mel) plane. The feature maps are flattened per frame, fed to a Bi-LSTM
+    (`lstm_units` per direction), pooled over time (attention pooling, or the LSTM's last
+    states when `attention_pooling=False`), and classified by a softmax `Dense(num_classes)`.
+
+    Defaults (64 mels, filters 16/32/64, K=4, Bi-LSTM 64) give about 0.39 M parameters; see
+    `model_cost` for multiply-accumulates per second of audio.
+
+    Args:
+        num_classes: number of emotion classes.
+        n_mels: mel bands (feature dimension) of the input.
+        frames: fixed number of frames, or None for variable-length input.
+        conv_filters: output channels of each dynamic-conv block (its length is the depth).
+        kernel_size: conv kernel size (square).
+        num_kernels: K, kernels per dynamic convolution.
+        temperature: initial attention temperature (anneal it with `TemperatureAnnealing`).
+        pool_size: (time, mel) max-pooling per block.
+        dropout: dropout rate after each block and before the classifier.
+        lstm_units: LSTM units per direction.
+        attention_pooling: pool the Bi-LSTM outputs with `AttentionPooling`.
+        attention_units: width of the attention-pooling score layer.
+        conv_mode: computation path of the dynamic convolutions ("auto", "aggregate",
+            "branches").
+        batch_size: fixed batch size of the input (export builds use 1), or None.
+        name: model name.
+    """
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    if not conv_filters:
+        raise ValueError("conv_filters must list at least one block")
+    mel_out = n_mels
+    for _ in conv_filters:
+        mel_out = mel_out // pool_size[1]
+    if mel_out < 1:
+        raise ValueError(
+            f"{len(conv_filters)} blocks pooling mels by {pool_size[1]} leave no mel bands "
+            f"from n_mels={n_mels}; use fewer blocks or more mels"
+        )
+    inputs = keras.Input(shape=(frames, n_mels), batch_size=batch_size, name="log_mel")
+    x = keras.layers.Reshape((-1, n_mels, 1), name="add_channel")(inputs)
+    for i, filters in enumerate(conv_filters, start=1):
+        x = DynamicConv2D(
+            filters,
+            kernel_size,
+            padding="same",
+            use_bias=False,
+            num_kernels=num_kernels,
+            temperature=temperature,
+            mode=conv_mode,
+            name=f"dyconv{i}",
+        )(x)
+        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.ReLU(name=f"relu{i}")(x)
+        x = keras.layers.MaxPooling2D(pool_size, name=f"pool{i}")(x)
+        x = keras.layers.Dropout(dropout, name=f"dropout{i}")(x)
+    x = keras.layers.Reshape((-1, mel_out * conv_filters[-1]), name="frames_to_sequence")(x)
+    lstm = keras.layers.LSTM(lstm_units, return_sequences=attention_pooling, name="lstm")
+    x = keras.layers.Bidirectional(lstm, name="bilstm")(x)
+    if attention_pooling:
+        x = AttentionPooling(attention_units, name="attention_pooling")(x)
+    x = keras.layers.Dropout(dropout, name="dropout_head")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="emotion")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def model_cost(model: keras.Model, frames_per_second: float = 100.0) -> dict[str, float]:
+    """Parameters and multiply-accumulates (MACs) per second of audio of a DyCNN-BiLSTM model.
+
+    Counts convolutions (aggregate path: one kernel per position, plus the K-kernel mix per
+    sample), the LSTM gates and the dense layers; elementwise ops, BN and pooling are ignored.
+    `frames_per_second` is 1 / hop (100 for a 10 ms hop).
+    """
+    macs, time_rate = 0.0, frames_per_second
+    for layer in model.layers:
+        if isinstance(layer, DynamicConv2D):
+            _, _, mels, _ = layer.input.shape
+            out_t = time_rate / layer.strides[0]
+            out_m = conv_output_length(mels, layer.kernel_size[1], layer.strides[1], 1, "same")
+            macs += out_t * out_m * layer.macs_per_output_position("aggregate")
+        elif isinstance(layer, keras.layers.MaxPooling2D):
+            time_rate /= layer.pool_size[0]
+        elif isinstance(layer, keras.layers.Bidirectional):
+            cell_in = layer.input.shape[-1]
+            units = layer.forward_layer.units
+            macs += time_rate * 2 * 4 * units * (cell_in + units)
+        elif isinstance(layer, AttentionPooling):
+            macs += time_rate * layer.input.shape[-1] * (layer.units + 1)
+    return {"parameters": float(model.count_params()), "macs_per_second": macs}
