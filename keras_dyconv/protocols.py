@@ -1,0 +1,371 @@
+"""Evaluation protocols: train / validation / test index splits over a list of `Utterance`.
+
+Speaker-independent protocols (`leave_one_speaker_out`, `speaker_group_kfold`) never let a
+test speaker's voice into training or validation; validation is carved out of the training
+part only, as held-out training speakers. `stratified_kfold` is speaker-DEPENDENT (the same
+speakers in train and test, as many papers report) and its folds say so. Guards against the
+known traps of published SER code: `assert_no_leak` (call it on every fold before training)
+and `assert_test_partition` (every utterance tested exactly once).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from keras_dyconv.corpora import Utterance
+
+__all__ = [
+    "Fold",
+    "LeakageError",
+    "assert_no_leak",
+    "assert_test_partition",
+    "fixed_split",
+    "leave_one_speaker_out",
+    "speaker_group_kfold",
+    "stratified_kfold",
+]
+
+
+class LeakageError(ValueError):
+    """A fold lets test (or validation) material into training."""
+
+
+@dataclass(frozen=True, eq=False)
+class Fold:
+    """One split: index arrays (int64, sorted) into the utterance list.
+
+    Attributes:
+        name: e.g. "loso-03", "session-Ses01", "stratified-2of5".
+        train, val, test: disjoint index arrays; val may be empty.
+        speaker_independent: no speaker is shared between test and train/val (nor between
+            val and train); False for speaker-dependent protocols.
+        group: the unit kept apart between test and training, "speaker" or "session".
+    """
+
+    name: str
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    speaker_independent: bool
+    group: str = "speaker"
+
+
+def _index(mask_or_list) -> np.ndarray:
+    return np.sort(np.asarray(mask_or_list, dtype=np.int64).reshape(-1))
+
+
+def _speaker_genders(utts: Sequence[Utterance]) -> dict[str, str | None]:
+    """Each speaker's gender; None for all when any is unknown. Raises on inconsistency."""
+    genders: dict[str, str | None] = {}
+    for u in utts:
+        if genders.setdefault(u.speaker, u.gender) != u.gender:
+            raise ValueError(
+                f"speaker {u.speaker!r} has genders {genders[u.speaker]!r} and {u.gender!r} "
+                f"({u.path})"
+            )
+    if any(g is None for g in genders.values()):
+        return dict.fromkeys(genders)
+    return genders
+
+
+def _pick_val_speakers(
+    test_speakers: Sequence[str], candidates: Sequence[str], genders: dict, n: int
+) -> list[str]:
+    """Deterministic validation speakers from `candidates` (the sorted training speakers).
+
+    Anchor = the first test speaker. Genders unknown: the next `n` speakers after it in
+    sorted order, cyclically. Genders known: alternately the next speaker of the anchor's
+    gender (cyclically, in sorted order) and the speaker of the other gender at the
+    anchor's rank; rotating the rank this way spreads validation duty evenly over speakers.
+    """
+    if n == 0:
+        return []
+    if len(candidates) < n + 1:
+        raise ValueError(
+            f"need at least {n + 1} training speakers for {n} validation speaker(s) plus "
+            f"training, have {len(candidates)}: {list(candidates)}"
+        )
+    anchor = test_speakers[0]
+    ordered = [s for s in candidates if s > anchor] + [s for s in candidates if s < anchor]
+    if genders[anchor] is None:
+        return sorted(ordered[:n])
+    own = genders[anchor]
+    members = {g: sorted(s for s in genders if genders[s] == g) for g in set(genders.values())}
+    rank = members[own].index(anchor)
+    queues = [[s for s in ordered if genders[s] == own]]
+    for g in sorted(set(members) - {own}):
+        rotated = members[g][rank % len(members[g]) :] + members[g][: rank % len(members[g])]
+        queues.append([s for s in rotated if s in candidates])
+    picked: list[str] = []
+    while len(picked) < n and any(queues):
+        for queue in queues:
+            if queue and len(picked) < n:
+                picked.append(queue.pop(0))
+    return sorted(picked)
+
+
+def _holdout_fold(
+    name: str,
+    utts: Sequence[Utterance],
+    test_units: set[str],
+    unit_of: np.ndarray,
+    val_speakers: int,
+    group: str,
+) -> Fold:
+    """Test = utterances whose unit is in `test_units`; val = held-out training speakers."""
+    speakers = np.array([u.speaker for u in utts])
+    is_test = np.isin(unit_of, sorted(test_units))
+    train_speakers = sorted(set(speakers[~is_test]))
+    test_speakers = sorted(set(speakers[is_test]))
+    genders = _speaker_genders(utts)
+    val = _pick_val_speakers(test_speakers, train_speakers, genders, val_speakers)
+    is_val = ~is_test & np.isin(speakers, val)
+    return Fold(
+        name=name,
+        train=_index(np.flatnonzero(~is_test & ~is_val)),
+        val=_index(np.flatnonzero(is_val)),
+        test=_index(np.flatnonzero(is_test)),
+        speaker_independent=True,
+        group=group,
+    )
+
+
+def _check_speakers(utts: Sequence[Utterance]) -> None:
+    if not utts:
+        raise ValueError("no utterances")
+    if any(u.speaker == "unknown" for u in utts):
+        raise ValueError(
+            "speaker-independent protocols need speakers, but some utterances have speaker "
+            "'unknown'; load the corpus from a manifest with a speaker column"
+        )
+
+
+def leave_one_speaker_out(utts: Sequence[Utterance], val_speakers: int = 2) -> Iterator[Fold]:
+    """Leave-one-speaker-out (LOSO): one fold per speaker (sorted), that speaker as test.
+
+    Validation = `val_speakers` other speakers taken out of training. With genders known
+    and the default 2: one female and one male, namely the test speaker's successor within
+    its gender (sorted, cyclic) and the other gender's speaker of the same rank; otherwise
+    the next speakers after the test speaker in sorted order. Speaker-independent.
+    """
+    _check_speakers(utts)
+    speakers = np.array([u.speaker for u in utts])
+    for s in sorted(set(speakers)):
+        yield _holdout_fold(f"loso-{s}", utts, {s}, speakers, val_speakers, "speaker")
+
+
+def speaker_group_kfold(
+    utts: Sequence[Utterance], k: int, group: str = "speaker", val_speakers: int = 2
+) -> Iterator[Fold]:
+    """k folds of whole groups (speakers, or sessions as for IEMOCAP's leave-one-session-out).
+
+    Groups are dealt to folds largest first, each to the fold with the fewest utterances so
+    far (ties: lower fold index; groups of equal size in sorted order): deterministic and
+    balanced. Validation = held-out training speakers as in `leave_one_speaker_out` (with
+    group="session" they come from training sessions; the other speakers of their sessions
+    stay in training, which only affects early stopping). Speaker-independent.
+
+    Raises:
+        ValueError: k < 2 or more than the number of groups; a speaker in two groups
+            (sessions), which would leak that speaker into training.
+    """
+    _check_speakers(utts)
+    if group not in ("speaker", "session"):
+        raise ValueError(f"group must be 'speaker' or 'session', got {group!r}")
+    if group == "session":
+        no_session = [u.path for u in utts if u.session is None]
+        if no_session:
+            raise ValueError(f"group='session' needs sessions; {no_session[0]} has none")
+        sessions_of: dict[str, set[str]] = {}
+        for u in utts:
+            sessions_of.setdefault(u.speaker, set()).add(str(u.session))
+        shared = {s: sorted(v) for s, v in sessions_of.items() if len(v) > 1}
+        if shared:
+            raise ValueError(f"speakers appear in several sessions, folds would leak: {shared}")
+    unit_of = np.array([u.speaker if group == "speaker" else str(u.session) for u in utts])
+    units, sizes = np.unique(unit_of, return_counts=True)
+    if not 2 <= k <= len(units):
+        raise ValueError(f"k must be in [2, {len(units)}] (the number of {group}s), got {k}")
+    folds: list[list[str]] = [[] for _ in range(k)]
+    load = np.zeros(k, dtype=np.int64)
+    for i in sorted(range(len(units)), key=lambda i: (-sizes[i], units[i])):
+        j = int(np.argmin(load))
+        folds[j].append(str(units[i]))
+        load[j] += sizes[i]
+    for j, members in enumerate(folds):
+        name = f"{group}-{members[0]}" if len(members) == 1 else f"{group}-{j + 1}of{k}"
+        yield _holdout_fold(name, utts, set(members), unit_of, val_speakers, group)
+
+
+def _stratified_parts(labels: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Fold number per utterance: each class shuffled and dealt round-robin."""
+    part = np.empty(len(labels), dtype=np.int64)
+    offset = 0
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        # Continue the deal where the previous class stopped, so fold sizes stay even.
+        part[idx] = (offset + np.arange(len(idx))) % k
+        offset += len(idx)
+    return part
+
+
+def stratified_kfold(
+    utts: Sequence[Utterance], k: int = 5, seed: int = 0, val_fraction: float = 0.1
+) -> Iterator[Fold]:
+    """Stratified k-fold over utterances: SPEAKER-DEPENDENT.
+
+    The same speakers occur in training and test, so the numbers are higher than
+    speaker-independent ones and do not measure generalisation to new voices; many SER
+    papers report this protocol, so it is here for comparison, and every fold has
+    ``speaker_independent=False``. Validation is a stratified `val_fraction` of each fold's
+    training part (at least one utterance of each class with 2 or more training utterances).
+    """
+    if not utts:
+        raise ValueError("no utterances")
+    labels = np.array([u.label for u in utts])
+    smallest = min(np.unique(labels, return_counts=True)[1])
+    if not 2 <= k <= smallest:
+        raise ValueError(f"k must be in [2, {smallest}] (the smallest class size), got {k}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    rng = np.random.default_rng(seed)
+    part = _stratified_parts(labels, k, rng)
+    for j in range(k):
+        train = np.flatnonzero(part != j)
+        val = []
+        if val_fraction > 0:
+            for c in np.unique(labels[train]):
+                idx = rng.permutation(train[labels[train] == c])
+                if len(idx) >= 2:
+                    val += idx[: max(1, round(val_fraction * len(idx)))].tolist()
+        yield Fold(
+            name=f"stratified-{j + 1}of{k}",
+            train=_index(np.setdiff1d(train, val)),
+            val=_index(val),
+            test=_index(np.flatnonzero(part == j)),
+            speaker_independent=False,
+        )
+
+
+def fixed_split(utts: Sequence[Utterance], split_file: str | os.PathLike) -> Iterator[Fold]:
+    """One fold from a CSV file with header ``path,split`` (split: train, val or test).
+
+    Relative paths are relative to the split file's folder. Every utterance must be listed
+    once and every listed path must be an utterance. The fold is marked speaker-independent
+    when the test speakers appear in neither train nor val and no val speaker in train.
+    """
+    split_file = Path(split_file)
+    if not split_file.is_file():
+        raise ValueError(f"{split_file}: split file not found")
+    where_of = {os.path.normpath(Path(u.path).resolve()): i for i, u in enumerate(utts)}
+    part = np.full(len(utts), "", dtype=object)
+    with open(split_file, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if not {"path", "split"} <= set(reader.fieldnames or []):
+            raise ValueError(
+                f"{split_file}:1: expected a header with columns path,split, "
+                f"found {reader.fieldnames}"
+            )
+        for row in reader:
+            where = f"{split_file}:{reader.line_num}"
+            split = (row["split"] or "").strip()
+            if split not in ("train", "val", "test"):
+                raise ValueError(f"{where}: split must be train, val or test, got {split!r}")
+            path = Path((row["path"] or "").strip())
+            path = path if path.is_absolute() else split_file.parent / path
+            i = where_of.get(os.path.normpath(path.resolve()))
+            if i is None:
+                raise ValueError(f"{where}: {row['path']} is not one of the utterances")
+            if part[i]:
+                raise ValueError(f"{where}: {row['path']} is listed twice")
+            part[i] = split
+    unlisted = [str(utts[i].path) for i in np.flatnonzero(part == "")]
+    if unlisted:
+        raise ValueError(
+            f"{split_file}: {len(unlisted)} utterance(s) are not listed, e.g. {unlisted[0]}"
+        )
+    if not np.any(part == "test") or not np.any(part == "train"):
+        raise ValueError(f"{split_file}: needs at least one train and one test utterance")
+    speakers = np.array([u.speaker for u in utts])
+    sets = {s: set(speakers[part == s]) for s in ("train", "val", "test")}
+    independent = (
+        "unknown" not in sets["test"]
+        and not sets["test"] & (sets["train"] | sets["val"])
+        and not sets["val"] & sets["train"]
+    )
+    yield Fold(
+        name=f"fixed-{split_file.stem}",
+        train=_index(np.flatnonzero(part == "train")),
+        val=_index(np.flatnonzero(part == "val")),
+        test=_index(np.flatnonzero(part == "test")),
+        speaker_independent=bool(independent),
+    )
+
+
+def assert_no_leak(fold: Fold, utts: Sequence[Utterance]) -> None:
+    """Raise `LeakageError` when `fold` leaks; call it before training on every fold.
+
+    Checks: indices are integers in range without repeats; train, val and test share no
+    index and no audio file (the same path listed twice); train and test are not empty;
+    and for a speaker-independent fold, no test speaker in train or val, no val speaker in
+    train, and (group="session") no test session in train or val.
+    """
+    n = len(utts)
+    parts = {"train": fold.train, "val": fold.val, "test": fold.test}
+    for name, idx in parts.items():
+        idx = np.asarray(idx)
+        if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
+            raise LeakageError(f"{fold.name}: {name} must be a 1-D integer index array")
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise LeakageError(f"{fold.name}: {name} indices outside [0, {n})")
+        if len(np.unique(idx)) != idx.size:
+            raise LeakageError(f"{fold.name}: {name} repeats utterances")
+    if not fold.train.size or not fold.test.size:
+        raise LeakageError(f"{fold.name}: train and test must not be empty")
+
+    def attr(idx: np.ndarray, key: str) -> set[str]:
+        return {str(getattr(utts[i], key)) for i in idx}
+
+    pairs = [("train", "val"), ("train", "test"), ("val", "test")]
+    for a, b in pairs:
+        shared = np.intersect1d(parts[a], parts[b])
+        if shared.size:
+            raise LeakageError(f"{fold.name}: {a} and {b} share utterances {shared[:5].tolist()}")
+        files = {os.path.normpath(p) for p in attr(parts[a], "path")} & {
+            os.path.normpath(p) for p in attr(parts[b], "path")
+        }
+        if files:
+            raise LeakageError(f"{fold.name}: {a} and {b} share audio files {sorted(files)[:3]}")
+    if not fold.speaker_independent:
+        return
+    for a, b in pairs:
+        shared = attr(parts[a], "speaker") & attr(parts[b], "speaker")
+        if shared:
+            raise LeakageError(f"{fold.name}: speakers {sorted(shared)} are in both {a} and {b}")
+    if fold.group == "session":
+        shared = attr(parts["test"], "session") & (
+            attr(parts["train"], "session") | attr(parts["val"], "session")
+        )
+        if shared:
+            raise LeakageError(f"{fold.name}: test sessions {sorted(shared)} also in training")
+
+
+def assert_test_partition(folds: Sequence[Fold], n_utterances: int) -> None:
+    """Raise `LeakageError` unless the folds' test sets together hold every utterance once."""
+    tests = np.concatenate([np.asarray(f.test, dtype=np.int64) for f in folds] or [[]])
+    outside = tests[(tests < 0) | (tests >= n_utterances)]
+    counts = np.bincount(tests[(tests >= 0) & (tests < n_utterances)], minlength=n_utterances)
+    if outside.size or np.any(counts != 1):
+        never, twice = np.flatnonzero(counts == 0), np.flatnonzero(counts > 1)
+        raise LeakageError(
+            f"test sets do not partition the {n_utterances} utterances: "
+            f"{len(never)} never tested (e.g. {never[:5].tolist()}), "
+            f"{len(twice)} tested more than once (e.g. {twice[:5].tolist()}), "
+            f"{outside.size} indices out of range"
+        )

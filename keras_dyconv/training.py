@@ -1,0 +1,438 @@
+"""Training and evaluation of DyCNN-BiLSTM emotion models on labelled utterances.
+
+The pieces, in the order `dyser-train` uses them:
+
+* `Recipe`: optimiser, schedule, epochs, augmentation and model selection, by name
+  (`RECIPES`: "default", "paper", "fast").
+* `WindowSequence`: a `keras.utils.PyDataset` that feeds random fixed-length windows of
+  each utterance's features, normalised with the training data's statistics. Features can
+  be in-memory arrays or `.npy` files (memory-mapped), so corpora larger than memory train.
+* `train_model`: fits one model; early stopping and checkpoint choice use the validation
+  utterances only (never the test fold), scored exactly as the test is: mean class
+  probabilities over each utterance's windows, unweighted accuracy.
+* `predict_utterances`: the evaluation and edge policy, windows every hop + tail,
+  probabilities averaged per utterance (`edge_runtime.windows`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from edge_runtime.config import FrontendConfig
+from edge_runtime.features import normalize
+from edge_runtime.windows import WindowPolicy, aggregate, random_window, split_windows
+from keras_dyconv.callbacks import TemperatureAnnealing
+from keras_dyconv.metrics import unweighted_accuracy
+from keras_dyconv.models import build_dycnn_bilstm
+
+FeatureSource = np.ndarray | str | os.PathLike
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train: optimiser, schedule, regularisation, augmentation, model selection.
+
+    Attributes:
+        name: recipe name (recorded in results).
+        epochs: maximum epochs (an epoch = one random window per training utterance).
+        iterations: if set, overrides `epochs` with ceil(iterations / steps per epoch).
+        batch_size: windows per step.
+        optimizer: "adam", "adamw" or "rmsprop".
+        learning_rate: peak learning rate.
+        weight_decay: decoupled weight decay (adamw) or L2-free 0.
+        cosine_decay: cosine-decay the learning rate to 0 over the run.
+        label_smoothing: cross-entropy label smoothing.
+        class_weighting: weight classes by inverse frequency in the training data.
+        temperature: (start, end, epochs) of the attention temperature annealing.
+        patience: stop after this many epochs without a better validation UA (None: never).
+        min_epochs: do not stop before this many epochs.
+        spec_augment: (time masks, max time width, freq masks, max freq width) per window.
+        mixup_alpha: Beta(alpha, alpha) mixup of windows and labels (0 = off).
+        model: keyword arguments for `build_dycnn_bilstm` (num_classes and n_mels are set
+            from the data).
+    """
+
+    name: str = "default"
+    epochs: int = 45
+    iterations: int | None = None
+    batch_size: int = 32
+    optimizer: str = "adamw"
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    cosine_decay: bool = False
+    label_smoothing: float = 0.0
+    class_weighting: bool = False
+    temperature: tuple[float, float, int] = (30.0, 1.0, 10)
+    patience: int | None = 12
+    min_epochs: int = 20
+    spec_augment: tuple[int, int, int, int] = (0, 0, 0, 0)
+    mixup_alpha: float = 0.0
+    model: dict[str, Any] = field(default_factory=dict)
+
+    def with_overrides(self, **overrides: Any) -> Recipe:
+        """A copy with the given fields replaced (None values are ignored)."""
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+RECIPES: dict[str, Recipe] = {
+    # Our default: AdamW, temperature annealing 30 -> 1 (Chen et al.), early stopping on the
+    # validation speakers' UA. See docs/benchmarks.md for how it compares.
+    "default": Recipe(),
+    # The seed paper's settings: RMSProp, lr 0.01, batch 200, 1000 iterations, plain
+    # cross-entropy, no early stopping.
+    "paper": Recipe(
+        name="paper",
+        iterations=1000,
+        batch_size=200,
+        optimizer="rmsprop",
+        learning_rate=0.01,
+        weight_decay=0.0,
+        patience=None,
+        min_epochs=0,
+    ),
+    # A few epochs of a narrower model: smoke tests and the README demo.
+    "fast": Recipe(
+        name="fast",
+        epochs=12,
+        batch_size=16,
+        learning_rate=3e-3,
+        temperature=(30.0, 1.0, 4),
+        patience=None,
+        min_epochs=0,
+        model={"conv_filters": (8, 16), "lstm_units": 24, "attention_units": 24},
+    ),
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe called `name`, with a clear error listing the known ones."""
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}") from None
+
+
+# ----------------------------------------------------------------------------- statistics
+def load_features(source: FeatureSource) -> np.ndarray:
+    """(frames, n_features) float32 features from an array or a `.npy` file (memory-mapped)."""
+    if isinstance(source, np.ndarray):
+        return source
+    return np.load(source, mmap_mode="r", allow_pickle=False)
+
+
+def dataset_statistics(sources: Sequence[FeatureSource]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std over all frames of `sources` (streamed, float64 sums)."""
+    total, sq, count = None, None, 0
+    for source in sources:
+        feats = np.asarray(load_features(source), dtype=np.float64)
+        total = feats.sum(axis=0) if total is None else total + feats.sum(axis=0)
+        sq = (feats**2).sum(axis=0) if sq is None else sq + (feats**2).sum(axis=0)
+        count += len(feats)
+    if not count:
+        raise ValueError("cannot compute feature statistics of an empty training set")
+    mean = total / count
+    std = np.sqrt(np.maximum(sq / count - mean**2, 0.0))
+    return mean, std
+
+
+def with_dataset_normalization(
+    config: FrontendConfig, sources: Sequence[FeatureSource]
+) -> FrontendConfig:
+    """`config` with normalization="dataset" and the statistics of `sources`.
+
+    `sources` must be features computed with `config` itself (normalization "none").
+    """
+    mean, std = dataset_statistics(sources)
+    return dataclasses.replace(
+        config,
+        normalization="dataset",
+        mean=tuple(float(m) for m in mean),
+        std=tuple(float(s) for s in std),
+    )
+
+
+# ----------------------------------------------------------------------------- data feeding
+class WindowSequence(keras.utils.PyDataset):
+    """Random fixed-length training windows, one per utterance per epoch.
+
+    Args:
+        sources: per-utterance raw features (arrays or `.npy` paths), computed with the
+            frontend config *without* normalisation; `config` normalises them.
+        labels: class index per utterance.
+        num_classes: number of classes (one-hot targets, needed for mixup/smoothing).
+        config: frontend config whose normalisation (e.g. dataset statistics) is applied.
+        frames: window length in frames.
+        batch_size: windows per batch.
+        seed: seed of the window positions, shuffling and augmentation.
+        spec_augment: (time masks, max width, freq masks, max width); masked cells are set
+            to 0, the normalised mean.
+        mixup_alpha: mixup Beta parameter (0 disables).
+        sample_weights: per-class weights (class weighting), or None.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[FeatureSource],
+        labels: Sequence[int],
+        num_classes: int,
+        config: FrontendConfig,
+        frames: int,
+        batch_size: int,
+        seed: int = 0,
+        spec_augment: tuple[int, int, int, int] = (0, 0, 0, 0),
+        mixup_alpha: float = 0.0,
+        class_weights: np.ndarray | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if len(sources) != len(labels):
+            raise ValueError(f"{len(sources)} feature sources but {len(labels)} labels")
+        if not len(sources):
+            raise ValueError("no training utterances")
+        self.sources = list(sources)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.num_classes = num_classes
+        self.config = config
+        self.frames = frames
+        self.batch_size = batch_size
+        self.spec_augment = spec_augment
+        self.mixup_alpha = mixup_alpha
+        self.class_weights = class_weights
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(self.sources))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sources) / self.batch_size)
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.sources))
+
+    def __getitem__(self, index: int):
+        batch = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        rng = np.random.default_rng(self.rng.integers(1 << 62) + index)
+        x = np.stack(
+            [
+                normalize(random_window(load_features(self.sources[i]), self.frames, rng), self.config)
+                for i in batch
+            ]
+        ).astype(np.float32)
+        y = np.eye(self.num_classes, dtype=np.float32)[self.labels[batch]]
+        x = self._spec_augment(x, rng)
+        if self.mixup_alpha > 0 and len(batch) > 1:
+            lam = rng.beta(self.mixup_alpha, self.mixup_alpha, size=(len(batch), 1))
+            perm = rng.permutation(len(batch))
+            x = (lam[:, :, None] * x + (1 - lam[:, :, None]) * x[perm]).astype(np.float32)
+            y = (lam * y + (1 - lam) * y[perm]).astype(np.float32)
+        if self.class_weights is not None:
+            return x, y, self.class_weights[self.labels[batch]].astype(np.float32)
+        return x, y
+
+    def _spec_augment(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        time_masks, time_width, freq_masks, freq_width = self.spec_augment
+        for sample in x:
+            for _ in range(time_masks):
+                w = int(rng.integers(0, time_width + 1))
+                t0 = int(rng.integers(0, max(1, sample.shape[0] - w)))
+                sample[t0 : t0 + w] = 0.0
+            for _ in range(freq_masks):
+                w = int(rng.integers(0, freq_width + 1))
+                f0 = int(rng.integers(0, max(1, sample.shape[1] - w)))
+                sample[:, f0 : f0 + w] = 0.0
+        return x
+
+
+# ----------------------------------------------------------------------------- prediction
+def utterance_windows(
+    sources: Sequence[FeatureSource], config: FrontendConfig, policy: WindowPolicy
+) -> tuple[np.ndarray, np.ndarray]:
+    """All evaluation windows of all utterances, (n_windows, frames, F), and their owners."""
+    windows, owners = [], []
+    for i, source in enumerate(sources):
+        w = split_windows(normalize(np.asarray(load_features(source)), config), policy)
+        windows.append(w.astype(np.float32))
+        owners.append(np.full(len(w), i))
+    return np.concatenate(windows), np.concatenate(owners)
+
+
+def predict_utterances(
+    model: keras.Model,
+    sources: Sequence[FeatureSource],
+    config: FrontendConfig,
+    policy: WindowPolicy,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Utterance-level class probabilities (n_utterances, C): mean over each one's windows."""
+    windows, owners = utterance_windows(sources, config, policy)
+    probs = np.asarray(model.predict(windows, batch_size=batch_size, verbose=0))
+    return np.stack([aggregate(probs[owners == i]) for i in range(len(sources))])
+
+
+class ValidationSelection(keras.callbacks.Callback):
+    """Score the validation utterances every epoch (UA of utterance-level predictions),
+    keep the best weights, stop after `patience` epochs without improvement.
+
+    The validation set is carved out of the training data (e.g. held-out training
+    speakers); the test fold is never seen here.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[FeatureSource],
+        labels: Sequence[int],
+        config: FrontendConfig,
+        policy: WindowPolicy,
+        patience: int | None,
+        min_epochs: int,
+    ):
+        super().__init__()
+        self.windows, self.owners = utterance_windows(sources, config, policy)
+        self.labels = np.asarray(labels)
+        self.patience, self.min_epochs = patience, min_epochs
+        self.best_ua, self.best_epoch, self.best_weights = -1.0, -1, None
+        self.history: list[float] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        probs = np.asarray(self.model.predict(self.windows, batch_size=64, verbose=0))
+        utt = np.stack([aggregate(probs[self.owners == i]) for i in range(len(self.labels))])
+        ua = unweighted_accuracy(self.labels, utt.argmax(axis=1))
+        self.history.append(ua)
+        if logs is not None:
+            logs["val_ua"] = ua
+        if ua > self.best_ua:
+            self.best_ua, self.best_epoch = ua, epoch
+            self.best_weights = self.model.get_weights()
+        elif (
+            self.patience is not None
+            and epoch + 1 >= self.min_epochs
+            and epoch - self.best_epoch >= self.patience
+        ):
+            self.model.stop_training = True
+
+    def restore_best(self) -> None:
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+@dataclass
+class TrainResult:
+    """A fitted model and what happened during training."""
+
+    model: keras.Model
+    config: FrontendConfig
+    history: dict[str, list[float]]
+    best_epoch: int | None
+    epochs_run: int
+
+
+def _optimizer(recipe: Recipe, total_steps: int) -> keras.optimizers.Optimizer:
+    lr: Any = recipe.learning_rate
+    if recipe.cosine_decay:
+        lr = keras.optimizers.schedules.CosineDecay(recipe.learning_rate, max(total_steps, 1))
+    if recipe.optimizer == "adam":
+        return keras.optimizers.Adam(lr)
+    if recipe.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(lr)
+    raise ValueError(f"unknown optimizer {recipe.optimizer!r}: adam, adamw or rmsprop")
+
+
+def train_model(
+    train_sources: Sequence[FeatureSource],
+    train_labels: Sequence[int],
+    labels: Sequence[str],
+    config: FrontendConfig,
+    recipe: Recipe,
+    policy: WindowPolicy | None = None,
+    val_sources: Sequence[FeatureSource] = (),
+    val_labels: Sequence[int] = (),
+    seed: int = 0,
+    checkpoint_dir: str | os.PathLike | None = None,
+    verbose: int | str = "auto",
+) -> TrainResult:
+    """Fit a DyCNN-BiLSTM on one training set.
+
+    Args:
+        train_sources, train_labels: raw (unnormalised) features per utterance and class
+            indices into `labels`.
+        labels: class names.
+        config: the frontend config the features were computed with (normalization "none");
+            the returned config adds the training set's normalisation statistics.
+        recipe: the training recipe.
+        policy: window policy (default `WindowPolicy()`: 3 s windows, 1 s hop).
+        val_sources, val_labels: validation utterances for early stopping and checkpoint
+            selection; without them the last epoch is kept.
+        seed: seeds Keras, window sampling and augmentation.
+        checkpoint_dir: if given, a checkpoint is written every epoch and an interrupted run
+            resumes from it (`keras.callbacks.BackupAndRestore`).
+        verbose: Keras progress-bar verbosity.
+    """
+    policy = policy or WindowPolicy()
+    keras.utils.set_random_seed(seed)
+    config = with_dataset_normalization(config, train_sources)
+    labels_arr = np.asarray(train_labels)
+    class_weights = None
+    if recipe.class_weighting:
+        counts = np.bincount(labels_arr, minlength=len(labels)).astype(np.float64)
+        class_weights = np.where(counts > 0, len(labels_arr) / (len(labels) * np.maximum(counts, 1)), 0)
+    data = WindowSequence(
+        train_sources,
+        labels_arr,
+        len(labels),
+        config,
+        policy.frames,
+        recipe.batch_size,
+        seed=seed,
+        spec_augment=recipe.spec_augment,
+        mixup_alpha=recipe.mixup_alpha,
+        class_weights=class_weights,
+    )
+    epochs = recipe.epochs
+    if recipe.iterations:
+        epochs = math.ceil(recipe.iterations / len(data))
+    model = build_dycnn_bilstm(
+        num_classes=len(labels),
+        n_mels=config.n_features,
+        temperature=recipe.temperature[0],
+        **recipe.model,
+    )
+    model.compile(
+        optimizer=_optimizer(recipe, epochs * len(data)),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
+        metrics=["categorical_accuracy"],
+    )
+    start, end, anneal_epochs = recipe.temperature
+    callbacks: list[keras.callbacks.Callback] = [TemperatureAnnealing(start, end, anneal_epochs)]
+    selection = None
+    if len(val_sources):
+        selection = ValidationSelection(
+            val_sources, val_labels, config, policy, recipe.patience, recipe.min_epochs
+        )
+        callbacks.append(selection)
+    if checkpoint_dir is not None:
+        checkpoint_dir = Path(checkpoint_dir)
+        callbacks.append(keras.callbacks.BackupAndRestore(str(checkpoint_dir / "backup")))
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                str(checkpoint_dir / "epoch-{epoch:03d}.weights.h5"), save_weights_only=True
+            )
+        )
+    history = model.fit(data, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    record = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    best_epoch = None
+    if selection is not None:
+        selection.restore_best()
+        best_epoch = selection.best_epoch
+    return TrainResult(model, config, record, best_epoch, len(record.get("loss", [])))

@@ -1,0 +1,440 @@
+"""Corpus loaders on small fixture trees with each corpus's real naming scheme."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import keras_dyconv
+from keras_dyconv.corpora import (
+    CASIA_EMOTIONS,
+    CASIA_SPEAKERS,
+    CORPORA,
+    CorpusError,
+    Utterance,
+    load_casia,
+    load_corpus,
+    load_emodb,
+    load_folders,
+    load_iemocap,
+    load_manifest,
+    load_ravdess,
+    verify_checksums,
+    write_manifest,
+)
+
+EMODB = Path("/work/shared/datasets/emodb")
+
+
+def _wav(path: Path, seconds: float = 0.05, sr: int = 16000, freq: float = 220.0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(round(seconds * sr)) / sr
+    sf.write(path, 0.3 * np.sin(2 * np.pi * freq * t), sr, subtype="PCM_16")
+    return path
+
+
+# ----------------------------------------------------------------------------------- EmoDB
+
+
+@pytest.fixture
+def emodb(tmp_path: Path) -> Path:
+    for i, name in enumerate(["16a05Nc", "03a01Fa", "08b02Wb", "03a01Wa", "13b10Ea"]):
+        _wav(tmp_path / "wav" / f"{name}.wav", freq=200.0 + 10 * i)
+    (tmp_path / "wav" / "._03a01Fa.wav").write_bytes(b"macOS resource fork")
+    (tmp_path / "wav" / "notes.txt").write_text("not audio")
+    return tmp_path
+
+
+def test_emodb_parses_names_sorted(emodb: Path) -> None:
+    utts = load_emodb(emodb)
+    assert [u.path.name for u in utts] == [
+        "03a01Fa.wav",
+        "03a01Wa.wav",
+        "08b02Wb.wav",
+        "13b10Ea.wav",
+        "16a05Nc.wav",
+    ]
+    first = utts[0]
+    assert (first.label, first.speaker, first.gender, first.text) == (
+        "happiness",
+        "03",
+        "male",
+        "a01",
+    )
+    assert first.extra == {"emotion_code": "F", "version": "a"}
+    assert [u.label for u in utts] == ["happiness", "anger", "anger", "disgust", "neutral"]
+    assert [u.gender for u in utts] == ["male", "male", "female", "female", "female"]
+    assert load_corpus("emodb", emodb) == utts
+    assert len({hash(u) for u in utts}) == 5  # hashable although extra is a dict
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"), [("03a01Xa", "emotion"), ("99a01Fa", "speaker"), ("hello", "03a01Fa")]
+)
+def test_emodb_bad_name(emodb: Path, name: str, expected: str) -> None:
+    _wav(emodb / "wav" / f"{name}.wav")
+    with pytest.raises(CorpusError, match=re.escape(name)) as err:
+        load_emodb(emodb)
+    assert expected in str(err.value)
+
+
+def test_emodb_layout_errors(tmp_path: Path) -> None:
+    with pytest.raises(CorpusError, match=r"wav.*expected EmoDB's 'wav' folder, found nothing"):
+        load_emodb(tmp_path)
+    (tmp_path / "wav").mkdir()
+    with pytest.raises(CorpusError, match="found none"):
+        load_emodb(tmp_path)
+
+
+def _write_sums(root: Path) -> None:
+    lines = [
+        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}"
+        for p in sorted((root / "wav").glob("[0-9]*.wav"))
+    ]
+    (root / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+
+
+def test_verify_checksums(emodb: Path) -> None:
+    _write_sums(emodb)
+    assert verify_checksums(emodb) == 5
+    # Corrupt one file, delete another, add an unlisted one: all three are reported.
+    _wav(emodb / "wav" / "03a01Fa.wav", freq=999.0)
+    (emodb / "wav" / "16a05Nc.wav").unlink()
+    _wav(emodb / "wav" / "09a01Ta.wav")
+    with pytest.raises(CorpusError) as err:
+        verify_checksums(emodb)
+    msg = str(err.value)
+    assert "3 file(s)" in msg
+    assert "mismatch: 03a01Fa.wav" in msg
+    assert "missing: 16a05Nc.wav" in msg
+    assert "unlisted: wav/09a01Ta.wav" in msg
+
+
+def test_verify_checksums_bad_list(emodb: Path) -> None:
+    with pytest.raises(CorpusError, match="SHA256SUMS"):
+        verify_checksums(emodb)
+    (emodb / "SHA256SUMS").write_text("not a checksum line\n")
+    with pytest.raises(CorpusError, match=r"SHA256SUMS:1: expected"):
+        verify_checksums(emodb)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (EMODB / "wav").is_dir(), reason="EmoDB not at /work/shared/datasets")
+def test_real_emodb() -> None:
+    utts = load_emodb(EMODB)
+    assert len(utts) == 535
+    codes = Counter(u.extra["emotion_code"] for u in utts)
+    assert codes == {"W": 127, "L": 81, "E": 46, "A": 69, "F": 71, "T": 62, "N": 79}
+    speakers = Counter(u.speaker for u in utts)
+    assert speakers == {
+        "03": 49, "08": 58, "09": 43, "10": 38, "11": 55,
+        "12": 35, "13": 61, "14": 69, "15": 56, "16": 71,
+    }  # fmt: skip
+    assert Counter(u.gender for u in utts) == {"male": 49 + 38 + 55 + 35 + 56, "female": 302}
+    assert verify_checksums(EMODB) == 535
+
+
+# ----------------------------------------------------------------------------------- CASIA
+
+
+@pytest.fixture
+def casia(tmp_path: Path) -> Path:
+    for speaker in CASIA_SPEAKERS:
+        for emotion in CASIA_EMOTIONS:
+            for stem in ("201", "202"):
+                _wav(tmp_path / speaker / emotion / f"{stem}.wav")
+    return tmp_path
+
+
+def test_casia(casia: Path) -> None:
+    utts = load_casia(casia)
+    assert len(utts) == 4 * 6 * 2
+    assert Counter(u.label for u in utts) == dict.fromkeys(CASIA_EMOTIONS, 8)
+    assert Counter(u.speaker for u in utts) == dict.fromkeys(CASIA_SPEAKERS, 12)
+    by_speaker = {u.speaker: u.gender for u in utts}
+    assert by_speaker == {
+        "liuchang": "female",
+        "wangzhe": "male",
+        "zhaoquanyin": "female",
+        "ZhaoZuoxiang": "male",
+    }
+    assert {u.text for u in utts} == {"201", "202"}
+    assert utts == sorted(utts, key=lambda u: str(u.path))
+
+
+def test_casia_layout_errors(casia: Path) -> None:
+    (casia / "someone").mkdir()
+    with pytest.raises(CorpusError, match=r"unexpected \['someone'\]"):
+        load_casia(casia)
+    (casia / "someone").rmdir()
+    for f in (casia / "wangzhe" / "sad").iterdir():
+        f.unlink()
+    with pytest.raises(CorpusError, match=r"wangzhe/sad: expected \.wav files, found none"):
+        load_casia(casia)
+    (casia / "wangzhe" / "sad").rmdir()
+    with pytest.raises(CorpusError, match=r"wangzhe: expected emotion folders .* found"):
+        load_casia(casia)
+
+
+# --------------------------------------------------------------------------------- IEMOCAP
+
+_HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
+
+
+def _iemocap_session(root: Path, n: int, turns: list[tuple[str, str]], wav: bool = True):
+    """Write SessionN with one EmoEvaluation file per dialog and (optionally) the wavs."""
+    dialogs: dict[str, list[str]] = {}
+    for i, (utt, code) in enumerate(turns):
+        dialog = utt.rsplit("_", 1)[0]
+        line = f"[{i + 1.5:.4f} - {i + 2.5:.4f}]\t{utt}\t{code}\t[2.5000, 3.0000, 3.5000]"
+        # Real files follow each turn with the annotators' votes, which are not labels.
+        dialogs.setdefault(dialog, []).append(f"{line}\nC-E2:\tNeutral;\t()\nA-E3:\tval 3;\n")
+        if wav:
+            _wav(root / f"Session{n}" / "sentences" / "wav" / dialog / f"{utt}.wav")
+    eval_dir = root / f"Session{n}" / "dialog" / "EmoEvaluation"
+    (eval_dir / "Categorical").mkdir(parents=True, exist_ok=True)
+    for dialog, blocks in dialogs.items():
+        (eval_dir / f"{dialog}.txt").write_text(_HEADER + "\n".join(blocks))
+    (eval_dir / "._junk.txt").write_bytes(b"\x00\x05\x16\x07\xff\xfe resource fork")
+
+
+SESSION1 = [
+    ("Ses01F_impro01_F000", "neu"),
+    ("Ses01F_impro01_M000", "exc"),
+    ("Ses01F_impro01_F001", "hap"),
+    ("Ses01F_impro01_M001", "fru"),
+    ("Ses01F_impro01_F002", "xxx"),
+    ("Ses01F_script01_1b_M003", "ang"),
+]
+SESSION2 = [("Ses02M_impro02_F000", "sad"), ("Ses02M_impro02_M001", "oth")]
+
+
+@pytest.fixture
+def iemocap(tmp_path: Path) -> Path:
+    _iemocap_session(tmp_path, 1, SESSION1)
+    _iemocap_session(tmp_path, 2, SESSION2)
+    return tmp_path
+
+
+def test_iemocap_four_classes(iemocap: Path) -> None:
+    utts = load_iemocap(iemocap, sessions=(1, 2))
+    got = {u.path.stem: (u.label, u.speaker, u.gender, u.session) for u in utts}
+    assert got == {
+        "Ses01F_impro01_F000": ("neutral", "Ses01F", "female", "Ses01"),
+        "Ses01F_impro01_M000": ("happy", "Ses01M", "male", "Ses01"),  # excited merged
+        "Ses01F_impro01_F001": ("happy", "Ses01F", "female", "Ses01"),
+        "Ses01F_script01_1b_M003": ("angry", "Ses01M", "male", "Ses01"),
+        "Ses02M_impro02_F000": ("sad", "Ses02F", "female", "Ses02"),
+    }  # fru, xxx and oth are not among the 4 classes
+    angry = next(u for u in utts if u.label == "angry")
+    assert angry.path == (
+        iemocap / "Session1/sentences/wav/Ses01F_script01_1b/Ses01F_script01_1b_M003.wav"
+    )
+    assert angry.extra == {"code": "ang", "start_s": 6.5, "end_s": 7.5, "vad": (2.5, 3.0, 3.5)}
+    assert utts == sorted(utts, key=lambda u: str(u.path))
+
+
+def test_iemocap_all_and_explicit_classes(iemocap: Path) -> None:
+    labels = Counter(u.label for u in load_iemocap(iemocap, classes="all", sessions=(1, 2)))
+    assert labels == {
+        "neutral": 1,
+        "happy": 2,
+        "frustrated": 1,
+        "xxx": 1,
+        "angry": 1,
+        "sad": 1,
+        "other": 1,
+    }
+    unmerged = load_iemocap(iemocap, classes="all", merge_excited=False, sessions=(1,))
+    assert Counter(u.label for u in unmerged)["excited"] == 1
+    chosen = load_iemocap(iemocap, classes=["neutral", "frustrated"], sessions=(1, 2))
+    assert sorted(u.label for u in chosen) == ["frustrated", "neutral"]
+    with pytest.raises(ValueError, match="unknown IEMOCAP classes"):
+        load_iemocap(iemocap, classes=["bliss"], sessions=(1,))
+    with pytest.raises(ValueError, match="classes must be"):
+        load_iemocap(iemocap, classes="5", sessions=(1,))
+
+
+def test_iemocap_missing_wav_raises_or_warns(iemocap: Path) -> None:
+    wav = iemocap / "Session2/sentences/wav/Ses02M_impro02/Ses02M_impro02_F000.wav"
+    wav.unlink()
+    with pytest.raises(CorpusError, match=r"1 labelled utterance\(s\) have no wav.*F000\.wav"):
+        load_iemocap(iemocap, sessions=(1, 2))
+    with pytest.warns(UserWarning, match=r"1 labelled utterance\(s\) have no wav"):
+        utts = load_iemocap(iemocap, sessions=(1, 2), missing="warn")
+    assert len(utts) == 4
+    # A missing wav of an excluded class (oth) is not needed in 4-class mode.
+    (wav.parent / "Ses02M_impro02_M001.wav").unlink()
+    _wav(wav)
+    assert len(load_iemocap(iemocap, sessions=(1, 2))) == 5
+
+
+def test_iemocap_layout_errors(iemocap: Path, tmp_path: Path) -> None:
+    with pytest.raises(CorpusError, match=r"Session3: expected IEMOCAP's Session3 folder"):
+        load_iemocap(iemocap)  # default: all five sessions
+    label_file = iemocap / "Session2/dialog/EmoEvaluation/Ses02M_impro02.txt"
+    label_file.write_text(_HEADER + "[1.0 - 2.0]\tSes02M_impro02_F000\tneu\n")
+    with pytest.raises(CorpusError, match=r"Ses02M_impro02\.txt:3: expected"):
+        load_iemocap(iemocap, sessions=(1, 2))
+    label_file.write_text(_HEADER + "[1.0 - 2.0]\tSes01F_impro02_F000\tneu\t[1, 2, 3]\n")
+    with pytest.raises(CorpusError, match="not from Ses02"):
+        load_iemocap(iemocap, sessions=(1, 2))
+    label_file.write_text(_HEADER + "[1.0 - 2.0]\tSes02M_impro02_F000\tjoy\t[1, 2, 3]\n")
+    with pytest.raises(CorpusError, match="unknown label 'joy'"):
+        load_iemocap(iemocap, sessions=(1, 2))
+
+
+# --------------------------------------------------------------------------------- RAVDESS
+
+
+@pytest.fixture
+def ravdess(tmp_path: Path) -> Path:
+    for name in ["03-01-05-01-02-01-01", "03-01-01-01-01-02-01", "03-01-08-02-01-01-02"]:
+        _wav(tmp_path / f"Actor_{name[-2:]}" / f"{name}.wav")
+    return tmp_path
+
+
+def test_ravdess(ravdess: Path) -> None:
+    utts = load_ravdess(ravdess)
+    got = [(u.path.stem, u.label, u.speaker, u.gender, u.text, u.extra) for u in utts]
+    assert got == [
+        ("03-01-01-01-01-02-01", "neutral", "01", "male", "01", {"intensity": "normal",
+                                                                  "repetition": "02"}),
+        ("03-01-05-01-02-01-01", "angry", "01", "male", "02", {"intensity": "normal",
+                                                                "repetition": "01"}),
+        ("03-01-08-02-01-01-02", "surprised", "02", "female", "01", {"intensity": "strong",
+                                                                      "repetition": "01"}),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("folder", "name", "expected"),
+    [
+        ("Actor_01", "03-02-05-01-02-01-01", "vocal channel 01"),  # song
+        ("Actor_01", "01-01-05-01-02-01-01", "modality 03"),  # audio-video
+        ("Actor_01", "03-01-09-01-02-01-01", "emotion code"),
+        ("Actor_01", "03-01-05-01-02-01-03", "actor 01"),
+        ("Actor_01", "03-01-05", "a name like"),
+    ],
+)
+def test_ravdess_bad_codes(ravdess: Path, folder: str, name: str, expected: str) -> None:
+    _wav(ravdess / folder / f"{name}.wav")
+    with pytest.raises(CorpusError, match=re.escape(name)) as err:
+        load_ravdess(ravdess)
+    assert expected in str(err.value)
+
+
+def test_ravdess_layout_errors(ravdess: Path) -> None:
+    (ravdess / "Audio_Song_Actors").mkdir()
+    with pytest.raises(CorpusError, match="expected only folders Actor_01"):
+        load_ravdess(ravdess)
+
+
+# ------------------------------------------------------------------------ folder per label
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> Path:
+    for label, stems in {"angry": ["spk1_a", "spk2_b"], "calm": ["spk1_c"]}.items():
+        for stem in stems:
+            _wav(tmp_path / "corpus" / label / f"{stem}.wav")
+    return tmp_path / "corpus"
+
+
+def test_folders_speaker_rules(folders: Path) -> None:
+    utts = load_folders(folders)
+    assert [(u.label, u.speaker) for u in utts] == [
+        ("angry", "unknown"),
+        ("angry", "unknown"),
+        ("calm", "unknown"),
+    ]
+    assert [u.speaker for u in load_folders(folders, speaker=r"spk(\d)")] == ["1", "2", "1"]
+    named = load_folders(folders, speaker=r"(?P<speaker>spk\d)_(\w)")
+    assert [u.speaker for u in named] == ["spk1", "spk2", "spk1"]
+    assert [u.speaker for u in load_folders(folders, speaker=lambda p: p.stem[-1])] == [
+        "a",
+        "b",
+        "c",
+    ]
+    with pytest.raises(CorpusError, match=r"spk1_a.*does not match"):
+        load_folders(folders, speaker=r"^talker\d")
+
+
+def test_folders_layout_errors(folders: Path, tmp_path: Path) -> None:
+    (folders / "sad").mkdir()
+    with pytest.raises(CorpusError, match=r"sad: expected \.wav files for label 'sad'"):
+        load_folders(folders)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CorpusError, match="one folder per label"):
+        load_folders(tmp_path / "empty")
+
+
+# -------------------------------------------------------------------------------- manifest
+
+
+def test_manifest(tmp_path: Path) -> None:
+    a = _wav(tmp_path / "audio" / "a.wav")
+    b = _wav(tmp_path / "elsewhere" / "b.wav")
+    (tmp_path / "m.csv").write_text(
+        f"path,label,speaker,gender,session,take\naudio/a.wav,happy,s1,F,,1\n{b},sad,,male,S2,2\n"
+    )
+    utts = load_manifest(tmp_path / "m.csv")
+    assert utts == [
+        Utterance(a, "happy", "s1", "female", None, None, {"take": "1"}),
+        Utterance(b, "sad", "unknown", "male", None, "S2", {"take": "2"}),
+    ]
+    # Round trip through write_manifest, and a folder holding manifest.csv.
+    write_manifest(utts, tmp_path / "manifest.csv")
+    assert "audio/a.wav" in (tmp_path / "manifest.csv").read_text()
+    assert load_corpus("manifest", tmp_path) == utts
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("file,label\na.wav,x\n", r"m\.csv:1: expected a header with columns path,label"),
+        ("path,label\na.wav,x\nmissing.wav,y\n", r"m\.csv:3: audio file .*missing\.wav"),
+        ("path,label,speaker\na.wav,x\n", r"m\.csv:2: expected 3 columns"),
+        ("path,label\na.wav,x\na.wav,y\n", r"m\.csv:3: a\.wav already listed at .*m\.csv:2"),
+        ("path,label\na.wav,\n", r"m\.csv:2: empty path or label"),
+        ("path,label,gender\na.wav,x,other\n", r"m\.csv:2: gender must be"),
+        ("path,label\n", "at least one utterance"),
+    ],
+)
+def test_manifest_errors(tmp_path: Path, content: str, expected: str) -> None:
+    _wav(tmp_path / "a.wav")
+    (tmp_path / "m.csv").write_text(content)
+    with pytest.raises(CorpusError, match=expected):
+        load_manifest(tmp_path / "m.csv")
+
+
+def test_registry(tmp_path: Path) -> None:
+    assert set(CORPORA) == {"emodb", "casia", "iemocap", "ravdess", "folders", "manifest"}
+    with pytest.raises(CorpusError, match="unknown corpus 'timit'"):
+        load_corpus("timit", tmp_path)
+    with pytest.raises(CorpusError, match=r"manifest\.csv: expected a CSV manifest"):
+        load_corpus("manifest", tmp_path)
+
+
+def test_data_modules_are_backend_free() -> None:
+    """corpora, synthetic, protocols and metrics import no keras, backend or scipy. The
+    package's own __init__ (which imports keras for the layers) is bypassed with a stub."""
+    script = (
+        "import sys, types\n"
+        f"pkg = types.ModuleType('keras_dyconv'); pkg.__path__ = {list(keras_dyconv.__path__)!r}\n"
+        "sys.modules['keras_dyconv'] = pkg\n"
+        "import keras_dyconv.corpora, keras_dyconv.synthetic, keras_dyconv.protocols\n"
+        "import keras_dyconv.metrics\n"
+        "heavy = {'keras', 'tensorflow', 'jax', 'torch', 'scipy', 'librosa', 'sklearn'}\n"
+        "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,238 @@
+"""Training, evaluation protocol guards, run folders and the dyser-train / dyser-eval CLIs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edge_runtime.config import FrontendConfig
+from edge_runtime.windows import WindowPolicy
+from keras_dyconv.cli import evaluate, train
+from keras_dyconv.corpora import load_manifest
+from keras_dyconv.experiment import ProtocolSpec, run_experiment
+from keras_dyconv.modelio import load_model
+from keras_dyconv.synthetic import write_corpus
+from keras_dyconv.training import (
+    Recipe,
+    WindowSequence,
+    dataset_statistics,
+    get_recipe,
+    predict_utterances,
+    train_model,
+)
+
+EMOTIONS = ("anger", "neutral", "sadness")
+TINY = Recipe(
+    name="tiny",
+    epochs=3,
+    batch_size=8,
+    learning_rate=3e-3,
+    temperature=(10.0, 1.0, 2),
+    patience=None,
+    min_epochs=0,
+    model={"conv_filters": (4,), "lstm_units": 8, "attention_units": 8},
+)
+POLICY = WindowPolicy(frames=100, hop_frames=50)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    return write_corpus(
+        root / "corpus", n_speakers=4, utterances_per_emotion_per_speaker=3,
+        emotions=EMOTIONS, duration=(1.0, 1.6), seed=1,
+    )
+
+
+def synthetic_features(n: int, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
+    """Class 1 has more energy in the upper mel bands: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    feats = []
+    for label in labels:
+        f = rng.normal(size=(int(rng.integers(60, 160)), 16)).astype(np.float32)
+        f[:, 8:] += 2.0 * label
+        feats.append(f)
+    return feats, labels
+
+
+def test_window_sequence_batches_are_normalised_windows():
+    feats, labels = synthetic_features(10)
+    mean, std = dataset_statistics(feats)
+    config = FrontendConfig(
+        n_mels=16, normalization="dataset", mean=tuple(mean.tolist()), std=tuple(std.tolist())
+    )
+    seq = WindowSequence(feats, labels, 2, config, frames=100, batch_size=4, seed=0,
+                         spec_augment=(1, 10, 1, 3), class_weights=np.array([1.0, 2.0]))
+    assert len(seq) == 3
+    x, y, w = seq[0]
+    assert x.shape == (4, 100, 16) and x.dtype == np.float32
+    assert y.shape == (4, 2) and np.allclose(y.sum(axis=1), 1)
+    np.testing.assert_array_equal(w, np.where(y[:, 1] == 1, 2.0, 1.0))
+    x_all = np.concatenate([seq[i][0] for i in range(len(seq))])
+    assert abs(float(x_all.mean())) < 0.3  # normalised with the dataset statistics
+    mixed = WindowSequence(feats, labels, 2, config, 100, 4, seed=0, mixup_alpha=0.4)
+    _, y_mix = mixed[0]
+    assert np.allclose(y_mix.sum(axis=1), 1) and ((y_mix > 0) & (y_mix < 1)).any()
+
+
+def test_train_model_learns_and_records_normalisation(tmp_path):
+    feats, labels = synthetic_features(40)
+    result = train_model(
+        feats[:30], labels[:30], ["low", "high"], FrontendConfig(n_mels=16),
+        TINY.with_overrides(epochs=6), POLICY, val_sources=feats[30:35],
+        val_labels=labels[30:35], seed=0, verbose=0,
+    )
+    assert result.config.normalization == "dataset" and len(result.config.mean) == 16
+    assert result.history["loss"][-1] < result.history["loss"][0]
+    assert len(result.history["val_ua"]) == result.epochs_run == 6
+    probs = predict_utterances(result.model, feats[35:], result.config, POLICY)
+    assert (probs.argmax(axis=1) == labels[35:]).mean() >= 0.8
+
+
+def test_resume_after_interruption(tmp_path):
+    feats, labels = synthetic_features(16)
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    ckpt = tmp_path / "ckpt"
+    recipe = TINY.with_overrides(epochs=4)
+    original_fit = keras.Model.fit
+
+    def fit_with_interrupt(self, *args, callbacks=(), **kwargs):
+        return original_fit(self, *args, callbacks=[*callbacks, Interrupt()], **kwargs)
+
+    keras.Model.fit = fit_with_interrupt
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_model(feats, labels, ["a", "b"], FrontendConfig(n_mels=16), recipe, POLICY,
+                        seed=0, checkpoint_dir=ckpt, verbose=0)
+    finally:
+        keras.Model.fit = original_fit
+    assert sorted(p.name for p in ckpt.glob("epoch-*.weights.h5")) == [
+        "epoch-001.weights.h5", "epoch-002.weights.h5"
+    ]
+    resumed = train_model(feats, labels, ["a", "b"], FrontendConfig(n_mels=16), recipe, POLICY,
+                          seed=0, checkpoint_dir=ckpt, verbose=0)
+    assert resumed.epochs_run == 2  # epochs 3 and 4 only
+    assert (ckpt / "epoch-004.weights.h5").exists()
+
+
+def test_model_selection_never_sees_the_test_fold(corpus, tmp_path):
+    """The trap of choosing the best epoch on the test fold: relabelling the test speaker's
+    utterances must not change anything but the scores."""
+    utts = load_manifest(corpus)
+    config = FrontendConfig(top_db=None)
+    spec = ProtocolSpec("loso", val_speakers=1)
+    kwargs = dict(policy=POLICY, max_folds=1, verbose=0, log=lambda _: None)
+    honest = run_experiment(utts, tmp_path / "a", config, TINY, spec, **kwargs)
+    test_speaker = honest["folds"][0]["test_speakers"][0]
+    rotate = {"anger": "neutral", "neutral": "sadness", "sadness": "anger"}
+    relabelled = [
+        type(u)(u.path, rotate[u.label] if u.speaker == test_speaker else u.label, u.speaker,
+                u.gender)
+        for u in utts
+    ]
+    other = run_experiment(relabelled, tmp_path / "b", config, TINY, spec, **kwargs)
+    a, b = honest["folds"][0], other["folds"][0]
+    assert a["best_epoch"] == b["best_epoch"]
+    assert [p["predicted"] for p in a["predictions"]] == [p["predicted"] for p in b["predictions"]]
+    assert a["test_speakers"] == b["test_speakers"] and test_speaker not in a["val_speakers"]
+
+
+def test_run_folder_and_reloaded_model(corpus, tmp_path):
+    utts = load_manifest(corpus)
+    out = tmp_path / "run"
+    results = run_experiment(
+        utts, out, FrontendConfig(top_db=None), TINY, ProtocolSpec("loso", val_speakers=1),
+        seeds=(0, 1), policy=POLICY, max_folds=2, save_models=True, verbose=0,
+        log=lambda _: None,
+    )
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["protocol"]["speaker_independent"] is True
+    assert len(on_disk["folds"]) == 4 and set(on_disk["per_seed"]) == {"0", "1"}
+    lo, hi = on_disk["pooled_ci95"]["wa"]
+    assert 0 <= lo <= on_disk["pooled"]["wa"] <= hi <= 1
+    assert (out / "confusion_matrix.png").stat().st_size > 1000
+    assert (out / "training_curves.png").stat().st_size > 1000
+    fold = results["folds"][0]
+    model, metadata = load_model(out / "folds" / fold["fold"] / "model.keras")
+    assert metadata.labels == EMOTIONS
+    assert metadata.frontend.normalization == "dataset" and metadata.window == POLICY
+    # dyser-eval on the test speaker reproduces the fold's score from the saved model alone.
+    runner = CliRunner()
+    cli = runner.invoke(
+        evaluate,
+        [str(out / "folds" / fold["fold"] / "model.keras"), "--corpus", "manifest", "--data",
+         str(corpus), "--speakers", fold["test_speakers"][0], "--json"],
+    )
+    assert cli.exit_code == 0, cli.output
+    assert json.loads(cli.stdout)["wa"] == pytest.approx(fold["metrics"]["wa"])
+
+
+def test_dyser_train_cli(corpus, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "cli-run"
+    result = runner.invoke(
+        train,
+        ["--corpus", "manifest", "--data", str(corpus), "--out", str(out), "--recipe", "fast",
+         "--epochs", "1", "--window", "1.0", "--max-folds", "1", "--val-speakers", "1",
+         "--quiet"],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "results.json").read_text())["recipe"]["epochs"] == 1
+    bad = runner.invoke(train, ["--corpus", "emodb", "--data", str(tmp_path), "--out",
+                                str(out)])
+    assert bad.exit_code == 2 and "wav" in bad.output
+    unknown = runner.invoke(train, ["--corpus", "manifest", "--data", str(corpus), "--out",
+                                    str(out), "--recipe", "magic"])
+    assert unknown.exit_code == 2 and "default" in unknown.output
+
+
+def test_recipes():
+    paper = get_recipe("paper")
+    assert (paper.optimizer, paper.learning_rate, paper.batch_size, paper.iterations) == (
+        "rmsprop", 0.01, 200, 1000
+    )
+    with pytest.raises(ValueError, match="default"):
+        get_recipe("nope")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="JAX host devices")
+def test_data_parallel_training_on_two_cpu_devices(tmp_path):
+    """Keras's distribution API (JAX backend, two host CPU devices) trains the model."""
+    script = textwrap.dedent(
+        """
+        import keras, numpy as np, jax
+        assert len(jax.devices()) == 2, jax.devices()
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
+        from keras_dyconv import build_dycnn_bilstm
+        model = build_dycnn_bilstm(num_classes=2, n_mels=16, conv_filters=(4,), lstm_units=8)
+        model.compile("adam", "sparse_categorical_crossentropy")
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(32, 40, 16)).astype("float32"); y = np.arange(32) % 2
+        x[y == 1, :, 8:] += 2
+        h = model.fit(x, y, batch_size=8, epochs=4, verbose=0).history["loss"]
+        kernel = model.get_layer("dyconv1").kernel.value
+        print("devices", len(kernel.sharding.device_set), "loss", h[0], h[-1])
+        assert h[-1] < h[0]
+        """
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "devices 2" in out.stdout
