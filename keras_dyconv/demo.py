@@ -24,19 +24,36 @@ BANNER = (
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--workdir", type=click.Path(path_type=Path), default=Path("dyser-demo"),
-              show_default=True, help="Where the corpus, run folder and exports go.")
-@click.option("--speakers", type=int, default=6, show_default=True,
-              help="Synthetic speakers (one is held out for testing).")
-@click.option("--per-emotion", type=int, default=6, show_default=True,
-              help="Utterances per emotion per speaker.")
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path),
+    default=Path("dyser-demo"),
+    show_default=True,
+    help="Where the corpus, run folder and exports go.",
+)
+@click.option(
+    "--speakers",
+    type=int,
+    default=6,
+    show_default=True,
+    help="Synthetic speakers (one is held out for testing).",
+)
+@click.option(
+    "--per-emotion",
+    type=int,
+    default=6,
+    show_default=True,
+    help="Utterances per emotion per speaker.",
+)
 @click.option("--epochs", type=int, default=None, help="Override the 'fast' recipe's epochs.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def main(workdir: Path, speakers: int, per_emotion: int, epochs: int | None, seed: int) -> None:
     """Run train -> evaluate -> export -> edge inference on a synthetic corpus."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     from edge_runtime.config import FrontendConfig
-    from keras_dyconv.corpora import load_manifest
+    from edge_runtime.recognizer import EmotionRecognizer
+    from export.pipeline import export_model
+    from keras_dyconv.corpora import load_manifest, write_manifest
     from keras_dyconv.experiment import ProtocolSpec, run_experiment
     from keras_dyconv.synthetic import write_corpus
     from keras_dyconv.training import get_recipe
@@ -44,24 +61,63 @@ def main(workdir: Path, speakers: int, per_emotion: int, epochs: int | None, see
     t0 = time.time()
     click.echo(BANNER)
     click.echo(f"\n[1/4] generating {speakers} speakers x 7 emotions x {per_emotion} utterances")
-    manifest = write_corpus(workdir / "corpus", n_speakers=speakers,
-                            utterances_per_emotion_per_speaker=per_emotion, seed=seed,
-                            overwrite=True)
+    manifest = write_corpus(
+        workdir / "corpus",
+        n_speakers=speakers,
+        utterances_per_emotion_per_speaker=per_emotion,
+        seed=seed,
+        overwrite=True,
+    )
     utts = load_manifest(manifest)
     click.echo(f"      {len(utts)} utterances -> {manifest}")
 
     click.echo("\n[2/4] training on all but one speaker (validation speaker held out too)")
     run_dir = workdir / "run"
     results = run_experiment(
-        utts, run_dir, FrontendConfig(), get_recipe("fast").with_overrides(epochs=epochs),
-        ProtocolSpec("loso", val_speakers=1), seeds=(seed,), max_folds=1, save_models=True,
-        verbose=0, log=lambda msg: click.echo(f"      {msg}"),
+        utts,
+        run_dir,
+        FrontendConfig(),
+        get_recipe("fast").with_overrides(epochs=epochs),
+        ProtocolSpec("loso", val_speakers=1),
+        seeds=(seed,),
+        max_folds=1,
+        save_models=True,
+        verbose=0,
+        log=lambda msg: click.echo(f"      {msg}"),
     )
     fold = results["folds"][0]
     model_path = run_dir / "folds" / fold["fold"] / "model.keras"
     click.echo(f"      test speaker {fold['test_speakers'][0]}: "
                f"WA {fold['metrics']['wa']:.3f}, UA {fold['metrics']['ua']:.3f} "
                f"(chance {1 / len(results['labels']):.3f}); model -> {model_path}")
+
+    click.echo("\n[3/4] exporting full-integer (int8) TFLite, calibrated on training speakers")
+    test_speakers = set(fold["test_speakers"])
+    train_utts = [u for u in utts if u.speaker not in test_speakers]
+    test_utts = [u for u in utts if u.speaker in test_speakers]
+    calibration = write_manifest(train_utts, workdir / "calibration.csv")
+    holdout = write_manifest(test_utts, workdir / "holdout.csv")
+    (workdir / "export").mkdir(exist_ok=True)
+    exported = export_model(model_path, "tflite", "int8", calibration=calibration,
+                            holdout=holdout, out=workdir / "export" / "model-int8.tflite",
+                            progress=False)
+    report = exported.parity
+    click.echo(f"      {exported.output} ({exported.output.stat().st_size / 1024:.0f} KiB): "
+               f"top-1 agreement with Keras {100 * report.agreement:.1f}%, "
+               f"latency {report.latency_ms:.1f} ms per 3 s window, parity "
+               f"{'ok' if exported.passed else 'BELOW its threshold'}")
+
+    click.echo("\n[4/4] edge_runtime (numpy + LiteRT) on the held-out speaker's WAV files")
+    recognizer = EmotionRecognizer(exported.output)
+    correct = 0
+    for utt in test_utts:
+        prediction = recognizer.predict_file(utt.path)
+        correct += prediction.label == utt.label
+    click.echo(f"      {correct}/{len(test_utts)} correct on device "
+               f"({correct / len(test_utts):.3f}); e.g. {test_utts[0].path.name}: "
+               f"{recognizer.predict_file(test_utts[0].path).label} (true {test_utts[0].label})")
+    click.echo(f"      try: python -m edge_runtime predict {exported.output} "
+               f"{test_utts[0].path}")
     click.echo(f"\ndone in {time.time() - t0:.0f} s. Run folder: {run_dir}")
 
 

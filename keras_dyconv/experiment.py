@@ -96,6 +96,7 @@ def run_experiment(
     cache_dir: str | os.PathLike | None = None,
     n_jobs: int = 1,
     max_folds: int | None = None,
+    only_folds: Sequence[str] | None = None,
     save_models: bool = False,
     verbose: int | str = "auto",
     log: Callable[[str], None] = print,
@@ -105,7 +106,8 @@ def run_experiment(
     `config` must have normalization "none": the per-fold dataset statistics are computed
     on each fold's training data and stored in that fold's model. With protocol "all", one
     model is trained on every utterance (validation speakers still held out for selection)
-    and saved as `out_dir/model.keras`; nothing is tested.
+    and saved as `out_dir/model.keras`; nothing is tested. `max_folds` / `only_folds` run a
+    subset of the folds (e.g. to spread folds over processes; `merge_results` joins them).
     """
     t_start = time.time()
     out = Path(out_dir)
@@ -121,70 +123,141 @@ def run_experiment(
     t_features = time.time() - t_start
 
     if protocol.name == "all":
-        return _train_all(utts, feats, y, labels, out, config, recipe, protocol, seeds[0],
-                          policy, verbose, log, t_start)
+        return _train_all(
+            utts,
+            feats,
+            y,
+            labels,
+            out,
+            config,
+            recipe,
+            protocol,
+            seeds[0],
+            policy,
+            verbose,
+            log,
+            t_start,
+        )
 
     folds = make_folds(utts, protocol)
     assert_test_partition(folds, len(utts))
+    if only_folds is not None:
+        unknown = set(only_folds) - {f.name for f in folds}
+        if unknown:
+            raise ValueError(f"no folds named {sorted(unknown)}; folds: {[f.name for f in folds]}")
+        folds = [f for f in folds if f.name in set(only_folds)]
     if max_folds is not None:
         folds = folds[:max_folds]
-    fold_records, pooled_pairs, curves = [], [], {}
+    fold_records, curves = [], {}
     for fold in folds:
         assert_no_leak(fold, utts)
         for seed in seeds:
             t0 = time.time()
-            log(f"fold {fold.name} seed {seed}: train {len(fold.train)}, val {len(fold.val)}, "
-                f"test {len(fold.test)}")
-            result = train_model(
-                [feats[i] for i in fold.train], y[fold.train], labels, config, recipe, policy,
-                val_sources=[feats[i] for i in fold.val], val_labels=y[fold.val],
-                seed=seed, verbose=verbose,
+            log(
+                f"fold {fold.name} seed {seed}: train {len(fold.train)}, val {len(fold.val)}, "
+                f"test {len(fold.test)}"
             )
-            probs = predict_utterances(result.model, [feats[i] for i in fold.test],
-                                       result.config, policy)
+            result = train_model(
+                [feats[i] for i in fold.train],
+                y[fold.train],
+                labels,
+                config,
+                recipe,
+                policy,
+                val_sources=[feats[i] for i in fold.val],
+                val_labels=y[fold.val],
+                seed=seed,
+                verbose=verbose,
+            )
+            probs = predict_utterances(
+                result.model, [feats[i] for i in fold.test], result.config, policy
+            )
             pred = probs.argmax(axis=1)
             summary = summarize(y[fold.test], pred, labels)
-            log(f"  WA {summary['wa']:.3f}  UA {summary['ua']:.3f}  "
+            log(
+                f"  WA {summary['wa']:.3f}  UA {summary['ua']:.3f}  "
                 f"(best epoch {result.best_epoch}, {result.epochs_run} run, "
-                f"{time.time() - t0:.0f} s)")
-            fold_records.append({
-                "fold": fold.name, "seed": seed,
-                "speaker_independent": fold.speaker_independent,
-                "test_speakers": sorted({utts[i].speaker for i in fold.test}),
-                "val_speakers": sorted({utts[i].speaker for i in fold.val}),
-                "n_train": int(len(fold.train)), "n_val": int(len(fold.val)),
-                "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-                "seconds": round(time.time() - t0, 1),
-                "metrics": summary,
-                "predictions": [
-                    {"path": str(utts[i].path), "label": labels[y[i]], "predicted": labels[p]}
-                    for i, p in zip(fold.test, pred, strict=True)
-                ],
-            })
-            pooled_pairs.append((seed, y[fold.test], pred))
+                f"{time.time() - t0:.0f} s)"
+            )
+            fold_records.append(
+                {
+                    "fold": fold.name,
+                    "seed": seed,
+                    "speaker_independent": fold.speaker_independent,
+                    "test_speakers": sorted({utts[i].speaker for i in fold.test}),
+                    "val_speakers": sorted({utts[i].speaker for i in fold.val}),
+                    "n_train": len(fold.train),
+                    "n_val": len(fold.val),
+                    "best_epoch": result.best_epoch,
+                    "epochs_run": result.epochs_run,
+                    "seconds": round(time.time() - t0, 1),
+                    "metrics": summary,
+                    "predictions": [
+                        {"path": str(utts[i].path), "label": labels[y[i]], "predicted": labels[p]}
+                        for i, p in zip(fold.test, pred, strict=True)
+                    ],
+                }
+            )
             curves[f"{fold.name}/seed{seed}"] = result.history
             if save_models and seed == seeds[0]:
-                _save(result, labels, policy, out / "folds" / fold.name / "model.keras",
-                      {"fold": fold.name, "seed": seed, "recipe": recipe.name})
+                _save(
+                    result,
+                    labels,
+                    policy,
+                    out / "folds" / fold.name / "model.keras",
+                    {"fold": fold.name, "seed": seed, "recipe": recipe.name},
+                )
             keras.backend.clear_session()
 
-    per_seed = {}
-    for seed in seeds:
-        pairs = [(t, p) for s, t, p in pooled_pairs if s == seed]
-        per_seed[str(seed)] = pooled_and_mean(pairs)
-    t_all = np.concatenate([t for _, t, _ in pooled_pairs])
-    p_all = np.concatenate([p for _, _, p in pooled_pairs])
-    pooled = summarize(t_all, p_all, labels)
     results = {
-        "protocol": {**protocol.__dict__, "folds_run": len(folds),
-                     "speaker_independent": all(f.speaker_independent for f in folds)},
+        "protocol": {
+            **protocol.__dict__,
+            "speaker_independent": all(f.speaker_independent for f in folds),
+        },
         "recipe": recipe.to_dict(),
         "frontend": config.to_dict(),
         "window": policy.to_dict(),
         "labels": labels,
         "seeds": list(seeds),
         "versions": _versions(),
-        "pooled": pooled,
+        "folds": fold_records,
+        "timings": {"features_s": round(t_features, 1), "total_s": round(time.time() - t_start, 1)},
+    }
+    results.update(score_folds(fold_records, labels))
+    pooled = results["pooled"]
+    _write_json(out / "results.json", results)
+    plot_confusion(pooled, out / "confusion_matrix.png")
+    plot_curves(curves, out / "training_curves.png")
+    log(
+        f"pooled over {results['folds_run']} folds x {len(seeds)} seeds: WA {pooled['wa']:.3f}  "
+        f"UA {pooled['ua']:.3f}  -> {out}"
+    )
+    return results
+
+
+def score_folds(fold_records: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict[str, Any]:
+    """Pooled, per-seed and across-seed metrics of fold records (from their predictions)."""
+    seeds = sorted({r["seed"] for r in fold_records})
+
+    def pairs(records):
+        return [
+            (
+                np.array([labels.index(p["label"]) for p in r["predictions"]]),
+                np.array([labels.index(p["predicted"]) for p in r["predictions"]]),
+            )
+            for r in records
+        ]
+
+    per_seed = {
+        str(seed): pooled_and_mean(pairs([r for r in fold_records if r["seed"] == seed]))
+        for seed in seeds
+    }
+    all_pairs = pairs(fold_records)
+    t_all = np.concatenate([t for t, _ in all_pairs])
+    p_all = np.concatenate([p for _, p in all_pairs])
+    return {
+        "folds_run": len({r["fold"] for r in fold_records}),
+        "pooled": summarize(t_all, p_all, labels),
         "pooled_ci95": {m: list(bootstrap_ci(t_all, p_all, m)) for m in ("wa", "ua")},
         "per_seed": per_seed,
         "seed_mean": {
@@ -193,28 +266,54 @@ def run_experiment(
         "seed_std": {
             m: float(np.std([r["pooled"][m] for r in per_seed.values()])) for m in ("wa", "ua")
         },
-        "folds": fold_records,
-        "timings": {"features_s": round(t_features, 1),
-                    "total_s": round(time.time() - t_start, 1)},
     }
-    _write_json(out / "results.json", results)
-    plot_confusion(pooled, out / "confusion_matrix.png")
-    plot_curves(curves, out / "training_curves.png")
-    log(f"pooled over {len(folds)} folds x {len(seeds)} seeds: WA {pooled['wa']:.3f}  "
-        f"UA {pooled['ua']:.3f}  -> {out}")
-    return results
 
 
-def _train_all(utts, feats, y, labels, out, config, recipe, protocol, seed, policy, verbose,
-               log, t_start) -> dict[str, Any]:
+def merge_results(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Join results of the same experiment run over disjoint fold subsets (or seeds)."""
+    if not parts:
+        raise ValueError("nothing to merge")
+    first = parts[0]
+    for part in parts[1:]:
+        for key in ("labels", "recipe", "frontend", "window"):
+            if part[key] != first[key]:
+                raise ValueError(f"cannot merge runs that differ in {key!r}")
+    records = [r for part in parts for r in part["folds"]]
+    keys = [(r["fold"], r["seed"]) for r in records]
+    if len(set(keys)) != len(keys):
+        raise ValueError("the runs to merge overlap (same fold and seed twice)")
+    merged = {**first, "folds": records, "seeds": sorted({r["seed"] for r in records})}
+    merged["protocol"] = {
+        **first["protocol"],
+        "speaker_independent": all(p["protocol"]["speaker_independent"] for p in parts),
+    }
+    merged["timings"] = {
+        "total_s": round(sum(p["timings"]["total_s"] for p in parts), 1),
+        "max_part_s": max(p["timings"]["total_s"] for p in parts),
+    }
+    merged.update(score_folds(records, first["labels"]))
+    return merged
+
+
+def _train_all(
+    utts, feats, y, labels, out, config, recipe, protocol, seed, policy, verbose, log, t_start
+) -> dict[str, Any]:
     folds = list(leave_one_speaker_out(utts, val_speakers=protocol.val_speakers))
     # Validation speakers of the first LOSO fold; the "test" speaker goes back to training.
     val = folds[0].val
     train = np.setdiff1d(np.arange(len(utts)), val)
     log(f"training on {len(train)} utterances, selecting on {len(val)} validation utterances")
     result = train_model(
-        [feats[i] for i in train], y[train], labels, config, recipe, policy,
-        val_sources=[feats[i] for i in val], val_labels=y[val], seed=seed, verbose=verbose,
+        [feats[i] for i in train],
+        y[train],
+        labels,
+        config,
+        recipe,
+        policy,
+        val_sources=[feats[i] for i in val],
+        val_labels=y[val],
+        seed=seed,
+        verbose=verbose,
     )
     path = _save(result, labels, policy, out / "model.keras", {"recipe": recipe.name})
     results = {
@@ -233,9 +332,12 @@ def _train_all(utts, feats, y, labels, out, config, recipe, protocol, seed, poli
 
 
 def _save(result, labels, policy, path: Path, info: dict[str, Any]) -> Path:
-    metadata = ModelMetadata(labels=tuple(labels), frontend=result.config, window=policy,
-                             info={**info, "best_epoch": result.best_epoch,
-                                   "backend": keras.backend.backend()})
+    metadata = ModelMetadata(
+        labels=tuple(labels),
+        frontend=result.config,
+        window=policy,
+        info={**info, "best_epoch": result.best_epoch, "backend": keras.backend.backend()},
+    )
     return save_model(result.model, path, metadata)
 
 
@@ -268,8 +370,15 @@ def plot_confusion(summary: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(labels), 0.8 + 0.8 * len(labels)))
     ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
     for (i, j), v in np.ndenumerate(cm):
-        ax.text(j, i, int(v), ha="center", va="center",
-                color="white" if rows[i, j] > 0.5 else "black", fontsize=8)
+        ax.text(
+            j,
+            i,
+            int(v),
+            ha="center",
+            va="center",
+            color="white" if rows[i, j] > 0.5 else "black",
+            fontsize=8,
+        )
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
@@ -299,4 +408,3 @@ def plot_curves(curves: dict[str, dict[str, list[float]]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-

@@ -18,7 +18,7 @@ from edge_runtime.config import FrontendConfig
 from edge_runtime.windows import WindowPolicy
 from keras_dyconv.cli import evaluate, train
 from keras_dyconv.corpora import load_manifest
-from keras_dyconv.experiment import ProtocolSpec, run_experiment
+from keras_dyconv.experiment import ProtocolSpec, merge_results, run_experiment
 from keras_dyconv.modelio import load_model
 from keras_dyconv.synthetic import write_corpus
 from keras_dyconv.training import (
@@ -48,8 +48,12 @@ POLICY = WindowPolicy(frames=100, hop_frames=50)
 def corpus(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synthetic")
     return write_corpus(
-        root / "corpus", n_speakers=4, utterances_per_emotion_per_speaker=3,
-        emotions=EMOTIONS, duration=(1.0, 1.6), seed=1,
+        root / "corpus",
+        n_speakers=4,
+        utterances_per_emotion_per_speaker=3,
+        emotions=EMOTIONS,
+        duration=(1.0, 1.6),
+        seed=1,
     )
 
 
@@ -71,8 +75,17 @@ def test_window_sequence_batches_are_normalised_windows():
     config = FrontendConfig(
         n_mels=16, normalization="dataset", mean=tuple(mean.tolist()), std=tuple(std.tolist())
     )
-    seq = WindowSequence(feats, labels, 2, config, frames=100, batch_size=4, seed=0,
-                         spec_augment=(1, 10, 1, 3), class_weights=np.array([1.0, 2.0]))
+    seq = WindowSequence(
+        feats,
+        labels,
+        2,
+        config,
+        frames=100,
+        batch_size=4,
+        seed=0,
+        spec_augment=(1, 10, 1, 3),
+        class_weights=np.array([1.0, 2.0]),
+    )
     assert len(seq) == 3
     x, y, w = seq[0]
     assert x.shape == (4, 100, 16) and x.dtype == np.float32
@@ -88,9 +101,16 @@ def test_window_sequence_batches_are_normalised_windows():
 def test_train_model_learns_and_records_normalisation(tmp_path):
     feats, labels = synthetic_features(40)
     result = train_model(
-        feats[:30], labels[:30], ["low", "high"], FrontendConfig(n_mels=16),
-        TINY.with_overrides(epochs=6), POLICY, val_sources=feats[30:35],
-        val_labels=labels[30:35], seed=0, verbose=0,
+        feats[:30],
+        labels[:30],
+        ["low", "high"],
+        FrontendConfig(n_mels=16),
+        TINY.with_overrides(epochs=6),
+        POLICY,
+        val_sources=feats[30:35],
+        val_labels=labels[30:35],
+        seed=0,
+        verbose=0,
     )
     assert result.config.normalization == "dataset" and len(result.config.mean) == 16
     assert result.history["loss"][-1] < result.history["loss"][0]
@@ -117,15 +137,34 @@ def test_resume_after_interruption(tmp_path):
     keras.Model.fit = fit_with_interrupt
     try:
         with pytest.raises(KeyboardInterrupt):
-            train_model(feats, labels, ["a", "b"], FrontendConfig(n_mels=16), recipe, POLICY,
-                        seed=0, checkpoint_dir=ckpt, verbose=0)
+            train_model(
+                feats,
+                labels,
+                ["a", "b"],
+                FrontendConfig(n_mels=16),
+                recipe,
+                POLICY,
+                seed=0,
+                checkpoint_dir=ckpt,
+                verbose=0,
+            )
     finally:
         keras.Model.fit = original_fit
     assert sorted(p.name for p in ckpt.glob("epoch-*.weights.h5")) == [
-        "epoch-001.weights.h5", "epoch-002.weights.h5"
+        "epoch-001.weights.h5",
+        "epoch-002.weights.h5",
     ]
-    resumed = train_model(feats, labels, ["a", "b"], FrontendConfig(n_mels=16), recipe, POLICY,
-                          seed=0, checkpoint_dir=ckpt, verbose=0)
+    resumed = train_model(
+        feats,
+        labels,
+        ["a", "b"],
+        FrontendConfig(n_mels=16),
+        recipe,
+        POLICY,
+        seed=0,
+        checkpoint_dir=ckpt,
+        verbose=0,
+    )
     assert resumed.epochs_run == 2  # epochs 3 and 4 only
     assert (ckpt / "epoch-004.weights.h5").exists()
 
@@ -141,8 +180,9 @@ def test_model_selection_never_sees_the_test_fold(corpus, tmp_path):
     test_speaker = honest["folds"][0]["test_speakers"][0]
     rotate = {"anger": "neutral", "neutral": "sadness", "sadness": "anger"}
     relabelled = [
-        type(u)(u.path, rotate[u.label] if u.speaker == test_speaker else u.label, u.speaker,
-                u.gender)
+        type(u)(
+            u.path, rotate[u.label] if u.speaker == test_speaker else u.label, u.speaker, u.gender
+        )
         for u in utts
     ]
     other = run_experiment(relabelled, tmp_path / "b", config, TINY, spec, **kwargs)
@@ -156,8 +196,16 @@ def test_run_folder_and_reloaded_model(corpus, tmp_path):
     utts = load_manifest(corpus)
     out = tmp_path / "run"
     results = run_experiment(
-        utts, out, FrontendConfig(top_db=None), TINY, ProtocolSpec("loso", val_speakers=1),
-        seeds=(0, 1), policy=POLICY, max_folds=2, save_models=True, verbose=0,
+        utts,
+        out,
+        FrontendConfig(top_db=None),
+        TINY,
+        ProtocolSpec("loso", val_speakers=1),
+        seeds=(0, 1),
+        policy=POLICY,
+        max_folds=2,
+        save_models=True,
+        verbose=0,
         log=lambda _: None,
     )
     on_disk = json.loads((out / "results.json").read_text())
@@ -165,18 +213,36 @@ def test_run_folder_and_reloaded_model(corpus, tmp_path):
     assert len(on_disk["folds"]) == 4 and set(on_disk["per_seed"]) == {"0", "1"}
     lo, hi = on_disk["pooled_ci95"]["wa"]
     assert 0 <= lo <= on_disk["pooled"]["wa"] <= hi <= 1
+    # Runs over disjoint fold subsets merge into the same pooled result.
+    names = sorted({r["fold"] for r in on_disk["folds"]})
+    parts = [
+        {**on_disk, "folds": [r for r in on_disk["folds"] if r["fold"] == name]}
+        for name in names
+    ]
+    merged = merge_results(parts)
+    assert merged["pooled"] == on_disk["pooled"] and merged["per_seed"] == on_disk["per_seed"]
+    with pytest.raises(ValueError, match="overlap"):
+        merge_results([on_disk, on_disk])
     assert (out / "confusion_matrix.png").stat().st_size > 1000
     assert (out / "training_curves.png").stat().st_size > 1000
     fold = results["folds"][0]
     model, metadata = load_model(out / "folds" / fold["fold"] / "model.keras")
-    assert metadata.labels == EMOTIONS
+    assert metadata.labels == EMOTIONS and model.output_shape == (None, len(EMOTIONS))
     assert metadata.frontend.normalization == "dataset" and metadata.window == POLICY
     # dyser-eval on the test speaker reproduces the fold's score from the saved model alone.
     runner = CliRunner()
     cli = runner.invoke(
         evaluate,
-        [str(out / "folds" / fold["fold"] / "model.keras"), "--corpus", "manifest", "--data",
-         str(corpus), "--speakers", fold["test_speakers"][0], "--json"],
+        [
+            str(out / "folds" / fold["fold"] / "model.keras"),
+            "--corpus",
+            "manifest",
+            "--data",
+            str(corpus),
+            "--speakers",
+            fold["test_speakers"][0],
+            "--json",
+        ],
     )
     assert cli.exit_code == 0, cli.output
     assert json.loads(cli.stdout)["wa"] == pytest.approx(fold["metrics"]["wa"])
@@ -187,24 +253,44 @@ def test_dyser_train_cli(corpus, tmp_path):
     out = tmp_path / "cli-run"
     result = runner.invoke(
         train,
-        ["--corpus", "manifest", "--data", str(corpus), "--out", str(out), "--recipe", "fast",
-         "--epochs", "1", "--window", "1.0", "--max-folds", "1", "--val-speakers", "1",
-         "--quiet"],
+        [
+            "--corpus",
+            "manifest",
+            "--data",
+            str(corpus),
+            "--out",
+            str(out),
+            "--recipe",
+            "fast",
+            "--epochs",
+            "1",
+            "--window",
+            "1.0",
+            "--max-folds",
+            "1",
+            "--val-speakers",
+            "1",
+            "--quiet",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert json.loads((out / "results.json").read_text())["recipe"]["epochs"] == 1
-    bad = runner.invoke(train, ["--corpus", "emodb", "--data", str(tmp_path), "--out",
-                                str(out)])
+    bad = runner.invoke(train, ["--corpus", "emodb", "--data", str(tmp_path), "--out", str(out)])
     assert bad.exit_code == 2 and "wav" in bad.output
-    unknown = runner.invoke(train, ["--corpus", "manifest", "--data", str(corpus), "--out",
-                                    str(out), "--recipe", "magic"])
+    unknown = runner.invoke(
+        train,
+        ["--corpus", "manifest", "--data", str(corpus), "--out", str(out), "--recipe", "magic"],
+    )
     assert unknown.exit_code == 2 and "default" in unknown.output
 
 
 def test_recipes():
     paper = get_recipe("paper")
     assert (paper.optimizer, paper.learning_rate, paper.batch_size, paper.iterations) == (
-        "rmsprop", 0.01, 200, 1000
+        "rmsprop",
+        0.01,
+        200,
+        1000,
     )
     with pytest.raises(ValueError, match="default"):
         get_recipe("nope")
@@ -230,9 +316,13 @@ def test_data_parallel_training_on_two_cpu_devices(tmp_path):
         assert h[-1] < h[0]
         """
     )
-    env = {**os.environ, "KERAS_BACKEND": "jax",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                         text=True, timeout=300)
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "devices 2" in out.stdout

@@ -1,0 +1,175 @@
+"""EmoDB accuracy benchmark: a recipe under a protocol, folds spread over worker processes.
+
+    python bench/bench_training.py --protocol loso --recipe default
+    python bench/bench_training.py --protocol stratified --folds 10 --recipe default
+    python bench/bench_training.py --protocol loso --recipe paper
+    python bench/bench_training.py --table-only          # re-render docs from saved results
+
+Each run writes its merged results (per-fold metrics and predictions) to
+docs/results/emodb-<protocol>-<recipe>.json, then the "training" section of
+docs/benchmarks.md is rendered from every such file. Workers run one fold subset each with
+one thread, which on a 2-core machine is faster than one process using both cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from _report import machine_line, markdown_table, write_section  # noqa: E402
+
+EMODB = ROOT.parent / "shared" / "datasets" / "emodb"
+RESULTS = ROOT / "docs" / "results"
+ONE_THREAD = {
+    "OMP_NUM_THREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+}
+
+
+def fold_names(protocol: str, k: int) -> list[str]:
+    from edge_runtime.config import FrontendConfig  # noqa: F401  (fast import check)
+    from keras_dyconv.corpora import load_emodb
+    from keras_dyconv.experiment import ProtocolSpec, make_folds
+
+    return [f.name for f in make_folds(load_emodb(EMODB), ProtocolSpec(protocol, k=k))]
+
+
+def worker(args: argparse.Namespace) -> None:
+    if os.environ.get("KERAS_BACKEND") == "torch":
+        import torch
+
+        torch.set_num_threads(1)
+    from edge_runtime.config import FrontendConfig
+    from keras_dyconv.corpora import load_emodb
+    from keras_dyconv.experiment import ProtocolSpec, run_experiment
+    from keras_dyconv.training import get_recipe
+
+    run_experiment(
+        load_emodb(EMODB),
+        args.out,
+        FrontendConfig(),
+        get_recipe(args.recipe),
+        ProtocolSpec(args.protocol, k=args.folds),
+        seeds=args.seeds,
+        cache_dir=ROOT / "runs" / "cache",
+        only_folds=args.only.split(","),
+        verbose=0,
+        log=lambda msg: print(f"[{args.out.name}] {msg}", flush=True),
+    )
+
+
+def run(args: argparse.Namespace) -> Path:
+    from edge_runtime.config import FrontendConfig
+    from keras_dyconv.corpora import load_emodb
+    from keras_dyconv.experiment import merge_results
+    from keras_dyconv.features import extract_corpus
+
+    utts = load_emodb(EMODB)
+    # Fill the feature cache once, in parallel, before the workers start.
+    extract_corpus([u.path for u in utts], FrontendConfig(), cache_dir=ROOT / "runs" / "cache",
+                   n_jobs=args.workers)
+    names = fold_names(args.protocol, args.folds)
+    tag = f"emodb-{args.protocol}-{args.recipe}"
+    run_dir = ROOT / "runs" / "bench" / tag
+    env = {**os.environ, **ONE_THREAD, "KERAS_BACKEND": args.backend}
+    procs, t0 = [], time.time()
+    for i in range(args.workers):
+        subset = names[i :: args.workers]
+        if not subset:
+            continue
+        cmd = [sys.executable, __file__, "--worker", "--protocol", args.protocol, "--recipe",
+               args.recipe, "--folds", str(args.folds), "--only", ",".join(subset),
+               "--out", str(run_dir / f"part{i}"), "--seeds", *map(str, args.seeds)]
+        procs.append(subprocess.Popen(cmd, env=env))
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        raise SystemExit(f"a worker failed: exit codes {codes}")
+    parts = [json.loads((run_dir / f"part{i}" / "results.json").read_text())
+             for i in range(len(procs))]
+    merged = merge_results(parts)
+    merged["timings"]["wall_s"] = round(time.time() - t0, 1)
+    merged["timings"]["workers"] = len(procs)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{tag}.json"
+    path.write_text(json.dumps(merged, indent=1))
+    return path
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def render_table() -> None:
+    from keras_dyconv import build_dycnn_bilstm
+    from keras_dyconv.training import get_recipe
+
+    rows = []
+    for path in sorted(RESULTS.glob("emodb-*.json")):
+        r = json.loads(path.read_text())
+        proto = r["protocol"]
+        name = proto["name"] + (f" k={proto['k']}" if proto["name"] != "loso" else "")
+        pooled, ci = r["pooled"], r["pooled_ci95"]
+        seed0 = next(iter(r["per_seed"].values()))
+        recipe = get_recipe(r["recipe"]["name"])
+        params = build_dycnn_bilstm(num_classes=len(r["labels"]), **recipe.model).count_params()
+        rows.append([
+            r["recipe"]["name"], name, "yes" if proto["speaker_independent"] else "no",
+            f"{r['folds_run']} x {len(r['seeds'])}",
+            f"{pct(pooled['wa'])} [{pct(ci['wa'][0])}, {pct(ci['wa'][1])}]",
+            f"{pct(pooled['ua'])} [{pct(ci['ua'][0])}, {pct(ci['ua'][1])}]",
+            f"{pct(seed0['mean']['wa'])} ± {pct(seed0['std']['wa'])}",
+            f"{pct(seed0['mean']['ua'])} ± {pct(seed0['std']['ua'])}",
+            f"{r['timings'].get('wall_s', r['timings']['total_s']) / 60:.1f}",
+            r["versions"]["backend"], f"{params:,}",
+        ])
+    header = ["recipe", "protocol", "speaker-indep.", "folds x seeds", "pooled WA [95% CI]",
+              "pooled UA [95% CI]", "WA mean ± std (folds)", "UA mean ± std (folds)",
+              "wall min", "backend", "params"]
+    body = "\n\n".join([
+        "`bench/bench_training.py` on `../shared/datasets/emodb` (535 utterances, 7 classes). "
+        "WA = accuracy, UA = mean per-class recall. The 95% interval is a bootstrap over "
+        "utterances (it ignores speaker-level variance, so it is optimistic). Model selection "
+        "uses two validation speakers carved out of the training speakers (LOSO) or a "
+        "validation fraction of the training part (stratified); the test fold is never used. "
+        "Raw per-fold results and predictions: `docs/results/`.",
+        markdown_table(header, rows),
+        machine_line(),
+    ])
+    write_section("training", "EmoDB accuracy (dyser-train recipes)", body)
+    print(markdown_table(header, rows))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--protocol", default="loso", choices=["loso", "stratified"])
+    parser.add_argument("--folds", type=int, default=10, help="k for stratified")
+    parser.add_argument("--recipe", default="default")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--backend", default=os.environ.get("KERAS_BACKEND", "tensorflow"))
+    parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--only", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    if not args.table_only:
+        if not EMODB.exists():
+            raise SystemExit(f"EmoDB not found at {EMODB}")
+        print(f"results -> {run(args)}")
+    render_table()
+
+
+if __name__ == "__main__":
+    main()

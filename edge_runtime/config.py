@@ -1,0 +1,297 @@
+"""The one frontend configuration shared by training (librosa) and the edge runtime (numpy).
+
+A `FrontendConfig` is saved with every trained model and every exported artifact, so inference
+never guesses how features were made. Its `fingerprint()` keys feature caches and lets an
+artifact check that it is being fed the features it was trained on.
+
+Defaults suit speech at 16 kHz: 25 ms Hann windows (400 samples) every 10 ms (160 samples),
+a 512-point FFT, 64 Slaney mel bands from 0 Hz to Nyquist, 0.97 pre-emphasis, power
+spectrogram, dB with an 80 dB floor below the utterance maximum.
+
+Normalization defaults to "none". Use "dataset" (mean/std per feature, computed on the
+training set with `with_dataset_stats`) for training: per-utterance zero-mean normalization
+("utterance") was tried in a prototype and drives the first conv block's
+global-average-pool attention input to ~0, so that block's dynamic kernels stop adapting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "FEATURE_TYPES",
+    "NORMALIZATIONS",
+    "N_MFCC",
+    "FrontendConfig",
+    "dataset_statistics",
+    "with_dataset_stats",
+]
+
+#: Number of cepstral coefficients in MFCC-39 (13 static + 13 delta + 13 delta-delta).
+N_MFCC = 13
+FEATURE_TYPES = ("logmel", "mfcc39")
+NORMALIZATIONS = ("none", "utterance", "dataset")
+WINDOWS = ("hann", "hamming")
+PAD_MODES = ("constant", "edge", "reflect")
+MEL_SCALES = ("slaney", "htk")
+MEL_NORMS = ("slaney", None)
+#: Smallest standard deviation `dataset_statistics` reports, so normalization never divides
+#: by zero on a feature that is constant over the data set (e.g. a band clamped by top_db).
+MIN_STD = 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontendConfig:
+    """How raw audio becomes model input features (all lengths in samples, rates in Hz).
+
+    Pipeline: resample to `sample_rate` -> pre-emphasis -> centered framing -> window ->
+    |STFT|**power -> mel filter bank -> 10*log10 (dB, floored at `top_db` below the max)
+    -> optional MFCC-39 (DCT-II ortho, 13 coefficients + deltas + delta-deltas)
+    -> optional normalization. Features are time-major: (frames, n_features).
+    """
+
+    sample_rate: int = 16000
+    """Rate (Hz) features are computed at; other inputs are resampled to it."""
+    preemphasis: float = 0.97
+    """Pre-emphasis coefficient in [0, 1); 0 disables it."""
+    n_fft: int = 512
+    """FFT size (samples); the spectrum has n_fft // 2 + 1 bins."""
+    win_length: int = 400
+    """Window length (samples, <= n_fft); 400 = 25 ms at 16 kHz, zero-padded to n_fft."""
+    hop_length: int = 160
+    """Hop between frames (samples); 160 = 10 ms at 16 kHz."""
+    window: str = "hann"
+    """"hann" or "hamming", periodic (scipy get_window fftbins=True), as librosa uses."""
+    center: bool = True
+    """Pad n_fft // 2 samples on both sides so frame t is centered at t * hop_length."""
+    pad_mode: str = "constant"
+    """np.pad mode used when `center`: "constant" (zeros), "edge" or "reflect"."""
+    n_mels: int = 64
+    """Number of mel bands."""
+    fmin: float = 0.0
+    """Lowest mel band edge (Hz)."""
+    fmax: float | None = None
+    """Highest mel band edge (Hz); None means sample_rate / 2."""
+    mel_scale: str = "slaney"
+    """"slaney" (librosa default, linear below 1 kHz) or "htk"."""
+    mel_norm: str | None = "slaney"
+    """"slaney" (area normalization, librosa default) or None (peak 1)."""
+    power: float = 2.0
+    """Exponent of the magnitude spectrogram: 2 = power, 1 = magnitude."""
+    amin: float = 1e-10
+    """Floor applied to the mel spectrogram before the log (librosa power_to_db amin)."""
+    ref: float = 1.0
+    """Reference value: dB = 10*log10(max(amin, S)) - 10*log10(max(amin, ref))."""
+    top_db: float | None = None
+    """Clamp dB values to at least (max - top_db) of the analysed signal; None (default)
+    disables the clamp. The clamp is relative to the loudest frame of whatever signal is
+    analysed, so a whole file and a streaming window of it would get different floors:
+    leave it off for models that also run on streams."""
+    feature: str = "logmel"
+    """"logmel" (n_mels dB values per frame) or "mfcc39" (13 MFCC + delta + delta-delta)."""
+    delta_width: int = 9
+    """Savitzky-Golay window (frames, odd >= 3) for MFCC deltas, as librosa.feature.delta."""
+    normalization: str = "none"
+    """"none", "utterance" (per-file mean/std per feature) or "dataset" (`mean`/`std`)."""
+    mean: tuple[float, ...] | None = None
+    """Per-feature mean subtracted when normalization == "dataset" (n_features values)."""
+    std: tuple[float, ...] | None = None
+    """Per-feature std divided by when normalization == "dataset" (n_features values > 0)."""
+
+    def __post_init__(self) -> None:
+        for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "delta_width"):
+            _set(self, name, _as_int(name, getattr(self, name), minimum=1))
+        for name in ("preemphasis", "fmin", "power", "amin", "ref"):
+            _set(self, name, _as_float(name, getattr(self, name)))
+        for name in ("fmax", "top_db"):
+            if getattr(self, name) is not None:
+                _set(self, name, _as_float(name, getattr(self, name)))
+        if not isinstance(self.center, bool):
+            raise ValueError(f"center must be True or False, got {self.center!r}")
+        _check_choice("window", self.window, WINDOWS)
+        _check_choice("pad_mode", self.pad_mode, PAD_MODES)
+        _check_choice("mel_scale", self.mel_scale, MEL_SCALES)
+        _check_choice("mel_norm", self.mel_norm, MEL_NORMS)
+        _check_choice("feature", self.feature, FEATURE_TYPES)
+        _check_choice("normalization", self.normalization, NORMALIZATIONS)
+
+        if self.win_length > self.n_fft:
+            raise ValueError(f"win_length ({self.win_length}) must be <= n_fft ({self.n_fft})")
+        if not 0.0 <= self.preemphasis < 1.0:
+            raise ValueError(f"preemphasis must be in [0, 1), got {self.preemphasis}")
+        nyquist = self.sample_rate / 2
+        if self.fmin < 0:
+            raise ValueError(f"fmin must be >= 0 Hz, got {self.fmin}")
+        if not self.fmin < self.mel_fmax <= nyquist:
+            raise ValueError(
+                f"need fmin < fmax <= sample_rate / 2 = {nyquist} Hz, "
+                f"got fmin={self.fmin}, fmax={self.mel_fmax}"
+            )
+        for name in ("power", "amin", "ref"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.top_db is not None and self.top_db < 0:
+            raise ValueError(f"top_db must be >= 0 or None, got {self.top_db}")
+        if self.feature == "mfcc39" and self.n_mels < N_MFCC:
+            raise ValueError(f"mfcc39 needs n_mels >= {N_MFCC}, got n_mels={self.n_mels}")
+        if self.delta_width < 3 or self.delta_width % 2 == 0:
+            raise ValueError(f"delta_width must be an odd integer >= 3, got {self.delta_width}")
+        self._check_statistics()
+
+    def _check_statistics(self) -> None:
+        if self.normalization != "dataset":
+            if self.mean is not None or self.std is not None:
+                raise ValueError(
+                    f"mean/std are only used with normalization='dataset', "
+                    f"got normalization={self.normalization!r}"
+                )
+            return
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if values is None:
+                raise ValueError(f"normalization='dataset' needs {name} (see with_dataset_stats)")
+            if isinstance(values, str) or not isinstance(values, Sequence | np.ndarray):
+                raise ValueError(f"{name} must be a sequence of numbers, got {values!r}")
+            floats = tuple(_as_float(f"{name}[{i}]", v) for i, v in enumerate(values))
+            if len(floats) != self.n_features:
+                raise ValueError(
+                    f"{name} has {len(floats)} values, expected n_features={self.n_features} "
+                    f"(feature={self.feature!r})"
+                )
+            _set(self, name, floats)
+        if min(self.std) <= 0:
+            raise ValueError("std values must all be > 0")
+
+    @property
+    def n_features(self) -> int:
+        """Features per frame: n_mels for "logmel", 39 for "mfcc39"."""
+        return 3 * N_MFCC if self.feature == "mfcc39" else self.n_mels
+
+    @property
+    def mel_fmax(self) -> float:
+        """`fmax` with None resolved to the Nyquist frequency (Hz)."""
+        return self.sample_rate / 2 if self.fmax is None else self.fmax
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames produced for a signal of `n_samples` samples (at `sample_rate`)."""
+        if self.center:
+            return 1 + n_samples // self.hop_length
+        return 1 + (n_samples - self.n_fft) // self.hop_length
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-compatible dict (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        for name in ("mean", "std"):
+            if out[name] is not None:
+                out[name] = list(out[name])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FrontendConfig:
+        """Inverse of `to_dict`; unknown keys raise ValueError, missing keys take defaults."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"frontend config must be a mapping, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown frontend config key(s) {unknown}; known keys: {sorted(known)}"
+            )
+        return cls(**dict(data))
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """JSON text of `to_dict()`, keys sorted."""
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> FrontendConfig:
+        """Parse `to_json` output (ValueError on malformed JSON or unknown keys)."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"frontend config is not valid JSON: {err}") from None
+        return cls.from_dict(data)
+
+    def fingerprint(self) -> str:
+        """sha256 hex digest of the canonical JSON (sorted keys, no whitespace)."""
+        canonical = json.dumps(
+            self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False
+        )
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def dataset_statistics(
+    features: Iterable[np.ndarray], n_features: int | None = None
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-feature mean and std over all frames of all arrays (each (frames, n_features)).
+
+    Accumulates in float64 over frames, so long utterances weigh more than short ones. The
+    std is floored at `MIN_STD`.
+    """
+    count, width = 0, n_features
+    shift = total = total_sq = None
+    for i, array in enumerate(features):
+        x = np.asarray(array, dtype=np.float64)
+        if x.ndim != 2 or (width is not None and x.shape[1] != width):
+            raise ValueError(
+                f"feature array {i} has shape {x.shape}, expected (frames, {width or 'F'})"
+            )
+        if not np.isfinite(x).all():
+            raise ValueError(f"feature array {i} contains NaN or inf")
+        if shift is None:
+            # Shift by the first frame to keep the sum of squares well conditioned.
+            width = x.shape[1]
+            shift = x[0] if len(x) else np.zeros(width)
+            total, total_sq = np.zeros(width), np.zeros(width)
+        centred = x - shift
+        total += centred.sum(axis=0)
+        total_sq += np.square(centred).sum(axis=0)
+        count += len(x)
+    if count == 0:
+        raise ValueError("dataset_statistics needs at least one non-empty feature array")
+    mean_c = total / count
+    std = np.maximum(np.sqrt(np.maximum(total_sq / count - mean_c**2, 0.0)), MIN_STD)
+    return tuple(float(v) for v in mean_c + shift), tuple(float(v) for v in std)
+
+
+def with_dataset_stats(config: FrontendConfig, features: Iterable[np.ndarray]) -> FrontendConfig:
+    """A copy of `config` with normalization="dataset" and mean/std computed from `features`.
+
+    `features` must be un-normalized arrays of shape (frames, config.n_features), i.e.
+    computed with a config whose normalization is "none".
+    """
+    mean, std = dataset_statistics(features, config.n_features)
+    return dataclasses.replace(config, normalization="dataset", mean=mean, std=std)
+
+
+def _set(config: FrontendConfig, name: str, value: object) -> None:
+    # Frozen dataclass: normalise field types once, in __post_init__.
+    object.__setattr__(config, name, value)
+
+
+def _as_int(name: str, value: object, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _as_float(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def _check_choice(name: str, value: object, choices: tuple[object, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
