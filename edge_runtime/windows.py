@@ -76,9 +76,7 @@ def split_windows(features: np.ndarray, policy: WindowPolicy) -> np.ndarray:
     return np.stack([features[s : s + policy.frames] for s in starts])
 
 
-def random_window(
-    features: np.ndarray, frames: int, rng: np.random.Generator
-) -> np.ndarray:
+def random_window(features: np.ndarray, frames: int, rng: np.random.Generator) -> np.ndarray:
     """A training crop of `frames` frames at a uniformly random start (tiled if too short)."""
     features = tile_to_length(np.asarray(features), frames)
     start = int(rng.integers(0, len(features) - frames + 1))

@@ -35,57 +35,145 @@ def _frontend(path: Path | None) -> FrontendConfig:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--corpus", type=click.Choice(CORPUS_CHOICES), required=True,
-              help="Layout of DATA: a corpus's own published layout, a folder per label, "
-                   "or a CSV manifest (path,label[,speaker,gender]).")
-@click.option("--data", type=click.Path(exists=True, path_type=Path), required=True,
-              help="Corpus root folder, or the manifest file for --corpus manifest.")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Run folder: results.json, plots, models.")
-@click.option("--recipe", default="default", show_default=True,
-              help="Training recipe: default (ours), paper (RMSProp 0.01, batch 200, "
-                   "1000 iterations), fast (smoke runs).")
-@click.option("--protocol", type=click.Choice(["loso", "group-kfold", "stratified", "split",
-                                                "all"]),
-              default="loso", show_default=True,
-              help="loso: leave one speaker out (speaker-independent, the honest number). "
-                   "group-kfold: speaker-grouped k folds. stratified: random stratified k "
-                   "folds (speaker-DEPENDENT, what many papers report). split: a fixed split "
-                   "file. all: train one deployable model on everything.")
-@click.option("--folds", "k", type=int, default=5, show_default=True,
-              help="k for group-kfold and stratified.")
-@click.option("--split-file", type=click.Path(exists=True, path_type=Path),
-              help="CSV path,split (train/val/test) for --protocol split.")
-@click.option("--val-speakers", type=int, default=2, show_default=True,
-              help="Training speakers held out for early stopping (one female, one male "
-                   "when genders are known). The test fold is never used for selection.")
-@click.option("--seed", "seeds", type=int, multiple=True, default=(0,), show_default=True,
-              help="Seed; repeat for several seeds (results report mean and spread).")
+@click.option(
+    "--corpus",
+    type=click.Choice(CORPUS_CHOICES),
+    required=True,
+    help="Layout of DATA: a corpus's own published layout, a folder per label, "
+    "or a CSV manifest (path,label[,speaker,gender]).",
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="Corpus root folder, or the manifest file for --corpus manifest.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Run folder: results.json, plots, models.",
+)
+@click.option(
+    "--recipe",
+    default="default",
+    show_default=True,
+    help="Training recipe: default (ours), paper (RMSProp 0.01, batch 200, "
+    "1000 iterations), fast (smoke runs).",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(["loso", "group-kfold", "stratified", "split", "all"]),
+    default="loso",
+    show_default=True,
+    help="loso: leave one speaker out (speaker-independent, the honest number). "
+    "group-kfold: speaker-grouped k folds. stratified: random stratified k "
+    "folds (speaker-DEPENDENT, what many papers report). split: a fixed split "
+    "file. all: train one deployable model on everything.",
+)
+@click.option(
+    "--folds", "k", type=int, default=5, show_default=True, help="k for group-kfold and stratified."
+)
+@click.option(
+    "--split-file",
+    type=click.Path(exists=True, path_type=Path),
+    help="CSV path,split (train/val/test) for --protocol split.",
+)
+@click.option(
+    "--val-speakers",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Training speakers held out for early stopping (one female, one male "
+    "when genders are known). The test fold is never used for selection.",
+)
+@click.option(
+    "--seed",
+    "seeds",
+    type=int,
+    multiple=True,
+    default=(0,),
+    show_default=True,
+    help="Seed; repeat for several seeds (results report mean and spread).",
+)
 @click.option("--epochs", type=int, help="Override the recipe's maximum epochs.")
 @click.option("--batch-size", type=int, help="Override the recipe's batch size.")
 @click.option("--learning-rate", type=float, help="Override the recipe's learning rate.")
-@click.option("--class-weighting/--no-class-weighting", default=None,
-              help="Weight classes by inverse frequency.")
+@click.option(
+    "--class-weighting/--no-class-weighting",
+    default=None,
+    help="Weight classes by inverse frequency.",
+)
 @click.option("--mixup", type=float, help="Mixup alpha (0 disables).")
-@click.option("--spec-augment", type=int, nargs=4, metavar="TM TW FM FW",
-              help="SpecAugment: time masks, max width, freq masks, max width.")
+@click.option(
+    "--spec-augment",
+    type=int,
+    nargs=4,
+    metavar="TM TW FM FW",
+    help="SpecAugment: time masks, max width, freq masks, max width.",
+)
 @click.option("--patience", type=int, help="Early-stopping patience in epochs.")
-@click.option("--frontend", "frontend_file", type=click.Path(exists=True, path_type=Path),
-              help="Frontend config JSON (default: 16 kHz, 25 ms / 10 ms, 64 log-mels).")
-@click.option("--window", type=float, default=3.0, show_default=True,
-              help="Model input window in seconds (pad/crop; evaluation averages windows).")
-@click.option("--window-hop", type=float, default=1.0, show_default=True,
-              help="Hop between evaluation windows in seconds.")
-@click.option("--cache", type=click.Path(path_type=Path),
-              help="Feature cache folder (keyed by frontend config and file content).")
-@click.option("--jobs", type=int, default=1, show_default=True,
-              help="Feature-extraction processes (-1: all cores).")
+@click.option(
+    "--frontend",
+    "frontend_file",
+    type=click.Path(exists=True, path_type=Path),
+    help="Frontend config JSON (default: 16 kHz, 25 ms / 10 ms, 64 log-mels).",
+)
+@click.option(
+    "--window",
+    type=float,
+    default=3.0,
+    show_default=True,
+    help="Model input window in seconds (pad/crop; evaluation averages windows).",
+)
+@click.option(
+    "--window-hop",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Hop between evaluation windows in seconds.",
+)
+@click.option(
+    "--cache",
+    type=click.Path(path_type=Path),
+    help="Feature cache folder (keyed by frontend config and file content).",
+)
+@click.option(
+    "--jobs",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Feature-extraction processes (-1: all cores).",
+)
 @click.option("--max-folds", type=int, help="Run only the first N folds (partial result).")
 @click.option("--save-models", is_flag=True, help="Save each fold's model (first seed).")
 @click.option("--quiet", is_flag=True, help="No Keras progress bars.")
-def train(corpus, data, out, recipe, protocol, k, split_file, val_speakers, seeds, epochs,
-          batch_size, learning_rate, class_weighting, mixup, spec_augment, patience,
-          frontend_file, window, window_hop, cache, jobs, max_folds, save_models, quiet):
+def train(
+    corpus,
+    data,
+    out,
+    recipe,
+    protocol,
+    k,
+    split_file,
+    val_speakers,
+    seeds,
+    epochs,
+    batch_size,
+    learning_rate,
+    class_weighting,
+    mixup,
+    spec_augment,
+    patience,
+    frontend_file,
+    window,
+    window_hop,
+    cache,
+    jobs,
+    max_folds,
+    save_models,
+    quiet,
+):
     """Train and evaluate a DyCNN + Bi-LSTM speech-emotion model.
 
     Reads the corpus, computes log-mel features (cached), and runs the protocol: for every
@@ -110,26 +198,49 @@ def train(corpus, data, out, recipe, protocol, k, split_file, val_speakers, seed
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--recipe") from None
     chosen = base.with_overrides(
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-        class_weighting=class_weighting, mixup_alpha=mixup,
-        spec_augment=tuple(spec_augment) if spec_augment else None, patience=patience,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        class_weighting=class_weighting,
+        mixup_alpha=mixup,
+        spec_augment=tuple(spec_augment) if spec_augment else None,
+        patience=patience,
     )
     config = _frontend(frontend_file)
     if config.normalization != "none":
-        raise click.BadParameter("training computes dataset statistics itself: use a "
-                                 "frontend config with normalization 'none'",
-                                 param_hint="--frontend")
+        raise click.BadParameter(
+            "training computes dataset statistics itself: use a "
+            "frontend config with normalization 'none'",
+            param_hint="--frontend",
+        )
     frames_per_s = config.sample_rate / config.hop_length
-    policy = WindowPolicy(frames=round(window * frames_per_s),
-                          hop_frames=max(1, round(window_hop * frames_per_s)))
+    policy = WindowPolicy(
+        frames=round(window * frames_per_s), hop_frames=max(1, round(window_hop * frames_per_s))
+    )
     utts = _load_utterances(corpus, data)
-    spec = ProtocolSpec(protocol, k=k, split_file=str(split_file) if split_file else None,
-                        val_speakers=val_speakers, seed=seeds[0])
+    spec = ProtocolSpec(
+        protocol,
+        k=k,
+        split_file=str(split_file) if split_file else None,
+        val_speakers=val_speakers,
+        seed=seeds[0],
+    )
     try:
-        run_experiment(utts, out, config, chosen, spec, seeds=seeds, policy=policy,
-                       cache_dir=cache, n_jobs=jobs, max_folds=max_folds,
-                       save_models=save_models, verbose=0 if quiet else "auto",
-                       log=lambda msg: click.echo(msg, err=True))
+        run_experiment(
+            utts,
+            out,
+            config,
+            chosen,
+            spec,
+            seeds=seeds,
+            policy=policy,
+            cache_dir=cache,
+            n_jobs=jobs,
+            max_folds=max_folds,
+            save_models=save_models,
+            verbose=0 if quiet else "auto",
+            log=lambda msg: click.echo(msg, err=True),
+        )
     except ValueError as err:
         click.echo(f"dyser-train: {err}", err=True)
         sys.exit(EXIT_FAILED)
@@ -137,10 +248,18 @@ def train(corpus, data, out, recipe, protocol, k, split_file, val_speakers, seed
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--corpus", type=click.Choice(CORPUS_CHOICES), required=True,
-              help="Layout of DATA (as for dyser-train).")
-@click.option("--data", type=click.Path(exists=True, path_type=Path), required=True,
-              help="Corpus root folder or manifest.")
+@click.option(
+    "--corpus",
+    type=click.Choice(CORPUS_CHOICES),
+    required=True,
+    help="Layout of DATA (as for dyser-train).",
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="Corpus root folder or manifest.",
+)
 @click.option("--speakers", help="Comma-separated speakers to score (default: all).")
 @click.option("--cache", type=click.Path(path_type=Path), help="Feature cache folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
@@ -171,8 +290,9 @@ def evaluate(model, corpus, data, speakers, cache, as_json):
     skipped = len(utts) - len(known)
     if not known:
         raise click.UsageError(f"no utterances with labels the model knows ({metadata.labels})")
-    raw = FrontendConfig.from_dict({**metadata.frontend.to_dict(), "normalization": "none",
-                                    "mean": None, "std": None})
+    raw = FrontendConfig.from_dict(
+        {**metadata.frontend.to_dict(), "normalization": "none", "mean": None, "std": None}
+    )
     feats = extract_corpus([u.path for u in known], raw, cache_dir=cache)
     probs = predict_utterances(net, feats, metadata.frontend, metadata.window)
     y = [metadata.labels.index(u.label) for u in known]
@@ -181,5 +301,7 @@ def evaluate(model, corpus, data, speakers, cache, as_json):
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
-        click.echo(f"{len(known)} utterances ({skipped} skipped): WA {summary['wa']:.3f}  "
-                   f"UA {summary['ua']:.3f}  macro-F1 {summary['macro_f1']:.3f}")
+        click.echo(
+            f"{len(known)} utterances ({skipped} skipped): WA {summary['wa']:.3f}  "
+            f"UA {summary['ua']:.3f}  macro-F1 {summary['macro_f1']:.3f}"
+        )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import keras
 
-import keras_dyconv.layers  # noqa: F401  (registers the custom layers for deserialisation)
+import keras_dyconv.layers
 import keras_dyconv.models  # noqa: F401
 from edge_runtime.metadata import MetadataError, ModelMetadata
 

@@ -224,7 +224,9 @@ class WindowSequence(keras.utils.PyDataset):
         rng = np.random.default_rng(self.rng.integers(1 << 62) + index)
         x = np.stack(
             [
-                normalize(random_window(load_features(self.sources[i]), self.frames, rng), self.config)
+                normalize(
+                    random_window(load_features(self.sources[i]), self.frames, rng), self.config
+                )
                 for i in batch
             ]
         ).astype(np.float32)
@@ -386,7 +388,9 @@ def train_model(
     class_weights = None
     if recipe.class_weighting:
         counts = np.bincount(labels_arr, minlength=len(labels)).astype(np.float64)
-        class_weights = np.where(counts > 0, len(labels_arr) / (len(labels) * np.maximum(counts, 1)), 0)
+        class_weights = np.where(
+            counts > 0, len(labels_arr) / (len(labels) * np.maximum(counts, 1)), 0
+        )
     data = WindowSequence(
         train_sources,
         labels_arr,
