@@ -132,6 +132,12 @@ def load_features(source: FeatureSource) -> np.ndarray:
     return np.load(source, mmap_mode="r", allow_pickle=False)
 
 
+def normalized(features: np.ndarray, config: FrontendConfig) -> np.ndarray:
+    """A normalised float32 copy of `features` (edge_runtime's `normalize` works in place,
+    and training must never change the stored features: they are reused every epoch)."""
+    return normalize(np.array(features, dtype=np.float32), config)
+
+
 def dataset_statistics(sources: Sequence[FeatureSource]) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and std over all frames of `sources` (streamed, float64 sums)."""
     total, sq, count = None, None, 0
@@ -224,7 +230,7 @@ class WindowSequence(keras.utils.PyDataset):
         rng = np.random.default_rng(self.rng.integers(1 << 62) + index)
         x = np.stack(
             [
-                normalize(
+                normalized(
                     random_window(load_features(self.sources[i]), self.frames, rng), self.config
                 )
                 for i in batch
@@ -262,7 +268,7 @@ def utterance_windows(
     """All evaluation windows of all utterances, (n_windows, frames, F), and their owners."""
     windows, owners = [], []
     for i, source in enumerate(sources):
-        w = split_windows(normalize(np.asarray(load_features(source)), config), policy)
+        w = split_windows(normalized(load_features(source), config), policy)
         windows.append(w.astype(np.float32))
         owners.append(np.full(len(w), i))
     return np.concatenate(windows), np.concatenate(owners)

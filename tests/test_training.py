@@ -100,6 +100,7 @@ def test_window_sequence_batches_are_normalised_windows():
 
 def test_train_model_learns_and_records_normalisation(tmp_path):
     feats, labels = synthetic_features(40)
+    originals = [f.copy() for f in feats]
     result = train_model(
         feats[:30],
         labels[:30],
@@ -117,6 +118,9 @@ def test_train_model_learns_and_records_normalisation(tmp_path):
     assert len(result.history["val_ua"]) == result.epochs_run == 6
     probs = predict_utterances(result.model, feats[35:], result.config, POLICY)
     assert (probs.argmax(axis=1) == labels[35:]).mean() >= 0.8
+    # Windows are normalised copies: the stored features are reused every epoch.
+    for before, after in zip(originals, feats, strict=True):
+        np.testing.assert_array_equal(before, after)
 
 
 def test_resume_after_interruption(tmp_path):
@@ -216,8 +220,7 @@ def test_run_folder_and_reloaded_model(corpus, tmp_path):
     # Runs over disjoint fold subsets merge into the same pooled result.
     names = sorted({r["fold"] for r in on_disk["folds"]})
     parts = [
-        {**on_disk, "folds": [r for r in on_disk["folds"] if r["fold"] == name]}
-        for name in names
+        {**on_disk, "folds": [r for r in on_disk["folds"] if r["fold"] == name]} for name in names
     ]
     merged = merge_results(parts)
     assert merged["pooled"] == on_disk["pooled"] and merged["per_seed"] == on_disk["per_seed"]
