@@ -6,7 +6,8 @@ artifact check that it is being fed the features it was trained on.
 
 Defaults suit speech at 16 kHz: 25 ms Hann windows (400 samples) every 10 ms (160 samples),
 a 512-point FFT, 64 Slaney mel bands from 0 Hz to Nyquist, 0.97 pre-emphasis, power
-spectrogram, dB with an 80 dB floor below the utterance maximum.
+spectrogram, dB (10*log10 with a 1e-10 power floor, no top_db clamp: a clamp relative to
+the loudest frame would differ between a whole file and a streaming window of it).
 
 Normalization defaults to "none". Use "dataset" (mean/std per feature, computed on the
 training set with `with_dataset_stats`) for training: per-utterance zero-mean normalization

@@ -48,6 +48,7 @@ class ModelMetadata:
         object.__setattr__(self, "labels", labels)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable form (what `.keras` files and manifests store)."""
         return {
             "format_version": self.format_version,
             "labels": list(self.labels),
@@ -57,10 +58,12 @@ class ModelMetadata:
         }
 
     def to_json(self) -> str:
+        """`to_dict` as indented JSON with sorted keys."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "metadata") -> ModelMetadata:
+        """Parse and validate; raises `MetadataError` naming `source` and the problem."""
         if not isinstance(data, dict):
             raise MetadataError(f"{source}: expected a JSON object, got {type(data).__name__}")
         version = data.get("format_version")
@@ -86,6 +89,7 @@ class ModelMetadata:
 
     @classmethod
     def from_json(cls, text: str | bytes, source: str = "metadata") -> ModelMetadata:
+        """`from_dict` of a JSON document."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:

@@ -39,10 +39,12 @@ class WindowPolicy:
             )
 
     def to_dict(self) -> dict[str, Any]:
+        """`{"frames": ..., "hop_frames": ...}`."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WindowPolicy:
+        """Parse `to_dict` output; unknown keys raise ValueError."""
         unknown = set(data) - {"frames", "hop_frames"}
         if unknown:
             raise ValueError(f"unknown window policy keys: {sorted(unknown)}")

@@ -69,7 +69,7 @@ def _frontend(path: Path | None) -> FrontendConfig:
     help="loso: leave one speaker out (speaker-independent, the honest number). "
     "group-kfold: speaker-grouped k folds. stratified: random stratified k "
     "folds (speaker-DEPENDENT, what many papers report). split: a fixed split "
-    "file. all: train one deployable model on everything.",
+    "file. all: train one deployable model on all but the validation speakers.",
 )
 @click.option(
     "--folds", "k", type=int, default=5, show_default=True, help="k for group-kfold and stratified."

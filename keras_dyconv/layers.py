@@ -10,18 +10,19 @@ Because convolution is linear in the kernel, ``sum_k pi_k (W_k * x)`` equals
 ``(sum_k pi_k W_k) * x``. The layer offers both orders of computation, with identical
 results up to float rounding:
 
-* ``"aggregate"``: mix the K kernels per sample, then convolve once. The batch is folded
-  into the channel axis and convolved as a grouped convolution (one group per sample), or
-  as a plain convolution when the batch is statically 1. This is the cheap path the paper
-  means by "without significantly increasing computational demands".
+* ``"aggregate"``: mix the K kernels per sample, then convolve each sample with its own
+  kernel: the multiply-adds of one static convolution plus the mix. This is the cheap path
+  the paper means by "without significantly increasing computational demands". The
+  per-sample convolutions are unrolled for a static batch (up to `MAX_UNROLLED_BATCH`; a
+  batch of 1 is one plain convolution) and run as a loop otherwise.
 * ``"branches"``: scale K copies of the input by their attention weight, concatenate them
   on the channel axis and run one ordinary convolution with the K kernels stacked along the
   input channels (the sum over k happens in the accumulator). K times the multiply-adds,
   but only ops every converter knows (mean, matmul, softmax, mul, concat, conv), and it
   quantizes well: this is the form the exporter uses.
 
-``mode="auto"`` (the default) picks the faster path for the running backend (see
-`auto_mode`); the exporter forces ``"branches"``.
+``mode="auto"`` (the default) resolves to `auto_mode()`, the faster path on CPU for the
+running backend; the exporter forces ``"branches"``.
 """
 
 from __future__ import annotations
@@ -34,16 +35,19 @@ import keras
 from keras import ops
 
 MODES = ("auto", "aggregate", "branches")
+# The aggregate path unrolls its per-sample loop up to this static batch size; larger or
+# unknown batches run as a loop (`ops.map`), whose gradient is slow on JAX.
+MAX_UNROLLED_BATCH = 64
 
 
 def auto_mode() -> str:
     """The computation path `mode="auto"` resolves to on the current Keras backend.
 
-    Measured (bench/bench_dynconv.py): PyTorch's grouped convolution makes the aggregate
-    path fast; TensorFlow and JAX run grouped convolutions on CPU through slow XLA kernels,
-    so the K-branch form is faster there.
+    Measured on CPU (bench/bench_dynconv.py, docs/benchmarks.md): the aggregate path costs
+    about as much as a static convolution on TensorFlow, JAX and PyTorch, the K-branch path
+    3.5-4x as much, so "aggregate" on every backend.
     """
-    return "aggregate" if keras.backend.backend() == "torch" else "branches"
+    return "aggregate"
 
 
 def _normalize_tuple(value: int | Sequence[int], rank: int, name: str) -> tuple[int, ...]:
@@ -115,9 +119,14 @@ class BaseDynamicConv(keras.layers.Layer):
             `TemperatureAnnealing` can change it during training on every backend.
         mode: `"auto"`, `"aggregate"` or `"branches"` (see the module docstring). Both give
             the same outputs; they differ in speed and in how they export.
-        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
-        activity_regularizer, kernel_constraint, bias_constraint: as in `keras.layers.Conv2D`;
-            the kernel initializer is applied to each of the K kernels independently.
+        kernel_initializer: initializer of each of the K kernels, applied to each kernel
+            independently (fans of one kernel; a fresh seed per kernel).
+        bias_initializer: initializer of the K biases.
+        kernel_regularizer: regularizer of the stacked kernels.
+        bias_regularizer: regularizer of the stacked biases.
+        activity_regularizer: regularizer of the layer's output.
+        kernel_constraint: constraint on the stacked kernels.
+        bias_constraint: constraint on the stacked biases.
         attention_initializer: initializer of the two attention dense layers.
     """
 
@@ -285,14 +294,14 @@ class BaseDynamicConv(keras.layers.Layer):
             y = self._to_channels_first(y)
         return self.activation(y) if self.activation is not None else y
 
-    def _conv(self, x: Any, kernel: Any, padding: str) -> Any:
+    def _conv(self, x: Any, kernel: Any, padding: str, data_format: str = "channels_last") -> Any:
         return ops.conv(
             x,
             kernel,
             strides=self.strides,
             padding=padding,
             dilation_rate=self.dilation_rate,
-            data_format="channels_last",
+            data_format=data_format,
         )
 
     def _conv_branches(self, x: Any, pi: Any, padding: str) -> Any:
@@ -312,13 +321,21 @@ class BaseDynamicConv(keras.layers.Layer):
         kernels = ops.matmul(pi, flat)
         kernels = ops.reshape(kernels, (-1, *self.kernel_size, self.in_channels, self.filters))
         batch = x.shape[0]
-        if batch is None:  # TF graph with an unknown batch size: a loop over the samples
+        if batch == 1:  # inference, export: one plain convolution with the mixed kernel
+            return self._conv(x, kernels[0], padding)
+        if batch is None or batch > MAX_UNROLLED_BATCH:
             return ops.map(lambda xk: self._conv(xk[0][None], xk[1], padding)[0], (x, kernels))
-        # Unrolled: plain convolutions, forward and backward on each backend's fast conv
-        # kernels (a grouped convolution over the folded batch is 10-30x slower on CPU
-        # XLA, and JAX differentiates its loops slowly). A batch of 1 is one conv.
-        convs = [self._conv(x[i : i + 1], kernels[i], padding) for i in range(batch)]
-        return convs[0] if batch == 1 else ops.concatenate(convs, axis=0)
+        # One plain convolution per sample, unrolled: forward and backward run on each
+        # backend's fast conv kernels. (The batch folded into one grouped convolution is 2x
+        # slower on PyTorch and ~100x on TF/JAX, whose CPU grouped convs go through slow XLA
+        # kernels; XLA differentiates loops of convs slowly.) Keras's torch conv transposes
+        # channels_last inputs on every call: transpose once for the whole batch instead.
+        layout = "channels_first" if keras.backend.backend() == "torch" else "channels_last"
+        if layout == "channels_first":
+            x = self._to_channels_first(x)
+        convs = [self._conv(x[i : i + 1], kernels[i], padding, layout) for i in range(batch)]
+        y = ops.concatenate(convs, axis=0)
+        return self._to_channels_last(y) if layout == "channels_first" else y
 
     def _to_channels_last(self, x: Any) -> Any:
         return ops.transpose(x, (0, *range(2, self.rank + 2), 1))

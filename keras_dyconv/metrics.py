@@ -90,7 +90,8 @@ def summarize(y_true: Any, y_pred: Any, labels: Sequence[str]) -> dict[str, Any]
     """All metrics of one evaluation as a JSON-serialisable dict.
 
     Args:
-        y_true, y_pred: class indices into `labels`, shape (n,).
+        y_true: true class indices into `labels`, shape (n,).
+        y_pred: predicted class indices into `labels`, shape (n,).
         labels: class names.
 
     Returns:

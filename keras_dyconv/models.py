@@ -67,6 +67,7 @@ def build_dycnn_bilstm(
     temperature: float = 30.0,
     pool_size: tuple[int, int] = (2, 2),
     dropout: float = 0.3,
+    bn_momentum: float = 0.9,
     lstm_units: int = 64,
     attention_pooling: bool = True,
     attention_units: int = 64,
@@ -96,6 +97,10 @@ def build_dycnn_bilstm(
         temperature: initial attention temperature (anneal it with `TemperatureAnnealing`).
         pool_size: (time, mel) max-pooling per block.
         dropout: dropout rate after each block and before the classifier.
+        bn_momentum: BatchNormalization moving-average momentum. 0.9 (PyTorch's 0.1), not
+            Keras's 0.99: a small corpus gives ~15 steps per epoch, and with 0.99 the
+            inference statistics are still mostly their initial values after 10 epochs,
+            which makes inference-mode predictions collapse to one class.
         lstm_units: LSTM units per direction.
         attention_pooling: pool the Bi-LSTM outputs with `AttentionPooling`.
         attention_units: width of the attention-pooling score layer.
@@ -129,7 +134,7 @@ def build_dycnn_bilstm(
             mode=conv_mode,
             name=f"dyconv{i}",
         )(x)
-        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"bn{i}")(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)
         x = keras.layers.MaxPooling2D(pool_size, name=f"pool{i}")(x)
         x = keras.layers.Dropout(dropout, name=f"dropout{i}")(x)

@@ -83,6 +83,7 @@ class Recipe:
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:
+        """The recipe as a JSON-serialisable dict (recorded in results.json)."""
         return dataclasses.asdict(self)
 
 
@@ -185,7 +186,7 @@ class WindowSequence(keras.utils.PyDataset):
         spec_augment: (time masks, max width, freq masks, max width); masked cells are set
             to 0, the normalised mean.
         mixup_alpha: mixup Beta parameter (0 disables).
-        sample_weights: per-class weights (class weighting), or None.
+        class_weights: per-class loss weights (class weighting), or None.
     """
 
     def __init__(
@@ -329,6 +330,7 @@ class ValidationSelection(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def restore_best(self) -> None:
+        """Put the weights of the best validation epoch back into the model."""
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
 
@@ -373,15 +375,16 @@ def train_model(
     """Fit a DyCNN-BiLSTM on one training set.
 
     Args:
-        train_sources, train_labels: raw (unnormalised) features per utterance and class
-            indices into `labels`.
+        train_sources: raw (unnormalised) features per training utterance.
+        train_labels: class index (into `labels`) per training utterance.
         labels: class names.
         config: the frontend config the features were computed with (normalization "none");
             the returned config adds the training set's normalisation statistics.
         recipe: the training recipe.
         policy: window policy (default `WindowPolicy()`: 3 s windows, 1 s hop).
-        val_sources, val_labels: validation utterances for early stopping and checkpoint
-            selection; without them the last epoch is kept.
+        val_sources: raw features of the validation utterances (early stopping and
+            checkpoint selection); without them the last epoch is kept.
+        val_labels: class index per validation utterance.
         seed: seeds Keras, window sampling and augmentation.
         checkpoint_dir: if given, a checkpoint is written every epoch and an interrupted run
             resumes from it (`keras.callbacks.BackupAndRestore`).

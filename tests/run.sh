@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ruff check .
 ruff format --check .
+TF_CPP_MIN_LOG_LEVEL=3 NO_MKDOCS_2_WARNING=1 python -m mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
 if [ "${DYSER_SLOW:-0}" = 1 ]; then only=""; else only=" and not slow"; fi
 KERAS_BACKEND=tensorflow python -m pytest -q -m "not nothing${only}" tests
 for backend in jax torch; do

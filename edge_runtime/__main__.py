@@ -1,0 +1,237 @@
+"""Command line of the edge runtime: `python -m edge_runtime` (or `dyser-edge`).
+
+    python -m edge_runtime predict clip.wav                  # the shipped EmoDB model
+    python -m edge_runtime predict model.tflite a.wav b.wav --json
+    arecord -f S16_LE -r 16000 -c 1 | python -m edge_runtime stream model.tflite
+    python -m edge_runtime info model.tflite
+
+Standard library argparse only: the edge install has numpy and an interpreter, nothing else.
+Exit codes: 0 success, 1 a file could not be read or classified, 2 usage error or bad model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.artifact import ArtifactError, load_artifact
+from edge_runtime.engines import ENGINES, EngineError
+from edge_runtime.recognizer import DEFAULT_MODEL, EmotionRecognizer, StreamRecognizer
+from edge_runtime.wav import WavError
+
+EXIT_OK, EXIT_FILE, EXIT_USAGE = 0, 1, 2
+MODEL_SUFFIXES = (".tflite", ".onnx", ".npz")
+
+
+def _recognizer(model: str | None, engine: str, threads: int) -> EmotionRecognizer:
+    try:
+        return EmotionRecognizer(model, engine=engine, threads=threads)
+    except (ArtifactError, EngineError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """`predict`: one line (or JSON object) per audio file; exit 1 if any file failed."""
+    files = list(args.audio)
+    model = args.model
+    if model is None and files and files[0].endswith(MODEL_SUFFIXES):
+        model = files.pop(0)
+    if not files:
+        print("error: no audio files given", file=sys.stderr)
+        return EXIT_USAGE
+    recognizer = _recognizer(model, args.engine, args.threads)
+    status = EXIT_OK
+    for path in files:
+        try:
+            prediction = recognizer.predict_file(path)
+        except (WavError, OSError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            status = EXIT_FILE
+            continue
+        if args.json:
+            print(json.dumps({"file": path, **prediction.to_dict()}), flush=True)
+        else:
+            ranked = sorted(prediction.probabilities.items(), key=lambda kv: -kv[1])
+            top = "  ".join(f"{name} {p:.2f}" for name, p in ranked[:3])
+            print(f"{path}: {prediction.label}  ({top})", flush=True)
+    return status
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    """`stream`: PCM16 mono from stdin, one decision per hop until the stream ends."""
+    recognizer = _recognizer(args.model, args.engine, args.threads)
+    stream = StreamRecognizer(
+        recognizer, sample_rate=args.rate, hop_s=args.hop, smoothing=args.smoothing
+    )
+    source = sys.stdin.buffer
+    block = 2 * stream.hop  # bytes of one hop of PCM16
+    pending = b""
+    while True:
+        data = source.read(block)
+        if not data:
+            break  # end of stream; a dangling odd byte (partial sample) is dropped
+        pending += data
+        usable = len(pending) - len(pending) % 2
+        samples = np.frombuffer(pending[:usable], dtype="<i2").astype(np.float32) / 32768.0
+        pending = pending[usable:]
+        for decision in stream.push(samples):
+            if args.json:
+                line = json.dumps(
+                    {
+                        "time_s": decision.time_s,
+                        "label": decision.label,
+                        "probabilities": decision.probabilities,
+                    }
+                )
+            else:
+                line = (
+                    f"{decision.time_s:9.2f}s  {decision.label:<10} "
+                    f"{decision.probabilities[decision.label]:.2f}"
+                )
+            print(line, flush=True)
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """`info`: labels, frontend, window, tensors, quantization and ops of an artifact."""
+    try:
+        artifact = load_artifact(args.model or DEFAULT_MODEL)
+    except ArtifactError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    meta, info = artifact.metadata, artifact.info
+    summary = {
+        "model": str(artifact.model_path),
+        "format": info.format,
+        "quantization": info.quantization,
+        "size_bytes": info.size_bytes,
+        "sha256": info.sha256,
+        "labels": list(meta.labels),
+        "input": info.input.to_dict(),
+        "output": info.output.to_dict(),
+        "window": {
+            **meta.window.to_dict(),
+            "seconds": meta.window.frames * meta.frontend.hop_length / meta.frontend.sample_rate,
+        },
+        "frontend": meta.frontend.to_dict(),
+        "ops": _ops(artifact),
+        "info": meta.info,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return EXIT_OK
+    fe = meta.frontend
+    print(
+        f"{summary['model']}  ({info.format}, {info.quantization}, "
+        f"{info.size_bytes / 1024:.0f} KiB)"
+    )
+    print(f"  labels:   {', '.join(meta.labels)}")
+    print(
+        f"  frontend: {fe.feature}, {fe.sample_rate} Hz, n_fft {fe.n_fft}, win "
+        f"{fe.win_length}, hop {fe.hop_length}, {fe.n_mels} mels, normalization "
+        f"{fe.normalization}"
+    )
+    print(
+        f"  window:   {meta.window.frames} frames ({summary['window']['seconds']:.2f} s), "
+        f"hop {meta.window.hop_frames} frames"
+    )
+    print(
+        f"  input:    {info.input.shape} {info.input.dtype}"
+        + (
+            f" scale {info.input.scale:.5g} zero point {info.input.zero_point}"
+            if info.input.quantized
+            else ""
+        )
+    )
+    print(f"  output:   {info.output.shape} {info.output.dtype}")
+    if summary["ops"]:
+        print(f"  ops:      {', '.join(summary['ops'])}")
+    return EXIT_OK
+
+
+def _ops(artifact) -> list[str]:
+    """Operator types of the model, when the interpreter to list them is installed."""
+    try:
+        engine = EmotionRecognizer(artifact).engine
+    except (EngineError, ArtifactError):
+        return []
+    return sorted(set(getattr(engine, "ops", lambda: [])()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of `python -m edge_runtime` (predict, stream, info)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m edge_runtime",
+        description="Speech emotion recognition on small devices (numpy + an interpreter).",
+        epilog="Exit codes: 0 ok, 1 an audio file could not be read, 2 usage or model error.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def engine_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--engine",
+            choices=ENGINES,
+            default="auto",
+            help="inference engine (default: by model format)",
+        )
+        p.add_argument("--threads", type=int, default=1, help="interpreter threads (1)")
+
+    p = sub.add_parser(
+        "predict",
+        help="classify WAV files",
+        description="Label and probabilities per file. The first argument may "
+        "be a model (.tflite/.onnx/.npz); otherwise the shipped "
+        "EmoDB model is used.",
+    )
+    p.add_argument("audio", nargs="+", metavar="[MODEL] AUDIO")
+    p.add_argument("--model", help="exported model (with its .json manifest)")
+    p.add_argument("--json", action="store_true", help="one JSON object per file")
+    engine_options(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "stream",
+        help="classify raw PCM16 mono audio from stdin",
+        description="Reads little-endian 16-bit mono PCM from stdin (e.g. "
+        "`arecord -f S16_LE -r 16000 -c 1`) and prints one "
+        "decision per hop.",
+    )
+    p.add_argument("model", nargs="?", help="exported model (default: shipped EmoDB model)")
+    p.add_argument("--rate", type=int, default=16000, help="sample rate of stdin (16000)")
+    p.add_argument("--hop", type=float, default=0.5, help="seconds between decisions (0.5)")
+    p.add_argument(
+        "--smoothing",
+        type=float,
+        default=0.5,
+        help="weight of the past in the moving average of probabilities (0.5)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per decision")
+    engine_options(p)
+    p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser("info", help="describe an exported model")
+    p.add_argument("model", nargs="?", help="exported model (default: shipped EmoDB model)")
+    p.add_argument("--json", action="store_true", help="the description as one JSON object")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m edge_runtime` and `dyser-edge`; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    # Quiet exit when the reader of our output goes away (e.g. `| head`).
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Emotion recognition from files and live streams: frontend + windows + engine.
+
+`EmotionRecognizer` runs one exported artifact on whole recordings (windows every hop,
+mean of the window probabilities, as in training and export). `StreamRecognizer` runs it on
+an endless stream of samples with bounded memory: a ring buffer of one window, a decision
+every hop, and exponential smoothing of the probabilities over time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.artifact import Artifact, load_artifact
+from edge_runtime.engines import open_engine
+from edge_runtime.features import Frontend
+from edge_runtime.wav import read_wav
+from edge_runtime.windows import aggregate, split_windows, tile_to_length, window_starts
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "emodb-int8.tflite"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """An utterance-level decision.
+
+    Attributes:
+        label: the most probable class.
+        probabilities: class name -> probability (mean over windows).
+        window_starts: start of each window in seconds.
+        window_probabilities: (n_windows, n_classes) per-window probabilities.
+    """
+
+    label: str
+    probabilities: dict[str, float]
+    window_starts: tuple[float, ...]
+    window_probabilities: np.ndarray
+
+    def to_dict(self) -> dict:
+        """JSON form: label, probabilities, and each window's start, label and confidence."""
+        labels = list(self.probabilities)
+        return {
+            "label": self.label,
+            "probabilities": self.probabilities,
+            "windows": [
+                {"start_s": s, "label": labels[int(p.argmax())], "confidence": float(p.max())}
+                for s, p in zip(self.window_starts, self.window_probabilities, strict=True)
+            ],
+        }
+
+
+class EmotionRecognizer:
+    """Run an exported model on audio.
+
+    Args:
+        model: an `Artifact` or the path of an exported model (with its manifest); default:
+            the EmoDB model shipped in `edge_runtime/models/`.
+        engine: "auto", "litert", "onnxruntime" or "numpy" (see `open_engine`).
+        threads: interpreter threads.
+    """
+
+    def __init__(
+        self,
+        model: Artifact | str | os.PathLike | None = None,
+        engine: str = "auto",
+        threads: int = 1,
+    ) -> None:
+        self.artifact = (
+            model
+            if isinstance(model, Artifact)
+            else load_artifact(model if model is not None else DEFAULT_MODEL)
+        )
+        self.engine = open_engine(self.artifact, engine=engine, threads=threads)
+        self.frontend = Frontend(self.artifact.metadata.frontend)
+        self.policy = self.artifact.metadata.window
+        self.labels = self.artifact.labels
+
+    @property
+    def window_samples(self) -> int:
+        """Samples (at the model's rate) that produce one window of features."""
+        return (self.policy.frames - 1) * self.frontend.config.hop_length
+
+    def predict_samples(self, samples: np.ndarray, sample_rate: int) -> Prediction:
+        """Decision for a mono float signal in [-1, 1] at `sample_rate` Hz."""
+        feats = self.frontend(samples, sample_rate)
+        windows = split_windows(feats, self.policy).astype(np.float32)
+        probs = self.engine.predict(windows)
+        mean = aggregate(probs)
+        hop_s = self.frontend.config.hop_length / self.frontend.config.sample_rate
+        starts = window_starts(len(tile_to_length(feats, self.policy.frames)), self.policy)
+        return Prediction(
+            label=self.labels[int(mean.argmax())],
+            probabilities={name: float(p) for name, p in zip(self.labels, mean, strict=True)},
+            window_starts=tuple(round(s * hop_s, 3) for s in starts),
+            window_probabilities=probs,
+        )
+
+    def predict_file(self, path: str | os.PathLike) -> Prediction:
+        """Decision for a WAV file (any PCM/float WAV; resampled to the model's rate)."""
+        samples, rate = read_wav(path)
+        return self.predict_samples(samples, rate)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One streaming decision: the window ending at `time_s` seconds of stream."""
+
+    time_s: float
+    label: str
+    probabilities: dict[str, float]
+
+
+class StreamRecognizer:
+    """Sliding-window recognition over a live stream, in bounded memory.
+
+    Feed samples with `push`; every `hop_s` seconds of audio (once a full window has been
+    heard) the last window is classified and the smoothed probabilities give a decision.
+    Memory is one window of samples, whatever the stream's length.
+
+    Args:
+        recognizer: the model to run.
+        sample_rate: rate of the pushed samples (resampled per window if it differs from the
+            model's rate).
+        hop_s: seconds between decisions.
+        smoothing: weight of the past in the exponential moving average of probabilities
+            (0 = no smoothing).
+    """
+
+    def __init__(
+        self,
+        recognizer: EmotionRecognizer,
+        sample_rate: int = 16000,
+        hop_s: float = 0.5,
+        smoothing: float = 0.5,
+    ) -> None:
+        if hop_s <= 0 or not 0 <= smoothing < 1:
+            raise ValueError(f"need hop_s > 0 and 0 <= smoothing < 1, got {hop_s}, {smoothing}")
+        self.recognizer = recognizer
+        self.sample_rate = int(sample_rate)
+        model_rate = recognizer.frontend.config.sample_rate
+        self.window = int(round(recognizer.window_samples * self.sample_rate / model_rate))
+        self.hop = max(1, int(round(hop_s * self.sample_rate)))
+        self.smoothing = float(smoothing)
+        self._ring = np.zeros(self.window, dtype=np.float32)
+        self._filled = 0  # valid samples in the ring (saturates at the window size)
+        self._since_decision = 0
+        self._total = 0
+        self._smoothed: np.ndarray | None = None
+
+    def push(self, samples: np.ndarray) -> list[Decision]:
+        """Add samples (float32 in [-1, 1]); return the decisions they complete."""
+        decisions = []
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        while len(samples):
+            take = min(len(samples), self.hop - self._since_decision)
+            chunk, samples = samples[:take], samples[take:]
+            self._append(chunk)
+            self._since_decision += take
+            self._total += take
+            if self._since_decision == self.hop:
+                self._since_decision = 0
+                if self._filled == self.window:
+                    decisions.append(self._decide())
+        return decisions
+
+    def _append(self, chunk: np.ndarray) -> None:
+        n = len(chunk)
+        if n >= self.window:
+            self._ring[:] = chunk[-self.window :]
+        else:
+            self._ring[:-n] = self._ring[n:]
+            self._ring[-n:] = chunk
+        self._filled = min(self.window, self._filled + n)
+
+    def _decide(self) -> Decision:
+        r = self.recognizer
+        feats = r.frontend(self._ring, self.sample_rate)
+        window = tile_to_length(feats, r.policy.frames)[-r.policy.frames :]
+        probs = r.engine.predict(window[None].astype(np.float32))[0].astype(np.float64)
+        if self._smoothed is None:
+            self._smoothed = probs
+        else:
+            self._smoothed = self.smoothing * self._smoothed + (1 - self.smoothing) * probs
+        return Decision(
+            time_s=round(self._total / self.sample_rate, 3),
+            label=r.labels[int(self._smoothed.argmax())],
+            probabilities={n: float(p) for n, p in zip(r.labels, self._smoothed, strict=True)},
+        )
