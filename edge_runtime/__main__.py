@@ -15,7 +15,6 @@ import argparse
 import json
 import signal
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -105,7 +104,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     except ArtifactError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    meta, info = artifact.metadata, artifact.info
+    meta, info = artifact.metadata, artifact.artifact_info
     summary = {
         "model": str(artifact.model_path),
         "format": info.format,
@@ -161,7 +160,8 @@ def _ops(artifact) -> list[str]:
         engine = EmotionRecognizer(artifact).engine
     except (EngineError, ArtifactError):
         return []
-    return sorted(set(getattr(engine, "ops", lambda: [])()))
+    # DELEGATE is the interpreter's XNNPACK node, not an op of the model file.
+    return sorted(set(getattr(engine, "ops", lambda: [])()) - {"DELEGATE"})
 
 
 def build_parser() -> argparse.ArgumentParser:

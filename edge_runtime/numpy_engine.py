@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -62,7 +62,10 @@ def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[i
 
 
 def conv2d(
-    x: np.ndarray, kernel: np.ndarray, strides: tuple[int, int], padding: str,
+    x: np.ndarray,
+    kernel: np.ndarray,
+    strides: tuple[int, int],
+    padding: str,
     dilation: tuple[int, int],
 ) -> np.ndarray:
     """2-D convolution (cross-correlation) by im2col + matmul.
@@ -78,8 +81,10 @@ def conv2d(
     """
     kh, kw = kernel.shape[-4:-2]
     if padding == "same":
-        pads = [_same_padding(x.shape[1 + i], k, strides[i], dilation[i])
-                for i, k in enumerate((kh, kw))]
+        pads = [
+            _same_padding(x.shape[1 + i], k, strides[i], dilation[i])
+            for i, k in enumerate((kh, kw))
+        ]
         x = np.pad(x, [(0, 0), pads[0], pads[1], (0, 0)])
     eff_h, eff_w = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
     # (batch, out_rows', out_cols', cin, eff_h, eff_w) views, then dilation/stride subsampling.
@@ -115,16 +120,19 @@ def _lstm(x: np.ndarray, specs: list[dict], weights: list[dict[str, np.ndarray]]
     leading axis, so the Python loop over time runs once for all of them.
     """
     units = specs[0]["units"]
-    if any(s["units"] != units or s["activation"] != "tanh"
-           or s["recurrent_activation"] != "sigmoid" for s in specs):
+    if any(
+        s["units"] != units or s["activation"] != "tanh" or s["recurrent_activation"] != "sigmoid"
+        for s in specs
+    ):
         raise GraphError("the numpy engine runs tanh/sigmoid LSTMs of equal width")
     inputs = np.stack([x[:, ::-1] if s.get("go_backwards") else x for s in specs])
     # Reorder gate columns (i, f, c, o) -> (i, f, o, c): one sigmoid and one tanh per step.
-    order = np.r_[0:2 * units, 3 * units:4 * units, 2 * units:3 * units]
+    order = np.r_[0 : 2 * units, 3 * units : 4 * units, 2 * units : 3 * units]
     kernel = np.stack([w["kernel"][:, order] for w in weights])
     recurrent = np.stack([w["recurrent_kernel"][:, order] for w in weights])
-    bias = np.stack([w["bias"][order] if "bias" in w else np.zeros(4 * units, np.float32)
-                     for w in weights])
+    bias = np.stack(
+        [w["bias"][order] if "bias" in w else np.zeros(4 * units, np.float32) for w in weights]
+    )
     projected = inputs @ kernel[:, None] + bias[:, None, None, :]  # (L, batch, time, 4u)
     h = np.zeros((len(specs), x.shape[0], units), np.float32)
     c = np.zeros_like(h)
@@ -135,8 +143,10 @@ def _lstm(x: np.ndarray, specs: list[dict], weights: list[dict[str, np.ndarray]]
         c = gates[..., units : 2 * units] * c + gates[..., :units] * np.tanh(z[..., 3 * units :])
         h = gates[..., 2 * units :] * np.tanh(c)
         steps.append(h)
-    return [np.stack([step[i] for step in steps], axis=1) if spec["return_sequences"] else h[i]
-            for i, spec in enumerate(specs)]
+    return [
+        np.stack([step[i] for step in steps], axis=1) if spec["return_sequences"] else h[i]
+        for i, spec in enumerate(specs)
+    ]
 
 
 class NumpyModel:
@@ -165,12 +175,16 @@ class NumpyModel:
         for index, layer in enumerate(self.layers):
             prefix = f"{index}/"
             self.weights.append(
-                {k[len(prefix):]: v.astype(np.float32) for k, v in arrays.items()
-                 if k.startswith(prefix)}
+                {
+                    k[len(prefix) :]: v.astype(np.float32)
+                    for k, v in arrays.items()
+                    if k.startswith(prefix)
+                }
             )
             if layer["type"] not in self._OPS:
-                raise GraphError(f"{path}: layer {layer.get('name')!r} has unknown type "
-                                 f"{layer['type']!r}")
+                raise GraphError(
+                    f"{path}: layer {layer.get('name')!r} has unknown type {layer['type']!r}"
+                )
 
     def ops(self) -> list[str]:
         """The layer types of the graph, in order."""
@@ -200,8 +214,9 @@ class NumpyModel:
         # The exported kernel stacks the K kernels on input channels (input-side mix); in
         # numpy mixing the kernels per sample first is K times cheaper and exactly equal.
         mixed = np.einsum("bk,hwkcf->bhwcf", pi, stacked)
-        y = conv2d(x, mixed, tuple(layer["strides"]), layer["padding"],
-                   tuple(layer["dilation_rate"]))
+        y = conv2d(
+            x, mixed, tuple(layer["strides"]), layer["padding"], tuple(layer["dilation_rate"])
+        )
         y = y + w["bias"]
         if "bias_delta" in w:
             y = y + (pi @ w["bias_delta"])[:, None, None, :]
@@ -232,8 +247,10 @@ class NumpyModel:
         return _lstm(x, [layer], [w])[0]
 
     def _bidirectional(self, x, layer, w):
-        split = [{k.split("/", 1)[1]: v for k, v in w.items() if k.startswith(f"{side}/")}
-                 for side in ("forward", "backward")]
+        split = [
+            {k.split("/", 1)[1]: v for k, v in w.items() if k.startswith(f"{side}/")}
+            for side in ("forward", "backward")
+        ]
         forward, backward = _lstm(x, [layer["forward"], layer["backward"]], split)
         if layer["backward"]["return_sequences"]:
             backward = backward[:, ::-1]  # back to forward time order, as Keras does
@@ -253,7 +270,7 @@ class NumpyModel:
         weights = _softmax(hidden @ w["score_vector"], axis=1)  # (B, T, 1)
         return (weights * x).sum(axis=1)
 
-    _OPS: dict[str, Callable] = {
+    _OPS: ClassVar[dict[str, Callable]] = {
         "reshape": _reshape,
         "flatten": _flatten,
         "dynamic_conv2d": _dynamic_conv2d,

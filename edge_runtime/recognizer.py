@@ -141,8 +141,8 @@ class StreamRecognizer:
         self.recognizer = recognizer
         self.sample_rate = int(sample_rate)
         model_rate = recognizer.frontend.config.sample_rate
-        self.window = int(round(recognizer.window_samples * self.sample_rate / model_rate))
-        self.hop = max(1, int(round(hop_s * self.sample_rate)))
+        self.window = round(recognizer.window_samples * self.sample_rate / model_rate)
+        self.hop = max(1, round(hop_s * self.sample_rate))
         self.smoothing = float(smoothing)
         self._ring = np.zeros(self.window, dtype=np.float32)
         self._filled = 0  # valid samples in the ring (saturates at the window size)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import tf_keras
 
+from edge_runtime.artifact import TensorSpec
 from edge_runtime.numpy_engine import GRAPH_VERSION
 from export.twin import TwinAttentionPooling, TwinDynamicConv2D, TwinError
 
@@ -118,3 +119,11 @@ def numpy_graph_bytes(twin: tf_keras.Model) -> bytes:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, graph=np.frombuffer(graph, dtype=np.uint8), **arrays)
     return buffer.getvalue()
+
+
+def numpy_graph_io(twin: tf_keras.Model) -> tuple[TensorSpec, TensorSpec]:
+    """Input and output tensor specs of the graph: float32, batch 1 (as the twin)."""
+    return (
+        TensorSpec("log_mel", tuple(twin.input_shape), "float32"),
+        TensorSpec("probabilities", tuple(twin.output_shape), "float32"),
+    )

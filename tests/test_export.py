@@ -1,0 +1,335 @@
+"""dyser-export end to end on a tiny model trained here on synthetic audio with a learnable signal.
+
+The audio: three classes of harmonic tones in separate frequency bands (plus noise), written
+as WAV files, turned into features by the edge frontend, and used to train a small
+DyCNN-BiLSTM for real. Every format and quantization mode is then exported through the CLI
+and checked: builtin-only TFLite ops (listed by the ai-edge-litert interpreter),
+`onnx.checker`, parity with the Keras model through the edge_runtime engines, manifests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from tone_corpus import LABELS, POLICY, RAW_CONFIG, tiny_model
+
+from edge_runtime.artifact import load_artifact, manifest_path
+from edge_runtime.engines import open_engine
+from export import pipeline
+from export.calibration import extract_windows, list_audio
+from export.cli import main
+from export.tflite import explain_failure, non_builtin_ops, tflite_ops
+from export.twin import TwinError, build_twin
+from keras_dyconv.layers import DynamicConv2D
+from keras_dyconv.modelio import save_model
+
+
+def run_cli(*args: str) -> tuple[int, dict, str]:
+    result = CliRunner().invoke(main, [*map(str, args), "--json", "--latency-runs", "5"])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, json.loads(result.stdout or "{}"), result.stderr
+
+
+# --------------------------------------------------------------------------------- the twin
+
+
+def bias_lstm_model() -> keras.Model:
+    """A chain the default factory never builds: biased dynamic convs (one with BatchNorm
+    folded, one activated before its BatchNorm, which must not fold), a plain LSTM."""
+    inputs = keras.Input((None, 16))
+    x = keras.layers.Reshape((-1, 16, 1))(inputs)
+    x = DynamicConv2D(4, 3, padding="same", use_bias=True, num_kernels=3, temperature=4.0)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.MaxPooling2D((2, 2))(x)
+    x = DynamicConv2D(4, (3, 1), strides=(1, 2), activation="relu", use_bias=True)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Reshape((-1, 4 * 4))(x)
+    x = keras.layers.LSTM(6)(x)
+    x = keras.layers.Dense(5, activation="relu")(x)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+
+
+def randomize_statistics(model: keras.Model, rng: np.random.Generator) -> None:
+    """Non-trivial BatchNorm statistics and biases, so folding is really exercised."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 2, n),
+                    rng.normal(0, 0.3, n),
+                    rng.normal(0, 0.3, n),
+                    rng.uniform(0.2, 3, n),
+                ]
+            )
+        if isinstance(layer, DynamicConv2D) and layer.use_bias:
+            layer.bias.assign(rng.normal(0, 0.5, layer.bias.shape))
+
+
+@pytest.mark.parametrize("fold", [True, False], ids=["folded-bn", "separate-bn"])
+def test_twin_matches_keras_model(trained, fold):
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (4, POLICY.frames, RAW_CONFIG.n_mels)).astype(np.float32)
+    twin = build_twin(trained.model, POLICY.frames, fold_batchnorm=fold)
+    got = np.concatenate([twin(w[None], training=False).numpy() for w in x])
+    np.testing.assert_allclose(got, trained.model(x, training=False).numpy(), atol=1e-5)
+    names = {layer.name for layer in twin.layers}
+    assert "dyconv1" in names and ("bn1" in names) != fold
+
+
+def test_twin_matches_biased_conv_and_plain_lstm():
+    keras.utils.set_random_seed(1)
+    model = bias_lstm_model()
+    randomize_statistics(model, np.random.default_rng(1))
+    x = np.random.default_rng(2).normal(0, 1, (3, 20, 16)).astype(np.float32)
+    twin = build_twin(model, 20)
+    got = np.concatenate([twin(w[None], training=False).numpy() for w in x])
+    np.testing.assert_allclose(got, model(x, training=False).numpy(), atol=1e-5)
+
+
+def test_twin_names_the_layer_it_does_not_know():
+    inputs = keras.Input((None, 16))
+    x = keras.layers.LayerNormalization(name="my_layernorm")(inputs)
+    x = keras.layers.LSTM(4)(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    with pytest.raises(TwinError, match=r"'my_layernorm' \(LayerNormalization\)"):
+        build_twin(model, 10)
+
+
+def test_twin_refuses_a_window_the_model_cannot_take(trained):
+    fixed = tiny_model(frames=32)
+    with pytest.raises(TwinError, match="fixed input of 32 frames"):
+        build_twin(fixed, 40)
+
+
+# ----------------------------------------------------------------- every format and mode
+
+CASES = {
+    # id: (format, CLI quantize arguments, uses the held-out manifest)
+    "tflite-none": ("tflite", ["--quantize", "none"], True),
+    "tflite-float16": ("tflite", ["--quantize", "float16"], True),
+    "tflite-dynamic": ("tflite", ["--quantize", "dynamic"], True),
+    "tflite-int8": ("tflite", ["--quantize"], True),  # the bare flag means int8
+    "onnx-none": ("onnx", ["--quantize", "none"], True),
+    "onnx-float16": ("onnx", ["--quantize", "float16"], True),
+    "onnx-dynamic": ("onnx", ["--quantize", "dynamic"], True),
+    "onnx-int8": ("onnx", ["--quantize", "int8"], False),  # folder + automatic split
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_export_every_format_and_mode(trained, case):
+    fmt, quantize_args, with_holdout = CASES[case]
+    mode = quantize_args[1] if len(quantize_args) > 1 else "int8"
+    data = (
+        ["--calibration", trained.train, "--holdout", trained.heldout]
+        if with_holdout
+        else [
+            "--calibration",
+            trained.train.parent,  # a folder of WAVs: no labels
+        ]
+    )
+    code, report, stderr = run_cli(trained.model_path, "--format", fmt, *quantize_args, *data)
+    assert code == 0, stderr
+    out = trained.root / f"tiny{'' if mode == 'none' else '.' + mode}.{fmt}"
+    assert Path(report["output"]) == out and out.is_file() and manifest_path(out).is_file()
+    assert report["quantization"] == mode and report["passed"]
+    parity = report["parity"]
+    assert parity["agreement"] >= pipeline.DEFAULT_MIN_AGREEMENT[mode]
+    assert parity["size_bytes"] == out.stat().st_size and parity["latency_ms"] > 0
+    assert "agreement" in stderr and "PASS" in stderr  # the human summary table
+
+    artifact = load_artifact(out)
+    assert artifact.artifact_info.quantization == mode and artifact.artifact_info.parity["passed"]
+    assert artifact.labels == LABELS and artifact.frames == POLICY.frames
+    if with_holdout:  # labelled held-out audio: accuracy of both, the export within 5 points
+        assert parity["heldout"] == "held-out" and parity["windows"] == len(trained.x_held)
+        assert parity["export_accuracy"] >= parity["keras_accuracy"] - 0.05
+        assert parity["keras_accuracy"] > 0.9
+        # The engine reproduces the report: same top-1 as Keras on the held-out windows.
+        probs = open_engine(artifact).predict(trained.x_held)
+        keras_top1 = trained.model.predict(trained.x_held, verbose=0).argmax(1)
+        assert np.mean(probs.argmax(1) == keras_top1) == pytest.approx(parity["agreement"])
+        np.testing.assert_allclose(probs.sum(axis=1), 1, atol=0.02)
+    else:
+        assert parity["heldout"] == "held-out calibration" and parity["keras_accuracy"] is None
+
+    if fmt == "tflite":
+        ops = tflite_ops(out)
+        assert non_builtin_ops(ops) == [] and not any(op.startswith("Flex") for op in ops)
+        assert ops.count("UNIDIRECTIONAL_SEQUENCE_LSTM") == 2  # fused, both directions
+        spec_in = artifact.artifact_info.input
+        if mode == "int8":  # int8 tensors in and out, their quantization recorded
+            assert spec_in.dtype == artifact.artifact_info.output.dtype == "int8"
+            assert spec_in.scale > 0 and artifact.artifact_info.output.scale > 0
+        else:
+            assert spec_in.dtype == "float32" and spec_in.scale is None
+    else:
+        model = onnx.load(out)
+        onnx.checker.check_model(model, full_check=True)
+        ops = [node.op_type for node in model.graph.node]
+        expected = {
+            "none": "LSTM",
+            "float16": "Cast",
+            "dynamic": "DynamicQuantizeLSTM",
+            "int8": "QuantizeLinear",
+        }[mode]
+        assert expected in ops
+
+
+def test_window_option_sets_frames_everywhere(trained, tmp_path):
+    out = tmp_path / "w.onnx"
+    code, report, stderr = run_cli(
+        trained.model_path, "--format", "onnx", "--window", "0.4", "--out", out
+    )
+    assert code == 0, stderr
+    artifact = load_artifact(out)
+    assert report["frames"] == 40 == artifact.frames == artifact.metadata.window.frames
+    assert artifact.artifact_info.input.shape == (1, 40, RAW_CONFIG.n_mels)
+    assert report["parity"]["heldout"] == "synthetic"  # no audio given: synthetic windows
+
+
+def test_calibration_gains_shift_the_log_mel_by_their_decibels(trained):
+    items = list_audio(trained.train, LABELS)[:3]
+    plain = extract_windows(items, trained.metadata, POLICY, origin="c", progress=False)
+    louder = extract_windows(
+        items, trained.metadata, POLICY, origin="c", gains_db=(6.0, -6.0), progress=False
+    )
+    shift_db = (louder.windows - plain.windows) * np.asarray(trained.metadata.frontend.std)
+    expected = np.where(louder.utterance == 1, -6.0, 6.0)[:, None, None]  # cycled per utterance
+    np.testing.assert_allclose(shift_db, np.broadcast_to(expected, shift_db.shape), atol=1e-3)
+
+
+# --------------------------------------------------------------------- engine behaviour
+
+
+def test_litert_engine_resets_lstm_state_between_windows(trained, tmp_path):
+    out = tmp_path / "m.tflite"
+    code, _, stderr = run_cli(trained.model_path, "--out", out, "--holdout", trained.heldout)
+    assert code == 0, stderr
+    engine = open_engine(out)
+    a, b = trained.x_held[:1], trained.x_held[-1:]
+    first = engine.predict(a)
+    engine.predict(b)
+    np.testing.assert_array_equal(engine.predict(a), first)
+    np.testing.assert_array_equal(engine.predict(np.concatenate([b, a]))[1], first[0])
+    with pytest.raises(ValueError, match=r"expected windows of shape \(n, 32, 16\)"):
+        engine.predict(trained.x_held[:, :20])
+
+
+# ---------------------------------------------------------------------- failure handling
+
+
+def test_int8_without_calibration_is_a_usage_error(trained, tmp_path):
+    out = tmp_path / "q.tflite"
+    code, report, stderr = run_cli(trained.model_path, "--quantize", "--out", out)
+    assert code == 2 and "--calibration" in stderr and report["exit_code"] == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unusable_calibration_audio_is_reported(trained, tmp_path):
+    wav = next(trained.train.parent.glob("*.wav"))
+    manifest = tmp_path / "labels.csv"
+    manifest.write_text(f"path,label\n{wav},angry\n")
+    code, _, stderr = run_cli(trained.model_path, "--calibration", manifest)
+    assert code == 4 and "['angry'] are not among the model's labels" in stderr
+    manifest.write_text(f"path,label\n{wav.with_name('missing.wav')},low\n")
+    code, _, stderr = run_cli(trained.model_path, "--calibration", manifest)
+    assert code == 4 and "missing.wav" in stderr
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEjunk")
+    code, _, stderr = run_cli(trained.model_path, "--holdout", tmp_path)
+    assert code == 4 and "broken.wav" in stderr
+
+
+def test_failed_conversion_leaves_previous_output_untouched(trained, tmp_path):
+    inputs = keras.Input((None, RAW_CONFIG.n_mels))
+    x = keras.layers.Conv1D(4, 3, name="plain_conv1d")(inputs)
+    x = keras.layers.LSTM(4)(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    model_path = save_model(model, tmp_path / "conv1d.keras", trained.metadata)
+    out = tmp_path / "deployed.tflite"
+    out.write_bytes(b"previous model")
+    manifest_path(out).write_text("{}")
+    before = sorted(tmp_path.iterdir())
+    code, report, stderr = run_cli(model_path, "--out", out)
+    assert code == 3 and "plain_conv1d" in stderr and "plain_conv1d" in report["error"]
+    assert out.read_bytes() == b"previous model" and manifest_path(out).read_text() == "{}"
+    assert sorted(tmp_path.iterdir()) == before  # no temporary files left behind
+
+
+def test_converter_errors_name_the_layer_and_op():
+    err = RuntimeError(
+        "loc(\"dycnn/dyconv2/conv\"): 'tf.FancyOp' op is neither a custom op nor a flex op"
+    )
+    message = str(explain_failure(err, ["dyconv1", "dyconv2", "bilstm"], "TFLite conversion"))
+    assert "at layer(s) dyconv2" in message and "tf.FancyOp" in message
+    assert "dyconv1" not in message and "bilstm" not in message
+
+
+def test_parity_below_threshold_exits_1_and_says_so(trained, tmp_path, monkeypatch):
+    real_open = pipeline.open_engine
+
+    class Scrambled:  # a broken export: probabilities rolled by one class
+        def __init__(self, artifact, threads):
+            self.engine = real_open(artifact, threads=threads)
+            self.name = "scrambled"
+
+        def predict(self, windows):
+            return np.roll(self.engine.predict(windows), 1, axis=1)
+
+    monkeypatch.setattr(pipeline, "open_engine", Scrambled)
+    out = tmp_path / "bad.onnx"
+    code, report, stderr = run_cli(
+        trained.model_path, "--format", "onnx", "--holdout", trained.heldout, "--out", out
+    )
+    assert code == 1 and not report["passed"] and "below the minimum" in stderr
+    assert report["parity"]["agreement"] < 0.5
+    assert load_artifact(out).artifact_info.parity["passed"] is False
+
+
+def test_min_agreement_override(trained, tmp_path):
+    code, report, _ = run_cli(
+        trained.model_path,
+        "--format",
+        "onnx",
+        "--min-agreement",
+        "50",
+        "--holdout",
+        trained.heldout,
+        "--out",
+        tmp_path / "m.onnx",
+    )
+    assert code == 0 and report["parity"]["min_agreement"] == 0.5
+    code, _, stderr = run_cli(trained.model_path, "--min-agreement", "101")
+    assert code == 2 and "101" in stderr
+
+
+def test_help_reads_like_a_manual():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    text = result.output
+    for needle in (
+        "QUANTIZATION MODES",
+        "none",
+        "float16",
+        "dynamic",
+        "int8",
+        "EXIT STATUS",
+        "parity",
+        "--calibration",
+        "--window",
+        "--min-agreement",
+        "EXAMPLES",
+    ):
+        assert needle in text
+    for code in range(6):  # every exit status is documented
+        assert re.search(rf"^\s+{code}  \w", text, re.M)
