@@ -73,8 +73,9 @@ def conv2d(
     Args:
         x: input (batch, rows, cols, cin).
         kernel: (kh, kw, cin, filters), or per sample (batch, kh, kw, cin, filters).
-        strides, dilation: per spatial axis.
+        strides: stride per spatial axis.
         padding: "same" or "valid" (TensorFlow semantics).
+        dilation: dilation rate per spatial axis.
 
     Returns:
         (batch, out_rows, out_cols, filters) float32.
