@@ -75,8 +75,12 @@ def run(args: argparse.Namespace) -> Path:
 
     utts = load_emodb(EMODB)
     # Fill the feature cache once, in parallel, before the workers start.
-    extract_corpus([u.path for u in utts], FrontendConfig(), cache_dir=ROOT / "runs" / "cache",
-                   n_jobs=args.workers)
+    extract_corpus(
+        [u.path for u in utts],
+        FrontendConfig(),
+        cache_dir=ROOT / "runs" / "cache",
+        n_jobs=args.workers,
+    )
     names = fold_names(args.protocol, args.folds)
     tag = f"emodb-{args.protocol}-{args.recipe}"
     run_dir = ROOT / "runs" / "bench" / tag
@@ -86,15 +90,30 @@ def run(args: argparse.Namespace) -> Path:
         subset = names[i :: args.workers]
         if not subset:
             continue
-        cmd = [sys.executable, __file__, "--worker", "--protocol", args.protocol, "--recipe",
-               args.recipe, "--folds", str(args.folds), "--only", ",".join(subset),
-               "--out", str(run_dir / f"part{i}"), "--seeds", *map(str, args.seeds)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            "--protocol",
+            args.protocol,
+            "--recipe",
+            args.recipe,
+            "--folds",
+            str(args.folds),
+            "--only",
+            ",".join(subset),
+            "--out",
+            str(run_dir / f"part{i}"),
+            "--seeds",
+            *map(str, args.seeds),
+        ]
         procs.append(subprocess.Popen(cmd, env=env))
     codes = [p.wait() for p in procs]
     if any(codes):
         raise SystemExit(f"a worker failed: exit codes {codes}")
-    parts = [json.loads((run_dir / f"part{i}" / "results.json").read_text())
-             for i in range(len(procs))]
+    parts = [
+        json.loads((run_dir / f"part{i}" / "results.json").read_text()) for i in range(len(procs))
+    ]
     merged = merge_results(parts)
     merged["timings"]["wall_s"] = round(time.time() - t0, 1)
     merged["timings"]["workers"] = len(procs)
@@ -121,29 +140,46 @@ def render_table() -> None:
         seed0 = next(iter(r["per_seed"].values()))
         recipe = get_recipe(r["recipe"]["name"])
         params = build_dycnn_bilstm(num_classes=len(r["labels"]), **recipe.model).count_params()
-        rows.append([
-            r["recipe"]["name"], name, "yes" if proto["speaker_independent"] else "no",
-            f"{r['folds_run']} x {len(r['seeds'])}",
-            f"{pct(pooled['wa'])} [{pct(ci['wa'][0])}, {pct(ci['wa'][1])}]",
-            f"{pct(pooled['ua'])} [{pct(ci['ua'][0])}, {pct(ci['ua'][1])}]",
-            f"{pct(seed0['mean']['wa'])} ± {pct(seed0['std']['wa'])}",
-            f"{pct(seed0['mean']['ua'])} ± {pct(seed0['std']['ua'])}",
-            f"{r['timings'].get('wall_s', r['timings']['total_s']) / 60:.1f}",
-            r["versions"]["backend"], f"{params:,}",
-        ])
-    header = ["recipe", "protocol", "speaker-indep.", "folds x seeds", "pooled WA [95% CI]",
-              "pooled UA [95% CI]", "WA mean ± std (folds)", "UA mean ± std (folds)",
-              "wall min", "backend", "params"]
-    body = "\n\n".join([
-        "`bench/bench_training.py` on `../shared/datasets/emodb` (535 utterances, 7 classes). "
-        "WA = accuracy, UA = mean per-class recall. The 95% interval is a bootstrap over "
-        "utterances (it ignores speaker-level variance, so it is optimistic). Model selection "
-        "uses two validation speakers carved out of the training speakers (LOSO) or a "
-        "validation fraction of the training part (stratified); the test fold is never used. "
-        "Raw per-fold results and predictions: `docs/results/`.",
-        markdown_table(header, rows),
-        machine_line(),
-    ])
+        rows.append(
+            [
+                r["recipe"]["name"],
+                name,
+                "yes" if proto["speaker_independent"] else "no",
+                f"{r['folds_run']} x {len(r['seeds'])}",
+                f"{pct(pooled['wa'])} [{pct(ci['wa'][0])}, {pct(ci['wa'][1])}]",
+                f"{pct(pooled['ua'])} [{pct(ci['ua'][0])}, {pct(ci['ua'][1])}]",
+                f"{pct(seed0['mean']['wa'])} ± {pct(seed0['std']['wa'])}",
+                f"{pct(seed0['mean']['ua'])} ± {pct(seed0['std']['ua'])}",
+                f"{r['timings'].get('wall_s', r['timings']['total_s']) / 60:.1f}",
+                r["versions"]["backend"],
+                f"{params:,}",
+            ]
+        )
+    header = [
+        "recipe",
+        "protocol",
+        "speaker-indep.",
+        "folds x seeds",
+        "pooled WA [95% CI]",
+        "pooled UA [95% CI]",
+        "WA mean ± std (folds)",
+        "UA mean ± std (folds)",
+        "wall min",
+        "backend",
+        "params",
+    ]
+    body = "\n\n".join(
+        [
+            "`bench/bench_training.py` on `../shared/datasets/emodb` (535 utterances, 7 classes). "
+            "WA = accuracy, UA = mean per-class recall. The 95% interval is a bootstrap over "
+            "utterances (it ignores speaker-level variance, so it is optimistic). Model selection "
+            "uses two validation speakers carved out of the training speakers (LOSO) or a "
+            "validation fraction of the training part (stratified); the test fold is never used. "
+            "Raw per-fold results and predictions: `docs/results/`.",
+            markdown_table(header, rows),
+            machine_line(),
+        ]
+    )
     write_section("training", "EmoDB accuracy (dyser-train recipes)", body)
     print(markdown_table(header, rows))
 

@@ -87,9 +87,11 @@ def main(workdir: Path, speakers: int, per_emotion: int, epochs: int | None, see
     )
     fold = results["folds"][0]
     model_path = run_dir / "folds" / fold["fold"] / "model.keras"
-    click.echo(f"      test speaker {fold['test_speakers'][0]}: "
-               f"WA {fold['metrics']['wa']:.3f}, UA {fold['metrics']['ua']:.3f} "
-               f"(chance {1 / len(results['labels']):.3f}); model -> {model_path}")
+    click.echo(
+        f"      test speaker {fold['test_speakers'][0]}: "
+        f"WA {fold['metrics']['wa']:.3f}, UA {fold['metrics']['ua']:.3f} "
+        f"(chance {1 / len(results['labels']):.3f}); model -> {model_path}"
+    )
 
     click.echo("\n[3/4] exporting full-integer (int8) TFLite, calibrated on training speakers")
     test_speakers = set(fold["test_speakers"])
@@ -98,14 +100,22 @@ def main(workdir: Path, speakers: int, per_emotion: int, epochs: int | None, see
     calibration = write_manifest(train_utts, workdir / "calibration.csv")
     holdout = write_manifest(test_utts, workdir / "holdout.csv")
     (workdir / "export").mkdir(exist_ok=True)
-    exported = export_model(model_path, "tflite", "int8", calibration=calibration,
-                            holdout=holdout, out=workdir / "export" / "model-int8.tflite",
-                            progress=False)
+    exported = export_model(
+        model_path,
+        "tflite",
+        "int8",
+        calibration=calibration,
+        holdout=holdout,
+        out=workdir / "export" / "model-int8.tflite",
+        progress=False,
+    )
     report = exported.parity
-    click.echo(f"      {exported.output} ({exported.output.stat().st_size / 1024:.0f} KiB): "
-               f"top-1 agreement with Keras {100 * report.agreement:.1f}%, "
-               f"latency {report.latency_ms:.1f} ms per 3 s window, parity "
-               f"{'ok' if exported.passed else 'BELOW its threshold'}")
+    click.echo(
+        f"      {exported.output} ({exported.output.stat().st_size / 1024:.0f} KiB): "
+        f"top-1 agreement with Keras {100 * report.agreement:.1f}%, "
+        f"latency {report.latency_ms:.1f} ms per 3 s window, parity "
+        f"{'ok' if exported.passed else 'BELOW its threshold'}"
+    )
 
     click.echo("\n[4/4] edge_runtime (numpy + LiteRT) on the held-out speaker's WAV files")
     recognizer = EmotionRecognizer(exported.output)
@@ -113,11 +123,12 @@ def main(workdir: Path, speakers: int, per_emotion: int, epochs: int | None, see
     for utt in test_utts:
         prediction = recognizer.predict_file(utt.path)
         correct += prediction.label == utt.label
-    click.echo(f"      {correct}/{len(test_utts)} correct on device "
-               f"({correct / len(test_utts):.3f}); e.g. {test_utts[0].path.name}: "
-               f"{recognizer.predict_file(test_utts[0].path).label} (true {test_utts[0].label})")
-    click.echo(f"      try: python -m edge_runtime predict {exported.output} "
-               f"{test_utts[0].path}")
+    click.echo(
+        f"      {correct}/{len(test_utts)} correct on device "
+        f"({correct / len(test_utts):.3f}); e.g. {test_utts[0].path.name}: "
+        f"{recognizer.predict_file(test_utts[0].path).label} (true {test_utts[0].label})"
+    )
+    click.echo(f"      try: python -m edge_runtime predict {exported.output} {test_utts[0].path}")
     click.echo(f"\ndone in {time.time() - t0:.0f} s. Run folder: {run_dir}")
 
 

@@ -106,8 +106,9 @@ def run_experiment(
     `config` must have normalization "none": the per-fold dataset statistics are computed
     on each fold's training data and stored in that fold's model. With protocol "all", one
     model is trained on every speaker except the validation speakers (held out for model
-    selection) and saved as `out_dir/model.keras`; nothing is tested. `max_folds` / `only_folds` run a
-    subset of the folds (e.g. to spread folds over processes; `merge_results` joins them).
+    selection) and saved as `out_dir/model.keras`; nothing is tested. `max_folds` and
+    `only_folds` run a subset of the folds (e.g. to spread folds over processes;
+    `merge_results` joins them).
     """
     t_start = time.time()
     out = Path(out_dir)

@@ -11,5 +11,6 @@ out=runs/default-model
 export KERAS_BACKEND=tensorflow
 dyser-train --corpus emodb --data "$emodb" --protocol all --recipe default --seed 0 \
   --cache runs/cache --out "$out" --quiet
+mkdir -p edge_runtime/models
 dyser-export "$out/model.keras" --format tflite --quantize int8 --calibration "$emodb/wav" \
   --out edge_runtime/models/emodb-int8.tflite
