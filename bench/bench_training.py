@@ -168,6 +168,7 @@ def render_table() -> None:
         "backend",
         "params",
     ]
+    figure = plot_folds()
     body = "\n\n".join(
         [
             "`bench/bench_training.py` on `../shared/datasets/emodb` (535 utterances, 7 classes). "
@@ -177,11 +178,44 @@ def render_table() -> None:
             "validation fraction of the training part (stratified); the test fold is never used. "
             "Raw per-fold results and predictions: `docs/results/`.",
             markdown_table(header, rows),
+            *([f"![Per-fold accuracy of every run]({figure})"] if figure else []),
             machine_line(),
         ]
     )
     write_section("training", "EmoDB accuracy (dyser-train recipes)", body)
     print(markdown_table(header, rows))
+
+
+def plot_folds() -> str | None:
+    """Bar chart of per-fold WA/UA of every saved run -> docs/img/emodb-folds.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("emodb-*.json"))]
+    if not runs:
+        return None
+    fig, axes = plt.subplots(len(runs), 1, figsize=(9, 2.6 * len(runs)), squeeze=False)
+    for ax, r in zip(axes[:, 0], runs, strict=True):
+        names = [f["fold"].split("-")[-1] for f in r["folds"]]
+        wa = [100 * f["metrics"]["wa"] for f in r["folds"]]
+        ua = [100 * f["metrics"]["ua"] for f in r["folds"]]
+        x = range(len(names))
+        ax.bar([i - 0.2 for i in x], wa, 0.4, label="WA")
+        ax.bar([i + 0.2 for i in x], ua, 0.4, label="UA")
+        ax.axhline(100 * r["pooled"]["wa"], color="C0", ls="--", lw=1)
+        ax.set_xticks(list(x), names, fontsize=8)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("%")
+        ax.set_title(f"{r['recipe']['name']} recipe, {r['protocol']['name']} (dashed: pooled WA)")
+        ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    out = ROOT / "docs" / "img" / "emodb-folds.png"
+    out.parent.mkdir(exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return "img/emodb-folds.png"
 
 
 def main() -> None:

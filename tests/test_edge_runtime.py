@@ -250,3 +250,62 @@ def test_shipped_default_model(tmp_path):
     result = run_edge("predict", str(clip), "--json")  # no model argument: the shipped one
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["label"] in recognizer.labels
+
+
+def test_numpy_only_install_predicts(exported, trained, tmp_path):
+    """A fresh venv with nothing but numpy and dyser installed --no-deps (no network)."""
+    import venv
+
+    import numpy
+
+    env_dir, site = tmp_path / "venv", tmp_path / "site"
+    venv.EnvBuilder(with_pip=False, system_site_packages=False).create(env_dir)
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(site),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr[-2000:]
+    numpy_dir = Path(numpy.__file__).parent
+    for entry in [numpy_dir, *numpy_dir.parent.glob("numpy.libs")]:
+        (site / entry.name).symlink_to(entry)
+    python = env_dir / "bin" / "python"
+    (path, label), *_ = heldout_files(trained)
+    script = (
+        "import sys, importlib.util\n"
+        "assert importlib.util.find_spec('keras') is None and "
+        "importlib.util.find_spec('ai_edge_litert') is None\n"
+        "from edge_runtime.recognizer import EmotionRecognizer\n"
+        f"print(EmotionRecognizer({str(exported.numpy)!r}).predict_file({str(path)!r}).label)\n"
+    )
+    run = subprocess.run(
+        [str(python), "-c", script],
+        env={"PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == label
+    # The shipped int8 TFLite model needs an interpreter: a clear error, exit status 2.
+    cli = subprocess.run(
+        [str(python), "-m", "edge_runtime", "predict", str(path)],
+        env={"PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cli.returncode == 2 and "pip install ai-edge-litert" in cli.stderr
