@@ -146,6 +146,19 @@ def _frontend(path: Path | None) -> FrontendConfig:
     help="Feature-extraction processes (-1: all cores).",
 )
 @click.option("--max-folds", type=int, help="Run only the first N folds (partial result).")
+@click.option(
+    "--checkpoints",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Checkpoint every epoch under this folder. Run the same command again to resume "
+    "after an interruption: finished folds are read back, the interrupted one continues "
+    "from its last epoch.",
+)
+@click.option(
+    "--stream-features",
+    is_flag=True,
+    help="Read features from the --cache files (memory-mapped) instead of holding the "
+    "corpus in memory: for corpora larger than RAM.",
+)
 @click.option("--save-models", is_flag=True, help="Save each fold's model (first seed).")
 @click.option("--quiet", is_flag=True, help="No Keras progress bars.")
 def train(
@@ -171,6 +184,8 @@ def train(
     cache,
     jobs,
     max_folds,
+    checkpoints,
+    stream_features,
     save_models,
     quiet,
 ):
@@ -217,6 +232,10 @@ def train(
     policy = WindowPolicy(
         frames=round(window * frames_per_s), hop_frames=max(1, round(window_hop * frames_per_s))
     )
+    if stream_features and cache is None:
+        raise click.BadParameter(
+            "needs --cache (the feature files to stream from)", param_hint="--stream-features"
+        )
     utts = _load_utterances(corpus, data)
     spec = ProtocolSpec(
         protocol,
@@ -237,6 +256,8 @@ def train(
             cache_dir=cache,
             n_jobs=jobs,
             max_folds=max_folds,
+            checkpoint_dir=checkpoints,
+            stream_features=stream_features,
             save_models=save_models,
             verbose=0 if quiet else "auto",
             log=lambda msg: click.echo(msg, err=True),

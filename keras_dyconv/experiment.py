@@ -98,6 +98,8 @@ def run_experiment(
     max_folds: int | None = None,
     only_folds: Sequence[str] | None = None,
     save_models: bool = False,
+    checkpoint_dir: str | os.PathLike | None = None,
+    stream_features: bool = False,
     verbose: int | str = "auto",
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -108,7 +110,11 @@ def run_experiment(
     model is trained on every speaker except the validation speakers (held out for model
     selection) and saved as `out_dir/model.keras`; nothing is tested. `max_folds` and
     `only_folds` run a subset of the folds (e.g. to spread folds over processes;
-    `merge_results` joins them).
+    `merge_results` joins them). With `checkpoint_dir`, every epoch is checkpointed under
+    `checkpoint_dir/<fold>/seed<seed>/` and a finished fold leaves its record there: running
+    the same experiment again resumes it (finished folds are read back, an interrupted one
+    continues from its last epoch). `stream_features` keeps the features in the cache's
+    `.npy` files (memory-mapped) instead of memory; it needs `cache_dir`.
     """
     t_start = time.time()
     out = Path(out_dir)
@@ -120,7 +126,13 @@ def run_experiment(
         raise ValueError(f"utterances carry labels not in {labels}: {sorted(unknown)}")
     y = np.array([labels.index(u.label) for u in utts])
     log(f"extracting features of {len(utts)} utterances")
-    feats = extract_corpus([u.path for u in utts], config, cache_dir=cache_dir, n_jobs=n_jobs)
+    feats = extract_corpus(
+        [u.path for u in utts],
+        config,
+        cache_dir=cache_dir,
+        n_jobs=n_jobs,
+        as_paths=stream_features,
+    )
     t_features = time.time() - t_start
 
     if protocol.name == "all":
@@ -154,6 +166,15 @@ def run_experiment(
         assert_no_leak(fold, utts)
         for seed in seeds:
             t0 = time.time()
+            ckpt = (
+                None if checkpoint_dir is None else Path(checkpoint_dir) / fold.name / f"seed{seed}"
+            )
+            if ckpt is not None and (ckpt / "record.json").exists():
+                record = json.loads((ckpt / "record.json").read_text())
+                curves[f"{fold.name}/seed{seed}"] = record.pop("history")
+                fold_records.append(record)
+                log(f"fold {fold.name} seed {seed}: finished in an earlier run, read back")
+                continue
             log(
                 f"fold {fold.name} seed {seed}: train {len(fold.train)}, val {len(fold.val)}, "
                 f"test {len(fold.test)}"
@@ -168,6 +189,7 @@ def run_experiment(
                 val_sources=[feats[i] for i in fold.val],
                 val_labels=y[fold.val],
                 seed=seed,
+                checkpoint_dir=ckpt,
                 verbose=verbose,
             )
             probs = predict_utterances(
@@ -200,6 +222,8 @@ def run_experiment(
                 }
             )
             curves[f"{fold.name}/seed{seed}"] = result.history
+            if ckpt is not None:
+                _write_json(ckpt / "record.json", {**fold_records[-1], "history": result.history})
             if save_models and seed == seeds[0]:
                 _save(
                     result,
@@ -343,6 +367,7 @@ def _save(result, labels, policy, path: Path, info: dict[str, Any]) -> Path:
 
 
 def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=_json_default))
     os.replace(tmp, path)

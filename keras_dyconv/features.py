@@ -127,10 +127,14 @@ class FeatureCache:
         self.config = config
         self.directory = Path(root) / config.fingerprint()
 
+    def path(self, key: str) -> Path:
+        """The `.npy` file of `key`."""
+        return self.directory / f"{key}.npy"
+
     def load(self, key: str) -> np.ndarray | None:
         """Cached features for `key`, or None on a miss (or an unreadable entry)."""
         try:
-            feats = np.load(self.directory / f"{key}.npy", allow_pickle=False)
+            feats = np.load(self.path(key), allow_pickle=False)
         except (OSError, ValueError, EOFError):
             return None
         if feats.ndim != 2 or feats.shape[1] != self.config.n_features:
@@ -145,7 +149,7 @@ class FeatureCache:
             _atomic_write(config_file, self.config.to_json().encode())
         encoded = io.BytesIO()
         np.save(encoded, features, allow_pickle=False)
-        _atomic_write(self.directory / f"{key}.npy", encoded.getvalue())
+        _atomic_write(self.path(key), encoded.getvalue())
 
 
 def extract_corpus(
@@ -155,19 +159,26 @@ def extract_corpus(
     cache_dir: str | os.PathLike | None = None,
     n_jobs: int = 1,
     progress: bool = True,
-) -> list[np.ndarray]:
+    as_paths: bool = False,
+) -> list[np.ndarray] | list[Path]:
     """`file_features` for every path, in order, as (frames, n_features) float32 arrays.
 
     `n_jobs` worker processes (joblib; -1 = all cores, 1 = in this process); `cache_dir`
     enables the on-disk `FeatureCache`; `progress` draws a progress bar on stderr.
+    `as_paths=True` (needs `cache_dir`) returns the cache's `.npy` files instead of arrays,
+    so a corpus larger than memory can be streamed (`np.load(..., mmap_mode="r")`).
     """
+    if as_paths and cache_dir is None:
+        raise ValueError("as_paths=True needs a cache_dir to hold the feature files")
     paths = [os.fspath(p) for p in paths]
     if n_jobs == 1:
-        results: Iterator[np.ndarray] = (_extract_one(p, config, cache_dir) for p in paths)
+        results: Iterator = (_extract_one(p, config, cache_dir, as_paths) for p in paths)
     else:
         parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator")
-        results = parallel(joblib.delayed(_extract_one)(p, config, cache_dir) for p in paths)
-    out: list[np.ndarray] = []
+        results = parallel(
+            joblib.delayed(_extract_one)(p, config, cache_dir, as_paths) for p in paths
+        )
+    out: list = []
     with click.progressbar(
         results, length=len(paths), label="features", file=sys.stderr, hidden=not progress
     ) as bar:
@@ -176,16 +187,15 @@ def extract_corpus(
 
 
 def _extract_one(
-    path: str, config: FrontendConfig, cache_dir: str | os.PathLike | None
-) -> np.ndarray:
+    path: str, config: FrontendConfig, cache_dir: str | os.PathLike | None, as_path: bool = False
+) -> np.ndarray | Path:
     if cache_dir is None:
         return file_features(path, config)
     cache, key = FeatureCache(cache_dir, config), content_hash(path)
-    if (hit := cache.load(key)) is not None:
-        return hit
-    feats = file_features(path, config)
-    cache.store(key, feats)
-    return feats
+    if (hit := cache.load(key)) is None:
+        hit = file_features(path, config)
+        cache.store(key, hit)
+    return cache.path(key) if as_path else hit
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -19,6 +19,7 @@ from edge_runtime.windows import WindowPolicy
 from keras_dyconv.cli import evaluate, train
 from keras_dyconv.corpora import load_manifest
 from keras_dyconv.experiment import ProtocolSpec, merge_results, run_experiment
+from keras_dyconv.features import extract_corpus
 from keras_dyconv.modelio import load_model
 from keras_dyconv.synthetic import write_corpus
 from keras_dyconv.training import (
@@ -329,3 +330,37 @@ def test_data_parallel_training_on_two_cpu_devices(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "devices 2" in out.stdout
+
+
+def test_streamed_features_checkpoints_and_resume(corpus, tmp_path):
+    utts = load_manifest(corpus)
+    config = FrontendConfig()
+    cache = tmp_path / "cache"
+    paths = extract_corpus(
+        [u.path for u in utts[:5]], config, cache_dir=cache, as_paths=True, progress=False
+    )
+    arrays = extract_corpus([u.path for u in utts[:5]], config, progress=False)
+    for path, array in zip(paths, arrays, strict=True):
+        assert path.suffix == ".npy" and path.parent.parent == cache
+        np.testing.assert_array_equal(np.load(path, mmap_mode="r"), array)
+    with pytest.raises(ValueError, match="cache_dir"):
+        extract_corpus([utts[0].path], config, as_paths=True)
+
+    messages: list[str] = []
+    kwargs = dict(
+        policy=POLICY,
+        max_folds=1,
+        verbose=0,
+        cache_dir=cache,
+        stream_features=True,
+        checkpoint_dir=tmp_path / "ckpt",
+        log=messages.append,
+    )
+    spec = ProtocolSpec("loso", val_speakers=1)
+    first = run_experiment(utts, tmp_path / "a", config, TINY, spec, **kwargs)
+    fold = first["folds"][0]["fold"]
+    assert len(list((tmp_path / "ckpt" / fold / "seed0").glob("epoch-*.weights.h5"))) == 3
+    # Running the same experiment again reads the finished fold back instead of training.
+    again = run_experiment(utts, tmp_path / "b", config, TINY, spec, **kwargs)
+    assert any("read back" in m for m in messages)
+    assert again["folds"] == first["folds"] and again["pooled"] == first["pooled"]
