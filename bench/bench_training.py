@@ -198,9 +198,10 @@ def plot_folds() -> str | None:
         return None
     fig, axes = plt.subplots(len(runs), 1, figsize=(9, 2.6 * len(runs)), squeeze=False)
     for ax, r in zip(axes[:, 0], runs, strict=True):
-        names = [f["fold"].split("-")[-1] for f in r["folds"]]
-        wa = [100 * f["metrics"]["wa"] for f in r["folds"]]
-        ua = [100 * f["metrics"]["ua"] for f in r["folds"]]
+        folds = sorted(r["folds"], key=lambda f: (f["fold"], f["seed"]))
+        names = [f["fold"].split("-")[-1] for f in folds]
+        wa = [100 * f["metrics"]["wa"] for f in folds]
+        ua = [100 * f["metrics"]["ua"] for f in folds]
         x = range(len(names))
         ax.bar([i - 0.2 for i in x], wa, 0.4, label="WA")
         ax.bar([i + 0.2 for i in x], ua, 0.4, label="UA")

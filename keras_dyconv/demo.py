@@ -112,9 +112,10 @@ def main(workdir: Path, speakers: int, per_emotion: int, epochs: int | None, see
     report = exported.parity
     click.echo(
         f"      {exported.output} ({exported.output.stat().st_size / 1024:.0f} KiB): "
-        f"top-1 agreement with Keras {100 * report.agreement:.1f}%, "
-        f"latency {report.latency_ms:.1f} ms per 3 s window, parity "
-        f"{'ok' if exported.passed else 'BELOW its threshold'}"
+        f"top-1 agreement with Keras {100 * report.agreement:.1f}% of "
+        f"{report.windows} held-out windows (threshold {100 * report.min_agreement:.0f}%: "
+        f"{'met' if exported.passed else 'NOT met'}), "
+        f"latency {report.latency_ms:.1f} ms per 3 s window"
     )
 
     click.echo("\n[4/4] edge_runtime (numpy + LiteRT) on the held-out speaker's WAV files")
