@@ -27,7 +27,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from edge_runtime.config import FrontendConfig
+from edge_runtime.config import FrontendConfig, with_dataset_stats
 from edge_runtime.features import normalize
 from edge_runtime.windows import WindowPolicy, aggregate, random_window, split_windows
 from keras_dyconv.callbacks import TemperatureAnnealing
@@ -137,37 +137,6 @@ def normalized(features: np.ndarray, config: FrontendConfig) -> np.ndarray:
     """A normalised float32 copy of `features` (edge_runtime's `normalize` works in place,
     and training must never change the stored features: they are reused every epoch)."""
     return normalize(np.array(features, dtype=np.float32), config)
-
-
-def dataset_statistics(sources: Sequence[FeatureSource]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and std over all frames of `sources` (streamed, float64 sums)."""
-    total, sq, count = None, None, 0
-    for source in sources:
-        feats = np.asarray(load_features(source), dtype=np.float64)
-        total = feats.sum(axis=0) if total is None else total + feats.sum(axis=0)
-        sq = (feats**2).sum(axis=0) if sq is None else sq + (feats**2).sum(axis=0)
-        count += len(feats)
-    if not count:
-        raise ValueError("cannot compute feature statistics of an empty training set")
-    mean = total / count
-    std = np.sqrt(np.maximum(sq / count - mean**2, 0.0))
-    return mean, std
-
-
-def with_dataset_normalization(
-    config: FrontendConfig, sources: Sequence[FeatureSource]
-) -> FrontendConfig:
-    """`config` with normalization="dataset" and the statistics of `sources`.
-
-    `sources` must be features computed with `config` itself (normalization "none").
-    """
-    mean, std = dataset_statistics(sources)
-    return dataclasses.replace(
-        config,
-        normalization="dataset",
-        mean=tuple(float(m) for m in mean),
-        std=tuple(float(s) for s in std),
-    )
 
 
 # ----------------------------------------------------------------------------- data feeding
@@ -392,7 +361,7 @@ def train_model(
     """
     policy = policy or WindowPolicy()
     keras.utils.set_random_seed(seed)
-    config = with_dataset_normalization(config, train_sources)
+    config = with_dataset_stats(config, (load_features(s) for s in train_sources))
     labels_arr = np.asarray(train_labels)
     class_weights = None
     if recipe.class_weighting:

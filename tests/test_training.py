@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edge_runtime.config import FrontendConfig
+from edge_runtime.config import FrontendConfig, dataset_statistics
 from edge_runtime.windows import WindowPolicy
 from keras_dyconv.cli import evaluate, train
 from keras_dyconv.corpora import load_manifest
@@ -25,7 +25,6 @@ from keras_dyconv.synthetic import write_corpus
 from keras_dyconv.training import (
     Recipe,
     WindowSequence,
-    dataset_statistics,
     get_recipe,
     predict_utterances,
     train_model,
@@ -73,9 +72,7 @@ def synthetic_features(n: int, seed: int = 0) -> tuple[list[np.ndarray], np.ndar
 def test_window_sequence_batches_are_normalised_windows():
     feats, labels = synthetic_features(10)
     mean, std = dataset_statistics(feats)
-    config = FrontendConfig(
-        n_mels=16, normalization="dataset", mean=tuple(mean.tolist()), std=tuple(std.tolist())
-    )
+    config = FrontendConfig(n_mels=16, normalization="dataset", mean=mean, std=std)
     seq = WindowSequence(
         feats,
         labels,
