@@ -356,7 +356,8 @@ def train_model(
         val_labels: class index per validation utterance.
         seed: seeds Keras, window sampling and augmentation.
         checkpoint_dir: if given, a checkpoint is written every epoch and an interrupted run
-            resumes from it (`keras.callbacks.BackupAndRestore`).
+            resumes from it (`keras.callbacks.BackupAndRestore`). After a resume, the best
+            validation epoch is chosen among the epochs run since the resume.
         verbose: Keras progress-bar verbosity.
     """
     policy = policy or WindowPolicy()
