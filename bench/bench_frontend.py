@@ -224,7 +224,8 @@ def main() -> None:
             f"{os.environ['OPENBLAS_NUM_THREADS']} (both sides). Corpus: EmoDB, "
             f"{len(paths)} files, {seconds / 60:.1f} min at {sr} Hz. Config: default "
             "`FrontendConfig` (25 ms Hann / 10 ms hop, n_fft 512, 64 Slaney mels, "
-            "pre-emphasis 0.97, power_to_db top_db 80), `feature` as named.",
+            f"pre-emphasis 0.97, power_to_db top_db {FrontendConfig().top_db}), `feature` "
+            "as named.",
             "**Parity at the native rate** (edge `read_wav` + `Frontend` vs `librosa.load` "
             f"+ `librosa_features`; the two WAV decoders differed on {decode_mismatches} "
             "files). Target: log-mel max |diff| <= 1e-3 dB.",

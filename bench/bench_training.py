@@ -198,7 +198,7 @@ def plot_folds() -> str | None:
         return None
     fig, axes = plt.subplots(len(runs), 1, figsize=(9, 2.6 * len(runs)), squeeze=False)
     for ax, r in zip(axes[:, 0], runs, strict=True):
-        folds = sorted(r["folds"], key=lambda f: (f["fold"], f["seed"]))
+        folds = sorted(r["folds"], key=lambda f: (len(f["fold"]), f["fold"], f["seed"]))
         names = [f["fold"].split("-")[-1] for f in folds]
         wa = [100 * f["metrics"]["wa"] for f in folds]
         ua = [100 * f["metrics"]["ua"] for f in folds]
