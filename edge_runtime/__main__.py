@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 from edge_runtime.artifact import ArtifactError, load_artifact
-from edge_runtime.engines import ENGINES, EngineError
+from edge_runtime.engines import ENGINES, EngineError, open_engine
 from edge_runtime.recognizer import DEFAULT_MODEL, EmotionRecognizer, StreamRecognizer
 from edge_runtime.wav import WavError
 
@@ -157,7 +157,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def _ops(artifact) -> list[str]:
     """Operator types of the model, when the interpreter to list them is installed."""
     try:
-        engine = EmotionRecognizer(artifact).engine
+        engine = open_engine(artifact)
     except (EngineError, ArtifactError):
         return []
     # DELEGATE is the interpreter's XNNPACK node, not an op of the model file.

@@ -90,7 +90,7 @@ class EmotionRecognizer:
         probs = self.engine.predict(windows)
         mean = aggregate(probs)
         hop_s = self.frontend.config.hop_length / self.frontend.config.sample_rate
-        starts = window_starts(len(tile_to_length(feats, self.policy.frames)), self.policy)
+        starts = window_starts(len(feats), self.policy)  # a short clip tiles to one window
         return Prediction(
             label=self.labels[int(mean.argmax())],
             probabilities={name: float(p) for name, p in zip(self.labels, mean, strict=True)},
