@@ -53,11 +53,12 @@ def worker(args: argparse.Namespace) -> None:
     from keras_dyconv.experiment import ProtocolSpec, run_experiment
     from keras_dyconv.training import get_recipe
 
+    recipe = get_recipe(args.recipe).with_overrides(**json.loads(args.overrides))
     run_experiment(
         load_emodb(EMODB),
         args.out,
         FrontendConfig(),
-        get_recipe(args.recipe),
+        recipe,
         ProtocolSpec(args.protocol, k=args.folds),
         seeds=args.seeds,
         cache_dir=ROOT / "runs" / "cache",
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> Path:
         n_jobs=args.workers,
     )
     names = fold_names(args.protocol, args.folds)
-    tag = f"emodb-{args.protocol}-{args.recipe}"
+    tag = args.name or f"emodb-{args.protocol}-{args.recipe}"
     run_dir = ROOT / "runs" / "bench" / tag
     env = {**os.environ, **ONE_THREAD, "KERAS_BACKEND": args.backend}
     procs, t0 = [], time.time()
@@ -104,6 +105,8 @@ def run(args: argparse.Namespace) -> Path:
             ",".join(subset),
             "--out",
             str(run_dir / f"part{i}"),
+            "--overrides",
+            args.overrides,
             "--seeds",
             *map(str, args.seeds),
         ]
@@ -117,8 +120,9 @@ def run(args: argparse.Namespace) -> Path:
     merged = merge_results(parts)
     merged["timings"]["wall_s"] = round(time.time() - t0, 1)
     merged["timings"]["workers"] = len(procs)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{tag}.json"
+    results_dir = args.results_dir or RESULTS
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{tag}.json"
     path.write_text(json.dumps(merged, indent=1))
     return path
 
@@ -228,6 +232,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--backend", default=os.environ.get("KERAS_BACKEND", "tensorflow"))
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--name", help="result name (default emodb-<protocol>-<recipe>)")
+    parser.add_argument("--results-dir", type=Path, help="where the JSON goes (docs/results)")
+    parser.add_argument(
+        "--overrides", default="{}", help='recipe fields as JSON, e.g. {"average_checkpoints": 5}'
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--only", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)

@@ -9,10 +9,13 @@ a 512-point FFT, 64 Slaney mel bands from 0 Hz to Nyquist, 0.97 pre-emphasis, po
 spectrogram, dB (10*log10 with a 1e-10 power floor, no top_db clamp: a clamp relative to
 the loudest frame would differ between a whole file and a streaming window of it).
 
-Normalization defaults to "none". Use "dataset" (mean/std per feature, computed on the
-training set with `with_dataset_stats`) for training: per-utterance zero-mean normalization
-("utterance") was tried in a prototype and drives the first conv block's
-global-average-pool attention input to ~0, so that block's dynamic kernels stop adapting.
+Normalization defaults to "none". Trained models use one of the modes that carry
+training-set statistics (`with_dataset_stats`): "dataset" (mean/std per feature), "gain"
+(the utterance's mean level removed first, so microphone gain does not matter) or "stream"
+(online CMVN: running per-feature statistics of the stream being analysed, starting from the
+training-set statistics; see `edge_runtime.features.StreamStatistics`). Per-utterance
+mean/std normalization ("utterance") drives the first conv block's global-average-pool
+attention input to ~0, so that block's dynamic kernels stop adapting.
 """
 
 from __future__ import annotations
@@ -30,15 +33,19 @@ __all__ = [
     "FEATURE_TYPES",
     "NORMALIZATIONS",
     "N_MFCC",
+    "STATISTICS_NORMALIZATIONS",
     "FrontendConfig",
     "dataset_statistics",
+    "remove_gain",
     "with_dataset_stats",
 ]
 
 #: Number of cepstral coefficients in MFCC-39 (13 static + 13 delta + 13 delta-delta).
 N_MFCC = 13
 FEATURE_TYPES = ("logmel", "mfcc39")
-NORMALIZATIONS = ("none", "utterance", "dataset")
+NORMALIZATIONS = ("none", "utterance", "gain", "dataset", "stream")
+#: Normalizations that use the training set's `mean` and `std`.
+STATISTICS_NORMALIZATIONS = ("gain", "dataset", "stream")
 WINDOWS = ("hann", "hamming")
 PAD_MODES = ("constant", "edge", "reflect")
 MEL_SCALES = ("slaney", "htk")
@@ -100,11 +107,14 @@ class FrontendConfig:
     delta_width: int = 9
     """Savitzky-Golay window (frames, odd >= 3) for MFCC deltas, as librosa.feature.delta."""
     normalization: str = "none"
-    """"none", "utterance" (per-file mean/std per feature) or "dataset" (`mean`/`std`)."""
+    """"none"; "utterance" (per-file mean/std per feature); "dataset" ((x - `mean`) / `std`);
+    "gain" (the file's mean over all values subtracted, then as "dataset"); "stream" (running
+    per-feature mean/std of the stream, with `mean`/`std` as the prior; see
+    `edge_runtime.features.StreamStatistics`)."""
     mean: tuple[float, ...] | None = None
-    """Per-feature mean subtracted when normalization == "dataset" (n_features values)."""
+    """Per-feature training-set mean (n_features values) for "dataset", "gain" and "stream"."""
     std: tuple[float, ...] | None = None
-    """Per-feature std divided by when normalization == "dataset" (n_features values > 0)."""
+    """Per-feature training-set std (n_features values > 0) for the same modes."""
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "delta_width"):
@@ -147,17 +157,19 @@ class FrontendConfig:
         self._check_statistics()
 
     def _check_statistics(self) -> None:
-        if self.normalization != "dataset":
+        if self.normalization not in STATISTICS_NORMALIZATIONS:
             if self.mean is not None or self.std is not None:
                 raise ValueError(
-                    f"mean/std are only used with normalization='dataset', "
+                    f"mean/std are only used with normalization in {STATISTICS_NORMALIZATIONS}, "
                     f"got normalization={self.normalization!r}"
                 )
             return
         for name in ("mean", "std"):
             values = getattr(self, name)
             if values is None:
-                raise ValueError(f"normalization='dataset' needs {name} (see with_dataset_stats)")
+                raise ValueError(
+                    f"normalization={self.normalization!r} needs {name} (see with_dataset_stats)"
+                )
             if isinstance(values, str) or not isinstance(values, Sequence | np.ndarray):
                 raise ValueError(f"{name} must be a sequence of numbers, got {values!r}")
             floats = tuple(_as_float(f"{name}[{i}]", v) for i, v in enumerate(values))
@@ -262,14 +274,30 @@ def dataset_statistics(
     return tuple(float(v) for v in mean_c + shift), tuple(float(v) for v in std)
 
 
-def with_dataset_stats(config: FrontendConfig, features: Iterable[np.ndarray]) -> FrontendConfig:
-    """A copy of `config` with normalization="dataset" and mean/std computed from `features`.
+def remove_gain(features: np.ndarray) -> np.ndarray:
+    """`features` minus their mean over all frames and features (float64, a new array): the
+    utterance's overall level, which a microphone's gain shifts, is taken out."""
+    x = np.asarray(features, dtype=np.float64)
+    return x - x.mean() if x.size else x
+
+
+def with_dataset_stats(
+    config: FrontendConfig, features: Iterable[np.ndarray], normalization: str = "dataset"
+) -> FrontendConfig:
+    """A copy of `config` with `normalization` and mean/std computed from `features`.
 
     `features` must be un-normalized arrays of shape (frames, config.n_features), i.e.
-    computed with a config whose normalization is "none".
+    computed with a config whose normalization is "none". For "gain" the statistics are
+    those of the gain-removed features (`remove_gain`), what the model will see.
     """
+    if normalization not in STATISTICS_NORMALIZATIONS:
+        raise ValueError(
+            f"with_dataset_stats needs one of {STATISTICS_NORMALIZATIONS}, got {normalization!r}"
+        )
+    if normalization == "gain":
+        features = (remove_gain(x) for x in features)
     mean, std = dataset_statistics(features, config.n_features)
-    return dataclasses.replace(config, normalization="dataset", mean=mean, std=std)
+    return dataclasses.replace(config, normalization=normalization, mean=mean, std=std)
 
 
 def _set(config: FrontendConfig, name: str, value: object) -> None:

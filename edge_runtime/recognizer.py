@@ -4,6 +4,10 @@
 mean of the window probabilities, as in training and export). `StreamRecognizer` runs it on
 an endless stream of samples with bounded memory: a ring buffer of one window, a decision
 every hop, and exponential smoothing of the probabilities over time.
+
+A model trained with normalization "stream" adapts to the audio it hears: both keep a
+`StreamStatistics` (online CMVN) that every new frame updates, across calls and files,
+until `reset_stream()` (e.g. when the speaker or device changes).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import numpy as np
 
 from edge_runtime.artifact import Artifact, load_artifact
 from edge_runtime.engines import open_engine
-from edge_runtime.features import Frontend
+from edge_runtime.features import Frontend, StreamStatistics, normalize
 from edge_runtime.wav import read_wav
 from edge_runtime.windows import aggregate, split_windows, tile_to_length, window_starts
 
@@ -77,6 +81,13 @@ class EmotionRecognizer:
         self.frontend = Frontend(self.artifact.metadata.frontend)
         self.policy = self.artifact.metadata.window
         self.labels = self.artifact.labels
+        config = self.frontend.config
+        self.stream = StreamStatistics(config) if config.normalization == "stream" else None
+
+    def reset_stream(self) -> None:
+        """Forget the running feature statistics (normalization "stream" only; else no-op)."""
+        if self.stream is not None:
+            self.stream.reset()
 
     @property
     def window_samples(self) -> int:
@@ -85,7 +96,7 @@ class EmotionRecognizer:
 
     def predict_samples(self, samples: np.ndarray, sample_rate: int) -> Prediction:
         """Decision for a mono float signal in [-1, 1] at `sample_rate` Hz."""
-        feats = self.frontend(samples, sample_rate)
+        feats = self.frontend(samples, sample_rate, self.stream)
         windows = split_windows(feats, self.policy).astype(np.float32)
         probs = self.engine.predict(windows)
         mean = aggregate(probs)
@@ -148,6 +159,7 @@ class StreamRecognizer:
         self._filled = 0  # valid samples in the ring (saturates at the window size)
         self._since_decision = 0
         self._total = 0
+        self._unseen = 0  # samples not yet in the running feature statistics
         self._smoothed: np.ndarray | None = None
 
     def push(self, samples: np.ndarray) -> list[Decision]:
@@ -160,6 +172,7 @@ class StreamRecognizer:
             self._append(chunk)
             self._since_decision += take
             self._total += take
+            self._unseen += take
             if self._since_decision == self.hop:
                 self._since_decision = 0
                 if self._filled == self.window:
@@ -177,7 +190,15 @@ class StreamRecognizer:
 
     def _decide(self) -> Decision:
         r = self.recognizer
-        feats = r.frontend(self._ring, self.sample_rate)
+        feats = r.frontend.unnormalized(self._ring, self.sample_rate)
+        if r.stream is not None:
+            # Only the frames this hop added update the running statistics.
+            new = min(len(feats), -(-self._unseen * len(feats) // self.window))
+            r.stream.update(feats[-new:])
+            self._unseen = 0
+            r.stream.normalize(feats)
+        else:
+            normalize(feats, r.frontend.config)
         window = tile_to_length(feats, r.policy.frames)[-r.policy.frames :]
         probs = r.engine.predict(window[None].astype(np.float32))[0].astype(np.float64)
         if self._smoothed is None:

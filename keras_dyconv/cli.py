@@ -112,6 +112,35 @@ def _frontend(path: Path | None) -> FrontendConfig:
     metavar="TM TW FM FW",
     help="SpecAugment: time masks, max width, freq masks, max width.",
 )
+@click.option(
+    "--vtlp",
+    type=float,
+    help="Vocal-tract-length perturbation: frequency scale drawn from [1-x, 1+x] (e.g. 0.1).",
+)
+@click.option(
+    "--speed",
+    type=float,
+    help="Speed perturbation: time and frequency scaled by [1-x, 1+x] (e.g. 0.15).",
+)
+@click.option(
+    "--noise-snr",
+    type=float,
+    nargs=2,
+    metavar="LOW HIGH",
+    help="Add noise to half the training windows at an SNR drawn from LOW..HIGH dB.",
+)
+@click.option(
+    "--normalization",
+    type=click.Choice(["dataset", "gain", "stream"]),
+    help="Feature normalisation: dataset (training-set mean/std), gain (utterance level "
+    "removed first), stream (online CMVN: running statistics of each stream; trained per "
+    "speaker, evaluated online per test speaker, plus a transductive reference).",
+)
+@click.option(
+    "--average-checkpoints",
+    type=int,
+    help="Average the weights of the N best validation epochs (1: best epoch only).",
+)
 @click.option("--patience", type=int, help="Early-stopping patience in epochs.")
 @click.option(
     "--frontend",
@@ -177,6 +206,11 @@ def train(
     class_weighting,
     mixup,
     spec_augment,
+    vtlp,
+    speed,
+    noise_snr,
+    normalization,
+    average_checkpoints,
     patience,
     frontend_file,
     window,
@@ -205,14 +239,27 @@ def train(
 
     Exit codes: 0 done, 1 training or evaluation failed, 2 bad arguments or corpus layout.
     """
+    import dataclasses
+
     from keras_dyconv.experiment import ProtocolSpec, run_experiment
     from keras_dyconv.training import get_recipe
 
     try:
         base = get_recipe(recipe)
+        augmentation = dataclasses.replace(
+            base.augmentation,
+            **{
+                k: v
+                for k, v in {"vtlp": vtlp, "speed": speed, "snr_db": noise_snr}.items()
+                if v is not None
+            },
+        )
     except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--recipe") from None
+        raise click.BadParameter(str(err), param_hint="--vtlp/--speed/--noise-snr") from None
     chosen = base.with_overrides(
+        augmentation=augmentation,
+        normalization=normalization,
+        average_checkpoints=average_checkpoints,
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
@@ -315,7 +362,9 @@ def evaluate(model, corpus, data, speakers, cache, as_json):
         {**metadata.frontend.to_dict(), "normalization": "none", "mean": None, "std": None}
     )
     feats = extract_corpus([u.path for u in known], raw, cache_dir=cache)
-    probs = predict_utterances(net, feats, metadata.frontend, metadata.window)
+    # normalization "stream": each speaker's utterances are one stream, in corpus order.
+    speaker_of = [u.speaker for u in known]
+    probs = predict_utterances(net, feats, metadata.frontend, metadata.window, speakers=speaker_of)
     y = [metadata.labels.index(u.label) for u in known]
     summary = summarize(y, probs.argmax(axis=1), metadata.labels)
     summary["skipped_unknown_labels"] = skipped

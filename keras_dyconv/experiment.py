@@ -191,12 +191,39 @@ def run_experiment(
                 seed=seed,
                 checkpoint_dir=ckpt,
                 verbose=verbose,
+                train_speakers=[utts[i].speaker for i in fold.train],
+                val_speakers=[utts[i].speaker for i in fold.val],
             )
+            test_sources = [feats[i] for i in fold.test]
+            test_speakers = [utts[i].speaker for i in fold.test]
             probs = predict_utterances(
-                result.model, [feats[i] for i in fold.test], result.config, policy
+                result.model, test_sources, result.config, policy, speakers=test_speakers
             )
             pred = probs.argmax(axis=1)
             summary = summarize(y[fold.test], pred, labels)
+            extra, ref = {}, None
+            if result.config.normalization == "stream":
+                # Transductive reference: each test speaker's statistics over all their
+                # audio (a device cannot know them in advance).
+                ref = predict_utterances(
+                    result.model,
+                    test_sources,
+                    result.config,
+                    policy,
+                    speakers=test_speakers,
+                    adapt="speaker",
+                ).argmax(axis=1)
+                extra["metrics_speaker_norm"] = summarize(y[fold.test], ref, labels)
+            predictions = [
+                {
+                    "path": str(utts[i].path),
+                    "label": labels[y[i]],
+                    "predicted": labels[pred[k]],
+                    "probabilities": [round(float(v), 5) for v in probs[k]],
+                    **({} if ref is None else {"predicted_speaker_norm": labels[ref[k]]}),
+                }
+                for k, i in enumerate(fold.test)
+            ]
             log(
                 f"  WA {summary['wa']:.3f}  UA {summary['ua']:.3f}  "
                 f"(best epoch {result.best_epoch}, {result.epochs_run} run, "
@@ -212,13 +239,12 @@ def run_experiment(
                     "n_train": len(fold.train),
                     "n_val": len(fold.val),
                     "best_epoch": result.best_epoch,
+                    "averaged_epochs": result.averaged_epochs,
                     "epochs_run": result.epochs_run,
                     "seconds": round(time.time() - t0, 1),
                     "metrics": summary,
-                    "predictions": [
-                        {"path": str(utts[i].path), "label": labels[y[i]], "predicted": labels[p]}
-                        for i, p in zip(fold.test, pred, strict=True)
-                    ],
+                    **extra,
+                    "predictions": predictions,
                 }
             )
             curves[f"{fold.name}/seed{seed}"] = result.history
@@ -261,29 +287,40 @@ def run_experiment(
 
 
 def score_folds(fold_records: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict[str, Any]:
-    """Pooled, per-seed and across-seed metrics of fold records (from their predictions)."""
+    """Pooled, per-seed and across-seed metrics of fold records (from their predictions).
+
+    Also, when present: "pooled_speaker_norm" (the transductive per-speaker normalisation
+    reference of normalization "stream") and "ensemble" (class probabilities averaged over
+    the seeds of each fold: what a seed ensemble scores).
+    """
     seeds = sorted({r["seed"] for r in fold_records})
 
-    def pairs(records):
+    def pairs(records, key="predicted"):
         return [
             (
                 np.array([labels.index(p["label"]) for p in r["predictions"]]),
-                np.array([labels.index(p["predicted"]) for p in r["predictions"]]),
+                np.array([labels.index(p[key]) for p in r["predictions"]]),
             )
             for r in records
         ]
+
+    def pooled(records, key="predicted"):
+        all_pairs = pairs(records, key)
+        t_all = np.concatenate([t for t, _ in all_pairs])
+        p_all = np.concatenate([p for _, p in all_pairs])
+        return summarize(t_all, p_all, labels), {
+            m: list(bootstrap_ci(t_all, p_all, m)) for m in ("wa", "ua")
+        }
 
     per_seed = {
         str(seed): pooled_and_mean(pairs([r for r in fold_records if r["seed"] == seed]))
         for seed in seeds
     }
-    all_pairs = pairs(fold_records)
-    t_all = np.concatenate([t for t, _ in all_pairs])
-    p_all = np.concatenate([p for _, p in all_pairs])
-    return {
+    summary, ci = pooled(fold_records)
+    scores = {
         "folds_run": len({r["fold"] for r in fold_records}),
-        "pooled": summarize(t_all, p_all, labels),
-        "pooled_ci95": {m: list(bootstrap_ci(t_all, p_all, m)) for m in ("wa", "ua")},
+        "pooled": summary,
+        "pooled_ci95": ci,
         "per_seed": per_seed,
         "seed_mean": {
             m: float(np.mean([r["pooled"][m] for r in per_seed.values()])) for m in ("wa", "ua")
@@ -292,6 +329,34 @@ def score_folds(fold_records: Sequence[dict[str, Any]], labels: Sequence[str]) -
             m: float(np.std([r["pooled"][m] for r in per_seed.values()])) for m in ("wa", "ua")
         },
     }
+    predictions = [p for r in fold_records for p in r["predictions"]]
+    if predictions and all("predicted_speaker_norm" in p for p in predictions):
+        summary, ci = pooled(fold_records, "predicted_speaker_norm")
+        scores["pooled_speaker_norm"], scores["pooled_speaker_norm_ci95"] = summary, ci
+    if len(seeds) > 1 and predictions and all("probabilities" in p for p in predictions):
+        summary, ci = pooled(_ensemble(fold_records, labels))
+        scores["ensemble"] = {"pooled": summary, "pooled_ci95": ci}
+    return scores
+
+
+def _ensemble(fold_records: Sequence[dict[str, Any]], labels: Sequence[str]) -> list[dict]:
+    """One record per fold whose predictions average the class probabilities of its seeds."""
+    by_fold: dict[str, list[dict[str, Any]]] = {}
+    for record in fold_records:
+        by_fold.setdefault(record["fold"], []).append(record)
+    out = []
+    for name, records in by_fold.items():
+        mean = np.mean([[p["probabilities"] for p in r["predictions"]] for r in records], axis=0)
+        out.append(
+            {
+                "fold": name,
+                "predictions": [
+                    {**p, "predicted": labels[int(m.argmax())], "probabilities": list(m)}
+                    for p, m in zip(records[0]["predictions"], mean, strict=True)
+                ],
+            }
+        )
+    return out
 
 
 def merge_results(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -339,6 +404,8 @@ def _train_all(
         val_labels=y[val],
         seed=seed,
         verbose=verbose,
+        train_speakers=[utts[i].speaker for i in train],
+        val_speakers=[utts[i].speaker for i in val],
     )
     path = _save(result, labels, policy, out / "model.keras", {"recipe": recipe.name})
     results = {

@@ -27,9 +27,15 @@ from typing import Any
 import keras
 import numpy as np
 
-from edge_runtime.config import FrontendConfig, with_dataset_stats
-from edge_runtime.features import normalize
+from edge_runtime.config import (
+    STATISTICS_NORMALIZATIONS,
+    FrontendConfig,
+    dataset_statistics,
+    with_dataset_stats,
+)
+from edge_runtime.features import StreamStatistics, normalize
 from edge_runtime.windows import WindowPolicy, aggregate, random_window, split_windows
+from keras_dyconv.augment import Augmentation, augment_window, mel_band_centres
 from keras_dyconv.callbacks import TemperatureAnnealing
 from keras_dyconv.metrics import unweighted_accuracy
 from keras_dyconv.models import build_dycnn_bilstm
@@ -57,6 +63,14 @@ class Recipe:
         min_epochs: do not stop before this many epochs.
         spec_augment: (time masks, max time width, freq masks, max freq width) per window.
         mixup_alpha: Beta(alpha, alpha) mixup of windows and labels (0 = off).
+        augmentation: log-mel-domain VTLP, speed, noise and gain perturbation
+            (`keras_dyconv.augment.Augmentation`).
+        normalization: feature normalization with training-set statistics: "dataset",
+            "gain" (utterance level removed first) or "stream" (online CMVN: the model is
+            trained on each training speaker normalised by their own statistics and run with
+            running statistics of the stream it hears; see `normalize_utterances`).
+        average_checkpoints: average the weights of this many best validation epochs
+            (1 = keep the best epoch only).
         model: keyword arguments for `build_dycnn_bilstm` (num_classes and n_mels are set
             from the data).
     """
@@ -76,7 +90,23 @@ class Recipe:
     min_epochs: int = 20
     spec_augment: tuple[int, int, int, int] = (0, 0, 0, 0)
     mixup_alpha: float = 0.0
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    normalization: str = "dataset"
+    average_checkpoints: int = 1
     model: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.augmentation, dict):  # read back from results.json
+            snr = self.augmentation.get("snr_db")
+            augmentation = {**self.augmentation, "snr_db": tuple(snr) if snr else None}
+            object.__setattr__(self, "augmentation", Augmentation(**augmentation))
+        if self.normalization not in STATISTICS_NORMALIZATIONS:
+            raise ValueError(
+                f"Recipe.normalization must be one of {STATISTICS_NORMALIZATIONS}, "
+                f"got {self.normalization!r}"
+            )
+        if self.average_checkpoints < 1:
+            raise ValueError(f"average_checkpoints must be >= 1, got {self.average_checkpoints}")
 
     def with_overrides(self, **overrides: Any) -> Recipe:
         """A copy with the given fields replaced (None values are ignored)."""
@@ -139,6 +169,58 @@ def normalized(features: np.ndarray, config: FrontendConfig) -> np.ndarray:
     return normalize(np.array(features, dtype=np.float32), config)
 
 
+def speaker_statistics(
+    sources: Sequence[FeatureSource], speakers: Sequence[str]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-feature (mean, std) float32 of each speaker over all their utterances."""
+    if len(sources) != len(speakers):
+        raise ValueError(f"{len(sources)} feature sources but {len(speakers)} speakers")
+    stats = {}
+    for speaker in dict.fromkeys(speakers):
+        mine = [s for s, who in zip(sources, speakers, strict=True) if who == speaker]
+        mean, std = dataset_statistics(load_features(s) for s in mine)
+        stats[speaker] = (np.float32(mean), np.float32(std))
+    return stats
+
+
+ADAPTATIONS = ("online", "speaker")
+
+
+def normalize_utterances(
+    sources: Sequence[FeatureSource],
+    config: FrontendConfig,
+    speakers: Sequence[str] | None = None,
+    adapt: str = "online",
+) -> list[np.ndarray]:
+    """Normalised float32 copies of utterance features, as the deployed model would see them.
+
+    For normalization "stream" the utterances of each speaker are one stream, in the order
+    given: with `adapt="online"` each is normalised by the running statistics of its
+    speaker's audio so far, itself included (`StreamStatistics`, what a device can do);
+    with `adapt="speaker"` by the statistics of all the speaker's utterances (transductive
+    when used on test speakers: a reference only, or for training speakers). Other
+    normalizations ignore `speakers` and `adapt`.
+    """
+    if config.normalization != "stream":
+        return [normalized(load_features(s), config) for s in sources]
+    if speakers is None:
+        raise ValueError('normalization "stream" needs the speaker of every utterance')
+    if adapt not in ADAPTATIONS:
+        raise ValueError(f"adapt must be one of {ADAPTATIONS}, got {adapt!r}")
+    out = []
+    if adapt == "speaker":
+        stats = speaker_statistics(sources, speakers)
+        for source, speaker in zip(sources, speakers, strict=True):
+            mean, std = stats[speaker]
+            out.append((np.asarray(load_features(source), np.float32) - mean) / std)
+        return out
+    streams: dict[str, StreamStatistics] = {}
+    for source, speaker in zip(sources, speakers, strict=True):
+        stream = streams.setdefault(speaker, StreamStatistics(config))
+        out.append(normalize(np.array(load_features(source), np.float32), config, stream))
+    return out
+
+
 # ----------------------------------------------------------------------------- data feeding
 class WindowSequence(keras.utils.PyDataset):
     """Random fixed-length training windows, one per utterance per epoch.
@@ -156,6 +238,9 @@ class WindowSequence(keras.utils.PyDataset):
             to 0, the normalised mean.
         mixup_alpha: mixup Beta parameter (0 disables).
         class_weights: per-class loss weights (class weighting), or None.
+        augmentation: log-mel perturbations applied to each raw window before normalisation.
+        statistics: per-utterance (mean, std) to normalise with instead of `config` (each
+            training speaker's own statistics, for normalization "stream").
     """
 
     def __init__(
@@ -170,6 +255,8 @@ class WindowSequence(keras.utils.PyDataset):
         spec_augment: tuple[int, int, int, int] = (0, 0, 0, 0),
         mixup_alpha: float = 0.0,
         class_weights: np.ndarray | None = None,
+        augmentation: Augmentation | None = None,
+        statistics: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -177,6 +264,17 @@ class WindowSequence(keras.utils.PyDataset):
             raise ValueError(f"{len(sources)} feature sources but {len(labels)} labels")
         if not len(sources):
             raise ValueError("no training utterances")
+        self.augmentation = augmentation or Augmentation()
+        if self.augmentation.active and config.feature != "logmel":
+            raise ValueError(
+                f"augmentation works on log-mel features, not feature={config.feature!r}"
+            )
+        if statistics is None and config.normalization == "stream":
+            raise ValueError('normalization "stream" trains with per-speaker `statistics`')
+        if statistics is not None and len(statistics) != len(sources):
+            raise ValueError(f"{len(sources)} feature sources but {len(statistics)} statistics")
+        self.statistics = statistics
+        self.centres = mel_band_centres(config)
         self.sources = list(sources)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.num_classes = num_classes
@@ -198,14 +296,7 @@ class WindowSequence(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         batch = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         rng = np.random.default_rng(self.rng.integers(1 << 62) + index)
-        x = np.stack(
-            [
-                normalized(
-                    random_window(load_features(self.sources[i]), self.frames, rng), self.config
-                )
-                for i in batch
-            ]
-        ).astype(np.float32)
+        x = np.stack([self._window(i, rng) for i in batch]).astype(np.float32)
         y = np.eye(self.num_classes, dtype=np.float32)[self.labels[batch]]
         x = self._spec_augment(x, rng)
         if self.mixup_alpha > 0 and len(batch) > 1:
@@ -216,6 +307,20 @@ class WindowSequence(keras.utils.PyDataset):
         if self.class_weights is not None:
             return x, y, self.class_weights[self.labels[batch]].astype(np.float32)
         return x, y
+
+    def _window(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        """A random, possibly perturbed, normalised window of utterance `i`."""
+        raw = load_features(self.sources[i])
+        if self.augmentation.active:
+            window = augment_window(
+                raw, self.frames, self.augmentation, self.centres, rng, random_window
+            )
+        else:
+            window = np.array(random_window(raw, self.frames, rng), dtype=np.float32)
+        if self.statistics is None:
+            return normalize(window, self.config)
+        mean, std = self.statistics[i]
+        return (window - mean) / std
 
     def _spec_augment(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         time_masks, time_width, freq_masks, freq_width = self.spec_augment
@@ -233,12 +338,17 @@ class WindowSequence(keras.utils.PyDataset):
 
 # ----------------------------------------------------------------------------- prediction
 def utterance_windows(
-    sources: Sequence[FeatureSource], config: FrontendConfig, policy: WindowPolicy
+    sources: Sequence[FeatureSource],
+    config: FrontendConfig,
+    policy: WindowPolicy,
+    speakers: Sequence[str] | None = None,
+    adapt: str = "online",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """All evaluation windows of all utterances, (n_windows, frames, F), and their owners."""
+    """All evaluation windows of all utterances, (n_windows, frames, F), and their owners
+    (normalised by `normalize_utterances`)."""
     windows, owners = [], []
-    for i, source in enumerate(sources):
-        w = split_windows(normalized(load_features(source), config), policy)
+    for i, feats in enumerate(normalize_utterances(sources, config, speakers, adapt)):
+        w = split_windows(feats, policy)
         windows.append(w.astype(np.float32))
         owners.append(np.full(len(w), i))
     return np.concatenate(windows), np.concatenate(owners)
@@ -250,9 +360,15 @@ def predict_utterances(
     config: FrontendConfig,
     policy: WindowPolicy,
     batch_size: int = 64,
+    speakers: Sequence[str] | None = None,
+    adapt: str = "online",
 ) -> np.ndarray:
-    """Utterance-level class probabilities (n_utterances, C): mean over each one's windows."""
-    windows, owners = utterance_windows(sources, config, policy)
+    """Utterance-level class probabilities (n_utterances, C): mean over each one's windows.
+
+    `speakers` (and `adapt`) are needed for normalization "stream": each speaker's
+    utterances form one stream, in the order given (see `normalize_utterances`).
+    """
+    windows, owners = utterance_windows(sources, config, policy, speakers, adapt)
     probs = np.asarray(model.predict(windows, batch_size=batch_size, verbose=0))
     return np.stack([aggregate(probs[owners == i]) for i in range(len(sources))])
 
@@ -261,8 +377,10 @@ class ValidationSelection(keras.callbacks.Callback):
     """Score the validation utterances every epoch (UA of utterance-level predictions),
     keep the best weights, stop after `patience` epochs without improvement.
 
-    The validation set is carved out of the training data (e.g. held-out training
-    speakers); the test fold is never seen here.
+    With `average` > 1 the weights of the `average` best epochs are kept and
+    `restore_best` puts their mean back (checkpoint averaging: less dependent on one
+    lucky epoch of a small validation set). The validation set is carved out of the
+    training data (e.g. held-out training speakers); the test fold is never seen here.
     """
 
     def __init__(
@@ -273,12 +391,15 @@ class ValidationSelection(keras.callbacks.Callback):
         policy: WindowPolicy,
         patience: int | None,
         min_epochs: int,
+        speakers: Sequence[str] | None = None,
+        average: int = 1,
     ):
         super().__init__()
-        self.windows, self.owners = utterance_windows(sources, config, policy)
+        self.windows, self.owners = utterance_windows(sources, config, policy, speakers)
         self.labels = np.asarray(labels)
-        self.patience, self.min_epochs = patience, min_epochs
-        self.best_ua, self.best_epoch, self.best_weights = -1.0, -1, None
+        self.patience, self.min_epochs, self.average = patience, min_epochs, average
+        self.best_ua, self.best_epoch = -1.0, -1
+        self.kept: list[tuple[float, int, list[np.ndarray]]] = []  # (UA, epoch, weights)
         self.history: list[float] = []
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -288,9 +409,12 @@ class ValidationSelection(keras.callbacks.Callback):
         self.history.append(ua)
         if logs is not None:
             logs["val_ua"] = ua
+        if len(self.kept) < self.average or ua > self.kept[-1][0]:
+            self.kept = sorted(
+                [*self.kept, (ua, epoch, self.model.get_weights())], key=lambda k: -k[0]
+            )[: self.average]
         if ua > self.best_ua:
             self.best_ua, self.best_epoch = ua, epoch
-            self.best_weights = self.model.get_weights()
         elif (
             self.patience is not None
             and epoch + 1 >= self.min_epochs
@@ -298,10 +422,23 @@ class ValidationSelection(keras.callbacks.Callback):
         ):
             self.model.stop_training = True
 
+    @property
+    def kept_epochs(self) -> list[int]:
+        """Epochs whose weights `restore_best` uses (best first)."""
+        return [epoch for _, epoch, _ in self.kept]
+
     def restore_best(self) -> None:
-        """Put the weights of the best validation epoch back into the model."""
-        if self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
+        """Put the weights of the best validation epoch (or the mean of the `average` best)
+        back into the model."""
+        if not self.kept:
+            return
+        snapshots = [weights for _, _, weights in self.kept]
+        self.model.set_weights(
+            [
+                np.mean(np.stack(ws), axis=0).astype(ws[0].dtype)
+                for ws in zip(*snapshots, strict=True)
+            ]
+        )
 
 
 @dataclass
@@ -313,6 +450,7 @@ class TrainResult:
     history: dict[str, list[float]]
     best_epoch: int | None
     epochs_run: int
+    averaged_epochs: list[int] = field(default_factory=list)
 
 
 def _optimizer(recipe: Recipe, total_steps: int) -> keras.optimizers.Optimizer:
@@ -340,6 +478,8 @@ def train_model(
     seed: int = 0,
     checkpoint_dir: str | os.PathLike | None = None,
     verbose: int | str = "auto",
+    train_speakers: Sequence[str] | None = None,
+    val_speakers: Sequence[str] | None = None,
 ) -> TrainResult:
     """Fit a DyCNN-BiLSTM on one training set.
 
@@ -359,10 +499,22 @@ def train_model(
             resumes from it (`keras.callbacks.BackupAndRestore`). After a resume, the best
             validation epoch is chosen among the epochs run since the resume.
         verbose: Keras progress-bar verbosity.
+        train_speakers: speaker per training utterance (needed for normalization "stream":
+            each training speaker is normalised by their own statistics).
+        val_speakers: speaker per validation utterance ("stream": each validation
+            speaker is one stream, normalised online as the test will be).
     """
     policy = policy or WindowPolicy()
     keras.utils.set_random_seed(seed)
-    config = with_dataset_stats(config, (load_features(s) for s in train_sources))
+    config = with_dataset_stats(
+        config, (load_features(s) for s in train_sources), recipe.normalization
+    )
+    statistics = None
+    if recipe.normalization == "stream":
+        if train_speakers is None or (len(val_sources) and val_speakers is None):
+            raise ValueError('normalization "stream" needs train_speakers and val_speakers')
+        by_speaker = speaker_statistics(train_sources, train_speakers)
+        statistics = [by_speaker[s] for s in train_speakers]
     labels_arr = np.asarray(train_labels)
     class_weights = None
     if recipe.class_weighting:
@@ -381,6 +533,8 @@ def train_model(
         spec_augment=recipe.spec_augment,
         mixup_alpha=recipe.mixup_alpha,
         class_weights=class_weights,
+        augmentation=recipe.augmentation,
+        statistics=statistics,
     )
     epochs = recipe.epochs
     if recipe.iterations:
@@ -401,7 +555,14 @@ def train_model(
     selection = None
     if len(val_sources):
         selection = ValidationSelection(
-            val_sources, val_labels, config, policy, recipe.patience, recipe.min_epochs
+            val_sources,
+            val_labels,
+            config,
+            policy,
+            recipe.patience,
+            recipe.min_epochs,
+            speakers=val_speakers,
+            average=recipe.average_checkpoints,
         )
         callbacks.append(selection)
     if checkpoint_dir is not None:
@@ -414,8 +575,8 @@ def train_model(
         )
     history = model.fit(data, epochs=epochs, callbacks=callbacks, verbose=verbose)
     record = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    best_epoch = None
+    best_epoch, averaged = None, []
     if selection is not None:
         selection.restore_best()
-        best_epoch = selection.best_epoch
-    return TrainResult(model, config, record, best_epoch, len(record.get("loss", [])))
+        best_epoch, averaged = selection.best_epoch, selection.kept_epochs
+    return TrainResult(model, config, record, best_epoch, len(record.get("loss", [])), averaged)

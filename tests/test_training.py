@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edge_runtime.config import FrontendConfig, dataset_statistics
+from edge_runtime.config import FrontendConfig, dataset_statistics, with_dataset_stats
+from edge_runtime.features import StreamStatistics, normalize
 from edge_runtime.windows import WindowPolicy
 from keras_dyconv.cli import evaluate, train
 from keras_dyconv.corpora import load_manifest
-from keras_dyconv.experiment import ProtocolSpec, merge_results, run_experiment
+from keras_dyconv.experiment import ProtocolSpec, merge_results, run_experiment, score_folds
 from keras_dyconv.features import extract_corpus
 from keras_dyconv.modelio import load_model
 from keras_dyconv.synthetic import write_corpus
@@ -26,6 +27,7 @@ from keras_dyconv.training import (
     Recipe,
     WindowSequence,
     get_recipe,
+    normalize_utterances,
     predict_utterances,
     train_model,
 )
@@ -213,6 +215,9 @@ def test_run_folder_and_reloaded_model(corpus, tmp_path):
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["protocol"]["speaker_independent"] is True
     assert len(on_disk["folds"]) == 4 and set(on_disk["per_seed"]) == {"0", "1"}
+    # Two seeds: the seed ensemble (mean class probabilities per fold) is scored too.
+    assert 0 <= on_disk["ensemble"]["pooled"]["wa"] <= 1
+    assert "pooled_speaker_norm" not in on_disk  # only for normalization "stream"
     lo, hi = on_disk["pooled_ci95"]["wa"]
     assert 0 <= lo <= on_disk["pooled"]["wa"] <= hi <= 1
     # Runs over disjoint fold subsets merge into the same pooled result.
@@ -283,6 +288,130 @@ def test_dyser_train_cli(corpus, tmp_path):
         ["--corpus", "manifest", "--data", str(corpus), "--out", str(out), "--recipe", "magic"],
     )
     assert unknown.exit_code == 2 and "default" in unknown.output
+
+
+def test_ensemble_scores_the_mean_probabilities_of_the_seeds():
+    labels = ["a", "b"]
+
+    def record(seed, probs):
+        return {
+            "fold": "f1",
+            "seed": seed,
+            "predictions": [
+                {"label": t, "predicted": labels[int(np.argmax(p))], "probabilities": p}
+                for t, p in zip(["a", "b", "b"], probs, strict=True)
+            ],
+        }
+
+    # Seed 0 gets utterance 2 wrong, seed 1 utterance 1; their mean gets all three right.
+    records = [
+        record(0, [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]),
+        record(1, [[0.6, 0.4], [0.55, 0.45], [0.1, 0.9]]),
+    ]
+    scores = score_folds(records, labels)
+    assert scores["pooled"]["wa"] == pytest.approx(4 / 6)
+    assert scores["ensemble"]["pooled"]["wa"] == 1.0
+
+
+def test_normalize_utterances_online_and_per_speaker():
+    feats, _ = synthetic_features(6)
+    feats = [f + (10.0 if i % 2 else -10.0) for i, f in enumerate(feats)]  # two loud/quiet
+    speakers = ["s1" if i % 2 else "s2" for i in range(6)]
+    config = with_dataset_stats(FrontendConfig(n_mels=16), feats, "stream")
+    online = normalize_utterances(feats, config, speakers)
+    # The first utterance of each speaker sees the training prior plus itself ...
+    first = normalize(feats[0].copy(), config, StreamStatistics(config))
+    np.testing.assert_allclose(online[0], first, atol=1e-5)
+    # ... the later ones the running statistics of that speaker only.
+    s2 = StreamStatistics(config)
+    for i in (0, 2, 4):
+        expected = normalize(feats[i].copy(), config, s2)
+    np.testing.assert_allclose(online[4], expected, atol=1e-5)
+    full = normalize_utterances(feats, config, speakers, adapt="speaker")
+    s1 = np.concatenate([full[i] for i in (1, 3, 5)])
+    np.testing.assert_allclose(s1.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(s1.std(axis=0), 1, atol=1e-4)
+    with pytest.raises(ValueError, match="speaker of every utterance"):
+        normalize_utterances(feats, config)
+    with pytest.raises(ValueError, match="adapt must be one of"):
+        normalize_utterances(feats, config, speakers, adapt="oracle")
+
+
+def test_checkpoint_averaging_keeps_the_best_epochs():
+    feats, labels = synthetic_features(40)
+    recipe = TINY.with_overrides(epochs=5, average_checkpoints=3)
+    result = train_model(
+        feats[:30],
+        labels[:30],
+        ["low", "high"],
+        FrontendConfig(n_mels=16),
+        recipe,
+        POLICY,
+        val_sources=feats[30:],
+        val_labels=labels[30:],
+        verbose=0,
+    )
+    val_ua = result.history["val_ua"]
+    assert len(result.averaged_epochs) == 3 and result.averaged_epochs[0] == result.best_epoch
+    assert min(val_ua[e] for e in result.averaged_epochs) >= sorted(val_ua)[-3]
+    with pytest.raises(ValueError, match="average_checkpoints"):
+        TINY.with_overrides(average_checkpoints=0)
+
+
+def test_stream_normalization_and_augmentation_through_the_cli(corpus, tmp_path):
+    out = tmp_path / "stream-run"
+    args = ["--corpus", "manifest", "--data", str(corpus), "--out", str(out), "--recipe", "fast"]
+    result = CliRunner().invoke(
+        train,
+        [
+            *args,
+            "--epochs",
+            "2",
+            "--window",
+            "1.0",
+            "--max-folds",
+            "1",
+            "--val-speakers",
+            "1",
+            "--normalization",
+            "stream",
+            "--vtlp",
+            "0.1",
+            "--speed",
+            "0.1",
+            "--noise-snr",
+            "5",
+            "20",
+            "--average-checkpoints",
+            "2",
+            "--save-models",
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    run = json.loads((out / "results.json").read_text())
+    recipe = Recipe(**run["recipe"])  # the recorded recipe reads back
+    assert recipe.normalization == "stream" and recipe.augmentation.snr_db == (5.0, 20.0)
+    fold = run["folds"][0]
+    assert len(fold["averaged_epochs"]) == 2 and "metrics_speaker_norm" in fold
+    assert 0 <= run["pooled_speaker_norm"]["wa"] <= 1
+    _, metadata = load_model(out / "folds" / fold["fold"] / "model.keras")
+    assert metadata.frontend.normalization == "stream"
+    # dyser-eval treats each speaker as one stream, as the run did.
+    cli = CliRunner().invoke(
+        evaluate,
+        [
+            str(out / "folds" / fold["fold"] / "model.keras"),
+            *args[:4],
+            "--speakers",
+            fold["test_speakers"][0],
+            "--json",
+        ],
+    )
+    assert cli.exit_code == 0, cli.output
+    assert json.loads(cli.stdout)["wa"] == pytest.approx(fold["metrics"]["wa"])
+    bad = CliRunner().invoke(train, [*args, "--vtlp", "0.7"])
+    assert bad.exit_code == 2 and "vtlp" in bad.output
 
 
 def test_recipes():

@@ -1,0 +1,214 @@
+"""EmoDB leave-one-speaker-out ablation grid: recipe variants x seeds, paired against default.
+
+    python bench/bench_ablation.py                          # every variant, seeds 0 1 2
+    python bench/bench_ablation.py --variants avg5 stream --seeds 0
+    python bench/bench_ablation.py --table-only             # re-render docs from saved JSON
+
+Each variant is the default recipe with a few fields changed (`VARIANTS`). Its merged
+per-fold results (predictions and class probabilities included) go to
+docs/results/ablation/<variant>.json; running more seeds later adds them to that file. The
+"ablation" section of docs/benchmarks.md is rendered from every such file: pooled WA/UA with
+a bootstrap interval, the spread across seeds, the seed ensemble, and a paired comparison
+with the default on the same (fold, seed) pairs, with a bootstrap interval over folds.
+Normalization "stream" adapts to the test speaker as a device would (online CMVN); it is
+reported in its own columns, next to the transductive per-speaker reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+import bench_training  # noqa: E402
+from _report import machine_line, markdown_table, write_section  # noqa: E402
+
+ABLATION = ROOT / "docs" / "results" / "ablation"
+BASELINE = "default"
+
+#: Variant name -> (recipe fields changed from the default recipe, what it tests).
+VARIANTS: dict[str, tuple[dict, str]] = {
+    "default": ({}, "the current default recipe"),
+    "avg5": ({"average_checkpoints": 5}, "mean weights of the 5 best validation epochs"),
+    "augment": (
+        {"augmentation": {"vtlp": 0.1, "speed": 0.1, "snr_db": [10.0, 30.0]}},
+        "VTLP 0.9-1.1, speed 0.9-1.1, noise at 10-30 dB SNR on half the windows",
+    ),
+    "gain": ({"normalization": "gain"}, "utterance level removed before dataset mean/std"),
+    "class-weights": ({"class_weighting": True}, "inverse-frequency class weights"),
+    "stream": (
+        {"normalization": "stream"},
+        "online CMVN: per-speaker statistics in training, running statistics at test",
+    ),
+}
+
+
+def run_variant(name: str, seeds: list[int], workers: int, backend: str) -> Path:
+    """Train and score `name` for the `seeds` not yet in its results file; merge them in."""
+    from keras_dyconv.experiment import merge_results
+
+    path = ABLATION / f"{name}.json"
+    existing = json.loads(path.read_text()) if path.exists() else None
+    todo = [s for s in seeds if existing is None or s not in existing["seeds"]]
+    if not todo:
+        return path
+    overrides, _ = VARIANTS[name]
+    args = argparse.Namespace(
+        protocol="loso",
+        folds=10,
+        recipe="default",
+        seeds=todo,
+        workers=workers,
+        backend=backend,
+        name=f"ablation-{name}-seeds{'-'.join(map(str, todo))}",
+        results_dir=ABLATION,
+        overrides=json.dumps({**overrides, "name": name}),
+    )
+    new = json.loads(bench_training.run(args).read_text())
+    (ABLATION / f"{args.name}.json").unlink()
+    merged = new if existing is None else merge_results([existing, new])
+    if existing is not None:
+        merged["timings"]["wall_s"] = existing["timings"].get("wall_s", 0) + new["timings"].get(
+            "wall_s", 0
+        )
+    path.write_text(json.dumps(merged, indent=1))
+    return path
+
+
+def fold_scores(run: dict, key: str = "metrics") -> dict[tuple[str, int], dict]:
+    """(fold, seed) -> that fold's metrics."""
+    return {(r["fold"], r["seed"]): r[key] for r in run["folds"]}
+
+
+def paired_delta(run: dict, base: dict, metric: str, seed: int = 0) -> tuple[float, float, float]:
+    """Mean per-fold difference run - base over common (fold, seed) pairs, with a 95%
+    bootstrap interval over folds (each fold's seeds averaged first)."""
+    a, b = fold_scores(run), fold_scores(base)
+    common = sorted(set(a) & set(b))
+    folds = sorted({f for f, _ in common})
+    per_fold = np.array(
+        [np.mean([a[k][metric] - b[k][metric] for k in common if k[0] == f]) for f in folds]
+    )
+    rng = np.random.default_rng(seed)
+    boots = per_fold[rng.integers(0, len(per_fold), (2000, len(per_fold)))].mean(axis=1)
+    return (
+        float(per_fold.mean()),
+        float(np.quantile(boots, 0.025)),
+        float(np.quantile(boots, 0.975)),
+    )
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def with_ci(value: float, ci: list[float]) -> str:
+    return f"{pct(value)} [{pct(ci[0])}, {pct(ci[1])}]"
+
+
+def render_table() -> None:
+    runs = {p.stem: json.loads(p.read_text()) for p in sorted(ABLATION.glob("*.json"))}
+    if not runs:
+        print("no ablation results yet")
+        return
+    base = runs.get(BASELINE)
+    rows = []
+    order = [n for n in VARIANTS if n in runs] + [n for n in runs if n not in VARIANTS]
+    for name in order:
+        r = runs[name]
+        adaptive = (
+            r["frontend"]["normalization"] == "stream"
+            or r["recipe"].get("normalization") == "stream"
+        )
+        pooled = (
+            with_ci(r["pooled"]["wa"], r["pooled_ci95"]["wa"]),
+            with_ci(r["pooled"]["ua"], r["pooled_ci95"]["ua"]),
+        )
+        seeds_ua = f"{pct(r['seed_mean']['ua'])} ± {pct(r['seed_std']['ua'])}"
+        ens = r.get("ensemble")
+        ensemble = f"{pct(ens['pooled']['wa'])} / {pct(ens['pooled']['ua'])}" if ens else "—"
+        delta = "—"
+        if base is not None and name != BASELINE:
+            d_ua = paired_delta(r, base, "ua")
+            d_wa = paired_delta(r, base, "wa")
+            delta = (
+                f"{100 * d_ua[0]:+.1f} [{100 * d_ua[1]:+.1f}, {100 * d_ua[2]:+.1f}] / "
+                f"{100 * d_wa[0]:+.1f}"
+            )
+        ref = r.get("pooled_speaker_norm")
+        rows.append(
+            [
+                name,
+                str(len(r["seeds"])),
+                "—" if adaptive else pooled[0],
+                "—" if adaptive else pooled[1],
+                pooled[0] if adaptive else "—",
+                pooled[1] if adaptive else "—",
+                f"{pct(ref['wa'])} / {pct(ref['ua'])}" if ref else "—",
+                seeds_ua,
+                ensemble,
+                delta,
+                f"{r['timings'].get('wall_s', r['timings']['total_s']) / 60:.0f}",
+            ]
+        )
+    header = [
+        "variant",
+        "seeds",
+        "WA [95% CI]",
+        "UA [95% CI]",
+        "online-adapted WA",
+        "online-adapted UA",
+        "per-speaker ref. WA / UA",
+        "UA mean ± std (seeds)",
+        "seed ensemble WA / UA",
+        "paired ΔUA [95% CI] / ΔWA vs default",
+        "wall min",
+    ]
+    described = "\n".join(f"- `{n}`: {VARIANTS[n][1]}" for n in order if n in VARIANTS)
+    body = "\n\n".join(
+        [
+            "`bench/bench_ablation.py`: EmoDB leave-one-speaker-out (10 folds, two validation "
+            "speakers carved out of the training speakers), TensorFlow backend, default recipe "
+            "with one change per row. WA/UA pool every seed's predictions (bootstrap interval "
+            "over utterances). The online-adapted columns are the `stream` normalisation "
+            "scored as a device would run it: each test speaker's utterances in corpus order "
+            "as one stream, normalised by the running statistics heard so far (no labels, no "
+            "look-ahead); the per-speaker reference uses each test speaker's whole audio "
+            "(transductive, not deployable). The seed ensemble averages the class "
+            "probabilities of a fold's seeds. The paired Δ is the mean per-fold difference "
+            "from `default` on the same (fold, seed) pairs, with a bootstrap interval over "
+            "folds. Raw per-fold results: `docs/results/ablation/`.",
+            described,
+            markdown_table(header, rows),
+            machine_line(),
+        ]
+    )
+    write_section("ablation", "EmoDB LOSO ablation (recipe levers)", body)
+    print(markdown_table(header, rows))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--backend", default="tensorflow")
+    parser.add_argument("--table-only", action="store_true")
+    args = parser.parse_args()
+    if not args.table_only:
+        if not bench_training.EMODB.exists():
+            raise SystemExit(f"EmoDB not found at {bench_training.EMODB}")
+        ABLATION.mkdir(parents=True, exist_ok=True)
+        for name in args.variants:
+            print(f"results -> {run_variant(name, args.seeds, args.workers, args.backend)}")
+            render_table()
+    render_table()
+
+
+if __name__ == "__main__":
+    main()
