@@ -797,7 +797,10 @@ def check_fields_table(table: Table) -> None:
             if name not in fields:
                 continue
             documented = ast.literal_eval(_code(row[col]))
-            if documented != actual[name]:
+            value = actual[name]
+            if dataclasses.is_dataclass(value):  # a nested options object: its fields
+                value = dataclasses.asdict(value)
+            if documented != value:
                 raise DocError(
                     f"{table.id}: {name} is {actual[name]!r} in {head!r}, documented {documented!r}"
                 )

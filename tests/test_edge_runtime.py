@@ -7,6 +7,7 @@ format, then run the way a device runs them.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 from tone_corpus import LABELS, tone
 
+from edge_runtime.artifact import Artifact, load_artifact
 from edge_runtime.engines import EngineError, open_engine
 from edge_runtime.numpy_engine import GraphError, NumpyModel
 from edge_runtime.recognizer import DEFAULT_MODEL, EmotionRecognizer, StreamRecognizer
@@ -191,6 +193,40 @@ def test_cli_stream_decisions_partial_frames_and_closed_pipe(trained, exported):
     )
     assert head.returncode == 0 and len(head.stdout.splitlines()) == 1
     assert b"Traceback" not in head.stderr
+
+
+def stream_normalised(artifact: Artifact) -> Artifact:
+    """The same model declared as trained with normalization "stream" (same prior)."""
+    config = dataclasses.replace(artifact.metadata.frontend, normalization="stream")
+    metadata = dataclasses.replace(artifact.metadata, frontend=config)
+    return dataclasses.replace(artifact, metadata=metadata)
+
+
+def test_recognizers_adapt_to_the_stream(trained, exported):
+    artifact = stream_normalised(load_artifact(exported.numpy))
+    rate = artifact.metadata.frontend.sample_rate
+    clip = tone("low", np.random.default_rng(3)) * 0.05  # a quiet device
+    recognizer = EmotionRecognizer(artifact, engine="numpy")
+    first = recognizer.predict_samples(clip, rate)
+    again = recognizer.predict_samples(clip, rate)  # the statistics now include clip twice
+    assert not np.allclose(first.window_probabilities, again.window_probabilities)
+    assert recognizer.stream.count > 2 * len(recognizer.frontend(clip))
+    recognizer.reset_stream()
+    np.testing.assert_allclose(
+        recognizer.predict_samples(clip, rate).window_probabilities, first.window_probabilities
+    )
+    # Streaming feeds every frame to the statistics about once, however small the hop.
+    live = EmotionRecognizer(artifact, engine="numpy")
+    stream = StreamRecognizer(live, sample_rate=rate, hop_s=0.1)
+    signal = np.tile(clip, 4)
+    decisions = stream.push(signal)
+    assert decisions
+    heard = live.stream.count - live.stream.prior_frames
+    assert heard == pytest.approx(len(signal) / live.frontend.config.hop_length, rel=0.05)
+    # A dataset-normalised model keeps no state.
+    plain = EmotionRecognizer(exported.numpy)
+    assert plain.stream is None
+    plain.reset_stream()
 
 
 def test_streaming_memory_is_bounded(exported):
