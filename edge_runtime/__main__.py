@@ -47,6 +47,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     recognizer = _recognizer(model, args.engine, args.threads)
     status = EXIT_OK
     for path in files:
+        if args.independent:
+            recognizer.reset_stream()
         try:
             prediction = recognizer.predict_file(path)
         except (WavError, OSError, ValueError) as err:
@@ -192,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("audio", nargs="+", metavar="[MODEL] AUDIO")
     p.add_argument("--model", help="exported model (with its .json manifest)")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
+    p.add_argument(
+        "--independent",
+        action="store_true",
+        help="for models with normalization 'stream': forget the running feature "
+        "statistics before each file (files from different speakers or devices); by "
+        "default the files are one stream that the model adapts to",
+    )
     engine_options(p)
     p.set_defaults(func=cmd_predict)
 

@@ -145,6 +145,25 @@ def test_cli_predict_text_json_and_errors(trained, exported, tmp_path):
     assert wrong_engine.returncode == 2
 
 
+def test_cli_predict_adapts_across_files_unless_independent(trained, exported, tmp_path):
+    model = tmp_path / "stream.npz"
+    model.write_bytes(exported.numpy.read_bytes())
+    manifest = json.loads(Path(f"{exported.numpy}.json").read_text())
+    manifest["frontend"]["normalization"] = "stream"
+    Path(f"{model}.json").write_text(json.dumps(manifest))
+    (path, _), *_ = heldout_files(trained)
+
+    def probabilities(*extra: str) -> list[dict]:
+        out = run_edge("predict", str(model), str(path), str(path), "--json", *extra)
+        assert out.returncode == 0, out.stderr
+        return [json.loads(line)["probabilities"] for line in out.stdout.splitlines()]
+
+    adapted = probabilities()
+    assert adapted[0] != adapted[1]  # the second pass is normalised with both in the stats
+    independent = probabilities("--independent")
+    assert independent[0] == independent[1] == adapted[0]
+
+
 def test_cli_info(exported):
     result = run_edge("info", str(exported.int8), "--json")
     assert result.returncode == 0, result.stderr
