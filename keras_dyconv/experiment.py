@@ -201,26 +201,28 @@ def run_experiment(
             )
             pred = probs.argmax(axis=1)
             summary = summarize(y[fold.test], pred, labels)
-            extra, ref = {}, None
+            extra, other = {}, {}
             if result.config.normalization == "stream":
-                # Transductive reference: each test speaker's statistics over all their
-                # audio (a device cannot know them in advance).
-                ref = predict_utterances(
-                    result.model,
-                    test_sources,
-                    result.config,
-                    policy,
-                    speakers=test_speakers,
-                    adapt="speaker",
-                ).argmax(axis=1)
-                extra["metrics_speaker_norm"] = summarize(y[fold.test], ref, labels)
+                # Without adaptation (each utterance a fresh stream: what one file on a new
+                # device gets) and the transductive reference (each test speaker's
+                # statistics over all their audio, which a device cannot know in advance).
+                for adapt, key in (("independent", "independent"), ("speaker", "speaker_norm")):
+                    other[key] = predict_utterances(
+                        result.model,
+                        test_sources,
+                        result.config,
+                        policy,
+                        speakers=test_speakers,
+                        adapt=adapt,
+                    ).argmax(axis=1)
+                    extra[f"metrics_{key}"] = summarize(y[fold.test], other[key], labels)
             predictions = [
                 {
                     "path": str(utts[i].path),
                     "label": labels[y[i]],
                     "predicted": labels[pred[k]],
                     "probabilities": [round(float(v), 5) for v in probs[k]],
-                    **({} if ref is None else {"predicted_speaker_norm": labels[ref[k]]}),
+                    **{f"predicted_{key}": labels[p[k]] for key, p in other.items()},
                 }
                 for k, i in enumerate(fold.test)
             ]
@@ -289,9 +291,10 @@ def run_experiment(
 def score_folds(fold_records: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict[str, Any]:
     """Pooled, per-seed and across-seed metrics of fold records (from their predictions).
 
-    Also, when present: "pooled_speaker_norm" (the transductive per-speaker normalisation
-    reference of normalization "stream") and "ensemble" (class probabilities averaged over
-    the seeds of each fold: what a seed ensemble scores).
+    Also, when present: "pooled_independent" and "pooled_speaker_norm" (normalization
+    "stream" without adaptation, and its transductive per-speaker reference) and
+    "ensemble" (class probabilities averaged over the seeds of each fold: what a seed
+    ensemble scores).
     """
     seeds = sorted({r["seed"] for r in fold_records})
 
@@ -330,9 +333,10 @@ def score_folds(fold_records: Sequence[dict[str, Any]], labels: Sequence[str]) -
         },
     }
     predictions = [p for r in fold_records for p in r["predictions"]]
-    if predictions and all("predicted_speaker_norm" in p for p in predictions):
-        summary, ci = pooled(fold_records, "predicted_speaker_norm")
-        scores["pooled_speaker_norm"], scores["pooled_speaker_norm_ci95"] = summary, ci
+    for key in ("independent", "speaker_norm"):
+        if predictions and all(f"predicted_{key}" in p for p in predictions):
+            summary, ci = pooled(fold_records, f"predicted_{key}")
+            scores[f"pooled_{key}"], scores[f"pooled_{key}_ci95"] = summary, ci
     if len(seeds) > 1 and predictions and all("probabilities" in p for p in predictions):
         summary, ci = pooled(_ensemble(fold_records, labels))
         scores["ensemble"] = {"pooled": summary, "pooled_ci95": ci}

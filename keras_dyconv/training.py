@@ -183,7 +183,7 @@ def speaker_statistics(
     return stats
 
 
-ADAPTATIONS = ("online", "speaker")
+ADAPTATIONS = ("online", "independent", "speaker")
 
 
 def normalize_utterances(
@@ -197,16 +197,18 @@ def normalize_utterances(
     For normalization "stream" the utterances of each speaker are one stream, in the order
     given: with `adapt="online"` each is normalised by the running statistics of its
     speaker's audio so far, itself included (`StreamStatistics`, what a device can do);
-    with `adapt="speaker"` by the statistics of all the speaker's utterances (transductive
-    when used on test speakers: a reference only, or for training speakers). Other
+    with `adapt="independent"` each utterance starts a fresh stream (the training prior
+    plus itself: no adaptation across utterances, `speakers` not needed); with
+    `adapt="speaker"` by the statistics of all the speaker's utterances (transductive when
+    used on test speakers: a reference only, or for training speakers). Other
     normalizations ignore `speakers` and `adapt`.
     """
-    if config.normalization != "stream":
+    if adapt not in ADAPTATIONS:
+        raise ValueError(f"adapt must be one of {ADAPTATIONS}, got {adapt!r}")
+    if config.normalization != "stream" or adapt == "independent":
         return [normalized(load_features(s), config) for s in sources]
     if speakers is None:
         raise ValueError('normalization "stream" needs the speaker of every utterance')
-    if adapt not in ADAPTATIONS:
-        raise ValueError(f"adapt must be one of {ADAPTATIONS}, got {adapt!r}")
     out = []
     if adapt == "speaker":
         stats = speaker_statistics(sources, speakers)

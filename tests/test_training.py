@@ -327,6 +327,9 @@ def test_normalize_utterances_online_and_per_speaker():
     for i in (0, 2, 4):
         expected = normalize(feats[i].copy(), config, s2)
     np.testing.assert_allclose(online[4], expected, atol=1e-5)
+    # Without adaptation every utterance is a fresh stream (and speakers are not needed).
+    cold = normalize_utterances(feats, config, adapt="independent")
+    np.testing.assert_allclose(cold[4], normalize(feats[4].copy(), config), atol=1e-5)
     full = normalize_utterances(feats, config, speakers, adapt="speaker")
     s1 = np.concatenate([full[i] for i in (1, 3, 5)])
     np.testing.assert_allclose(s1.mean(axis=0), 0, atol=1e-4)
@@ -394,7 +397,7 @@ def test_stream_normalization_and_augmentation_through_the_cli(corpus, tmp_path)
     assert recipe.normalization == "stream" and recipe.augmentation.snr_db == (5.0, 20.0)
     fold = run["folds"][0]
     assert len(fold["averaged_epochs"]) == 2 and "metrics_speaker_norm" in fold
-    assert 0 <= run["pooled_speaker_norm"]["wa"] <= 1
+    assert 0 <= run["pooled_speaker_norm"]["wa"] <= 1 and 0 <= run["pooled_independent"]["wa"] <= 1
     _, metadata = load_model(out / "folds" / fold["fold"] / "model.keras")
     assert metadata.frontend.normalization == "stream"
     # dyser-eval treats each speaker as one stream, as the run did.
