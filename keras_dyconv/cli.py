@@ -141,6 +141,12 @@ def _frontend(path: Path | None) -> FrontendConfig:
     type=int,
     help="Average the weights of the N best validation epochs (1: best epoch only).",
 )
+@click.option(
+    "--distill",
+    type=int,
+    help="Train N teacher models (other seeds) first and distil their mean predictions into "
+    "the one model that is evaluated and exported (N+1 trainings per fold).",
+)
 @click.option("--patience", type=int, help="Early-stopping patience in epochs.")
 @click.option(
     "--frontend",
@@ -211,6 +217,7 @@ def train(
     noise_snr,
     normalization,
     average_checkpoints,
+    distill,
     patience,
     frontend_file,
     window,
@@ -260,6 +267,7 @@ def train(
         augmentation=augmentation,
         normalization=normalization,
         average_checkpoints=average_checkpoints,
+        distill=distill,
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,

@@ -71,6 +71,11 @@ class Recipe:
             running statistics of the stream it hears; see `normalize_utterances`).
         average_checkpoints: average the weights of this many best validation epochs
             (1 = keep the best epoch only).
+        distill: train this many teacher models first (same recipe, other seeds), then the
+            returned model on targets that mix each window's label with the teachers' mean
+            class probabilities for that window (`DISTILL_WEIGHT`): knowledge distillation
+            of a seed ensemble into the one model the edge runs. 0 = off; costs
+            `distill` extra trainings.
         model: keyword arguments for `build_dycnn_bilstm` (num_classes and n_mels are set
             from the data).
     """
@@ -93,6 +98,7 @@ class Recipe:
     augmentation: Augmentation = field(default_factory=Augmentation)
     normalization: str = "dataset"
     average_checkpoints: int = 1
+    distill: int = 0
     model: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -107,6 +113,8 @@ class Recipe:
             )
         if self.average_checkpoints < 1:
             raise ValueError(f"average_checkpoints must be >= 1, got {self.average_checkpoints}")
+        if self.distill < 0 or self.distill == 1:
+            raise ValueError(f"distill must be 0 (off) or >= 2 teachers, got {self.distill}")
 
     def with_overrides(self, **overrides: Any) -> Recipe:
         """A copy with the given fields replaced (None values are ignored)."""
@@ -116,6 +124,10 @@ class Recipe:
         """The recipe as a JSON-serialisable dict (recorded in results.json)."""
         return dataclasses.asdict(self)
 
+
+#: Weight of the teachers' mean class probabilities in a distilled model's targets (the
+#: rest is the one-hot label): the teachers' agreement and doubt both reach the student.
+DISTILL_WEIGHT = 0.5
 
 RECIPES: dict[str, Recipe] = {
     # Our default: AdamW, temperature annealing 30 -> 1 (Chen et al.), early stopping on the
@@ -243,6 +255,8 @@ class WindowSequence(keras.utils.PyDataset):
         augmentation: log-mel perturbations applied to each raw window before normalisation.
         statistics: per-utterance (mean, std) to normalise with instead of `config` (each
             training speaker's own statistics, for normalization "stream").
+        teachers: models whose mean class probabilities for each window are mixed into its
+            target (weight `DISTILL_WEIGHT`): knowledge distillation.
     """
 
     def __init__(
@@ -259,6 +273,7 @@ class WindowSequence(keras.utils.PyDataset):
         class_weights: np.ndarray | None = None,
         augmentation: Augmentation | None = None,
         statistics: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+        teachers: Sequence[keras.Model] = (),
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -276,6 +291,7 @@ class WindowSequence(keras.utils.PyDataset):
         if statistics is not None and len(statistics) != len(sources):
             raise ValueError(f"{len(sources)} feature sources but {len(statistics)} statistics")
         self.statistics = statistics
+        self.teachers = list(teachers)
         self.centres = mel_band_centres(config)
         self.sources = list(sources)
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -301,6 +317,11 @@ class WindowSequence(keras.utils.PyDataset):
         x = np.stack([self._window(i, rng) for i in batch]).astype(np.float32)
         y = np.eye(self.num_classes, dtype=np.float32)[self.labels[batch]]
         x = self._spec_augment(x, rng)
+        if self.teachers:
+            soft = np.mean(
+                [keras.ops.convert_to_numpy(t(x, training=False)) for t in self.teachers], axis=0
+            )
+            y = ((1 - DISTILL_WEIGHT) * y + DISTILL_WEIGHT * soft).astype(np.float32)
         if self.mixup_alpha > 0 and len(batch) > 1:
             lam = rng.beta(self.mixup_alpha, self.mixup_alpha, size=(len(batch), 1))
             perm = rng.permutation(len(batch))
@@ -499,7 +520,8 @@ def train_model(
         seed: seeds Keras, window sampling and augmentation.
         checkpoint_dir: if given, a checkpoint is written every epoch and an interrupted run
             resumes from it (`keras.callbacks.BackupAndRestore`). After a resume, the best
-            validation epoch is chosen among the epochs run since the resume.
+            validation epoch is chosen among the epochs run since the resume. The teachers
+            of `recipe.distill` are not checkpointed (an interrupted run retrains them).
         verbose: Keras progress-bar verbosity.
         train_speakers: speaker per training utterance (needed for normalization "stream":
             each training speaker is normalised by their own statistics).
@@ -507,6 +529,24 @@ def train_model(
             speaker is one stream, normalised online as the test will be).
     """
     policy = policy or WindowPolicy()
+    teachers = []
+    if recipe.distill:
+        for j in range(recipe.distill):
+            teacher = train_model(
+                train_sources,
+                train_labels,
+                labels,
+                config,
+                dataclasses.replace(recipe, distill=0),
+                policy,
+                val_sources,
+                val_labels,
+                seed=1000 * (seed + 1) + j,
+                verbose=verbose,
+                train_speakers=train_speakers,
+                val_speakers=val_speakers,
+            )
+            teachers.append(teacher.model)
     keras.utils.set_random_seed(seed)
     config = with_dataset_stats(
         config, (load_features(s) for s in train_sources), recipe.normalization
@@ -537,6 +577,7 @@ def train_model(
         class_weights=class_weights,
         augmentation=recipe.augmentation,
         statistics=statistics,
+        teachers=teachers,
     )
     epochs = recipe.epochs
     if recipe.iterations:

@@ -361,6 +361,42 @@ def test_checkpoint_averaging_keeps_the_best_epochs():
         TINY.with_overrides(average_checkpoints=0)
 
 
+def test_distillation_trains_teachers_and_soft_targets(monkeypatch):
+    feats, labels = synthetic_features(24)
+    config = with_dataset_stats(FrontendConfig(n_mels=16), feats)
+    teacher = keras.Sequential([keras.Input((100, 16)), keras.layers.GlobalAveragePooling1D()])
+    teacher.add(keras.layers.Dense(2, activation="softmax"))
+    seq = WindowSequence(feats, labels, 2, config, 100, 8, teachers=[teacher, teacher])
+    x, y = seq[0]
+    expected = 0.5 * np.eye(2)[labels[seq.order[:8]]] + 0.5 * np.asarray(teacher(x))
+    np.testing.assert_allclose(y, expected, atol=1e-5)
+    seeds = []
+    original = train_model
+
+    def spy(*args, **kwargs):
+        seeds.append((kwargs.get("seed"), args[4].distill))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr("keras_dyconv.training.train_model", spy)
+    result = spy(
+        feats[:20],
+        labels[:20],
+        ["low", "high"],
+        FrontendConfig(n_mels=16),
+        TINY.with_overrides(epochs=2, distill=2),
+        POLICY,
+        val_sources=feats[20:],
+        val_labels=labels[20:],
+        seed=3,
+        verbose=0,
+    )
+    # Two teachers with their own seeds (not distilled themselves), then the student.
+    assert seeds == [(3, 2), (4000, 0), (4001, 0)]
+    assert result.epochs_run == 2 and result.model.output_shape == (None, 2)
+    with pytest.raises(ValueError, match="distill"):
+        TINY.with_overrides(distill=1)
+
+
 def test_stream_normalization_and_augmentation_through_the_cli(corpus, tmp_path):
     out = tmp_path / "stream-run"
     args = ["--corpus", "manifest", "--data", str(corpus), "--out", str(out), "--recipe", "fast"]
