@@ -45,6 +45,7 @@ VARIANTS: dict[str, tuple[dict, str]] = {
         {"normalization": "stream"},
         "online CMVN: per-speaker statistics in training, running statistics at test",
     ),
+    "distill3": ({"distill": 3}, "3 teachers (other seeds) distilled into the one model"),
     "depth4": (
         {"model": {"conv_filters": [16, 32, 64, 64]}},
         "a 4th dynamic-conv block: time pooled 16x (18 LSTM steps per 3 s instead of 37)",
