@@ -133,7 +133,6 @@ def pct(x: float) -> str:
 
 def render_table() -> None:
     from keras_dyconv import build_dycnn_bilstm
-    from keras_dyconv.training import get_recipe
 
     rows = []
     for path in sorted(RESULTS.glob("emodb-*.json")):
@@ -142,11 +141,13 @@ def render_table() -> None:
         name = proto["name"] + (f" k={proto['k']}" if proto["name"] != "loso" else "")
         pooled, ci = r["pooled"], r["pooled_ci95"]
         seed0 = next(iter(r["per_seed"].values()))
-        recipe = get_recipe(r["recipe"]["name"])
-        params = build_dycnn_bilstm(num_classes=len(r["labels"]), **recipe.model).count_params()
+        params = build_dycnn_bilstm(
+            num_classes=len(r["labels"]), **r["recipe"].get("model", {})
+        ).count_params()
+        normalization = r["recipe"].get("normalization", "dataset")
         rows.append(
             [
-                r["recipe"]["name"],
+                f"{r['recipe']['name']} ({normalization} norm.)",
                 name,
                 "yes" if proto["speaker_independent"] else "no",
                 f"{r['folds_run']} x {len(r['seeds'])}",
