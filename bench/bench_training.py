@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
+# This checkout's packages, not whichever copy is pip-installed (runs from a git worktree
+# must test that worktree's code); the workers are started with the same path.
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from _report import machine_line, markdown_table, write_section  # noqa: E402
 
 EMODB = ROOT.parent / "shared" / "datasets" / "emodb"
@@ -85,7 +87,12 @@ def run(args: argparse.Namespace) -> Path:
     names = fold_names(args.protocol, args.folds)
     tag = args.name or f"emodb-{args.protocol}-{args.recipe}"
     run_dir = ROOT / "runs" / "bench" / tag
-    env = {**os.environ, **ONE_THREAD, "KERAS_BACKEND": args.backend}
+    env = {
+        **os.environ,
+        **ONE_THREAD,
+        "KERAS_BACKEND": args.backend,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     procs, t0 = [], time.time()
     for i in range(args.workers):
         subset = names[i :: args.workers]
@@ -181,7 +188,9 @@ def render_table() -> None:
             "utterances (it ignores speaker-level variance, so it is optimistic). Model selection "
             "uses two validation speakers carved out of the training speakers (LOSO) or a "
             "validation fraction of the training part (stratified); the test fold is never used. "
-            "Raw per-fold results and predictions: `docs/results/`.",
+            "Raw per-fold results and predictions: `docs/results/`. The default recipe over "
+            "3 seeds, and the recipe levers tried against it, are in the ablation section "
+            "below.",
             markdown_table(header, rows),
             *([f"![Per-fold accuracy of every run]({figure})"] if figure else []),
             machine_line(),

@@ -368,9 +368,16 @@ def merge_results(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if not parts:
         raise ValueError("nothing to merge")
     first = parts[0]
+
+    def canonical(part: dict[str, Any], key: str) -> str:
+        value = part[key]
+        if key == "recipe":  # fields added since the run take their defaults
+            value = Recipe(**value).to_dict()
+        return json.dumps(value, sort_keys=True, default=list)
+
     for part in parts[1:]:
         for key in ("labels", "recipe", "frontend", "window"):
-            if part[key] != first[key]:
+            if canonical(part, key) != canonical(first, key):
                 raise ValueError(f"cannot merge runs that differ in {key!r}")
     records = [r for part in parts for r in part["folds"]]
     keys = [(r["fold"], r["seed"]) for r in records]

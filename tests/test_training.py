@@ -229,6 +229,13 @@ def test_run_folder_and_reloaded_model(corpus, tmp_path):
     assert merged["pooled"] == on_disk["pooled"] and merged["per_seed"] == on_disk["per_seed"]
     with pytest.raises(ValueError, match="overlap"):
         merge_results([on_disk, on_disk])
+    # A run recorded before a recipe field existed merges with one that has its default ...
+    older = {**parts[0], "recipe": {k: v for k, v in parts[0]["recipe"].items() if k != "distill"}}
+    assert merge_results([older, *parts[1:]])["pooled"] == on_disk["pooled"]
+    # ... but not with a run of a different recipe.
+    changed = {**parts[0], "recipe": {**parts[0]["recipe"], "epochs": 99}}
+    with pytest.raises(ValueError, match="recipe"):
+        merge_results([changed, *parts[1:]])
     assert (out / "confusion_matrix.png").stat().st_size > 1000
     assert (out / "training_curves.png").stat().st_size > 1000
     fold = results["folds"][0]
