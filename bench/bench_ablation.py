@@ -50,6 +50,19 @@ VARIANTS: dict[str, tuple[dict, str]] = {
         "VTLP 0.9-1.1, speed 0.9-1.1, noise at 10-30 dB SNR on half the windows",
     ),
     "gain-norm": ({"normalization": "gain"}, "utterance level removed before dataset mean/std"),
+    "dataset-norm+avg5": (
+        {"normalization": "dataset", "average_checkpoints": 5},
+        "mean weights of the 5 best validation epochs",
+    ),
+    "dataset-norm+depth4": (
+        {"normalization": "dataset", "model": {"conv_filters": [16, 32, 64, 64]}},
+        "a 4th dynamic-conv block: time pooled 16x (18 LSTM steps per 3 s, not 37; int8 "
+        "TFLite about 2x faster than float32 on x86)",
+    ),
+    "dataset-norm+class-weights": (
+        {"normalization": "dataset", "class_weighting": True},
+        "inverse-frequency class weights",
+    ),
     "stream-norm+augment": (
         {"normalization": "stream", "augmentation": AUGMENT},
         "stream-norm with the augmentation above",
@@ -64,8 +77,7 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     ),
     "stream-norm+depth4": (
         {"normalization": "stream", "model": {"conv_filters": [16, 32, 64, 64]}},
-        "stream-norm, a 4th dynamic-conv block: time pooled 16x (18 LSTM steps per 3 s, "
-        "not 37; int8 TFLite about 2x faster than float32 on x86)",
+        "stream-norm with the 4-block model above",
     ),
     "stream-norm+distill3": (
         {"normalization": "stream", "distill": 3},
