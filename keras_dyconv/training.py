@@ -421,8 +421,8 @@ class ValidationSelection(keras.callbacks.Callback):
         self.windows, self.owners = utterance_windows(sources, config, policy, speakers)
         self.labels = np.asarray(labels)
         self.patience, self.min_epochs, self.average = patience, min_epochs, average
-        self.best_ua, self.best_epoch = -1.0, -1
-        self.kept: list[tuple[float, int, list[np.ndarray]]] = []  # (UA, epoch, weights)
+        # (UA, epoch, weights) of the best epochs, best first; ties keep the earlier epoch.
+        self.kept: list[tuple[float, int, list[np.ndarray]]] = []
         self.history: list[float] = []
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -436,14 +436,22 @@ class ValidationSelection(keras.callbacks.Callback):
             self.kept = sorted(
                 [*self.kept, (ua, epoch, self.model.get_weights())], key=lambda k: -k[0]
             )[: self.average]
-        if ua > self.best_ua:
-            self.best_ua, self.best_epoch = ua, epoch
-        elif (
+        if self.best_epoch != epoch and (
             self.patience is not None
             and epoch + 1 >= self.min_epochs
             and epoch - self.best_epoch >= self.patience
         ):
             self.model.stop_training = True
+
+    @property
+    def best_ua(self) -> float:
+        """Best validation UA so far (-1 before the first epoch)."""
+        return self.kept[0][0] if self.kept else -1.0
+
+    @property
+    def best_epoch(self) -> int:
+        """Epoch of the best validation UA so far (-1 before the first epoch)."""
+        return self.kept[0][1] if self.kept else -1
 
     @property
     def kept_epochs(self) -> list[int]:
