@@ -27,7 +27,7 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 
-from .config import MIN_STD, N_MFCC, FrontendConfig
+from .config import MIN_STD, N_MFCC, FrontendConfig, remove_gain
 from .resample import resample
 from .wav import Source, read_wav
 
@@ -305,8 +305,8 @@ def normalize(
         x = features.astype(np.float64)
         features[:] = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), MIN_STD)
     elif mode in ("dataset", "gain"):
-        if mode == "gain" and features.size:
-            features -= np.float32(features.mean(dtype=np.float64))
+        if mode == "gain":
+            features[:] = remove_gain(features)
         features -= np.asarray(config.mean, dtype=np.float32)
         features /= np.asarray(config.std, dtype=np.float32)
     elif mode == "stream":
