@@ -22,6 +22,11 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     return "\n".join(lines)
 
 
+def verdict(ok: bool) -> str:
+    """How a target reads in the reports: "met" or a bold "missed"."""
+    return "met" if ok else "**missed**"
+
+
 def machine_line() -> str:
     """One line describing where the numbers were measured."""
     import os

@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # this checkout's code (see bench_training)
 import bench_training  # noqa: E402
-from _report import machine_line, markdown_table, write_section  # noqa: E402
+from _report import machine_line, markdown_table, verdict, write_section  # noqa: E402
 
 ABLATION = ROOT / "docs" / "results" / "ablation"
 #: The paired comparisons are against this variant: the default recipe before the ablation.
@@ -170,17 +170,14 @@ def targets(runs: dict[str, dict]) -> str:
     ua, wa = fixed(full[best], "ua"), fixed(full[best], "wa")
     text = (
         f"Targets (issue 9, >= 3 seeds): best non-adaptive UA {pct(ua)} (`{best}`) against "
-        f"80 (first bar) and 83: {'met' if ua >= 0.83 else '**missed**'}; WA {pct(wa)} against "
-        f"85: {'met' if wa >= 0.85 else '**missed**'}."
+        f"80 (first bar) and 83: {verdict(ua >= 0.83)}; WA {pct(wa)} against "
+        f"85: {verdict(wa >= 0.85)}."
     )
     adaptive = [n for n, r in full.items() if stream(r)]
     if adaptive:
         top = max(adaptive, key=lambda n: full[n]["pooled"]["ua"])
         online = full[top]["pooled"]["ua"]
-        text += (
-            f" Online-adapted UA {pct(online)} (`{top}`) against 86: "
-            f"{'met' if online >= 0.86 else '**missed**'}."
-        )
+        text += f" Online-adapted UA {pct(online)} (`{top}`) against 86: {verdict(online >= 0.86)}."
     return text
 
 

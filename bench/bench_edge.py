@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import machine_line, markdown_table, write_section
+from _report import machine_line, markdown_table, verdict, write_section
 
 REPO = Path(__file__).resolve().parent.parent
 EMODB_WAV = Path("/work/shared/datasets/emodb/wav")
@@ -532,10 +532,6 @@ def _fmt(x: float, digits: int = 2) -> str:
     return f"{x:.{digits}f}" if x < 100 else f"{x:.0f}"
 
 
-def _met(ok: bool) -> str:
-    return "met" if ok else "**missed**"
-
-
 def report(
     args,
     exported,
@@ -600,16 +596,18 @@ def report(
     checks = []
     if ("tflite", "int8") in predict:
         v, target = predict["tflite", "int8"]["median"]["e2e"], TARGETS["litert_int8_ms"]
-        checks.append(f"int8 LiteRT end-to-end <= {target:g} ms: {_met(v <= target)} ({v:.2f} ms)")
+        checks.append(
+            f"int8 LiteRT end-to-end <= {target:g} ms: {verdict(v <= target)} ({v:.2f} ms)"
+        )
     if ("numpy", "none") in predict:
         v, target = predict["numpy", "none"]["median"]["e2e"], TARGETS["numpy_ms"]
-        checks.append(f"numpy engine <= {target:g} ms: {_met(v <= target)} ({v:.1f} ms)")
+        checks.append(f"numpy engine <= {target:g} ms: {verdict(v <= target)} ({v:.1f} ms)")
     if ("tflite", "int8") in stream:
         s = stream["tflite", "int8"]["long"]
         pct, target = 100 * s["cpu_s"] / s["audio_s"], TARGETS["stream_core_pct"]
         checks.append(
             f"streaming (int8 LiteRT, {HOP_S} s hop) < {target:g}% of one core: "
-            f"{_met(pct < target)} ({pct:.2f}%)"
+            f"{verdict(pct < target)} ({pct:.2f}%)"
         )
 
     stream_rows = []

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import machine_line, markdown_table, write_section
+from _report import machine_line, markdown_table, verdict, write_section
 
 from edge_runtime.config import FrontendConfig, with_dataset_stats
 from edge_runtime.engines import open_engine
@@ -231,9 +231,7 @@ def main(epochs: int, seed: int, workdir: Path | None, calibration_utterances: i
             f"model itself (TensorFlow, eager): {latency['keras']:.2f} ms. "
             "Accuracy: Keras / export; utterance = mean of its windows' probabilities.",
             markdown_table(HEADER, rows),
-            "Targets: "
-            + "; ".join(f"{name}: {'met' if ok else '**missed**'}" for name, ok in checks)
-            + ".",
+            "Targets: " + "; ".join(f"{name}: {verdict(ok)}" for name, ok in checks) + ".",
             machine_line() + " The machine is shared with other jobs (2 cores): absolute "
             "latencies are noisy; the ratios come from the interleaved loop.",
         ]
