@@ -33,6 +33,7 @@ ABLATION = ROOT / "docs" / "results" / "ablation"
 #: The paired comparisons are against this variant: the default recipe before the ablation.
 BASELINE = "dataset-norm"
 AUGMENT = {"vtlp": 0.1, "speed": 0.1, "snr_db": [10.0, 30.0]}
+STREAM = {"normalization": "stream", "stream_training": "speaker"}
 
 #: Variant name -> (recipe fields changed from `RECIPES["default"]`, what it tests). Every
 #: variant names its normalisation, so it keeps its meaning whatever the default is.
@@ -42,8 +43,13 @@ VARIANTS: dict[str, tuple[dict, str]] = {
         "training-set mean/std normalisation (the default recipe before this ablation)",
     ),
     "stream-norm": (
-        {"normalization": "stream"},
+        STREAM,
         "online CMVN: per-speaker statistics in training, running statistics at test",
+    ),
+    "stream-online": (
+        {"normalization": "stream", "stream_training": "online"},
+        "online CMVN, trained on running statistics drawn at random points of each "
+        "training speaker's stream (and on fresh streams)",
     ),
     "dataset-norm+augment": (
         {"normalization": "dataset", "augmentation": AUGMENT},
@@ -64,23 +70,23 @@ VARIANTS: dict[str, tuple[dict, str]] = {
         "inverse-frequency class weights",
     ),
     "stream-norm+augment": (
-        {"normalization": "stream", "augmentation": AUGMENT},
+        {**STREAM, "augmentation": AUGMENT},
         "stream-norm with the augmentation above",
     ),
     "stream-norm+avg5": (
-        {"normalization": "stream", "average_checkpoints": 5},
+        {**STREAM, "average_checkpoints": 5},
         "stream-norm, mean weights of the 5 best validation epochs",
     ),
     "stream-norm+class-weights": (
-        {"normalization": "stream", "class_weighting": True},
+        {**STREAM, "class_weighting": True},
         "stream-norm, inverse-frequency class weights",
     ),
     "stream-norm+depth4": (
-        {"normalization": "stream", "model": {"conv_filters": [16, 32, 64, 64]}},
+        {**STREAM, "model": {"conv_filters": [16, 32, 64, 64]}},
         "stream-norm with the 4-block model above",
     ),
     "stream-norm+distill3": (
-        {"normalization": "stream", "distill": 3},
+        {**STREAM, "distill": 3},
         "stream-norm, 3 teachers (other seeds) distilled into the one model",
     ),
 }

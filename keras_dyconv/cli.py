@@ -137,6 +137,13 @@ def _frontend(path: Path | None) -> FrontendConfig:
     "speaker, evaluated online per test speaker, plus a transductive reference).",
 )
 @click.option(
+    "--stream-training",
+    type=click.Choice(["speaker", "online"]),
+    help="With --normalization stream, train on each speaker's whole-audio statistics "
+    "(speaker) or on running statistics drawn at random points of their stream (online: "
+    "the model also learns a voice it has just started hearing).",
+)
+@click.option(
     "--average-checkpoints",
     type=int,
     help="Average the weights of the N best validation epochs (1: best epoch only).",
@@ -216,6 +223,7 @@ def train(
     speed,
     noise_snr,
     normalization,
+    stream_training,
     average_checkpoints,
     distill,
     patience,
@@ -266,6 +274,7 @@ def train(
     chosen = base.with_overrides(
         augmentation=augmentation,
         normalization=normalization,
+        stream_training=stream_training,
         average_checkpoints=average_checkpoints,
         distill=distill,
         epochs=epochs,

@@ -41,6 +41,10 @@ from keras_dyconv.metrics import unweighted_accuracy
 from keras_dyconv.models import build_dycnn_bilstm
 
 FeatureSource = np.ndarray | str | os.PathLike
+#: Recipe.stream_training: whole-speaker statistics, or simulated running statistics.
+STREAM_TRAINING = ("speaker", "online")
+#: Random orderings of each training speaker's utterances that `online_statistics` streams.
+STREAM_ORDERINGS = 7
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,10 @@ class Recipe:
             "gain" (utterance level removed first) or "stream" (online CMVN: the model is
             trained on each training speaker normalised by their own statistics and run with
             running statistics of the stream it hears; see `normalize_utterances`).
+        stream_training: which statistics normalise a training window for normalization
+            "stream": "speaker" (all of its speaker's audio) or "online" (the running
+            statistics a device would have at a random point of its speaker's stream, as
+            `online_statistics` draws them; the model learns the cold start too).
         average_checkpoints: average the weights of this many best validation epochs
             (1 = keep the best epoch only).
         distill: train this many teacher models first (same recipe, other seeds), then the
@@ -97,6 +105,7 @@ class Recipe:
     mixup_alpha: float = 0.0
     augmentation: Augmentation = field(default_factory=Augmentation)
     normalization: str = "dataset"
+    stream_training: str = "speaker"
     average_checkpoints: int = 1
     distill: int = 0
     model: dict[str, Any] = field(default_factory=dict)
@@ -110,6 +119,11 @@ class Recipe:
             raise ValueError(
                 f"Recipe.normalization must be one of {STATISTICS_NORMALIZATIONS}, "
                 f"got {self.normalization!r}"
+            )
+        if self.stream_training not in STREAM_TRAINING:
+            raise ValueError(
+                f"Recipe.stream_training must be one of {STREAM_TRAINING}, "
+                f"got {self.stream_training!r}"
             )
         if self.average_checkpoints < 1:
             raise ValueError(f"average_checkpoints must be >= 1, got {self.average_checkpoints}")
@@ -195,6 +209,44 @@ def speaker_statistics(
     return stats
 
 
+def online_statistics(
+    sources: Sequence[FeatureSource],
+    speakers: Sequence[str],
+    config: FrontendConfig,
+    orderings: int = STREAM_ORDERINGS,
+    seed: int = 0,
+) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """Running statistics a device could have when it hears each utterance, several per
+    utterance: (mean, std) float32 lists, one list per utterance.
+
+    Each speaker's utterances are streamed through `StreamStatistics` in `orderings`
+    random orders; the statistics right after an utterance (itself included, as at test
+    time) are one draw for it, so its draws sit at random points of its speaker's stream.
+    One more draw is a fresh stream (the training prior plus the utterance alone): the
+    cold start of a voice the device has never heard.
+    """
+    if len(sources) != len(speakers):
+        raise ValueError(f"{len(sources)} feature sources but {len(speakers)} speakers")
+    rng = np.random.default_rng(seed)
+    draws: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in sources]
+    stream = StreamStatistics(config)
+
+    def draw(i: int) -> None:
+        stream.update(load_features(sources[i]))
+        draws[i].append((np.float32(stream.mean), np.float32(stream.std)))
+
+    for i in range(len(sources)):
+        stream.reset()
+        draw(i)
+    for speaker in dict.fromkeys(speakers):
+        mine = np.flatnonzero(np.asarray(speakers) == speaker)
+        for _ in range(orderings):
+            stream.reset()
+            for i in rng.permutation(mine):
+                draw(int(i))
+    return draws
+
+
 ADAPTATIONS = ("online", "independent", "speaker")
 
 
@@ -253,8 +305,9 @@ class WindowSequence(keras.utils.PyDataset):
         mixup_alpha: mixup Beta parameter (0 disables).
         class_weights: per-class loss weights (class weighting), or None.
         augmentation: log-mel perturbations applied to each raw window before normalisation.
-        statistics: per-utterance (mean, std) to normalise with instead of `config` (each
-            training speaker's own statistics, for normalization "stream").
+        statistics: per utterance, one or more (mean, std) to normalise with instead of
+            `config`, one drawn at random for each window (normalization "stream": the
+            speaker's own statistics, or `online_statistics` draws).
         teachers: models whose mean class probabilities for each window are mixed into its
             target (weight `DISTILL_WEIGHT`): knowledge distillation.
     """
@@ -272,7 +325,7 @@ class WindowSequence(keras.utils.PyDataset):
         mixup_alpha: float = 0.0,
         class_weights: np.ndarray | None = None,
         augmentation: Augmentation | None = None,
-        statistics: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+        statistics: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]] | None = None,
         teachers: Sequence[keras.Model] = (),
         **kwargs: Any,
     ):
@@ -342,7 +395,8 @@ class WindowSequence(keras.utils.PyDataset):
             window = np.array(random_window(raw, self.frames, rng), dtype=np.float32)
         if self.statistics is None:
             return normalize(window, self.config)
-        mean, std = self.statistics[i]
+        choices = self.statistics[i]
+        mean, std = choices[int(rng.integers(len(choices)))] if len(choices) > 1 else choices[0]
         return (window - mean) / std
 
     def _spec_augment(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -532,7 +586,8 @@ def train_model(
             of `recipe.distill` are not checkpointed (an interrupted run retrains them).
         verbose: Keras progress-bar verbosity.
         train_speakers: speaker per training utterance (needed for normalization "stream":
-            each training speaker is normalised by their own statistics).
+            each training speaker is normalised by their own statistics, or by simulated
+            running statistics of their stream: `Recipe.stream_training`).
         val_speakers: speaker per validation utterance ("stream": each validation
             speaker is one stream, normalised online as the test will be).
     """
@@ -563,8 +618,11 @@ def train_model(
     if recipe.normalization == "stream":
         if train_speakers is None or (len(val_sources) and val_speakers is None):
             raise ValueError('normalization "stream" needs train_speakers and val_speakers')
-        by_speaker = speaker_statistics(train_sources, train_speakers)
-        statistics = [by_speaker[s] for s in train_speakers]
+        if recipe.stream_training == "online":
+            statistics = online_statistics(train_sources, train_speakers, config, seed=seed)
+        else:
+            by_speaker = speaker_statistics(train_sources, train_speakers)
+            statistics = [[by_speaker[s]] for s in train_speakers]
     labels_arr = np.asarray(train_labels)
     class_weights = None
     if recipe.class_weighting:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -28,6 +29,7 @@ from keras_dyconv.training import (
     WindowSequence,
     get_recipe,
     normalize_utterances,
+    online_statistics,
     predict_utterances,
     train_model,
 )
@@ -347,6 +349,52 @@ def test_normalize_utterances_online_and_per_speaker():
         normalize_utterances(feats, config, speakers, adapt="oracle")
 
 
+def test_online_statistics_are_running_statistics_of_the_speakers_own_stream():
+    feats, _ = synthetic_features(8)
+    feats = [f + (10.0 if i % 2 else -10.0) for i, f in enumerate(feats)]  # two loud/quiet
+    speakers = ["s1" if i % 2 else "s2" for i in range(8)]
+    config = with_dataset_stats(FrontendConfig(n_mels=16), feats, "stream")
+    draws = online_statistics(feats, speakers, config, orderings=6, seed=3)
+    assert [len(d) for d in draws] == [7] * 8
+    # The first draw is a fresh stream: the training prior plus the utterance alone.
+    fresh = StreamStatistics(config)
+    fresh.update(feats[4])
+    np.testing.assert_allclose(draws[4][0][0], fresh.mean, rtol=1e-6)
+    np.testing.assert_allclose(draws[4][0][1], fresh.std, rtol=1e-6)
+    # Every other draw is the stream after some of the speaker's utterances, this one last:
+    # one of the running statistics of the orders that end with it.
+    mine = [0, 2, 4, 6]
+    possible = []
+    for r in range(1, 5):
+        for order in itertools.permutations([i for i in mine if i != 4], r - 1):
+            stream = StreamStatistics(config)
+            for i in (*order, 4):
+                stream.update(feats[i])
+            possible.append(stream.mean)
+    for mean, std in draws[4][1:]:
+        assert min(np.abs(mean - p).max() for p in possible) < 1e-4
+        assert mean.dtype == np.float32 and std.dtype == np.float32
+    # The orders differ (random points of the stream), and another seed draws others.
+    assert len({round(float(m[0]), 4) for m, _ in draws[4]}) > 2
+    other = online_statistics(feats, speakers, config, orderings=6, seed=4)
+    assert any(not np.allclose(a[0], b[0]) for a, b in zip(draws[4][1:], other[4][1:], strict=True))
+    with pytest.raises(ValueError, match="speakers"):
+        online_statistics(feats, speakers[:3], config)
+    # WindowSequence normalises each window with one of its utterance's draws, at random.
+    ones, zeros = np.ones(16, np.float32), np.zeros(16, np.float32)
+    data = WindowSequence(
+        [np.full((40, 16), 3.0, np.float32)],
+        [0],
+        2,
+        config,
+        frames=20,
+        batch_size=1,
+        statistics=[[(zeros, ones), (ones, ones)]],
+    )
+    seen = {float(data[0][0][0, 0, 0]) for _ in range(20)}
+    assert seen == {3.0, 2.0}
+
+
 def test_checkpoint_averaging_keeps_the_best_epochs():
     feats, labels = synthetic_features(40)
     recipe = TINY.with_overrides(epochs=5, average_checkpoints=3)
@@ -421,6 +469,8 @@ def test_stream_normalization_and_augmentation_through_the_cli(corpus, tmp_path)
             "1",
             "--normalization",
             "stream",
+            "--stream-training",
+            "online",
             "--vtlp",
             "0.1",
             "--speed",
@@ -437,7 +487,8 @@ def test_stream_normalization_and_augmentation_through_the_cli(corpus, tmp_path)
     assert result.exit_code == 0, result.output
     run = json.loads((out / "results.json").read_text())
     recipe = Recipe(**run["recipe"])  # the recorded recipe reads back
-    assert recipe.normalization == "stream" and recipe.augmentation.snr_db == (5.0, 20.0)
+    assert recipe.normalization == "stream" and recipe.stream_training == "online"
+    assert recipe.augmentation.snr_db == (5.0, 20.0)
     fold = run["folds"][0]
     assert len(fold["averaged_epochs"]) == 2 and "metrics_speaker_norm" in fold
     assert 0 <= run["pooled_speaker_norm"]["wa"] <= 1 and 0 <= run["pooled_independent"]["wa"] <= 1
