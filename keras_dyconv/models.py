@@ -65,7 +65,7 @@ def build_dycnn_bilstm(
     kernel_size: int = 3,
     num_kernels: int = 4,
     temperature: float = 30.0,
-    pool_size: tuple[int, int] = (2, 2),
+    pool_size: tuple[int, int] | Sequence[tuple[int, int]] = (2, 2),
     dropout: float = 0.3,
     bn_momentum: float = 0.9,
     lstm_units: int = 64,
@@ -97,7 +97,9 @@ def build_dycnn_bilstm(
         kernel_size: conv kernel size (square).
         num_kernels: K, kernels per dynamic convolution.
         temperature: initial attention temperature (anneal it with `TemperatureAnnealing`).
-        pool_size: (time, mel) max-pooling per block.
+        pool_size: (time, mel) max-pooling of every block, or one such pair per block
+            (e.g. `((2, 2), (2, 2), (4, 2))`: time pooled 16x, so the Bi-LSTM runs fewer
+            steps).
         dropout: dropout rate after each block and before the classifier.
         bn_momentum: BatchNormalization moving-average momentum. 0.9 (PyTorch's 0.1), not
             Keras's 0.99: a small corpus gives ~15 steps per epoch, and with 0.99 the
@@ -115,17 +117,18 @@ def build_dycnn_bilstm(
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     if not conv_filters:
         raise ValueError("conv_filters must list at least one block")
+    pools = _block_pools(pool_size, len(conv_filters))
     mel_out = n_mels
-    for _ in conv_filters:
-        mel_out = mel_out // pool_size[1]
+    for _, mel_pool in pools:
+        mel_out = mel_out // mel_pool
     if mel_out < 1:
         raise ValueError(
-            f"{len(conv_filters)} blocks pooling mels by {pool_size[1]} leave no mel bands "
-            f"from n_mels={n_mels}; use fewer blocks or more mels"
+            f"{len(conv_filters)} blocks pooling mels by {[p[1] for p in pools]} leave no mel "
+            f"bands from n_mels={n_mels}; use fewer blocks or more mels"
         )
     inputs = keras.Input(shape=(frames, n_mels), batch_size=batch_size, name="log_mel")
     x = keras.layers.Reshape((-1, n_mels, 1), name="add_channel")(inputs)
-    for i, filters in enumerate(conv_filters, start=1):
+    for i, (filters, pool) in enumerate(zip(conv_filters, pools, strict=True), start=1):
         x = DynamicConv2D(
             filters,
             kernel_size,
@@ -138,7 +141,7 @@ def build_dycnn_bilstm(
         )(x)
         x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"bn{i}")(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)
-        x = keras.layers.MaxPooling2D(pool_size, name=f"pool{i}")(x)
+        x = keras.layers.MaxPooling2D(pool, name=f"pool{i}")(x)
         x = keras.layers.Dropout(dropout, name=f"dropout{i}")(x)
     x = keras.layers.Reshape((-1, mel_out * conv_filters[-1]), name="frames_to_sequence")(x)
     lstm = keras.layers.LSTM(lstm_units, return_sequences=attention_pooling, name="lstm")
@@ -148,6 +151,21 @@ def build_dycnn_bilstm(
     x = keras.layers.Dropout(dropout, name="dropout_head")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="emotion")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def _block_pools(
+    pool_size: tuple[int, int] | Sequence[tuple[int, int]], blocks: int
+) -> list[tuple[int, int]]:
+    """One (time, mel) pooling pair per block from `build_dycnn_bilstm`'s `pool_size`."""
+    if len(pool_size) == 2 and all(isinstance(p, int) for p in pool_size):
+        return [(int(pool_size[0]), int(pool_size[1]))] * blocks
+    pools = [tuple(int(v) for v in p) for p in pool_size]
+    if len(pools) != blocks or any(len(p) != 2 or min(p) < 1 for p in pools):
+        raise ValueError(
+            f"pool_size must be one (time, mel) pair or one per block ({blocks} blocks), "
+            f"got {pool_size!r}"
+        )
+    return pools  # type: ignore[return-value]
 
 
 def model_cost(model: keras.Model, frames_per_second: float = 100.0) -> dict[str, float]:
