@@ -60,6 +60,10 @@ VARIANTS: dict[str, tuple[dict, str]] = {
         {"normalization": "dataset", "average_checkpoints": 5},
         "mean weights of the 5 best validation epochs",
     ),
+    "dataset-norm+refit": (
+        {"normalization": "dataset", "refit": True},
+        "after the validation speakers chose the epoch, retrain on all 9 training speakers",
+    ),
     "dataset-norm+depth4": (
         {"normalization": "dataset", "model": {"conv_filters": [16, 32, 64, 64]}},
         "a 4th dynamic-conv block: time pooled 16x (18 LSTM steps per 3 s, not 37; int8 "

@@ -149,6 +149,12 @@ def _frontend(path: Path | None) -> FrontendConfig:
     help="Average the weights of the N best validation epochs (1: best epoch only).",
 )
 @click.option(
+    "--refit/--no-refit",
+    default=None,
+    help="After the validation speakers choose the epoch, train again on the training and "
+    "validation speakers together for that many epochs (about twice the time).",
+)
+@click.option(
     "--distill",
     type=int,
     help="Train N teacher models (other seeds) first and distil their mean predictions into "
@@ -225,6 +231,7 @@ def train(
     normalization,
     stream_training,
     average_checkpoints,
+    refit,
     distill,
     patience,
     frontend_file,
@@ -276,6 +283,7 @@ def train(
         normalization=normalization,
         stream_training=stream_training,
         average_checkpoints=average_checkpoints,
+        refit=refit,
         distill=distill,
         epochs=epochs,
         batch_size=batch_size,

@@ -242,6 +242,7 @@ def run_experiment(
                     "n_val": len(fold.val),
                     "best_epoch": result.best_epoch,
                     "averaged_epochs": result.averaged_epochs,
+                    "refit_epochs": result.refit_epochs,
                     "epochs_run": result.epochs_run,
                     "seconds": round(time.time() - t0, 1),
                     "metrics": summary,

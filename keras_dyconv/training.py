@@ -79,6 +79,11 @@ class Recipe:
             `online_statistics` draws them; the model learns the cold start too).
         average_checkpoints: average the weights of this many best validation epochs
             (1 = keep the best epoch only).
+        refit: after the validation speakers have chosen the epoch (or the epochs to
+            average), train again from scratch (same seed) on the training *and*
+            validation speakers for that many epochs, and return that model: every
+            training speaker is learnt from, and the test fold still chooses nothing.
+            Costs about twice the training time.
         distill: train this many teacher models first (same recipe, other seeds), then the
             returned model on targets that mix each window's label with the teachers' mean
             class probabilities for that window (`DISTILL_WEIGHT`): knowledge distillation
@@ -107,6 +112,7 @@ class Recipe:
     normalization: str = "dataset"
     stream_training: str = "speaker"
     average_checkpoints: int = 1
+    refit: bool = False
     distill: int = 0
     model: dict[str, Any] = field(default_factory=dict)
 
@@ -517,18 +523,43 @@ class ValidationSelection(keras.callbacks.Callback):
         back into the model."""
         if not self.kept:
             return
-        snapshots = [weights for _, _, weights in self.kept]
-        self.model.set_weights(
-            [
-                np.mean(np.stack(ws), axis=0).astype(ws[0].dtype)
-                for ws in zip(*snapshots, strict=True)
-            ]
-        )
+        self.model.set_weights(mean_weights([weights for _, _, weights in self.kept]))
+
+
+class EpochSnapshots(keras.callbacks.Callback):
+    """Keep the weights after the given epochs (0-based); `restore_mean` puts their mean
+    back (the refit of `Recipe.refit` averages the epochs the validation chose)."""
+
+    def __init__(self, epochs: Sequence[int]):
+        super().__init__()
+        self.epochs = set(int(e) for e in epochs)
+        self.snapshots: list[list[np.ndarray]] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch in self.epochs:
+            self.snapshots.append(self.model.get_weights())
+
+    def restore_mean(self) -> None:
+        """Set the model's weights to the mean of the snapshots taken (if any)."""
+        if self.snapshots:
+            self.model.set_weights(mean_weights(self.snapshots))
+
+
+def mean_weights(snapshots: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]:
+    """Element-wise mean of several `get_weights()` lists (checkpoint averaging)."""
+    return [
+        np.mean(np.stack(ws), axis=0).astype(ws[0].dtype) for ws in zip(*snapshots, strict=True)
+    ]
 
 
 @dataclass
 class TrainResult:
-    """A fitted model and what happened during training."""
+    """A fitted model and what happened during training.
+
+    `history`, `best_epoch` and `averaged_epochs` describe the run scored on the validation
+    speakers; `refit_epochs` > 0 says the returned model was then refit for that many epochs
+    on the training and validation speakers together (`Recipe.refit`).
+    """
 
     model: keras.Model
     config: FrontendConfig
@@ -536,6 +567,7 @@ class TrainResult:
     best_epoch: int | None
     epochs_run: int
     averaged_epochs: list[int] = field(default_factory=list)
+    refit_epochs: int = 0
 
 
 def _optimizer(recipe: Recipe, total_steps: int) -> keras.optimizers.Optimizer:
@@ -583,7 +615,8 @@ def train_model(
         checkpoint_dir: if given, a checkpoint is written every epoch and an interrupted run
             resumes from it (`keras.callbacks.BackupAndRestore`). After a resume, the best
             validation epoch is chosen among the epochs run since the resume. The teachers
-            of `recipe.distill` are not checkpointed (an interrupted run retrains them).
+            of `recipe.distill` and the refit of `recipe.refit` are not checkpointed (an
+            interrupted run retrains them).
         verbose: Keras progress-bar verbosity.
         train_speakers: speaker per training utterance (needed for normalization "stream":
             each training speaker is normalised by their own statistics, or by simulated
@@ -610,6 +643,76 @@ def train_model(
                 val_speakers=val_speakers,
             )
             teachers.append(teacher.model)
+    result = _fit(
+        recipe,
+        config,
+        policy,
+        train_sources,
+        train_labels,
+        len(labels),
+        train_speakers,
+        val_sources,
+        val_labels,
+        val_speakers,
+        seed,
+        checkpoint_dir,
+        verbose,
+        teachers,
+    )
+    if not (recipe.refit and len(val_sources) and result.best_epoch is not None):
+        return result
+    # Refit on training + validation speakers for the epochs the validation chose: the
+    # returned model has seen every training speaker, and its epochs were still chosen
+    # without the test fold.
+    kept = result.averaged_epochs or [result.best_epoch]
+    refit = _fit(
+        dataclasses.replace(recipe, average_checkpoints=1),
+        config,
+        policy,
+        [*train_sources, *val_sources],
+        [*train_labels, *val_labels],
+        len(labels),
+        None if train_speakers is None else [*train_speakers, *(val_speakers or ())],
+        (),
+        (),
+        None,
+        seed,
+        None,
+        verbose,
+        teachers,
+        epochs=max(kept) + 1,
+        snapshot_epochs=kept,
+    )
+    return dataclasses.replace(
+        refit,
+        history=result.history,
+        best_epoch=result.best_epoch,
+        epochs_run=result.epochs_run,
+        averaged_epochs=result.averaged_epochs,
+        refit_epochs=refit.epochs_run,
+    )
+
+
+def _fit(
+    recipe: Recipe,
+    config: FrontendConfig,
+    policy: WindowPolicy,
+    train_sources: Sequence[FeatureSource],
+    train_labels: Sequence[int],
+    num_classes: int,
+    train_speakers: Sequence[str] | None,
+    val_sources: Sequence[FeatureSource],
+    val_labels: Sequence[int],
+    val_speakers: Sequence[str] | None,
+    seed: int,
+    checkpoint_dir: str | os.PathLike | None,
+    verbose: int | str,
+    teachers: Sequence[keras.Model],
+    epochs: int | None = None,
+    snapshot_epochs: Sequence[int] = (),
+) -> TrainResult:
+    """One `model.fit` of `train_model` (see there); `epochs` overrides the recipe's, and
+    the returned model averages the weights of `snapshot_epochs` (0-based) if given."""
     keras.utils.set_random_seed(seed)
     config = with_dataset_stats(
         config, (load_features(s) for s in train_sources), recipe.normalization
@@ -626,14 +729,14 @@ def train_model(
     labels_arr = np.asarray(train_labels)
     class_weights = None
     if recipe.class_weighting:
-        counts = np.bincount(labels_arr, minlength=len(labels)).astype(np.float64)
+        counts = np.bincount(labels_arr, minlength=num_classes).astype(np.float64)
         class_weights = np.where(
-            counts > 0, len(labels_arr) / (len(labels) * np.maximum(counts, 1)), 0
+            counts > 0, len(labels_arr) / (num_classes * np.maximum(counts, 1)), 0
         )
     data = WindowSequence(
         train_sources,
         labels_arr,
-        len(labels),
+        num_classes,
         config,
         policy.frames,
         recipe.batch_size,
@@ -645,11 +748,12 @@ def train_model(
         statistics=statistics,
         teachers=teachers,
     )
-    epochs = recipe.epochs
-    if recipe.iterations:
-        epochs = math.ceil(recipe.iterations / len(data))
+    if epochs is None:
+        epochs = recipe.epochs
+        if recipe.iterations:
+            epochs = math.ceil(recipe.iterations / len(data))
     model = build_dycnn_bilstm(
-        num_classes=len(labels),
+        num_classes=num_classes,
         n_mels=config.n_features,
         temperature=recipe.temperature[0],
         **recipe.model,
@@ -674,6 +778,10 @@ def train_model(
             average=recipe.average_checkpoints,
         )
         callbacks.append(selection)
+    snapshots = None
+    if snapshot_epochs:
+        snapshots = EpochSnapshots(snapshot_epochs)
+        callbacks.append(snapshots)
     if checkpoint_dir is not None:
         checkpoint_dir = Path(checkpoint_dir)
         callbacks.append(keras.callbacks.BackupAndRestore(str(checkpoint_dir / "backup")))
@@ -688,4 +796,6 @@ def train_model(
     if selection is not None:
         selection.restore_best()
         best_epoch, averaged = selection.best_epoch, selection.kept_epochs
+    if snapshots is not None:
+        snapshots.restore_mean()
     return TrainResult(model, config, record, best_epoch, len(record.get("loss", [])), averaged)

@@ -25,6 +25,7 @@ from keras_dyconv.features import extract_corpus
 from keras_dyconv.modelio import load_model
 from keras_dyconv.synthetic import write_corpus
 from keras_dyconv.training import (
+    EpochSnapshots,
     Recipe,
     WindowSequence,
     get_recipe,
@@ -416,6 +417,56 @@ def test_checkpoint_averaging_keeps_the_best_epochs():
         TINY.with_overrides(average_checkpoints=0)
 
 
+def test_refit_trains_again_on_training_and_validation_speakers():
+    feats, labels = synthetic_features(40)
+    recipe = TINY.with_overrides(epochs=4, average_checkpoints=2, refit=True)
+    result = train_model(
+        feats[:30],
+        labels[:30],
+        ["low", "high"],
+        FrontendConfig(n_mels=16),
+        recipe,
+        POLICY,
+        val_sources=feats[30:],
+        val_labels=labels[30:],
+        verbose=0,
+    )
+    # The validation run chose the epochs; the refit ran up to the last of them ...
+    assert len(result.history["val_ua"]) == result.epochs_run == 4
+    assert result.refit_epochs == max(result.averaged_epochs) + 1
+    # ... on all 40 utterances: its normalisation statistics are those of train + val.
+    mean, _ = dataset_statistics(feats)
+    np.testing.assert_allclose(result.config.mean, mean, rtol=1e-5)
+    plain = train_model(
+        feats[:30],
+        labels[:30],
+        ["low", "high"],
+        FrontendConfig(n_mels=16),
+        TINY,
+        POLICY,
+        val_sources=feats[30:],
+        val_labels=labels[30:],
+        verbose=0,
+    )
+    assert plain.refit_epochs == 0 and not np.allclose(plain.config.mean, mean, rtol=1e-5)
+
+
+def test_epoch_snapshots_average_the_chosen_epochs():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile("sgd", "mse")
+    every: list[list[np.ndarray]] = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: every.append(model.get_weights())
+    )
+    snapshots = EpochSnapshots([0, 2])
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
+    model.fit(x, x[:, :2] * 3, epochs=4, verbose=0, callbacks=[snapshots, record])
+    snapshots.restore_mean()
+    for got, first, third in zip(model.get_weights(), every[0], every[2], strict=True):
+        np.testing.assert_allclose(got, (first + third) / 2, rtol=1e-6)
+    assert not np.allclose(every[0][0], every[2][0])  # the epochs really differ
+
+
 def test_distillation_trains_teachers_and_soft_targets(monkeypatch):
     feats, labels = synthetic_features(24)
     config = with_dataset_stats(FrontendConfig(n_mels=16), feats)
@@ -480,6 +531,7 @@ def test_stream_normalization_and_augmentation_through_the_cli(corpus, tmp_path)
             "20",
             "--average-checkpoints",
             "2",
+            "--refit",
             "--save-models",
             "--quiet",
         ],
@@ -491,6 +543,7 @@ def test_stream_normalization_and_augmentation_through_the_cli(corpus, tmp_path)
     assert recipe.augmentation.snr_db == (5.0, 20.0)
     fold = run["folds"][0]
     assert len(fold["averaged_epochs"]) == 2 and "metrics_speaker_norm" in fold
+    assert fold["refit_epochs"] == max(fold["averaged_epochs"]) + 1 and recipe.refit
     assert 0 <= run["pooled_speaker_norm"]["wa"] <= 1 and 0 <= run["pooled_independent"]["wa"] <= 1
     _, metadata = load_model(out / "folds" / fold["fold"] / "model.keras")
     assert metadata.frontend.normalization == "stream"
