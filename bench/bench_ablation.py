@@ -35,8 +35,9 @@ BASELINE = "dataset-norm"
 AUGMENT = {"vtlp": 0.1, "speed": 0.1, "snr_db": [10.0, 30.0]}
 STREAM = {"normalization": "stream", "stream_training": "speaker"}
 
-#: Variant name -> (recipe fields changed from `RECIPES["default"]`, what it tests). Every
-#: variant names its normalisation, so it keeps its meaning whatever the default is.
+#: Variant name -> (recipe fields changed from `RECIPES["default"]`, plus "frontend": the
+#: `FrontendConfig` fields changed from its defaults; what it tests). Every variant names its
+#: normalisation, so it keeps its meaning whatever the default is.
 VARIANTS: dict[str, tuple[dict, str]] = {
     "dataset-norm": (
         {"normalization": "dataset"},
@@ -74,6 +75,14 @@ VARIANTS: dict[str, tuple[dict, str]] = {
         "the 3rd block pools time 4x: 18 LSTM steps per 3 s, not 37, same parameters "
         "(int8 TFLite faster than float32 on x86, unlike the default)",
     ),
+    "dataset-norm+deltas": (
+        {"normalization": "dataset", "frontend": {"feature": "logmel_deltas"}},
+        "log-mel, delta and delta-delta as 3 input channels (as Chen et al. 2018)",
+    ),
+    "dataset-norm+mfcc39": (
+        {"normalization": "dataset", "frontend": {"feature": "mfcc39"}},
+        "13 MFCC + deltas + delta-deltas instead of 64 log-mel bands",
+    ),
     "dataset-norm+class-weights": (
         {"normalization": "dataset", "class_weighting": True},
         "inverse-frequency class weights",
@@ -110,7 +119,8 @@ def run_variant(name: str, seeds: list[int], workers: int, backend: str) -> Path
     todo = [s for s in seeds if existing is None or s not in existing["seeds"]]
     if not todo:
         return path
-    overrides, _ = VARIANTS[name]
+    overrides = dict(VARIANTS[name][0])
+    frontend = overrides.pop("frontend", {})
     args = argparse.Namespace(
         protocol="loso",
         folds=10,
@@ -121,6 +131,7 @@ def run_variant(name: str, seeds: list[int], workers: int, backend: str) -> Path
         name=f"ablation-{name}-seeds{'-'.join(map(str, todo))}",
         results_dir=ABLATION,
         overrides=json.dumps({**overrides, "name": name}),
+        frontend=json.dumps(frontend),
     )
     part = bench_training.run(args)
     new = json.loads(part.read_text())

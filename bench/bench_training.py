@@ -59,7 +59,7 @@ def worker(args: argparse.Namespace) -> None:
     run_experiment(
         load_emodb(EMODB),
         args.out,
-        FrontendConfig(),
+        FrontendConfig(**json.loads(args.frontend)),
         recipe,
         ProtocolSpec(args.protocol, k=args.folds),
         seeds=args.seeds,
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> Path:
     # Fill the feature cache once, in parallel, before the workers start.
     extract_corpus(
         [u.path for u in utts],
-        FrontendConfig(),
+        FrontendConfig(**json.loads(args.frontend)),
         cache_dir=ROOT / "runs" / "cache",
         n_jobs=args.workers,
     )
@@ -114,6 +114,8 @@ def run(args: argparse.Namespace) -> Path:
             str(run_dir / f"part{i}"),
             "--overrides",
             args.overrides,
+            "--frontend",
+            args.frontend,
             "--seeds",
             *map(str, args.seeds),
         ]
@@ -246,6 +248,9 @@ def main() -> None:
     parser.add_argument("--results-dir", type=Path, help="where the JSON goes (docs/results)")
     parser.add_argument(
         "--overrides", default="{}", help='recipe fields as JSON, e.g. {"average_checkpoints": 5}'
+    )
+    parser.add_argument(
+        "--frontend", default="{}", help='frontend fields as JSON, e.g. {"feature": "mfcc39"}'
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--only", help=argparse.SUPPRESS)

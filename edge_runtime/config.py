@@ -42,7 +42,7 @@ __all__ = [
 
 #: Number of cepstral coefficients in MFCC-39 (13 static + 13 delta + 13 delta-delta).
 N_MFCC = 13
-FEATURE_TYPES = ("logmel", "mfcc39")
+FEATURE_TYPES = ("logmel", "logmel_deltas", "mfcc39")
 NORMALIZATIONS = ("none", "utterance", "gain", "dataset", "stream")
 #: Normalizations that use the training set's `mean` and `std`.
 STATISTICS_NORMALIZATIONS = ("gain", "dataset", "stream")
@@ -103,9 +103,11 @@ class FrontendConfig:
     analysed, so a whole file and a streaming window of it would get different floors:
     leave it off for models that also run on streams."""
     feature: str = "logmel"
-    """"logmel" (n_mels dB values per frame) or "mfcc39" (13 MFCC + delta + delta-delta)."""
+    """"logmel" (n_mels dB values per frame), "logmel_deltas" (each band's dB value, delta and
+    delta-delta side by side: 3 * n_mels per frame, `channels` 3) or "mfcc39" (13 MFCC,
+    then their deltas, then their delta-deltas)."""
     delta_width: int = 9
-    """Savitzky-Golay window (frames, odd >= 3) for MFCC deltas, as librosa.feature.delta."""
+    """Savitzky-Golay window (frames, odd >= 3) of the deltas, as librosa.feature.delta."""
     normalization: str = "none"
     """"none"; "utterance" (per-file mean/std per feature); "dataset" ((x - `mean`) / `std`);
     "gain" (the file's mean over all values subtracted, then as "dataset"); "stream" (running
@@ -184,8 +186,18 @@ class FrontendConfig:
 
     @property
     def n_features(self) -> int:
-        """Features per frame: n_mels for "logmel", 39 for "mfcc39"."""
-        return 3 * N_MFCC if self.feature == "mfcc39" else self.n_mels
+        """Features per frame: n_mels for "logmel", 3 * n_mels for "logmel_deltas", 39 for
+        "mfcc39"."""
+        if self.feature == "mfcc39":
+            return 3 * N_MFCC
+        return self.n_mels * self.channels
+
+    @property
+    def channels(self) -> int:
+        """Values per band that a model reads as input channels: 3 for "logmel_deltas"
+        (static, delta, delta-delta), else 1. Features reshape to (frames, n_features //
+        channels, channels)."""
+        return 3 if self.feature == "logmel_deltas" else 1
 
     @property
     def mel_fmax(self) -> float:

@@ -34,6 +34,7 @@ from .wav import Source, read_wav
 __all__ = [
     "Frontend",
     "StreamStatistics",
+    "band_deltas",
     "dct_matrix",
     "delta",
     "delta_width_for",
@@ -179,6 +180,16 @@ def delta(features: np.ndarray, width: int, order: int | tuple[int, ...]) -> np.
     out[:half] = out[half]
     out[n - half :] = out[n - half - 1]
     return out.reshape(n, -1)  # orders side by side, as librosa stacks them
+
+
+def band_deltas(features: np.ndarray, delta_width: int) -> np.ndarray:
+    """(frames, F) -> (frames, 3 F) float32: each feature, its delta and its delta-delta side
+    by side (band-major), so a reshape to (frames, F, 3) gives them as channels. Deltas as
+    `delta` (zero for clips under 3 frames, see `delta_width_for`)."""
+    x = np.asarray(features, dtype=np.float32)
+    n, width = len(x), delta_width_for(len(x), delta_width)
+    d = delta(x, width, (1, 2)) if width else np.zeros((n, 2 * x.shape[1]), np.float32)
+    return np.stack([x, d[:, : x.shape[1]], d[:, x.shape[1] :]], axis=2).reshape(n, -1)
 
 
 @lru_cache(maxsize=32)
@@ -395,6 +406,8 @@ class Frontend:
         spec = self.log_mel(x)
         if self.config.feature == "mfcc39":
             spec = self.mfcc39(spec)
+        elif self.config.feature == "logmel_deltas":
+            spec = band_deltas(spec, self.config.delta_width)
         return spec
 
     def wav_features(self, source: Source) -> np.ndarray:

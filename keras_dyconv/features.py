@@ -62,7 +62,8 @@ def librosa_features(
     soxr_hq otherwise. Log-mel = power_to_db(melspectrogram(preemphasis(y))); MFCC-39 =
     13 DCT-II (ortho) coefficients of it, then librosa.feature.delta of order 1 and 2
     (mode "interp"; the width shrinks for clips shorter than `delta_width` frames, see
-    edge_runtime.features.delta_width_for).
+    edge_runtime.features.delta_width_for); log-mel with deltas = each band's log-mel, delta
+    and delta-delta side by side.
     """
     y = np.asarray(samples, dtype=np.float32)
     if y.ndim != 1:
@@ -99,6 +100,14 @@ def librosa_features(
         else:
             d1 = d2 = np.zeros_like(mfcc)
         feats = np.concatenate([mfcc, d1, d2], axis=0)
+    elif config.feature == "logmel_deltas":
+        width = delta_width_for(feats.shape[1], config.delta_width)
+        if width:
+            d1 = librosa.feature.delta(feats, width=width, order=1)
+            d2 = librosa.feature.delta(feats, width=width, order=2)
+        else:
+            d1 = d2 = np.zeros_like(feats)
+        feats = np.stack([feats, d1, d2], axis=1).reshape(-1, feats.shape[1])  # band-major
     return normalize(np.ascontiguousarray(feats.T, dtype=np.float32), config)
 
 

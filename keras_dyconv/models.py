@@ -60,6 +60,7 @@ class AttentionPooling(keras.layers.Layer):
 def build_dycnn_bilstm(
     num_classes: int = 7,
     n_mels: int = 64,
+    input_channels: int = 1,
     frames: int | None = None,
     conv_filters: Sequence[int] = (16, 32, 64),
     kernel_size: int = 3,
@@ -77,7 +78,9 @@ def build_dycnn_bilstm(
 ) -> keras.Model:
     """Build the DyCNN + Bi-LSTM classifier (uncompiled functional model).
 
-    Input: log-mel features `(batch, frames, n_mels)`, time-major, `frames` may be None.
+    Input: log-mel features `(batch, frames, n_mels * input_channels)`, time-major, `frames`
+    may be None; each band's `input_channels` values side by side (e.g. log-mel, delta and
+    delta-delta: frontend feature "logmel_deltas") become the first block's input channels.
     Each block: `DynamicConv2D(filters, kernel_size, padding="same", use_bias=False)` ->
     `BatchNormalization` -> ReLU -> `MaxPooling2D(pool_size)` -> `Dropout(dropout)`, over the
     (time, mel) plane. The feature maps are flattened per frame, fed to a Bi-LSTM
@@ -91,7 +94,8 @@ def build_dycnn_bilstm(
 
     Args:
         num_classes: number of emotion classes.
-        n_mels: mel bands (feature dimension) of the input.
+        n_mels: mel bands (feature dimension of the input, per channel).
+        input_channels: values per band in the input (the frontend config's `channels`).
         frames: fixed number of frames, or None for variable-length input.
         conv_filters: output channels of each dynamic-conv block (its length is the depth).
         kernel_size: conv kernel size (square).
@@ -126,8 +130,12 @@ def build_dycnn_bilstm(
             f"{len(conv_filters)} blocks pooling mels by {[p[1] for p in pools]} leave no mel "
             f"bands from n_mels={n_mels}; use fewer blocks or more mels"
         )
-    inputs = keras.Input(shape=(frames, n_mels), batch_size=batch_size, name="log_mel")
-    x = keras.layers.Reshape((-1, n_mels, 1), name="add_channel")(inputs)
+    if input_channels < 1:
+        raise ValueError(f"input_channels must be >= 1, got {input_channels}")
+    inputs = keras.Input(
+        shape=(frames, n_mels * input_channels), batch_size=batch_size, name="log_mel"
+    )
+    x = keras.layers.Reshape((-1, n_mels, input_channels), name="add_channel")(inputs)
     for i, (filters, pool) in enumerate(zip(conv_filters, pools, strict=True), start=1):
         x = DynamicConv2D(
             filters,

@@ -754,7 +754,8 @@ def _fit(
             epochs = math.ceil(recipe.iterations / len(data))
     model = build_dycnn_bilstm(
         num_classes=num_classes,
-        n_mels=config.n_features,
+        n_mels=config.n_features // config.channels,
+        input_channels=config.channels,
         temperature=recipe.temperature[0],
         **recipe.model,
     )

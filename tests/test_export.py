@@ -9,6 +9,7 @@ and checked: builtin-only TFLite ops (listed by the ai-edge-litert interpreter),
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -18,10 +19,13 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-from tone_corpus import LABELS, POLICY, RAW_CONFIG, tiny_model
+from tone_corpus import LABELS, POLICY, RAW_CONFIG, tiny_model, windows_of
 
 from edge_runtime.artifact import load_artifact, manifest_path
+from edge_runtime.config import with_dataset_stats
 from edge_runtime.engines import open_engine
+from edge_runtime.features import Frontend
+from edge_runtime.metadata import ModelMetadata
 from export import pipeline
 from export.calibration import extract_windows, list_audio
 from export.cli import main
@@ -184,6 +188,32 @@ def test_export_every_format_and_mode(trained, case):
             "int8": "QuantizeLinear",
         }[mode]
         assert expected in ops
+
+
+def test_log_mel_with_deltas_as_channels_exports_and_runs(trained, tmp_path):
+    # Frontend feature "logmel_deltas": 3 values per band, read by the model as 3 input
+    # channels; the int8 export and the edge engine see the same (1, frames, 48) windows.
+    raw = dataclasses.replace(RAW_CONFIG, feature="logmel_deltas")
+    frontend = Frontend(raw)
+    feats = [frontend.wav_features(p) for p in sorted(trained.train.parent.glob("*.wav"))]
+    config = with_dataset_stats(raw, feats)
+    x, y = windows_of(trained.train, config)
+    assert x.shape[1:] == (POLICY.frames, 3 * RAW_CONFIG.n_mels)
+    keras.utils.set_random_seed(0)
+    model = tiny_model(input_channels=3)
+    assert model.get_layer("dyconv1").input.shape[-1] == 3
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=16, epochs=30, verbose=0)
+    path = save_model(model, tmp_path / "deltas.keras", ModelMetadata(LABELS, config, POLICY))
+    args = ["--calibration", trained.train, "--holdout", trained.heldout]
+    code, report, stderr = run_cli(path, "--format", "tflite", "--quantize", *args)
+    assert code == 0, stderr
+    assert report["passed"] and report["parity"]["keras_accuracy"] > 0.9
+    artifact = load_artifact(report["output"])
+    assert artifact.artifact_info.input.shape == (1, POLICY.frames, 48)
+    x_held, _ = windows_of(trained.heldout, config)
+    top1 = open_engine(artifact).predict(x_held).argmax(1)
+    assert np.mean(top1 == model.predict(x_held, verbose=0).argmax(1)) >= 0.98
 
 
 def test_window_option_sets_frames_everywhere(trained, tmp_path):

@@ -16,6 +16,7 @@ import soundfile as sf
 
 import keras_dyconv.features as kf
 from edge_runtime.config import (
+    FEATURE_TYPES,
     N_MFCC,
     FrontendConfig,
     dataset_statistics,
@@ -81,7 +82,7 @@ def assert_matches_librosa(samples: np.ndarray, config: FrontendConfig) -> None:
     reference = librosa_features(samples, config)
     assert edge.dtype == np.float32 and edge.flags.c_contiguous
     assert edge.shape == reference.shape == (config.n_frames(len(samples)), config.n_features)
-    atol = LOGMEL_ATOL if config.feature == "logmel" else MFCC_ATOL
+    atol = MFCC_ATOL if config.feature == "mfcc39" else LOGMEL_ATOL
     np.testing.assert_allclose(edge, reference, rtol=0, atol=atol)
 
 
@@ -137,14 +138,14 @@ def test_delta_width_for_short_clips():
 KINDS = ["tone", "chirp", "noise", "silence", "clipped", "speechlike"]
 
 
-@pytest.mark.parametrize("feature", ["logmel", "mfcc39"])
+@pytest.mark.parametrize("feature", FEATURE_TYPES)
 @pytest.mark.parametrize("sr", RATES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_matches_librosa_on_generated_signals(kind, sr, feature):
     assert_matches_librosa(make_signal(kind, sr), speech_config(sr, feature=feature))
 
 
-@pytest.mark.parametrize("feature", ["logmel", "mfcc39"])
+@pytest.mark.parametrize("feature", FEATURE_TYPES)
 @pytest.mark.parametrize("n", [2, 100, 399, 400, 1279, 1280, 1281])
 def test_matches_librosa_on_very_short_clips(n, feature):
     # 399 samples is shorter than one 400-sample window; 1279 gives 8 frames (deltas over
@@ -183,6 +184,14 @@ def test_default_shapes_and_layout():
     assert feats.shape == (301, 64) and feats.dtype == np.float32  # time-major
     mfcc = Frontend(FrontendConfig(feature="mfcc39"))(make_signal("noise", 16000))
     assert mfcc.shape == (61, 39)
+    # log-mel with deltas: each band's value, delta and delta-delta side by side.
+    config = FrontendConfig(feature="logmel_deltas")
+    stacked = Frontend(config)(make_signal("noise", 16000, seconds=3.0))
+    assert stacked.shape == (301, 192) and config.channels == 3 and config.n_features == 192
+    bands = stacked.reshape(301, 64, 3)
+    np.testing.assert_array_equal(bands[..., 0], feats)
+    np.testing.assert_allclose(bands[..., 1], delta(feats, 9, 1), atol=1e-5)
+    np.testing.assert_allclose(bands[..., 2], delta(feats, 9, 2), atol=1e-5)
 
 
 def test_scratch_reuse_across_lengths_and_threads():
