@@ -61,6 +61,10 @@ VARIANTS: dict[str, tuple[dict, str]] = {
         {"normalization": "dataset", "average_checkpoints": 5},
         "mean weights of the 5 best validation epochs",
     ),
+    "dataset-norm+epochs90": (
+        {"normalization": "dataset", "epochs": 90},
+        "up to 90 epochs, not 45 (most folds of dataset-norm chose an epoch near the cap)",
+    ),
     "dataset-norm+refit": (
         {"normalization": "dataset", "refit": True},
         "after the validation speakers chose the epoch, retrain on all 9 training speakers",
