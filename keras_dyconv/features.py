@@ -93,22 +93,20 @@ def librosa_features(
     feats = librosa.power_to_db(mel, ref=config.ref, amin=config.amin, top_db=config.top_db)
     if config.feature == "mfcc39":
         mfcc = librosa.feature.mfcc(S=feats, n_mfcc=N_MFCC, dct_type=2, norm="ortho")
-        width = delta_width_for(mfcc.shape[1], config.delta_width)
-        if width:
-            d1 = librosa.feature.delta(mfcc, width=width, order=1)
-            d2 = librosa.feature.delta(mfcc, width=width, order=2)
-        else:
-            d1 = d2 = np.zeros_like(mfcc)
-        feats = np.concatenate([mfcc, d1, d2], axis=0)
+        feats = np.concatenate([mfcc, *_deltas(mfcc, config.delta_width)], axis=0)
     elif config.feature == "logmel_deltas":
-        width = delta_width_for(feats.shape[1], config.delta_width)
-        if width:
-            d1 = librosa.feature.delta(feats, width=width, order=1)
-            d2 = librosa.feature.delta(feats, width=width, order=2)
-        else:
-            d1 = d2 = np.zeros_like(feats)
-        feats = np.stack([feats, d1, d2], axis=1).reshape(-1, feats.shape[1])  # band-major
+        stacked = np.stack([feats, *_deltas(feats, config.delta_width)], axis=1)
+        feats = stacked.reshape(-1, feats.shape[1])  # band-major: value, delta, delta-delta
     return normalize(np.ascontiguousarray(feats.T, dtype=np.float32), config)
+
+
+def _deltas(feats: np.ndarray, delta_width: int) -> tuple[np.ndarray, np.ndarray]:
+    """librosa.feature.delta of order 1 and 2 of (n_features, frames) features (zero for
+    clips too short for any delta window, see `delta_width_for`)."""
+    width = delta_width_for(feats.shape[1], delta_width)
+    if not width:
+        return np.zeros_like(feats), np.zeros_like(feats)
+    return tuple(librosa.feature.delta(feats, width=width, order=k) for k in (1, 2))
 
 
 def file_features(path: str | os.PathLike, config: FrontendConfig) -> np.ndarray:

@@ -396,10 +396,9 @@ def test_online_statistics_are_running_statistics_of_the_speakers_own_stream():
     assert seen == {3.0, 2.0}
 
 
-def test_checkpoint_averaging_keeps_the_best_epochs():
-    feats, labels = synthetic_features(40)
-    recipe = TINY.with_overrides(epochs=5, average_checkpoints=3)
-    result = train_model(
+def fit_with_validation(feats: list[np.ndarray], labels: np.ndarray, recipe: Recipe):
+    """`train_model` on the first 30 utterances, selecting on the rest."""
+    return train_model(
         feats[:30],
         labels[:30],
         ["low", "high"],
@@ -410,6 +409,12 @@ def test_checkpoint_averaging_keeps_the_best_epochs():
         val_labels=labels[30:],
         verbose=0,
     )
+
+
+def test_checkpoint_averaging_keeps_the_best_epochs():
+    feats, labels = synthetic_features(40)
+    recipe = TINY.with_overrides(epochs=5, average_checkpoints=3)
+    result = fit_with_validation(feats, labels, recipe)
     val_ua = result.history["val_ua"]
     assert len(result.averaged_epochs) == 3 and result.averaged_epochs[0] == result.best_epoch
     assert min(val_ua[e] for e in result.averaged_epochs) >= sorted(val_ua)[-3]
@@ -420,34 +425,14 @@ def test_checkpoint_averaging_keeps_the_best_epochs():
 def test_refit_trains_again_on_training_and_validation_speakers():
     feats, labels = synthetic_features(40)
     recipe = TINY.with_overrides(epochs=4, average_checkpoints=2, refit=True)
-    result = train_model(
-        feats[:30],
-        labels[:30],
-        ["low", "high"],
-        FrontendConfig(n_mels=16),
-        recipe,
-        POLICY,
-        val_sources=feats[30:],
-        val_labels=labels[30:],
-        verbose=0,
-    )
+    result = fit_with_validation(feats, labels, recipe)
     # The validation run chose the epochs; the refit ran up to the last of them ...
     assert len(result.history["val_ua"]) == result.epochs_run == 4
     assert result.refit_epochs == max(result.averaged_epochs) + 1
     # ... on all 40 utterances: its normalisation statistics are those of train + val.
     mean, _ = dataset_statistics(feats)
     np.testing.assert_allclose(result.config.mean, mean, rtol=1e-5)
-    plain = train_model(
-        feats[:30],
-        labels[:30],
-        ["low", "high"],
-        FrontendConfig(n_mels=16),
-        TINY,
-        POLICY,
-        val_sources=feats[30:],
-        val_labels=labels[30:],
-        verbose=0,
-    )
+    plain = fit_with_validation(feats, labels, TINY)
     assert plain.refit_epochs == 0 and not np.allclose(plain.config.mean, mean, rtol=1e-5)
 
 
