@@ -91,6 +91,10 @@ VARIANTS: dict[str, tuple[dict, str]] = {
         {"normalization": "dataset", "class_weighting": True},
         "inverse-frequency class weights",
     ),
+    "dataset-norm+class-weights+avg5": (
+        {"normalization": "dataset", "class_weighting": True, "average_checkpoints": 5},
+        "the two best single levers of the 1-seed screen together",
+    ),
     "stream-norm+augment": (
         {**STREAM, "augmentation": AUGMENT},
         "stream-norm with the augmentation above",
