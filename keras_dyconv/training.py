@@ -244,8 +244,9 @@ def online_statistics(
     for i in range(len(sources)):
         stream.reset()
         draw(i)
+    owners = np.asarray(speakers)
     for speaker in dict.fromkeys(speakers):
-        mine = np.flatnonzero(np.asarray(speakers) == speaker)
+        mine = np.flatnonzero(owners == speaker)
         for _ in range(orderings):
             stream.reset()
             for i in rng.permutation(mine):
@@ -402,6 +403,7 @@ class WindowSequence(keras.utils.PyDataset):
         if self.statistics is None:
             return normalize(window, self.config)
         choices = self.statistics[i]
+        # A single choice draws nothing, so whole-speaker runs keep their random stream.
         mean, std = choices[int(rng.integers(len(choices)))] if len(choices) > 1 else choices[0]
         return (window - mean) / std
 
@@ -650,21 +652,21 @@ def train_model(
         train_sources,
         train_labels,
         len(labels),
-        train_speakers,
-        val_sources,
-        val_labels,
-        val_speakers,
-        seed,
-        checkpoint_dir,
-        verbose,
-        teachers,
+        train_speakers=train_speakers,
+        val_sources=val_sources,
+        val_labels=val_labels,
+        val_speakers=val_speakers,
+        seed=seed,
+        checkpoint_dir=checkpoint_dir,
+        verbose=verbose,
+        teachers=teachers,
     )
     if not (recipe.refit and len(val_sources) and result.best_epoch is not None):
         return result
     # Refit on training + validation speakers for the epochs the validation chose: the
     # returned model has seen every training speaker, and its epochs were still chosen
     # without the test fold.
-    kept = result.averaged_epochs or [result.best_epoch]
+    kept = result.averaged_epochs  # the best epoch first, then any averaged with it
     refit = _fit(
         dataclasses.replace(recipe, average_checkpoints=1),
         config,
@@ -672,14 +674,10 @@ def train_model(
         [*train_sources, *val_sources],
         [*train_labels, *val_labels],
         len(labels),
-        None if train_speakers is None else [*train_speakers, *(val_speakers or ())],
-        (),
-        (),
-        None,
-        seed,
-        None,
-        verbose,
-        teachers,
+        train_speakers=None if train_speakers is None else [*train_speakers, *(val_speakers or ())],
+        seed=seed,
+        verbose=verbose,
+        teachers=teachers,
         epochs=max(kept) + 1,
         snapshot_epochs=kept,
     )
@@ -700,12 +698,13 @@ def _fit(
     train_sources: Sequence[FeatureSource],
     train_labels: Sequence[int],
     num_classes: int,
+    *,
     train_speakers: Sequence[str] | None,
-    val_sources: Sequence[FeatureSource],
-    val_labels: Sequence[int],
-    val_speakers: Sequence[str] | None,
+    val_sources: Sequence[FeatureSource] = (),
+    val_labels: Sequence[int] = (),
+    val_speakers: Sequence[str] | None = None,
     seed: int,
-    checkpoint_dir: str | os.PathLike | None,
+    checkpoint_dir: str | os.PathLike | None = None,
     verbose: int | str,
     teachers: Sequence[keras.Model],
     epochs: int | None = None,
