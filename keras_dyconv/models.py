@@ -66,7 +66,7 @@ def build_dycnn_bilstm(
     kernel_size: int = 3,
     num_kernels: int = 4,
     temperature: float = 30.0,
-    pool_size: tuple[int, int] | Sequence[tuple[int, int]] = (2, 2),
+    pool_size: tuple[int, int] | Sequence[tuple[int, int]] | None = None,
     dropout: float = 0.3,
     bn_momentum: float = 0.9,
     lstm_units: int = 64,
@@ -87,10 +87,10 @@ def build_dycnn_bilstm(
     (`lstm_units` per direction), pooled over time (attention pooling, or the LSTM's last
     states when `attention_pooling=False`), and classified by a softmax `Dense(num_classes)`.
 
-    Defaults (64 mels, filters 16/32/64, K=4, Bi-LSTM 64): 398,234 parameters and 19.5 M
-    multiply-accumulates per second of audio at a 10 ms hop (`model_cost`; 15.7 M of them in
-    the convolutions with the aggregate path; the K-branch form the exporter uses does K
-    times the convolution work, 66 M per second in all).
+    Defaults (64 mels, filters 16/32/64, K=4, time pooled 16x, Bi-LSTM 64): 398,234
+    parameters and 17.6 M multiply-accumulates per second of audio at a 10 ms hop
+    (`model_cost`; 15.7 M of them in the convolutions with the aggregate path; the K-branch
+    form the exporter uses does K times the convolution work, 65 M per second in all).
 
     Args:
         num_classes: number of emotion classes.
@@ -101,9 +101,13 @@ def build_dycnn_bilstm(
         kernel_size: conv kernel size (square).
         num_kernels: K, kernels per dynamic convolution.
         temperature: initial attention temperature (anneal it with `TemperatureAnnealing`).
-        pool_size: (time, mel) max-pooling of every block, or one such pair per block
-            (e.g. `((2, 2), (2, 2), (4, 2))`: time pooled 16x, so the Bi-LSTM runs fewer
-            steps).
+        pool_size: (time, mel) max-pooling of every block, or one such pair per block.
+            None (default): (2, 2) in every block except the last, which pools time 4x:
+            `((2, 2), (2, 2), (4, 2))` for 3 blocks, time pooled 16x in all (18 Bi-LSTM
+            steps per 3 s window). Pooling time only 8x (`(2, 2)`) runs twice the LSTM
+            steps, which makes the int8 TFLite export slower than its float32 one (LiteRT's
+            integer LSTM kernel costs ~3x the float kernel per step), for no measured
+            accuracy gain (docs/benchmarks.md, ablation).
         dropout: dropout rate after each block and before the classifier.
         bn_momentum: BatchNormalization moving-average momentum. 0.9 (PyTorch's 0.1), not
             Keras's 0.99: a small corpus gives ~15 steps per epoch, and with 0.99 the
@@ -162,9 +166,11 @@ def build_dycnn_bilstm(
 
 
 def _block_pools(
-    pool_size: tuple[int, int] | Sequence[tuple[int, int]], blocks: int
+    pool_size: tuple[int, int] | Sequence[tuple[int, int]] | None, blocks: int
 ) -> list[tuple[int, int]]:
     """One (time, mel) pooling pair per block from `build_dycnn_bilstm`'s `pool_size`."""
+    if pool_size is None:
+        return [(2, 2)] * (blocks - 1) + [(4, 2)]
     if len(pool_size) == 2 and all(isinstance(p, int) for p in pool_size):
         return [(int(pool_size[0]), int(pool_size[1]))] * blocks
     pools = [tuple(int(v) for v in p) for p in pool_size]

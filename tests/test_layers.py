@@ -361,15 +361,25 @@ def test_dycnn_bilstm_factory_shapes_and_cost():
     assert small.input_shape == (None, 100, 32) and small.output_shape == (None, 3)
     with pytest.raises(ValueError, match="n_mels"):
         build_dycnn_bilstm(n_mels=8, conv_filters=(4, 4, 4, 4))
-    # One pooling per block: time pooled 16x instead of 8x, the same parameters, the
-    # Bi-LSTM runs half the steps (and the cost counts half the LSTM work).
-    coarse = build_dycnn_bilstm(pool_size=[[2, 2], [2, 2], [4, 2]])  # as read from JSON
-    assert coarse.count_params() == model.count_params()
-    assert coarse.get_layer("frames_to_sequence").output.shape[1] is None
-    assert to_np(coarse.get_layer("pool3")(rng_array((1, 75, 16, 64)))).shape == (1, 18, 8, 64)
-    saved = cost["macs_per_second"] - model_cost(coarse)["macs_per_second"]
-    steps_saved = 100 / 8 - 100 / 16  # per second of audio
+    # The default pools time 4x in the last block (16x in all); one (2, 2) pair for every
+    # block pools 8x: the same parameters, twice the Bi-LSTM steps (and twice its cost).
+    assert to_np(model.get_layer("pool3")(rng_array((1, 75, 16, 64)))).shape == (1, 18, 8, 64)
+    fine = build_dycnn_bilstm(pool_size=(2, 2))
+    assert fine.count_params() == model.count_params()
+    assert to_np(fine.get_layer("pool3")(rng_array((1, 75, 16, 64)))).shape == (1, 37, 8, 64)
+    explicit = build_dycnn_bilstm(pool_size=[[2, 2], [2, 2], [4, 2]])  # as read from JSON
+    assert model_cost(explicit) == cost
+    assert model.get_layer("frames_to_sequence").output.shape[1] is None
+    extra = model_cost(fine)["macs_per_second"] - cost["macs_per_second"]
+    extra_steps = 100 / 8 - 100 / 16  # per second of audio
     lstm_and_attention = 2 * 4 * 64 * (8 * 64 + 64) + 128 * (64 + 1)
-    assert saved == pytest.approx(steps_saved * lstm_and_attention)
+    assert extra == pytest.approx(extra_steps * lstm_and_attention)
+    deeper = build_dycnn_bilstm(conv_filters=(8, 8, 8, 8))  # the last block pools time 4x
+    assert [layer.pool_size for layer in deeper.layers if layer.name.startswith("pool")] == [
+        (2, 2),
+        (2, 2),
+        (2, 2),
+        (4, 2),
+    ]
     with pytest.raises(ValueError, match="one per block"):
         build_dycnn_bilstm(pool_size=[(2, 2), (2, 2)])
