@@ -93,6 +93,12 @@ VARIANTS: dict[str, tuple[dict, str]] = {
         {"normalization": "dataset", "frontend": {"feature": "mfcc39"}},
         "13 MFCC + deltas + delta-deltas instead of 64 log-mel bands",
     ),
+    "dataset-norm+floor60": (
+        {"normalization": "dataset", "frontend": {"amin": 1e-6}},
+        "log-mel floored at -60 dB (power 1e-6), not -100 dB: near-silent frames and each "
+        "recording's noise floor no longer spread the features (the prototype in "
+        "shared/notes/accuracy.md used log(power + 1e-6))",
+    ),
     "dataset-norm+class-weights": (
         {"normalization": "dataset", "class_weighting": True},
         "inverse-frequency class weights",
