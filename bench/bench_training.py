@@ -51,6 +51,7 @@ def worker(args: argparse.Namespace) -> None:
 
         torch.set_num_threads(1)
     from edge_runtime.config import FrontendConfig
+    from edge_runtime.windows import WindowPolicy
     from keras_dyconv.corpora import load_emodb
     from keras_dyconv.experiment import ProtocolSpec, run_experiment
     from keras_dyconv.training import get_recipe
@@ -63,6 +64,7 @@ def worker(args: argparse.Namespace) -> None:
         recipe,
         ProtocolSpec(args.protocol, k=args.folds),
         seeds=args.seeds,
+        policy=WindowPolicy(**json.loads(args.window)),
         cache_dir=ROOT / "runs" / "cache",
         only_folds=args.only.split(","),
         verbose=0,
@@ -116,6 +118,8 @@ def run(args: argparse.Namespace) -> Path:
             args.overrides,
             "--frontend",
             args.frontend,
+            "--window",
+            args.window,
             "--seeds",
             *map(str, args.seeds),
         ]
@@ -251,6 +255,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--frontend", default="{}", help='frontend fields as JSON, e.g. {"feature": "mfcc39"}'
+    )
+    parser.add_argument(
+        "--window", default="{}", help='window policy fields as JSON, e.g. {"frames": 200}'
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--only", help=argparse.SUPPRESS)
