@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -136,6 +137,12 @@ def build_dycnn_bilstm(
         )
     if input_channels < 1:
         raise ValueError(f"input_channels must be >= 1, got {input_channels}")
+    time_pool = math.prod(p[0] for p in pools)
+    if frames is not None and frames < time_pool:
+        raise ValueError(
+            f"frames={frames} is shorter than the blocks' time pooling ({time_pool}x): the "
+            f"Bi-LSTM would get no steps; use at least {time_pool} frames or pool less"
+        )
     inputs = keras.Input(
         shape=(frames, n_mels * input_channels), batch_size=batch_size, name="log_mel"
     )
@@ -180,6 +187,18 @@ def _block_pools(
             f"got {pool_size!r}"
         )
     return pools  # type: ignore[return-value]
+
+
+def time_reduction(model: keras.Model) -> int:
+    """How many input frames make one Bi-LSTM step: the product of the time pooling (and
+    time strides) of the model's convolution blocks. Windows need at least this many."""
+    reduction = 1
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.MaxPooling2D):
+            reduction *= layer.pool_size[0]
+        elif isinstance(layer, DynamicConv2D):
+            reduction *= layer.strides[0]
+    return reduction
 
 
 def model_cost(model: keras.Model, frames_per_second: float = 100.0) -> dict[str, float]:

@@ -38,7 +38,7 @@ from edge_runtime.windows import WindowPolicy, aggregate, random_window, split_w
 from keras_dyconv.augment import Augmentation, augment_window, mel_band_centres
 from keras_dyconv.callbacks import TemperatureAnnealing
 from keras_dyconv.metrics import unweighted_accuracy
-from keras_dyconv.models import build_dycnn_bilstm
+from keras_dyconv.models import build_dycnn_bilstm, time_reduction
 
 FeatureSource = np.ndarray | str | os.PathLike
 #: Recipe.stream_training: whole-speaker statistics, or simulated running statistics.
@@ -758,6 +758,11 @@ def _fit(
         temperature=recipe.temperature[0],
         **recipe.model,
     )
+    if policy.frames < time_reduction(model):
+        raise ValueError(
+            f"the window ({policy.frames} frames) is shorter than the model's time pooling "
+            f"({time_reduction(model)}x): use a longer window or pool time less"
+        )
     model.compile(
         optimizer=_optimizer(recipe, epochs * len(data)),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),

@@ -21,6 +21,7 @@ from keras_dyconv import (
     model_cost,
 )
 from keras_dyconv.callbacks import annealed_temperature, dynamic_conv_layers
+from keras_dyconv.models import time_reduction
 
 pytestmark = pytest.mark.backends
 
@@ -374,6 +375,9 @@ def test_dycnn_bilstm_factory_shapes_and_cost():
     extra_steps = 100 / 8 - 100 / 16  # per second of audio
     lstm_and_attention = 2 * 4 * 64 * (8 * 64 + 64) + 128 * (64 + 1)
     assert extra == pytest.approx(extra_steps * lstm_and_attention)
+    assert time_reduction(model) == 16 and time_reduction(fine) == 8
+    with pytest.raises(ValueError, match="frames=12 is shorter than the blocks' time pooling"):
+        build_dycnn_bilstm(frames=12)
     deeper = build_dycnn_bilstm(conv_filters=(8, 8, 8, 8))  # the last block pools time 4x
     assert [layer.pool_size for layer in deeper.layers if layer.name.startswith("pool")] == [
         (2, 2),

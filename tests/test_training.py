@@ -126,6 +126,22 @@ def test_train_model_learns_and_records_normalisation(tmp_path):
         np.testing.assert_array_equal(before, after)
 
 
+def test_train_model_refuses_a_window_shorter_than_the_time_pooling():
+    feats, labels = synthetic_features(8)
+    deep = TINY.with_overrides(model={**TINY.model, "conv_filters": (4, 4)})  # time 2 x 4
+    with pytest.raises(ValueError, match=r"window \(6 frames\).*time pooling \(8x\)"):
+        train_model(
+            feats,
+            labels,
+            ["low", "high"],
+            FrontendConfig(n_mels=16),
+            deep,
+            WindowPolicy(frames=6, hop_frames=6),
+            seed=0,
+            verbose=0,
+        )
+
+
 def test_resume_after_interruption(tmp_path):
     feats, labels = synthetic_features(16)
 
