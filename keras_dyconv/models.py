@@ -107,7 +107,7 @@ def build_dycnn_bilstm(
             `((2, 2), (2, 2), (4, 2))` for 3 blocks, time pooled 16x in all (18 Bi-LSTM
             steps per 3 s window). Pooling time only 8x (`(2, 2)`) runs twice the LSTM
             steps, which makes the int8 TFLite export slower than its float32 one (LiteRT's
-            integer LSTM kernel costs ~3x the float kernel per step), for no measured
+            integer LSTM kernel costs ~3.5x the float kernel per step), for no measured
             accuracy gain (docs/benchmarks.md, ablation).
         dropout: dropout rate after each block and before the classifier.
         bn_momentum: BatchNormalization moving-average momentum. 0.9 (PyTorch's 0.1), not
