@@ -5,6 +5,10 @@
     python bench/bench_training.py --protocol loso --recipe paper
     python bench/bench_training.py --table-only          # re-render docs from saved results
 
+With --resume every epoch is checkpointed under runs/bench/<name>/ and running the same
+command again resumes an interrupted run: finished folds are read back, an interrupted one
+continues from its last epoch (the long `paper` recipe spans sessions this way).
+
 Each run writes its merged results (per-fold metrics and predictions) to
 docs/results/emodb-<protocol>-<recipe>.json, then the "training" section of
 docs/benchmarks.md is rendered from every such file. Workers run one fold subset each with
@@ -14,6 +18,7 @@ one thread, which on a 2-core machine is faster than one process using both core
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -67,6 +72,7 @@ def worker(args: argparse.Namespace) -> None:
         policy=WindowPolicy(**json.loads(args.window)),
         cache_dir=ROOT / "runs" / "cache",
         only_folds=args.only.split(","),
+        checkpoint_dir=args.checkpoints,
         verbose=0,
         log=lambda msg: print(f"[{args.out.name}] {msg}", flush=True),
     )
@@ -95,6 +101,11 @@ def run(args: argparse.Namespace) -> Path:
         "KERAS_BACKEND": args.backend,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
+    # Checkpoints are keyed by the options too, so a changed command never reads back folds
+    # of another configuration.
+    options = [args.protocol, args.folds, args.recipe, args.seeds, args.backend]
+    options += [args.overrides, args.frontend, args.window]
+    key = hashlib.sha256(json.dumps(options).encode()).hexdigest()[:10]
     procs, t0 = [], time.time()
     for i in range(args.workers):
         subset = names[i :: args.workers]
@@ -123,6 +134,8 @@ def run(args: argparse.Namespace) -> Path:
             "--seeds",
             *map(str, args.seeds),
         ]
+        if args.resume:
+            cmd += ["--checkpoints", str(run_dir / f"checkpoints-{key}" / f"part{i}")]
         procs.append(subprocess.Popen(cmd, env=env))
     codes = [p.wait() for p in procs]
     if any(codes):
@@ -131,7 +144,9 @@ def run(args: argparse.Namespace) -> Path:
         json.loads((run_dir / f"part{i}" / "results.json").read_text()) for i in range(len(procs))
     ]
     merged = merge_results(parts)
-    merged["timings"]["wall_s"] = round(time.time() - t0, 1)
+    # A resumed run's wall time is that of its busiest worker's folds, whenever they ran.
+    busiest = max(sum(f["seconds"] for f in p["folds"]) for p in parts)
+    merged["timings"]["wall_s"] = round(max(time.time() - t0, busiest), 1)
     merged["timings"]["workers"] = len(procs)
     results_dir = args.results_dir or RESULTS
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -279,7 +294,11 @@ def main() -> None:
     parser.add_argument(
         "--window", default="{}", help='window policy fields as JSON, e.g. {"frames": 200}'
     )
+    parser.add_argument(
+        "--resume", action="store_true", help="checkpoint every epoch; resume an interrupted run"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--checkpoints", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--only", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
