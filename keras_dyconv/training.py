@@ -16,7 +16,9 @@ The pieces, in the order `dyser-train` uses them:
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -45,6 +47,13 @@ FeatureSource = np.ndarray | str | os.PathLike
 STREAM_TRAINING = ("speaker", "online")
 #: Random orderings of each training speaker's utterances that `online_statistics` streams.
 STREAM_ORDERINGS = 7
+#: Files a checkpointed fit writes in its checkpoint folder: the weights after each epoch
+#: (1-based, Keras's `ModelCheckpoint` naming), the logs of every epoch, and the validation
+#: UA of every epoch (`ValidationSelection`): what a resumed fit needs to carry on as if it
+#: had never stopped.
+EPOCH_WEIGHTS = "epoch-{epoch:03d}.weights.h5"
+EPOCH_LOGS = "history.csv"
+VALIDATION_SCORES = "validation.json"
 
 
 @dataclass(frozen=True)
@@ -466,6 +475,10 @@ class ValidationSelection(keras.callbacks.Callback):
     `restore_best` puts their mean back (checkpoint averaging: less dependent on one
     lucky epoch of a small validation set). The validation set is carved out of the
     training data (e.g. held-out training speakers); the test fold is never seen here.
+
+    With `checkpoint_dir` (the folder where the fit's `EPOCH_WEIGHTS` are saved), the scores
+    are kept there too, so a fit resumed after an interruption still chooses among all its
+    epochs: the kept weights of earlier epochs are read back from their checkpoints.
     """
 
     def __init__(
@@ -478,8 +491,10 @@ class ValidationSelection(keras.callbacks.Callback):
         min_epochs: int,
         speakers: Sequence[str] | None = None,
         average: int = 1,
+        checkpoint_dir: str | os.PathLike | None = None,
     ):
         super().__init__()
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.windows, self.owners = utterance_windows(sources, config, policy, speakers)
         self.labels = np.asarray(labels)
         self.patience, self.min_epochs, self.average = patience, min_epochs, average
@@ -487,11 +502,33 @@ class ValidationSelection(keras.callbacks.Callback):
         self.kept: list[tuple[float, int, list[np.ndarray]]] = []
         self.history: list[float] = []
 
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch and not self.history and self.checkpoint_dir is not None:
+            self._resume(epoch)
+
+    def _resume(self, epoch: int) -> None:
+        """Take back the scores and kept weights of the `epoch` epochs run before a resume."""
+        path = self.checkpoint_dir / VALIDATION_SCORES
+        if not path.exists():
+            return
+        scores = json.loads(path.read_text())[:epoch]
+        # Best first, ties to the earlier epoch: the order `on_epoch_end` keeps.
+        best = sorted(range(len(scores)), key=lambda e: (-scores[e], e))[: self.average]
+        current, kept = self.model.get_weights(), []
+        for e in best:
+            self.model.load_weights(self.checkpoint_dir / EPOCH_WEIGHTS.format(epoch=e + 1))
+            kept.append((scores[e], e, self.model.get_weights()))
+        self.model.set_weights(current)
+        self.kept, self.history = kept, scores
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         probs = np.asarray(self.model.predict(self.windows, batch_size=64, verbose=0))
         utt = np.stack([aggregate(probs[self.owners == i]) for i in range(len(self.labels))])
         ua = unweighted_accuracy(self.labels, utt.argmax(axis=1))
         self.history.append(ua)
+        if self.checkpoint_dir is not None:
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            (self.checkpoint_dir / VALIDATION_SCORES).write_text(json.dumps(self.history))
         if logs is not None:
             logs["val_ua"] = ua
         if len(self.kept) < self.average or ua > self.kept[-1][0]:
@@ -526,6 +563,26 @@ class ValidationSelection(keras.callbacks.Callback):
         if not self.kept:
             return
         self.model.set_weights(mean_weights([weights for _, _, weights in self.kept]))
+
+
+def read_epoch_logs(path: str | os.PathLike) -> dict[str, list[float]]:
+    """Per-epoch logs written by `keras.callbacks.CSVLogger(append=True)` over one fit and
+    its resumes, as `History.history` holds them.
+
+    An epoch logged twice (run again on resume, or by a later fit in the same folder) counts
+    with its last values; epochs past the last one logged are left over from an earlier,
+    longer fit and dropped. Columns CSVLogger fills with "NA" (validation logs the fit did
+    not have) are dropped.
+    """
+    rows: dict[int, dict[str, str]] = {}
+    last = -1
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            last = int(row.pop("epoch"))
+            rows[last] = row
+    epochs = [rows[e] for e in sorted(rows) if e <= last]
+    keys = [k for k in (epochs[0] if epochs else ()) if epochs[-1][k] != "NA"]
+    return {k: [float(row[k]) for row in epochs] for k in keys}
 
 
 class EpochSnapshots(keras.callbacks.Callback):
@@ -615,8 +672,9 @@ def train_model(
         val_labels: class index per validation utterance.
         seed: seeds Keras, window sampling and augmentation.
         checkpoint_dir: if given, a checkpoint is written every epoch and an interrupted run
-            resumes from it (`keras.callbacks.BackupAndRestore`). After a resume, the best
-            validation epoch is chosen among the epochs run since the resume. The teachers
+            resumes from it (`keras.callbacks.BackupAndRestore`) as if it had not stopped:
+            the history and the choice of the best validation epoch cover every epoch. The
+            teachers
             of `recipe.distill` and the refit of `recipe.refit` are not checkpointed (an
             interrupted run retrains them).
         verbose: Keras progress-bar verbosity.
@@ -781,6 +839,7 @@ def _fit(
             recipe.min_epochs,
             speakers=val_speakers,
             average=recipe.average_checkpoints,
+            checkpoint_dir=checkpoint_dir,
         )
         callbacks.append(selection)
     snapshots = None
@@ -789,14 +848,19 @@ def _fit(
         callbacks.append(snapshots)
     if checkpoint_dir is not None:
         checkpoint_dir = Path(checkpoint_dir)
-        callbacks.append(keras.callbacks.BackupAndRestore(str(checkpoint_dir / "backup")))
-        callbacks.append(
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        # The backup marks an epoch done, so it comes after the epoch's logs and weights.
+        callbacks += [
+            keras.callbacks.CSVLogger(str(checkpoint_dir / EPOCH_LOGS), append=True),
             keras.callbacks.ModelCheckpoint(
-                str(checkpoint_dir / "epoch-{epoch:03d}.weights.h5"), save_weights_only=True
-            )
-        )
+                str(checkpoint_dir / EPOCH_WEIGHTS), save_weights_only=True
+            ),
+            keras.callbacks.BackupAndRestore(str(checkpoint_dir / "backup")),
+        ]
     history = model.fit(data, epochs=epochs, callbacks=callbacks, verbose=verbose)
     record = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    if checkpoint_dir is not None:
+        record = read_epoch_logs(checkpoint_dir / EPOCH_LOGS)
     best_epoch, averaged = None, []
     if selection is not None:
         selection.restore_best()

@@ -25,6 +25,7 @@ from keras_dyconv.features import extract_corpus
 from keras_dyconv.modelio import load_model
 from keras_dyconv.synthetic import write_corpus
 from keras_dyconv.training import (
+    VALIDATION_SCORES,
     EpochSnapshots,
     Recipe,
     WindowSequence,
@@ -32,6 +33,7 @@ from keras_dyconv.training import (
     normalize_utterances,
     online_statistics,
     predict_utterances,
+    read_epoch_logs,
     train_model,
 )
 
@@ -143,7 +145,7 @@ def test_train_model_refuses_a_window_shorter_than_the_time_pooling():
 
 
 def test_resume_after_interruption(tmp_path):
-    feats, labels = synthetic_features(16)
+    feats, labels = synthetic_features(20)
 
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -152,6 +154,8 @@ def test_resume_after_interruption(tmp_path):
 
     ckpt = tmp_path / "ckpt"
     recipe = TINY.with_overrides(epochs=4)
+    kwargs = dict(val_sources=feats[16:], val_labels=labels[16:], seed=0, verbose=0)
+    args = (feats[:16], labels[:16], ["a", "b"], FrontendConfig(n_mels=16), recipe, POLICY)
     original_fit = keras.Model.fit
 
     def fit_with_interrupt(self, *args, callbacks=(), **kwargs):
@@ -160,36 +164,66 @@ def test_resume_after_interruption(tmp_path):
     keras.Model.fit = fit_with_interrupt
     try:
         with pytest.raises(KeyboardInterrupt):
-            train_model(
-                feats,
-                labels,
-                ["a", "b"],
-                FrontendConfig(n_mels=16),
-                recipe,
-                POLICY,
-                seed=0,
-                checkpoint_dir=ckpt,
-                verbose=0,
-            )
+            train_model(*args, checkpoint_dir=ckpt, **kwargs)
     finally:
         keras.Model.fit = original_fit
     assert sorted(p.name for p in ckpt.glob("epoch-*.weights.h5")) == [
         "epoch-001.weights.h5",
         "epoch-002.weights.h5",
     ]
-    resumed = train_model(
-        feats,
-        labels,
-        ["a", "b"],
-        FrontendConfig(n_mels=16),
-        recipe,
-        POLICY,
-        seed=0,
-        checkpoint_dir=ckpt,
-        verbose=0,
-    )
-    assert resumed.epochs_run == 2  # epochs 3 and 4 only
+    before = json.loads((ckpt / VALIDATION_SCORES).read_text())
+    assert len(before) == 2
+    resumed = train_model(*args, checkpoint_dir=ckpt, **kwargs)
     assert (ckpt / "epoch-004.weights.h5").exists()
+    # The resumed fit reports and chooses among all four epochs, not the two it ran.
+    assert resumed.epochs_run == 4 and len(resumed.history["loss"]) == 4
+    assert resumed.history["val_ua"][:2] == pytest.approx(before)
+    assert resumed.best_epoch == int(np.argmax(resumed.history["val_ua"]))
+
+
+def test_validation_selection_takes_back_the_epochs_before_a_resume(tmp_path):
+    """The best epochs of a resumed fit may lie before the interruption: their weights come
+    back from the epoch checkpoints."""
+    from keras_dyconv.training import EPOCH_WEIGHTS, ValidationSelection
+
+    feats, labels = synthetic_features(4)
+    model = keras.Sequential([keras.Input((100, 16)), keras.layers.Dense(2)])
+    snapshots = []
+    for epoch in (1, 2):
+        model.set_weights([np.full_like(w, epoch) for w in model.get_weights()])
+        model.save_weights(tmp_path / EPOCH_WEIGHTS.format(epoch=epoch))
+        snapshots.append(model.get_weights())
+    (tmp_path / VALIDATION_SCORES).write_text(json.dumps([0.75, 0.5, 0.9]))  # 3rd: not backed up
+    current = [np.full_like(w, 7) for w in model.get_weights()]
+    for average, expected in ((1, 1.0), (2, 1.5)):
+        model.set_weights(current)
+        selection = ValidationSelection(
+            feats,
+            labels,
+            FrontendConfig(n_mels=16),
+            POLICY,
+            None,
+            0,
+            average=average,
+            checkpoint_dir=tmp_path,
+        )
+        selection.set_model(model)
+        selection.on_epoch_begin(2)  # Keras resumes at epoch index 2
+        assert selection.history == [0.75, 0.5] and selection.kept_epochs == [0, 1][:average]
+        assert all((w == 7).all() for w in model.get_weights())  # training goes on from here
+        selection.restore_best()
+        assert all(np.allclose(w, expected) for w in model.get_weights())
+
+
+def test_read_epoch_logs_keeps_the_last_fit_of_each_epoch(tmp_path):
+    log = tmp_path / "history.csv"
+    log.write_text(
+        "epoch,loss,val_loss\n"
+        "0,1.0,NA\n1,0.9,NA\n2,0.8,NA\n3,0.7,NA\n"  # an earlier, longer fit
+        "0,2.0,NA\n1,1.5,NA\n"  # a new fit, interrupted after logging epoch 1
+        "1,1.4,NA\n2,1.2,NA\n"  # ... resumed at epoch 1
+    )
+    assert read_epoch_logs(log) == {"loss": [2.0, 1.4, 1.2]}
 
 
 def test_model_selection_never_sees_the_test_fold(corpus, tmp_path):
