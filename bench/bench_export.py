@@ -46,7 +46,7 @@ from keras_dyconv.callbacks import TemperatureAnnealing
 from keras_dyconv.corpora import EMODB_EMOTIONS, load_emodb
 from keras_dyconv.features import extract_corpus
 from keras_dyconv.modelio import save_model
-from keras_dyconv.models import build_dycnn_bilstm
+from keras_dyconv.models import build_dycnn_bilstm, time_reduction
 
 ROOT = Path(__file__).resolve().parent.parent
 EMODB = ROOT.parent / "shared" / "datasets" / "emodb"
@@ -247,16 +247,18 @@ def main(epochs: int, seed: int, workdir: Path | None, calibration_utterances: i
     fine = train(train_utts, train_feats, config, epochs, seed, pool_size=(2, 2))
     fine_s = time.perf_counter() - start
     calibration = [random_window(train_feats[i], 300, rng)[None] for i in sorted(pick)]
-    split = lstm_split({"16x (default)": model, "8x": fine}, calibration, window)
+    coarse_x, fine_x = time_reduction(model), time_reduction(fine)
+    split = lstm_split({f"{coarse_x}x (default)": model, f"{fine_x}x": fine}, calibration, window)
     split_rows = [
         [pooling, part, f"{f32:.2f}", f"{i8:.2f}", f"{i8 / f32:.2f}"]
         for (pooling, part), (f32, i8) in split.items()
     ]
     body += "\n\n" + "\n\n".join(
         [
-            "**Where the TFLite time goes.** The default model pools time 16x (the last "
-            "block 4x), so its Bi-LSTM runs 18 steps per 3 s window; the same model pooling "
-            f"time 8x (trained the same way, {fine_s:.0f} s) runs 37. Each is converted whole "
+            f"**Where the TFLite time goes.** The default model pools time {coarse_x}x, so "
+            f"its Bi-LSTM runs {policy.frames // coarse_x} steps per 3 s window; the same "
+            f"model pooling time {fine_x}x (trained the same way, {fine_s:.0f} s) runs "
+            f"{policy.frames // fine_x}. Each is converted whole "
             "and cut before the Bi-LSTM (the convolutions alone); the Bi-LSTM + head row is "
             "the difference. All 8 interpreters (one thread, XNNPACK) timed round-robin in "
             "one loop, median ms per 3 s window. XNNPACK does not take "

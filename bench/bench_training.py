@@ -171,9 +171,10 @@ def render_table() -> None:
         name = proto["name"] + (f" k={proto['k']}" if proto["name"] != "loso" else "")
         pooled, ci = r["pooled"], r["pooled_ci95"]
         seed0 = next(iter(r["per_seed"].values()))
-        params = build_dycnn_bilstm(
-            num_classes=len(r["labels"]), **r["recipe"].get("model", {})
-        ).count_params()
+        params = r.get("architecture", {}).get("params")  # recorded since it existed
+        if params is None:
+            model = r["recipe"].get("model", {})
+            params = build_dycnn_bilstm(num_classes=len(r["labels"]), **model).count_params()
         normalization = r["recipe"].get("normalization", "dataset")
         rows.append(
             [

@@ -32,6 +32,7 @@ from keras_dyconv.corpora import Utterance
 from keras_dyconv.features import extract_corpus
 from keras_dyconv.metrics import bootstrap_ci, pooled_and_mean, summarize
 from keras_dyconv.modelio import save_model
+from keras_dyconv.models import build_dycnn_bilstm, model_arguments
 from keras_dyconv.protocols import (
     Fold,
     assert_no_leak,
@@ -41,7 +42,7 @@ from keras_dyconv.protocols import (
     speaker_group_kfold,
     stratified_kfold,
 )
-from keras_dyconv.training import Recipe, predict_utterances, train_model
+from keras_dyconv.training import Recipe, model_kwargs, predict_utterances, train_model
 
 PROTOCOLS = ("loso", "group-kfold", "stratified", "split", "all")
 
@@ -269,6 +270,7 @@ def run_experiment(
             "speaker_independent": all(f.speaker_independent for f in folds),
         },
         "recipe": recipe.to_dict(),
+        "architecture": architecture(recipe, config, len(labels)),
         "frontend": config.to_dict(),
         "window": policy.to_dict(),
         "labels": labels,
@@ -377,8 +379,8 @@ def merge_results(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return json.dumps(value, sort_keys=True, default=list)
 
     for part in parts[1:]:
-        for key in ("labels", "recipe", "frontend", "window"):
-            if canonical(part, key) != canonical(first, key):
+        for key in ("labels", "recipe", "architecture", "frontend", "window"):
+            if key in part and canonical(part, key) != canonical(first, key):
                 raise ValueError(f"cannot merge runs that differ in {key!r}")
     records = [r for part in parts for r in part["folds"]]
     keys = [(r["fold"], r["seed"]) for r in records]
@@ -395,6 +397,16 @@ def merge_results(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
     merged.update(score_folds(records, first["labels"]))
     return merged
+
+
+def architecture(recipe: Recipe, config: FrontendConfig, num_classes: int) -> dict[str, Any]:
+    """What results record of the model: every `build_dycnn_bilstm` argument and the
+    parameter count."""
+    kwargs = model_kwargs(recipe, config, num_classes)
+    return {
+        "arguments": model_arguments(**kwargs),
+        "params": int(build_dycnn_bilstm(**kwargs).count_params()),
+    }
 
 
 def _train_all(
@@ -423,6 +435,7 @@ def _train_all(
     results = {
         "protocol": {**protocol.__dict__},
         "recipe": recipe.to_dict(),
+        "architecture": architecture(recipe, config, len(labels)),
         "labels": labels,
         "versions": _versions(),
         "model": str(path),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -170,6 +171,18 @@ def build_dycnn_bilstm(
     x = keras.layers.Dropout(dropout, name="dropout_head")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="emotion")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def model_arguments(**kwargs: Any) -> dict[str, Any]:
+    """Every argument `build_dycnn_bilstm(**kwargs)` builds with: defaults filled in and the
+    pooling resolved per block. Results record it, so they keep their meaning when a default
+    changes."""
+    bound = inspect.signature(build_dycnn_bilstm).bind(**kwargs)
+    bound.apply_defaults()
+    args = dict(bound.arguments)
+    args["conv_filters"] = filters = [int(f) for f in args["conv_filters"]]
+    args["pool_size"] = [list(p) for p in _block_pools(args["pool_size"], len(filters))]
+    return args
 
 
 def _block_pools(

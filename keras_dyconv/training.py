@@ -467,6 +467,17 @@ def predict_utterances(
     return np.stack([aggregate(probs[owners == i]) for i in range(len(sources))])
 
 
+def model_kwargs(recipe: Recipe, config: FrontendConfig, num_classes: int) -> dict[str, Any]:
+    """The `build_dycnn_bilstm` arguments a fit with `recipe` on `config`'s features uses."""
+    return {
+        "num_classes": num_classes,
+        "n_mels": config.n_features // config.channels,
+        "input_channels": config.channels,
+        "temperature": recipe.temperature[0],
+        **recipe.model,
+    }
+
+
 class ValidationSelection(keras.callbacks.Callback):
     """Score the validation utterances every epoch (UA of utterance-level predictions),
     keep the best weights, stop after `patience` epochs without improvement.
@@ -809,13 +820,7 @@ def _fit(
         epochs = recipe.epochs
         if recipe.iterations:
             epochs = math.ceil(recipe.iterations / len(data))
-    model = build_dycnn_bilstm(
-        num_classes=num_classes,
-        n_mels=config.n_features // config.channels,
-        input_channels=config.channels,
-        temperature=recipe.temperature[0],
-        **recipe.model,
-    )
+    model = build_dycnn_bilstm(**model_kwargs(recipe, config, num_classes))
     if policy.frames < time_reduction(model):
         raise ValueError(
             f"the window ({policy.frames} frames) is shorter than the model's time pooling "

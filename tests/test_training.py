@@ -289,11 +289,19 @@ def test_run_folder_and_reloaded_model(corpus, tmp_path):
     changed = {**parts[0], "recipe": {**parts[0]["recipe"], "epochs": 99}}
     with pytest.raises(ValueError, match="recipe"):
         merge_results([changed, *parts[1:]])
+    # The resolved architecture is recorded (a changed default cannot make it ambiguous).
+    arch = on_disk["architecture"]
+    assert arch["arguments"]["conv_filters"] == [4] and arch["arguments"]["pool_size"] == [[4, 2]]
+    assert arch["arguments"]["n_mels"] == 64 and arch["arguments"]["num_classes"] == 3
+    arguments = {**arch["arguments"], "lstm_units": 16}
+    with pytest.raises(ValueError, match="architecture"):
+        merge_results([{**parts[0], "architecture": {**arch, "arguments": arguments}}, *parts[1:]])
     assert (out / "confusion_matrix.png").stat().st_size > 1000
     assert (out / "training_curves.png").stat().st_size > 1000
     fold = results["folds"][0]
     model, metadata = load_model(out / "folds" / fold["fold"] / "model.keras")
     assert metadata.labels == EMOTIONS and model.output_shape == (None, len(EMOTIONS))
+    assert model.count_params() == arch["params"]
     assert metadata.frontend.normalization == "dataset" and metadata.window == POLICY
     # dyser-eval on the test speaker reproduces the fold's score from the saved model alone.
     runner = CliRunner()
