@@ -136,7 +136,9 @@ VARIANTS: dict[str, tuple[dict, str]] = {
 }
 
 
-def run_variant(name: str, seeds: list[int], workers: int, backend: str) -> Path:
+def run_variant(
+    name: str, seeds: list[int], workers: int, backend: str, resume: bool = False
+) -> Path:
     """Train and score `name` for the `seeds` not yet in its results file; merge them in."""
     from keras_dyconv.experiment import merge_results
 
@@ -161,6 +163,7 @@ def run_variant(name: str, seeds: list[int], workers: int, backend: str) -> Path
         overrides=json.dumps({**overrides, "name": name}),
         frontend=json.dumps(frontend),
         window=json.dumps(window),
+        resume=resume,
     )
     part = bench_training.run(args)
     new = json.loads(part.read_text())
@@ -346,13 +349,17 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--backend", default="tensorflow")
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument(
+        "--resume", action="store_true", help="checkpoint every epoch; resume an interrupted run"
+    )
     args = parser.parse_args()
     if not args.table_only:
         if not bench_training.EMODB.exists():
             raise SystemExit(f"EmoDB not found at {bench_training.EMODB}")
         ABLATION.mkdir(parents=True, exist_ok=True)
         for name in args.variants:
-            print(f"results -> {run_variant(name, args.seeds, args.workers, args.backend)}")
+            path = run_variant(name, args.seeds, args.workers, args.backend, args.resume)
+            print(f"results -> {path}")
             render_table()
     render_table()
 

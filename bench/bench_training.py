@@ -275,7 +275,8 @@ def plot_folds() -> str | None:
     return "img/emodb-folds.png"
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (also what `bench_ablation` must fill in to call `run`)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", default="loso", choices=["loso", "stratified"])
     parser.add_argument("--folds", type=int, default=10, help="k for stratified")
@@ -302,7 +303,11 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--only", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.worker:
         worker(args)
         return

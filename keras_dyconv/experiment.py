@@ -380,13 +380,17 @@ def merge_results(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     for part in parts[1:]:
         for key in ("labels", "recipe", "architecture", "frontend", "window"):
-            if key in part and canonical(part, key) != canonical(first, key):
+            # Results written before a key existed (e.g. "architecture") merge with any.
+            if key in part and key in first and canonical(part, key) != canonical(first, key):
                 raise ValueError(f"cannot merge runs that differ in {key!r}")
     records = [r for part in parts for r in part["folds"]]
     keys = [(r["fold"], r["seed"]) for r in records]
     if len(set(keys)) != len(keys):
         raise ValueError("the runs to merge overlap (same fold and seed twice)")
     merged = {**first, "folds": records, "seeds": sorted({r["seed"] for r in records})}
+    recorded = [p["architecture"] for p in parts if "architecture" in p]
+    if recorded:
+        merged["architecture"] = recorded[0]
     merged["protocol"] = {
         **first["protocol"],
         "speaker_independent": all(p["protocol"]["speaker_independent"] for p in parts),

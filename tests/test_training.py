@@ -296,6 +296,9 @@ def test_run_folder_and_reloaded_model(corpus, tmp_path):
     arguments = {**arch["arguments"], "lstm_units": 16}
     with pytest.raises(ValueError, match="architecture"):
         merge_results([{**parts[0], "architecture": {**arch, "arguments": arguments}}, *parts[1:]])
+    # Results recorded before the architecture was merge with newer ones, which carry it.
+    unrecorded = {k: v for k, v in parts[0].items() if k != "architecture"}
+    assert merge_results([unrecorded, *parts[1:]])["architecture"] == arch
     assert (out / "confusion_matrix.png").stat().st_size > 1000
     assert (out / "training_curves.png").stat().st_size > 1000
     fold = results["folds"][0]
