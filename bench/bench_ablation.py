@@ -86,6 +86,23 @@ VARIANTS: dict[str, tuple[dict, str]] = {
         "2.6 ms; same side-by-side single-thread run on x86). The default architecture "
         "since 2026-11-24",
     ),
+    "dataset-norm+K1": (
+        {"normalization": "dataset", "model": {"num_kernels": 1}},
+        "K=1: a static convolution in every block (the attention has nothing to choose "
+        "from): does dynamic convolution help at all?",
+    ),
+    "dataset-norm+K8": (
+        {"normalization": "dataset", "model": {"num_kernels": 8}},
+        "K=8 kernels per dynamic convolution, not 4",
+    ),
+    "dataset-norm+wide": (
+        {"normalization": "dataset", "model": {"conv_filters": [32, 64, 128]}},
+        "twice the filters per block (32/64/128, not 16/32/64)",
+    ),
+    "dataset-norm+temp1": (
+        {"normalization": "dataset", "temperature": [1.0, 1.0, 1]},
+        "attention temperature 1 from the start, no 30 -> 1 annealing",
+    ),
     "dataset-norm+deltas": (
         {"normalization": "dataset", "frontend": {"feature": "logmel_deltas"}},
         "log-mel, delta and delta-delta as 3 input channels (as Chen et al. 2018)",
