@@ -61,6 +61,11 @@ VARIANTS: dict[str, tuple[dict, str]] = {
         {"normalization": "dataset", "augmentation": AUGMENT},
         "VTLP 0.9-1.1, speed 0.9-1.1, noise at 10-30 dB SNR on half the windows",
     ),
+    "dataset-norm+reverb": (
+        {"normalization": "dataset", "augmentation": {"rt60_s": [0.3, 0.8]}},
+        "simulated room reverberation (RT60 0.3-0.8 s, direct-to-reverberant ratio 0-12 dB) "
+        "on half the windows",
+    ),
     "gain-norm": ({"normalization": "gain"}, "utterance level removed before dataset mean/std"),
     "dataset-norm+avg5": (
         {"normalization": "dataset", "average_checkpoints": 5},

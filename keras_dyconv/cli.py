@@ -130,6 +130,14 @@ def _frontend(path: Path | None) -> FrontendConfig:
     help="Add noise to half the training windows at an SNR drawn from LOW..HIGH dB.",
 )
 @click.option(
+    "--reverb-rt60",
+    type=float,
+    nargs=2,
+    metavar="LOW HIGH",
+    help="Add room reverberation to half the training windows: RT60 drawn from LOW..HIGH "
+    "seconds (e.g. 0.3 0.8), direct-to-reverberant ratio 0..12 dB.",
+)
+@click.option(
     "--normalization",
     type=click.Choice(["dataset", "gain", "stream"]),
     help="Feature normalisation: dataset (training-set mean/std), gain (utterance level "
@@ -228,6 +236,7 @@ def train(
     vtlp,
     speed,
     noise_snr,
+    reverb_rt60,
     normalization,
     stream_training,
     average_checkpoints,
@@ -272,12 +281,18 @@ def train(
             base.augmentation,
             **{
                 k: v
-                for k, v in {"vtlp": vtlp, "speed": speed, "snr_db": noise_snr}.items()
+                for k, v in {
+                    "vtlp": vtlp,
+                    "speed": speed,
+                    "snr_db": noise_snr,
+                    "rt60_s": reverb_rt60,
+                }.items()
                 if v is not None
             },
         )
     except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--vtlp/--speed/--noise-snr") from None
+        hint = "--vtlp/--speed/--noise-snr/--reverb-rt60"
+        raise click.BadParameter(str(err), param_hint=hint) from None
     chosen = base.with_overrides(
         augmentation=augmentation,
         normalization=normalization,

@@ -127,9 +127,13 @@ class Recipe:
 
     def __post_init__(self) -> None:
         if isinstance(self.augmentation, dict):  # read back from results.json
-            snr = self.augmentation.get("snr_db")
-            augmentation = {**self.augmentation, "snr_db": tuple(snr) if snr else None}
-            object.__setattr__(self, "augmentation", Augmentation(**augmentation))
+            ranges = {  # JSON lists back to (low, high)
+                k: tuple(v) if v is not None else None
+                for k, v in self.augmentation.items()
+                if k in ("snr_db", "rt60_s", "drr_db")
+            }
+            augmentation = Augmentation(**{**self.augmentation, **ranges})
+            object.__setattr__(self, "augmentation", augmentation)
         if self.normalization not in STATISTICS_NORMALIZATIONS:
             raise ValueError(
                 f"Recipe.normalization must be one of {STATISTICS_NORMALIZATIONS}, "
@@ -405,7 +409,13 @@ class WindowSequence(keras.utils.PyDataset):
         raw = load_features(self.sources[i])
         if self.augmentation.active:
             window = augment_window(
-                raw, self.frames, self.augmentation, self.centres, rng, random_window
+                raw,
+                self.frames,
+                self.augmentation,
+                self.centres,
+                rng,
+                random_window,
+                hop_s=self.config.hop_length / self.config.sample_rate,
             )
         else:
             window = np.array(random_window(raw, self.frames, rng), dtype=np.float32)

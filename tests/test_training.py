@@ -575,6 +575,9 @@ def test_stream_normalization_and_augmentation_through_the_cli(corpus, tmp_path)
             "--noise-snr",
             "5",
             "20",
+            "--reverb-rt60",
+            "0.3",
+            "0.8",
             "--average-checkpoints",
             "2",
             "--refit",
@@ -586,7 +589,7 @@ def test_stream_normalization_and_augmentation_through_the_cli(corpus, tmp_path)
     run = json.loads((out / "results.json").read_text())
     recipe = Recipe(**run["recipe"])  # the recorded recipe reads back
     assert recipe.normalization == "stream" and recipe.stream_training == "online"
-    assert recipe.augmentation.snr_db == (5.0, 20.0)
+    assert recipe.augmentation.snr_db == (5.0, 20.0) and recipe.augmentation.rt60_s == (0.3, 0.8)
     fold = run["folds"][0]
     assert len(fold["averaged_epochs"]) == 2 and "metrics_speaker_norm" in fold
     assert fold["refit_epochs"] == max(fold["averaged_epochs"]) + 1 and recipe.refit
