@@ -537,7 +537,13 @@ class ValidationSelection(keras.callbacks.Callback):
         best = sorted(range(len(scores)), key=lambda e: (-scores[e], e))[: self.average]
         current, kept = self.model.get_weights(), []
         for e in best:
-            self.model.load_weights(self.checkpoint_dir / EPOCH_WEIGHTS.format(epoch=e + 1))
+            weights = self.checkpoint_dir / EPOCH_WEIGHTS.format(epoch=e + 1)
+            if not weights.exists():
+                raise FileNotFoundError(
+                    f"cannot resume: {weights}, the weights of validation epoch {e + 1} (one "
+                    f"of the best so far), is missing; delete {self.checkpoint_dir} to start over"
+                )
+            self.model.load_weights(weights)
             kept.append((scores[e], e, self.model.get_weights()))
         self.model.set_weights(current)
         self.kept, self.history = kept, scores

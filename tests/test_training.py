@@ -213,6 +213,13 @@ def test_validation_selection_takes_back_the_epochs_before_a_resume(tmp_path):
         assert all((w == 7).all() for w in model.get_weights())  # training goes on from here
         selection.restore_best()
         assert all(np.allclose(w, expected) for w in model.get_weights())
+    (tmp_path / EPOCH_WEIGHTS.format(epoch=1)).unlink()
+    selection = ValidationSelection(
+        feats, labels, FrontendConfig(n_mels=16), POLICY, None, 0, checkpoint_dir=tmp_path
+    )
+    selection.set_model(model)
+    with pytest.raises(FileNotFoundError, match=r"epoch-001\.weights\.h5.*validation epoch 1"):
+        selection.on_epoch_begin(2)
 
 
 def test_read_epoch_logs_keeps_the_last_fit_of_each_epoch(tmp_path):
