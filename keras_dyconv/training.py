@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -48,12 +47,11 @@ STREAM_TRAINING = ("speaker", "online")
 #: Random orderings of each training speaker's utterances that `online_statistics` streams.
 STREAM_ORDERINGS = 7
 #: Files a checkpointed fit writes in its checkpoint folder: the weights after each epoch
-#: (1-based, Keras's `ModelCheckpoint` naming), the logs of every epoch, and the validation
-#: UA of every epoch (`ValidationSelection`): what a resumed fit needs to carry on as if it
-#: had never stopped.
+#: (1-based, Keras's `ModelCheckpoint` naming) and the logs of every epoch, validation UA
+#: included (`keras.callbacks.CSVLogger`): what a resumed fit needs to carry on as if it had
+#: never stopped.
 EPOCH_WEIGHTS = "epoch-{epoch:03d}.weights.h5"
 EPOCH_LOGS = "history.csv"
-VALIDATION_SCORES = "validation.json"
 
 
 @dataclass(frozen=True)
@@ -497,9 +495,10 @@ class ValidationSelection(keras.callbacks.Callback):
     lucky epoch of a small validation set). The validation set is carved out of the
     training data (e.g. held-out training speakers); the test fold is never seen here.
 
-    With `checkpoint_dir` (the folder where the fit's `EPOCH_WEIGHTS` are saved), the scores
-    are kept there too, so a fit resumed after an interruption still chooses among all its
-    epochs: the kept weights of earlier epochs are read back from their checkpoints.
+    With `checkpoint_dir` (the folder where the fit saves its `EPOCH_WEIGHTS` and its
+    `EPOCH_LOGS`, which hold the "val_ua" this callback adds to the logs), a fit resumed
+    after an interruption still chooses among all its epochs: the scores of earlier epochs
+    come back from the logs, their kept weights from their checkpoints.
     """
 
     def __init__(
@@ -529,10 +528,10 @@ class ValidationSelection(keras.callbacks.Callback):
 
     def _resume(self, epoch: int) -> None:
         """Take back the scores and kept weights of the `epoch` epochs run before a resume."""
-        path = self.checkpoint_dir / VALIDATION_SCORES
+        path = self.checkpoint_dir / EPOCH_LOGS
         if not path.exists():
             return
-        scores = json.loads(path.read_text())[:epoch]
+        scores = read_epoch_logs(path).get("val_ua", [])[:epoch]
         # Best first, ties to the earlier epoch: the order `on_epoch_end` keeps.
         best = sorted(range(len(scores)), key=lambda e: (-scores[e], e))[: self.average]
         current, kept = self.model.get_weights(), []
@@ -553,9 +552,6 @@ class ValidationSelection(keras.callbacks.Callback):
         utt = np.stack([aggregate(probs[self.owners == i]) for i in range(len(self.labels))])
         ua = unweighted_accuracy(self.labels, utt.argmax(axis=1))
         self.history.append(ua)
-        if self.checkpoint_dir is not None:
-            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            (self.checkpoint_dir / VALIDATION_SCORES).write_text(json.dumps(self.history))
         if logs is not None:
             logs["val_ua"] = ua
         if len(self.kept) < self.average or ua > self.kept[-1][0]:
@@ -701,9 +697,8 @@ def train_model(
         checkpoint_dir: if given, a checkpoint is written every epoch and an interrupted run
             resumes from it (`keras.callbacks.BackupAndRestore`) as if it had not stopped:
             the history and the choice of the best validation epoch cover every epoch. The
-            teachers
-            of `recipe.distill` and the refit of `recipe.refit` are not checkpointed (an
-            interrupted run retrains them).
+            teachers of `recipe.distill` and the refit of `recipe.refit` are not checkpointed
+            (an interrupted run retrains them).
         verbose: Keras progress-bar verbosity.
         train_speakers: speaker per training utterance (needed for normalization "stream":
             each training speaker is normalised by their own statistics, or by simulated
@@ -870,7 +865,8 @@ def _fit(
     if checkpoint_dir is not None:
         checkpoint_dir = Path(checkpoint_dir)
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        # The backup marks an epoch done, so it comes after the epoch's logs and weights.
+        # The backup marks an epoch done, so it comes after the epoch's logs (val_ua included:
+        # the selection comes earlier in the list) and weights.
         callbacks += [
             keras.callbacks.CSVLogger(str(checkpoint_dir / EPOCH_LOGS), append=True),
             keras.callbacks.ModelCheckpoint(
@@ -879,8 +875,9 @@ def _fit(
             keras.callbacks.BackupAndRestore(str(checkpoint_dir / "backup")),
         ]
     history = model.fit(data, epochs=epochs, callbacks=callbacks, verbose=verbose)
-    record = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    if checkpoint_dir is not None:
+    if checkpoint_dir is None:
+        record = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    else:  # History holds only the epochs since a resume; the logs hold them all
         record = read_epoch_logs(checkpoint_dir / EPOCH_LOGS)
     best_epoch, averaged = None, []
     if selection is not None:

@@ -25,7 +25,7 @@ from keras_dyconv.features import extract_corpus
 from keras_dyconv.modelio import load_model
 from keras_dyconv.synthetic import write_corpus
 from keras_dyconv.training import (
-    VALIDATION_SCORES,
+    EPOCH_LOGS,
     EpochSnapshots,
     Recipe,
     WindowSequence,
@@ -171,7 +171,7 @@ def test_resume_after_interruption(tmp_path):
         "epoch-001.weights.h5",
         "epoch-002.weights.h5",
     ]
-    before = json.loads((ckpt / VALIDATION_SCORES).read_text())
+    before = read_epoch_logs(ckpt / EPOCH_LOGS)["val_ua"]
     assert len(before) == 2
     resumed = train_model(*args, checkpoint_dir=ckpt, **kwargs)
     assert (ckpt / "epoch-004.weights.h5").exists()
@@ -193,7 +193,8 @@ def test_validation_selection_takes_back_the_epochs_before_a_resume(tmp_path):
         model.set_weights([np.full_like(w, epoch) for w in model.get_weights()])
         model.save_weights(tmp_path / EPOCH_WEIGHTS.format(epoch=epoch))
         snapshots.append(model.get_weights())
-    (tmp_path / VALIDATION_SCORES).write_text(json.dumps([0.75, 0.5, 0.9]))  # 3rd: not backed up
+    # The logs of 3 epochs (the 3rd not backed up: the fit resumes at epoch index 2).
+    (tmp_path / EPOCH_LOGS).write_text("epoch,loss,val_ua\n0,1.0,0.75\n1,0.9,0.5\n2,0.8,0.9\n")
     current = [np.full_like(w, 7) for w in model.get_weights()]
     for average, expected in ((1, 1.0), (2, 1.5)):
         model.set_weights(current)
