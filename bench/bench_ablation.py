@@ -66,6 +66,15 @@ VARIANTS: dict[str, tuple[dict, str]] = {
         "simulated room reverberation (RT60 0.3-0.8 s, direct-to-reverberant ratio 0-12 dB) "
         "on half the windows",
     ),
+    "dataset-norm+specaug": (
+        {"normalization": "dataset", "spec_augment": [2, 25, 2, 8]},
+        "SpecAugment: 2 time masks of up to 0.25 s and 2 masks of up to 8 mel bands per "
+        "training window",
+    ),
+    "dataset-norm+mixup": (
+        {"normalization": "dataset", "mixup_alpha": 0.2},
+        "mixup of training windows and their labels, Beta(0.2, 0.2)",
+    ),
     "gain-norm": ({"normalization": "gain"}, "utterance level removed before dataset mean/std"),
     "dataset-norm+avg5": (
         {"normalization": "dataset", "average_checkpoints": 5},
