@@ -214,7 +214,10 @@ def render_table() -> None:
             "validation fraction of the training part (stratified); the test fold is never used. "
             "Raw per-fold results and predictions: `docs/results/`. The default recipe over "
             "3 seeds (variant `dataset-norm+time-pool16`), and the recipe levers tried "
-            "against it, are in the ablation section below.",
+            "against it, are in the ablation section below. The `paper` recipe is the seed "
+            "paper's settings for comparison (RMSProp, learning rate 0.01, batch 200, 1000 "
+            "iterations, e.g. 500 epochs of a LOSO fold's ~355 training utterances, no early "
+            "stopping; the validation data still chooses the epoch), on the same architecture.",
             markdown_table(header, rows),
             *([targets(default)] if default else []),
             *([f"![Per-fold accuracy of every run]({figure})"] if figure else []),
