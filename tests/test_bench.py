@@ -35,3 +35,19 @@ def test_ablation_calls_bench_training_with_every_option(monkeypatch, tmp_path):
         args.seeds == [0, 1] and args.resume and args.window == '{"frames": 200, "hop_frames": 50}'
     )
     assert '"pool_size": [2, 2]' in args.overrides  # ABLATION_MODEL pins the 8x architecture
+
+
+@pytest.mark.parametrize("name", list(bench_ablation.VARIANTS))
+def test_every_ablation_variant_is_a_valid_recipe(name):
+    from edge_runtime.config import FrontendConfig
+    from edge_runtime.windows import WindowPolicy
+    from keras_dyconv.models import model_arguments
+    from keras_dyconv.training import get_recipe
+
+    overrides = dict(bench_ablation.VARIANTS[name][0])
+    FrontendConfig(**overrides.pop("frontend", {}))
+    WindowPolicy(**overrides.pop("window", {}))
+    recipe = get_recipe("default").with_overrides(**overrides)  # unknown fields raise
+    model_arguments(num_classes=7, **{**bench_ablation.ABLATION_MODEL, **recipe.model})
+    paired = bench_ablation.PAIRED_WITH.get(name, bench_ablation.BASELINE)
+    assert paired in bench_ablation.VARIANTS
