@@ -110,7 +110,8 @@ def _frontend(path: Path | None) -> FrontendConfig:
     type=int,
     nargs=4,
     metavar="TM TW FM FW",
-    help="SpecAugment: time masks, max width, freq masks, max width.",
+    help="SpecAugment masks per training window: time masks, max width (frames), frequency "
+    "masks, max width (mel bands); 0 0 0 0 turns them off.",
 )
 @click.option(
     "--vtlp",

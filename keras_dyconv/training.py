@@ -72,7 +72,8 @@ class Recipe:
         temperature: (start, end, epochs) of the attention temperature annealing.
         patience: stop after this many epochs without a better validation UA (None: never).
         min_epochs: do not stop before this many epochs.
-        spec_augment: (time masks, max time width, freq masks, max freq width) per window.
+        spec_augment: (time masks, max time width in frames, freq masks, max freq width in
+            bands) per training window; masked cells are set to the normalised mean, 0.
         mixup_alpha: Beta(alpha, alpha) mixup of windows and labels (0 = off).
         augmentation: log-mel-domain VTLP, speed, noise and gain perturbation
             (`keras_dyconv.augment.Augmentation`).
