@@ -207,9 +207,12 @@ class NumpyModel:
 
     def _dynamic_conv2d(self, x, layer, w):
         k = layer["num_kernels"]
-        pooled = x.mean(axis=(1, 2))
-        hidden = np.maximum(pooled @ w["attention_kernel1"], 0)
-        pi = _softmax(hidden @ w["attention_kernel2"] + w["attention_bias2"])  # (B, K)
+        if k == 1:  # a static convolution: no attention weights
+            pi = np.ones((x.shape[0], 1), x.dtype)
+        else:
+            pooled = x.mean(axis=(1, 2))
+            hidden = np.maximum(pooled @ w["attention_kernel1"], 0)
+            pi = _softmax(hidden @ w["attention_kernel2"] + w["attention_bias2"])  # (B, K)
         kh, kw, kcin, f = w["kernel"].shape
         stacked = w["kernel"].reshape(kh, kw, k, kcin // k, f)
         # The exported kernel stacks the K kernels on input channels (input-side mix); in

@@ -62,6 +62,7 @@ class TwinDynamicConv2D(tf_keras.layers.Layer):
     Weights (set by `build_twin`): attention_kernel1 (Cin, H), attention_kernel2 (H, K) and
     attention_bias2 (K,) already divided by the temperature; kernel (kh, kw, K*Cin, F) with
     channel index k*Cin + c; bias (F,); bias_delta (K, F) only when the biases differ per k.
+    With K=1 (a static convolution) there are no attention weights and no input scaling.
     """
 
     def __init__(
@@ -90,22 +91,26 @@ class TwinDynamicConv2D(tf_keras.layers.Layer):
 
     def build(self, input_shape: tf.TensorShape) -> None:
         cin, k = int(input_shape[-1]), self.num_kernels
-        self.attention_kernel1 = self.add_weight("attention_kernel1", (cin, self.attention_units))
-        self.attention_kernel2 = self.add_weight("attention_kernel2", (self.attention_units, k))
-        self.attention_bias2 = self.add_weight("attention_bias2", (k,))
+        if k > 1:
+            self.attention_kernel1 = self.add_weight(
+                "attention_kernel1", (cin, self.attention_units)
+            )
+            self.attention_kernel2 = self.add_weight("attention_kernel2", (self.attention_units, k))
+            self.attention_bias2 = self.add_weight("attention_bias2", (k,))
         self.kernel = self.add_weight("kernel", (*self.kernel_size, k * cin, self.filters))
         self.bias = self.add_weight("bias", (self.filters,))
         if self.mixed_bias:
             self.bias_delta = self.add_weight("bias_delta", (k, self.filters))
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        pooled = tf.reduce_mean(x, axis=[1, 2])
-        hidden = tf.nn.relu(tf.matmul(pooled, self.attention_kernel1))
-        pi = tf.nn.softmax(tf.matmul(hidden, self.attention_kernel2) + self.attention_bias2)
-        # (1, 1) attention weights broadcast over (1, rows, cols, Cin): K MULs and a CONCAT.
-        scaled = tf.concat([x * p for p in tf.split(pi, self.num_kernels, axis=-1)], axis=-1)
+        if self.num_kernels > 1:
+            pooled = tf.reduce_mean(x, axis=[1, 2])
+            hidden = tf.nn.relu(tf.matmul(pooled, self.attention_kernel1))
+            pi = tf.nn.softmax(tf.matmul(hidden, self.attention_kernel2) + self.attention_bias2)
+            # (1, 1) attention weights broadcast over (1, rows, cols, Cin): K MULs and a CONCAT.
+            x = tf.concat([x * p for p in tf.split(pi, self.num_kernels, axis=-1)], axis=-1)
         y = tf.nn.conv2d(
-            scaled,
+            x,
             self.kernel,
             strides=(1, *self.strides, 1),
             padding=self.padding,
@@ -196,9 +201,10 @@ def _dynamic_conv(
     )
 
     def assign(t: TwinDynamicConv2D) -> None:
-        t.attention_kernel1.assign(layer.attention_kernel1.numpy())
-        t.attention_kernel2.assign(layer.attention_kernel2.numpy() / temperature)
-        t.attention_bias2.assign(layer.attention_bias2.numpy() / temperature)
+        if k > 1:
+            t.attention_kernel1.assign(layer.attention_kernel1.numpy())
+            t.attention_kernel2.assign(layer.attention_kernel2.numpy() / temperature)
+            t.attention_bias2.assign(layer.attention_bias2.numpy() / temperature)
         t.kernel.assign(stacked.astype(np.float32))
         t.bias.assign(bias[0].astype(np.float32))
         if mixed_bias:

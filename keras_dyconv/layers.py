@@ -110,7 +110,9 @@ class BaseDynamicConv(keras.layers.Layer):
         dilation_rate: int or tuple of `rank` ints.
         activation: activation applied to the output.
         use_bias: whether each of the K kernels has a bias (mixed like the kernels).
-        num_kernels: K, the number of parallel kernels (Chen et al. use 4).
+        num_kernels: K, the number of parallel kernels (Chen et al. use 4). With K=1 the layer
+            is a static convolution (for ablations): it has no attention weights and runs one
+            plain convolution for the whole batch.
         reduction: attention bottleneck ratio: the hidden layer of the attention branch has
             `max(in_channels // reduction, min_attention_units)` units.
         min_attention_units: lower bound for the attention hidden width (input layers with a
@@ -235,6 +237,19 @@ class BaseDynamicConv(keras.layers.Layer):
         else:
             self.bias = None
         # Attention branch: GAP -> fc1 (no bias, as in Chen et al.) -> ReLU -> fc2 -> softmax/T.
+        # One kernel leaves it nothing to choose (a softmax over one logit is always 1).
+        if self.num_kernels > 1:
+            self._build_attention()
+        self.temperature = self.add_weight(
+            name="temperature",
+            shape=(),
+            initializer=keras.initializers.Constant(self.initial_temperature),
+            trainable=False,
+            dtype="float32",
+            autocast=False,
+        )
+
+    def _build_attention(self) -> None:
         self.attention_kernel1 = self.add_weight(
             name="attention_kernel1",
             shape=(self.in_channels, self.attention_units),
@@ -248,14 +263,6 @@ class BaseDynamicConv(keras.layers.Layer):
         self.attention_bias2 = self.add_weight(
             name="attention_bias2", shape=(self.num_kernels,), initializer="zeros"
         )
-        self.temperature = self.add_weight(
-            name="temperature",
-            shape=(),
-            initializer=keras.initializers.Constant(self.initial_temperature),
-            trainable=False,
-            dtype="float32",
-            autocast=False,
-        )
 
     # ------------------------------------------------------------------- call
     def attention(self, inputs: Any) -> Any:
@@ -264,6 +271,8 @@ class BaseDynamicConv(keras.layers.Layer):
         return self._attention(x)
 
     def _attention(self, x: Any) -> Any:
+        if self.num_kernels == 1:
+            return ops.ones((ops.shape(x)[0], 1), dtype=self.compute_dtype)
         pooled = ops.mean(x, axis=tuple(range(1, self.rank + 1)))
         hidden = ops.relu(ops.matmul(pooled, self.attention_kernel1))
         logits = ops.matmul(hidden, self.attention_kernel2) + self.attention_bias2
@@ -283,7 +292,9 @@ class BaseDynamicConv(keras.layers.Layer):
             left = self.dilation_rate[0] * (self.kernel_size[0] - 1)
             x = ops.pad(x, ((0, 0), (left, 0), (0, 0)))
         padding = "valid" if self.padding == "causal" else self.padding
-        if mode == "branches":
+        if self.num_kernels == 1:
+            y = self._conv(x, self.kernel[0], padding)
+        elif mode == "branches":
             y = self._conv_branches(x, pi, padding)
         else:
             y = self._conv_aggregate(x, pi, padding)

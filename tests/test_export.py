@@ -26,9 +26,11 @@ from edge_runtime.config import with_dataset_stats
 from edge_runtime.engines import open_engine
 from edge_runtime.features import Frontend
 from edge_runtime.metadata import ModelMetadata
+from edge_runtime.numpy_engine import NumpyModel
 from export import pipeline
 from export.calibration import extract_windows, list_audio
 from export.cli import main
+from export.numpy_graph import numpy_graph_bytes
 from export.tflite import explain_failure, non_builtin_ops, tflite_ops
 from export.twin import TwinError, build_twin
 from keras_dyconv.layers import DynamicConv2D
@@ -47,14 +49,15 @@ def run_cli(*args: str) -> tuple[int, dict, str]:
 
 def bias_lstm_model() -> keras.Model:
     """A chain the default factory never builds: biased dynamic convs (one with BatchNorm
-    folded, one activated before its BatchNorm, which must not fold), a plain LSTM."""
+    folded; one static, K=1, activated before its BatchNorm, which must not fold), a plain
+    LSTM."""
     inputs = keras.Input((None, 16))
     x = keras.layers.Reshape((-1, 16, 1))(inputs)
     x = DynamicConv2D(4, 3, padding="same", use_bias=True, num_kernels=3, temperature=4.0)(x)
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.ReLU()(x)
     x = keras.layers.MaxPooling2D((2, 2))(x)
-    x = DynamicConv2D(4, (3, 1), strides=(1, 2), activation="relu", use_bias=True)(x)
+    x = DynamicConv2D(4, (3, 1), strides=(1, 2), activation="relu", use_bias=True, num_kernels=1)(x)
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.Reshape((-1, 4 * 4))(x)
     x = keras.layers.LSTM(6)(x)
@@ -90,14 +93,18 @@ def test_twin_matches_keras_model(trained, fold):
     assert "dyconv1" in names and ("bn1" in names) != fold
 
 
-def test_twin_matches_biased_conv_and_plain_lstm():
+def test_twin_and_numpy_graph_match_biased_conv_static_conv_and_plain_lstm(tmp_path):
     keras.utils.set_random_seed(1)
     model = bias_lstm_model()
     randomize_statistics(model, np.random.default_rng(1))
     x = np.random.default_rng(2).normal(0, 1, (3, 20, 16)).astype(np.float32)
+    expected = model(x, training=False).numpy()
     twin = build_twin(model, 20)
     got = np.concatenate([twin(w[None], training=False).numpy() for w in x])
-    np.testing.assert_allclose(got, model(x, training=False).numpy(), atol=1e-5)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    path = tmp_path / "model.npz"
+    path.write_bytes(numpy_graph_bytes(twin))
+    np.testing.assert_allclose(NumpyModel(path)(x), expected, atol=1e-5)
 
 
 def test_twin_names_the_layer_it_does_not_know():

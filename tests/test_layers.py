@@ -6,6 +6,7 @@ tests/run.sh runs this module once per KERAS_BACKEND (tensorflow, jax, torch).
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import keras
 import numpy as np
@@ -135,7 +136,11 @@ def test_single_kernel_equals_conv2d(mode):
     layer = DynamicConv2D(6, 3, padding="same", num_kernels=1, mode=mode)
     conv = keras.layers.Conv2D(6, 3, padding="same")
     x = rng_array((3, 10, 8, 4))
-    layer(x), conv(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "softmax over an axis of size 1" warning
+        layer(x), conv(x)
+    # A static convolution: the kernel and bias only, no attention branch.
+    assert [w.name for w in layer.trainable_weights] == ["kernel", "bias"]
     conv.set_weights([to_np(layer.kernel)[0], to_np(layer.bias)[0] + 0.5])
     layer.bias.assign(ops.convert_to_tensor(to_np(layer.bias) + 0.5, "float32"))
     np.testing.assert_allclose(to_np(layer(x)), to_np(conv(x)), rtol=1e-5, atol=1e-5)
