@@ -64,6 +64,12 @@ VARIANTS: dict[str, tuple[dict, str]] = {
         {"normalization": "dataset", "augmentation": AUGMENT},
         "VTLP 0.9-1.1, speed 0.9-1.1, noise at 10-30 dB SNR on half the windows",
     ),
+    "dataset-norm+wide-perturb": (
+        {"normalization": "dataset", "augmentation": {"vtlp": 0.2, "speed": 0.2}},
+        "wider pitch shift and speed range: frequency scaled by 0.8-1.2 with the tempo kept "
+        "(what librosa.effects.pitch_shift does to a spectrogram, here up to 3.9 semitones; "
+        "the VTLP above is up to 1.8) and speed 0.8-1.2, not 0.9-1.1",
+    ),
     "dataset-norm+reverb": (
         {"normalization": "dataset", "augmentation": {"rt60_s": [0.3, 0.8]}},
         "simulated room reverberation (RT60 0.3-0.8 s, direct-to-reverberant ratio 0-12 dB) "
