@@ -208,7 +208,8 @@ def _frontend(path: Path | None) -> FrontendConfig:
     type=click.Path(file_okay=False, path_type=Path),
     help="Checkpoint every epoch under this folder. Run the same command again to resume "
     "after an interruption: finished folds are read back, the interrupted one continues "
-    "from its last epoch.",
+    "from its last epoch. A second run on the same folder while the first still trains "
+    "stops with an error instead of corrupting its checkpoints.",
 )
 @click.option(
     "--stream-features",

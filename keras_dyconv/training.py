@@ -16,11 +16,12 @@ The pieces, in the order `dyser-train` uses them:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -589,6 +590,33 @@ class ValidationSelection(keras.callbacks.Callback):
         self.model.set_weights(mean_weights([weights for _, _, weights in self.kept]))
 
 
+@contextlib.contextmanager
+def exclusive_folder(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a checkpoint folder for the duration of a fit.
+
+    Two fits writing the same epoch checkpoints and logs corrupt each other's resume (HDF5
+    lock errors, logs interleaved). The operating system drops the lock when the process
+    dies, so a killed run never leaves a stale lock. Windows has no `fcntl`: no lock there.
+
+    Raises:
+        RuntimeError: another process holds the lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with open(folder / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(
+                f"checkpoint folder {folder} is in use by another training; wait for it to "
+                "finish or stop it (two runs resuming from the same checkpoints corrupt them)"
+            ) from None
+        yield
+
+
 def read_epoch_logs(path: str | os.PathLike) -> dict[str, list[float]]:
     """Per-epoch logs written by `keras.callbacks.CSVLogger(append=True)` over one fit and
     its resumes, as `History.history` holds them.
@@ -863,9 +891,11 @@ def _fit(
     if snapshot_epochs:
         snapshots = EpochSnapshots(snapshot_epochs)
         callbacks.append(snapshots)
+    folder_lock = contextlib.nullcontext()
     if checkpoint_dir is not None:
         checkpoint_dir = Path(checkpoint_dir)
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        folder_lock = exclusive_folder(checkpoint_dir)
         # The backup marks an epoch done, so it comes after the epoch's logs (val_ua included:
         # the selection comes earlier in the list) and weights.
         callbacks += [
@@ -875,15 +905,16 @@ def _fit(
             ),
             keras.callbacks.BackupAndRestore(str(checkpoint_dir / "backup")),
         ]
-    history = model.fit(data, epochs=epochs, callbacks=callbacks, verbose=verbose)
-    if checkpoint_dir is None:
-        record = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    else:  # History holds only the epochs since a resume; the logs hold them all
-        record = read_epoch_logs(checkpoint_dir / EPOCH_LOGS)
-    best_epoch, averaged = None, []
-    if selection is not None:
-        selection.restore_best()
-        best_epoch, averaged = selection.best_epoch, selection.kept_epochs
+    with folder_lock:
+        history = model.fit(data, epochs=epochs, callbacks=callbacks, verbose=verbose)
+        if checkpoint_dir is None:
+            record = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        else:  # History holds only the epochs since a resume; the logs hold them all
+            record = read_epoch_logs(checkpoint_dir / EPOCH_LOGS)
+        best_epoch, averaged = None, []
+        if selection is not None:
+            selection.restore_best()  # may read epoch checkpoints
+            best_epoch, averaged = selection.best_epoch, selection.kept_epochs
     if snapshots is not None:
         snapshots.restore_mean()
     return TrainResult(model, config, record, best_epoch, len(record.get("loss", [])), averaged)

@@ -181,6 +181,24 @@ def test_resume_after_interruption(tmp_path):
     assert resumed.best_epoch == int(np.argmax(resumed.history["val_ua"]))
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="no fcntl locks on Windows")
+def test_two_fits_cannot_share_a_checkpoint_folder(tmp_path):
+    import fcntl
+
+    feats, labels = synthetic_features(8)
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    args = (feats, labels, ["a", "b"], FrontendConfig(n_mels=16), TINY, POLICY)
+    with open(ckpt / ".lock", "w") as other_run:  # another process training in this folder
+        fcntl.flock(other_run, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RuntimeError, match=r"ckpt is in use by another training"):
+            train_model(*args, checkpoint_dir=ckpt, seed=0, verbose=0)
+    assert not list(ckpt.glob("epoch-*"))  # refused before writing anything
+    # Once the other run has stopped (or died: the OS drops its lock), the fit goes ahead.
+    train_model(*args, checkpoint_dir=ckpt, seed=0, verbose=0)
+    assert list(ckpt.glob("epoch-*.weights.h5"))
+
+
 def test_validation_selection_takes_back_the_epochs_before_a_resume(tmp_path):
     """The best epochs of a resumed fit may lie before the interruption: their weights come
     back from the epoch checkpoints."""
