@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> Path:
     options = [args.protocol, args.folds, args.recipe, args.seeds, args.backend]
     options += [args.overrides, args.frontend, args.window]
     key = hashlib.sha256(json.dumps(options).encode()).hexdigest()[:10]
-    procs, t0 = [], time.time()
+    commands, t0 = [], time.time()
     for i in range(args.workers):
         subset = names[i :: args.workers]
         if not subset:
@@ -136,18 +137,18 @@ def run(args: argparse.Namespace) -> Path:
         ]
         if args.resume:
             cmd += ["--checkpoints", str(run_dir / f"checkpoints-{key}" / f"part{i}")]
-        procs.append(subprocess.Popen(cmd, env=env))
-    codes = [p.wait() for p in procs]
+        commands.append(cmd)
+    codes = run_workers(commands, env)
     if any(codes):
         raise SystemExit(f"a worker failed: exit codes {codes}")
     parts = [
-        json.loads((run_dir / f"part{i}" / "results.json").read_text()) for i in range(len(procs))
+        json.loads((run_dir / f"part{i}" / "results.json").read_text()) for i in range(len(codes))
     ]
     merged = merge_results(parts)
     # A resumed run's wall time is that of its busiest worker's folds, whenever they ran.
     busiest = max(sum(f["seconds"] for f in p["folds"]) for p in parts)
     merged["timings"]["wall_s"] = round(max(time.time() - t0, busiest), 1)
-    merged["timings"]["workers"] = len(procs)
+    merged["timings"]["workers"] = len(codes)
     results_dir = args.results_dir or RESULTS
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{tag}.json"
@@ -309,7 +310,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_workers(commands: list[list[str]], env: dict[str, str]) -> list[int]:
+    """Run the worker commands in parallel and return their exit codes.
+
+    An interrupted parent (Ctrl-C, or a kill: `exit_on_sigterm`) stops its workers first:
+    left running, they would go on writing the run's checkpoints under a restarted run.
+    """
+    procs = [subprocess.Popen(cmd, env=env) for cmd in commands]
+    try:
+        return [p.wait() for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            p.wait()
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (`kill`) into SystemExit, so that `finally` blocks (`run_workers`) run."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def main() -> None:
+    exit_on_sigterm()
     args = build_parser().parse_args()
     if args.worker:
         worker(args)

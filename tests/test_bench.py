@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -51,3 +56,31 @@ def test_every_ablation_variant_is_a_valid_recipe(name):
     model_arguments(num_classes=7, **{**bench_ablation.ABLATION_MODEL, **recipe.model})
     paired = bench_ablation.PAIRED_WITH.get(name, bench_ablation.BASELINE)
     assert paired in bench_ablation.VARIANTS
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_killing_the_bench_stops_its_workers(tmp_path):
+    """A killed parent used to leave its workers training into the checkpoints that the
+    restarted run resumed from."""
+    worker = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(60)"
+    pid_files = [tmp_path / "worker0.pid", tmp_path / "worker1.pid"]
+    parent = textwrap.dedent(
+        f"""
+        import os, sys
+        sys.path.insert(0, {str(Path(bench_training.__file__).parent)!r})
+        import bench_training
+        bench_training.exit_on_sigterm()
+        workers = [[sys.executable, "-c", {worker!r}, p] for p in {list(map(str, pid_files))!r}]
+        bench_training.run_workers(workers, dict(os.environ))
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", parent])
+    deadline = time.monotonic() + 60
+    while not all(p.exists() and p.read_text() for p in pid_files):
+        assert time.monotonic() < deadline and proc.poll() is None, "workers did not start"
+        time.sleep(0.1)
+    proc.terminate()
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    for p in pid_files:
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(p.read_text()), 0)
