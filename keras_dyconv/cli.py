@@ -34,6 +34,17 @@ def _frontend(path: Path | None) -> FrontendConfig:
         raise click.BadParameter(f"{path}: {err}", param_hint="--frontend") from None
 
 
+def _json_object(text: str) -> dict:
+    """`text` parsed as a JSON object; a ValueError saying what it got otherwise."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"not JSON ({err}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object such as '{{\"num_kernels\": 8}}', got {text!r}")
+    return value
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--corpus",
@@ -171,6 +182,23 @@ def _frontend(path: Path | None) -> FrontendConfig:
 )
 @click.option("--patience", type=int, help="Early-stopping patience in epochs.")
 @click.option(
+    "--temperature",
+    type=(float, float, int),
+    metavar="START END EPOCHS",
+    help="Attention softmax temperature of the dynamic convolutions: START, lowered linearly "
+    "to END over the first EPOCHS epochs (default recipe: 30 1 10, as Chen et al.; 1 1 0 keeps "
+    "it at 1 throughout).",
+)
+@click.option(
+    "--model",
+    "model_json",
+    metavar="JSON",
+    help="Architecture: build_dycnn_bilstm keyword arguments as a JSON object, merged into the "
+    "recipe's, e.g. '{\"num_kernels\": 8}' (K kernels per dynamic convolution) or "
+    "'{\"conv_filters\": [32, 64, 128]}' (channels per block; its length is the depth). The "
+    "classes and feature sizes come from the data.",
+)
+@click.option(
     "--frontend",
     "frontend_file",
     type=click.Path(exists=True, path_type=Path),
@@ -245,6 +273,8 @@ def train(
     refit,
     distill,
     patience,
+    temperature,
+    model_json,
     frontend_file,
     window,
     window_hop,
@@ -295,6 +325,15 @@ def train(
     except ValueError as err:
         hint = "--vtlp/--speed/--noise-snr/--reverb-rt60"
         raise click.BadParameter(str(err), param_hint=hint) from None
+    try:
+        if model_json:
+            base = base.with_overrides(model={**base.model, **_json_object(model_json)})
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--model") from None
+    try:
+        base = base.with_overrides(temperature=temperature)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--temperature") from None
     chosen = base.with_overrides(
         augmentation=augmentation,
         normalization=normalization,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import inspect
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -53,6 +54,25 @@ STREAM_ORDERINGS = 7
 #: never stopped.
 EPOCH_WEIGHTS = "epoch-{epoch:03d}.weights.h5"
 EPOCH_LOGS = "history.csv"
+
+
+#: The `build_dycnn_bilstm` arguments `Recipe.model` may set (the architecture). The others
+#: are not the recipe's: the data sets the classes and feature sizes, `Recipe.temperature`
+#: the attention temperature, and the fit builds for any window length and batch.
+MODEL_RECIPE_ARGUMENTS = tuple(
+    name
+    for name in inspect.signature(build_dycnn_bilstm).parameters
+    if name
+    not in (
+        "num_classes",
+        "n_mels",
+        "input_channels",
+        "temperature",
+        "frames",
+        "batch_size",
+        "name",
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -98,8 +118,8 @@ class Recipe:
             class probabilities for that window (`DISTILL_WEIGHT`): knowledge distillation
             of a seed ensemble into the one model the edge runs. 0 = off; costs
             `distill` extra trainings.
-        model: keyword arguments for `build_dycnn_bilstm` (num_classes and n_mels are set
-            from the data).
+        model: architecture: keyword arguments for `build_dycnn_bilstm`, any of
+            `MODEL_RECIPE_ARGUMENTS` (e.g. num_kernels, conv_filters, pool_size).
     """
 
     name: str = "default"
@@ -148,6 +168,19 @@ class Recipe:
             raise ValueError(f"average_checkpoints must be >= 1, got {self.average_checkpoints}")
         if self.distill < 0 or self.distill == 1:
             raise ValueError(f"distill must be 0 (off) or >= 2 teachers, got {self.distill}")
+        start, end, anneal_epochs = self.temperature
+        if start <= 0 or end <= 0 or anneal_epochs < 0:
+            raise ValueError(
+                "temperature must be (start > 0, end > 0, epochs >= 0), "
+                f"got {tuple(self.temperature)}"
+            )
+        unknown = sorted(set(self.model) - set(MODEL_RECIPE_ARGUMENTS))
+        if unknown:
+            raise ValueError(
+                f"Recipe.model: {', '.join(map(repr, unknown))} cannot be set here; "
+                f"build_dycnn_bilstm arguments a recipe may set: "
+                f"{', '.join(MODEL_RECIPE_ARGUMENTS)}"
+            )
 
     def with_overrides(self, **overrides: Any) -> Recipe:
         """A copy with the given fields replaced (None values are ignored)."""

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from edge_runtime.config import FrontendConfig, dataset_statistics, with_dataset_stats
 from edge_runtime.features import StreamStatistics, normalize
 from edge_runtime.windows import WindowPolicy
+from keras_dyconv.callbacks import dynamic_conv_layers
 from keras_dyconv.cli import evaluate, train
 from keras_dyconv.corpora import load_manifest
 from keras_dyconv.experiment import ProtocolSpec, merge_results, run_experiment, score_folds
@@ -26,6 +27,7 @@ from keras_dyconv.modelio import load_model
 from keras_dyconv.synthetic import write_corpus
 from keras_dyconv.training import (
     EPOCH_LOGS,
+    MODEL_RECIPE_ARGUMENTS,
     EpochSnapshots,
     Recipe,
     WindowSequence,
@@ -373,17 +375,42 @@ def test_dyser_train_cli(corpus, tmp_path):
             "1",
             "--val-speakers",
             "1",
+            "--temperature",
+            "5",
+            "1",
+            "0",
+            "--model",
+            '{"num_kernels": 2, "lstm_units": 16}',
+            "--save-models",
             "--quiet",
         ],
     )
     assert result.exit_code == 0, result.output
-    assert json.loads((out / "results.json").read_text())["recipe"]["epochs"] == 1
+    run = json.loads((out / "results.json").read_text())
+    assert run["recipe"]["epochs"] == 1 and run["recipe"]["temperature"] == [5.0, 1.0, 0]
+    # --model is merged into the fast recipe's architecture, and the model is built with it.
+    arguments = run["architecture"]["arguments"]
+    assert arguments["num_kernels"] == 2 and arguments["lstm_units"] == 16
+    assert arguments["conv_filters"] == [8, 16]
+    model, _ = load_model(out / "folds" / run["folds"][0]["fold"] / "model.keras")
+    convs = list(dynamic_conv_layers(model))
+    assert convs and all(c.num_kernels == 2 for c in convs)
+    # Epoch 0 already runs at END: no annealing with 0 epochs.
+    assert all(float(keras.ops.convert_to_numpy(c.temperature)) == 1.0 for c in convs)
+    args = ["--corpus", "manifest", "--data", str(corpus), "--out", str(out)]
+    for bad_args, message in [
+        (["--model", "num_kernels=8"], "not JSON"),
+        (["--model", "[8]"], "JSON object"),
+        (["--model", '{"n_mels": 40}'], "'n_mels' cannot be set here"),
+        (["--model", '{"num_kernel": 8}'], "num_kernels"),
+        (["--temperature", "0", "1", "10"], "start > 0"),
+    ]:
+        bad = runner.invoke(train, [*args, *bad_args])
+        assert bad.exit_code == 2 and message in bad.output, (bad_args, bad.output)
+        assert f"Invalid value for {bad_args[0]}:" in bad.output
     bad = runner.invoke(train, ["--corpus", "emodb", "--data", str(tmp_path), "--out", str(out)])
     assert bad.exit_code == 2 and "wav" in bad.output
-    unknown = runner.invoke(
-        train,
-        ["--corpus", "manifest", "--data", str(corpus), "--out", str(out), "--recipe", "magic"],
-    )
+    unknown = runner.invoke(train, [*args, "--recipe", "magic"])
     assert unknown.exit_code == 2 and "default" in unknown.output
 
 
@@ -649,6 +676,15 @@ def test_recipes():
     )
     with pytest.raises(ValueError, match="default"):
         get_recipe("nope")
+    # Every architecture argument a recipe may set builds a model; the rest are refused.
+    assert {"num_kernels", "conv_filters", "pool_size", "lstm_units"} <= set(MODEL_RECIPE_ARGUMENTS)
+    for name in ("num_classes", "n_mels", "input_channels", "temperature", "frames"):
+        with pytest.raises(ValueError, match=f"'{name}' cannot be set here"):
+            Recipe(model={name: 1})
+    for bad in [(-1.0, 1.0, 10), (30.0, 0.0, 10), (30.0, 1.0, -1)]:
+        with pytest.raises(ValueError, match="temperature"):
+            Recipe(temperature=bad)
+    assert Recipe(**Recipe(temperature=(1.0, 1.0, 0)).to_dict()).temperature[2] == 0
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="JAX host devices")
