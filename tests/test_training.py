@@ -676,7 +676,7 @@ def test_recipes():
     )
     with pytest.raises(ValueError, match="default"):
         get_recipe("nope")
-    # Every architecture argument a recipe may set builds a model; the rest are refused.
+    # A recipe sets the architecture; the data, the temperature schedule and the fit set the rest.
     assert {"num_kernels", "conv_filters", "pool_size", "lstm_units"} <= set(MODEL_RECIPE_ARGUMENTS)
     for name in ("num_classes", "n_mels", "input_channels", "temperature", "frames"):
         with pytest.raises(ValueError, match=f"'{name}' cannot be set here"):
