@@ -131,11 +131,6 @@ VARIANTS: dict[str, tuple[dict, str]] = {
         {"normalization": "dataset", "temperature": [1.0, 1.0, 1]},
         "attention temperature 1 from the start, no 30 -> 1 annealing",
     ),
-    "time-pool16+temp1": (
-        {"normalization": "dataset", "temperature": [1.0, 1.0, 1], "model": TIME_POOL16},
-        "attention temperature 1 from the start as in `dataset-norm+temp1`, on the default "
-        "architecture (time pooled 16x); paired with `dataset-norm+time-pool16`",
-    ),
     "dataset-norm+deltas": (
         {"normalization": "dataset", "frontend": {"feature": "logmel_deltas"}},
         "log-mel, delta and delta-delta as 3 input channels (as Chen et al. 2018)",
@@ -196,10 +191,7 @@ VARIANTS: dict[str, tuple[dict, str]] = {
 }
 
 #: Variants compared with another variant than `BASELINE`: those built on a later default.
-PAIRED_WITH = {
-    "time-pool16+specaug": "dataset-norm+time-pool16",
-    "time-pool16+temp1": "dataset-norm+time-pool16",
-}
+PAIRED_WITH = {"time-pool16+specaug": "dataset-norm+time-pool16"}
 
 
 def run_variant(
