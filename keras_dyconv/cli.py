@@ -356,6 +356,14 @@ def train(
             "frontend config with normalization 'none'",
             param_hint="--frontend",
         )
+    if model_json:  # a wrong value type would otherwise fail deep inside the first fit
+        from keras_dyconv.models import build_dycnn_bilstm
+        from keras_dyconv.training import model_kwargs
+
+        try:
+            build_dycnn_bilstm(**model_kwargs(chosen, config, num_classes=2))
+        except (TypeError, ValueError) as err:
+            raise click.BadParameter(f"{model_json}: {err}", param_hint="--model") from None
     frames_per_s = config.sample_rate / config.hop_length
     policy = WindowPolicy(
         frames=round(window * frames_per_s), hop_frames=max(1, round(window_hop * frames_per_s))

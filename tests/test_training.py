@@ -403,6 +403,7 @@ def test_dyser_train_cli(corpus, tmp_path):
         (["--model", "[8]"], "JSON object"),
         (["--model", '{"n_mels": 40}'], "'n_mels' cannot be set here"),
         (["--model", '{"num_kernel": 8}'], "num_kernels"),
+        (["--model", '{"conv_filters": 16}'], '{"conv_filters": 16}: '),
         (["--temperature", "0", "1", "10"], "start > 0"),
     ]:
         bad = runner.invoke(train, [*args, *bad_args])
