@@ -297,6 +297,18 @@ def targets(runs: dict[str, dict]) -> str:
     return text
 
 
+def seconds_per_epoch(run: dict) -> float:
+    """Median over folds of a fold's seconds per epoch trained (refit epochs counted): the
+    rows were recorded on shared machines of different speed, and this tells them apart
+    where wall minutes cannot (a variant's own extra work, e.g. distillation's teachers,
+    counts too)."""
+    return float(
+        np.median(
+            [r["seconds"] / (r["epochs_run"] + (r.get("refit_epochs") or 0)) for r in run["folds"]]
+        )
+    )
+
+
 def render_table() -> None:
     runs = {p.stem: json.loads(p.read_text()) for p in sorted(ABLATION.glob("*.json"))}
     if not runs:
@@ -350,6 +362,7 @@ def render_table() -> None:
                 ensemble,
                 *deltas,
                 f"{r['timings'].get('wall_s', r['timings']['total_s']) / 60:.0f}",
+                f"{seconds_per_epoch(r):.1f}",
             ]
         )
     header = [
@@ -365,6 +378,7 @@ def render_table() -> None:
         f"paired ΔUA [95% CI] / ΔWA vs {BASELINE}",
         "online-adapted paired ΔUA [95% CI] / ΔWA",
         "wall min",
+        "s / epoch",
     ]
     described = "\n".join(f"- `{n}`: {VARIANTS[n][1]}" for n in order if n in VARIANTS)
     not_run = [n for n in VARIANTS if n not in runs]
@@ -390,7 +404,11 @@ def render_table() -> None:
             "fold's seeds; it and the spread over seeds use the online-adapted predictions "
             "for `stream` normalisation. The paired Δ is the mean per-fold difference from "
             f"`{BASELINE}` (or the variant named in the cell) on the same (fold, seed) pairs, "
-            "with a bootstrap interval over folds. Raw per-fold results: "
+            "with a bootstrap interval over folds. Rows were recorded on shared 2-core "
+            "machines of different speed: compare costs by `s / epoch` side by side with a "
+            "row of the same day (e.g. `dataset-norm` at 3.8 and `dataset-norm+temp1` at 9.3 "
+            "train the same model on machines about 2x apart), not by wall minutes. Raw "
+            "per-fold results: "
             "`docs/results/ablation/`.",
             described,
             markdown_table(header, rows),

@@ -58,6 +58,15 @@ def test_every_ablation_variant_is_a_valid_recipe(name):
     assert paired in bench_ablation.VARIANTS
 
 
+def test_seconds_per_epoch_counts_refit_epochs():
+    folds = [
+        {"seconds": 90.0, "epochs_run": 30, "refit_epochs": 0},
+        {"seconds": 200.0, "epochs_run": 30, "refit_epochs": 20},  # 4 s: the median
+        {"seconds": 500.0, "epochs_run": 45},  # older results have no refit_epochs
+    ]
+    assert bench_ablation.seconds_per_epoch({"folds": folds}) == pytest.approx(4.0)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_killing_the_bench_stops_its_workers(tmp_path):
     """A killed parent used to leave its workers training into the checkpoints that the
