@@ -127,6 +127,11 @@ VARIANTS: dict[str, tuple[dict, str]] = {
         {"normalization": "dataset", "model": {"conv_filters": [32, 64, 128]}},
         "twice the filters per block (32/64/128, not 16/32/64)",
     ),
+    "time-pool16+wide": (
+        {"normalization": "dataset", "model": {**TIME_POOL16, "conv_filters": [32, 64, 128]}},
+        "twice the filters per block on the default architecture (time pooled 16x); paired "
+        "with `dataset-norm+time-pool16`",
+    ),
     "dataset-norm+temp1": (
         {"normalization": "dataset", "temperature": [1.0, 1.0, 1]},
         "attention temperature 1 from the start, no 30 -> 1 annealing",
@@ -191,7 +196,10 @@ VARIANTS: dict[str, tuple[dict, str]] = {
 }
 
 #: Variants compared with another variant than `BASELINE`: those built on a later default.
-PAIRED_WITH = {"time-pool16+specaug": "dataset-norm+time-pool16"}
+PAIRED_WITH = {
+    "time-pool16+specaug": "dataset-norm+time-pool16",
+    "time-pool16+wide": "dataset-norm+time-pool16",
+}
 
 
 def run_variant(
