@@ -416,8 +416,7 @@ def render_table() -> None:
             "machines of different speed: compare costs by `s / epoch` side by side with a "
             "row of the same day (e.g. `dataset-norm` at 3.8 and `dataset-norm+temp1` at 9.3 "
             "train the same model on machines about 2x apart), not by wall minutes. Raw "
-            "per-fold results: "
-            "`docs/results/ablation/`.",
+            "per-fold results: `docs/results/ablation/`.",
             described,
             markdown_table(header, rows),
             machine_line(),
