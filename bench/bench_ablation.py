@@ -82,8 +82,7 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     ),
     "time-pool16+specaug": (
         {"normalization": "dataset", "spec_augment": SPEC_AUGMENT, "model": TIME_POOL16},
-        "SpecAugment as in `dataset-norm+specaug`, on the default architecture (time pooled "
-        "16x); paired with `dataset-norm+time-pool16`",
+        "SpecAugment as in `dataset-norm+specaug`, on the default architecture (time pooled 16x)",
     ),
     "dataset-norm+mixup": (
         {"normalization": "dataset", "mixup_alpha": 0.2},
@@ -129,8 +128,7 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     ),
     "time-pool16+wide": (
         {"normalization": "dataset", "model": {**TIME_POOL16, "conv_filters": [32, 64, 128]}},
-        "twice the filters per block on the default architecture (time pooled 16x); paired "
-        "with `dataset-norm+time-pool16`",
+        "twice the filters per block on the default architecture (time pooled 16x)",
     ),
     "dataset-norm+temp1": (
         {"normalization": "dataset", "temperature": [1.0, 1.0, 1]},
@@ -388,7 +386,12 @@ def render_table() -> None:
         "wall min",
         "s / epoch",
     ]
-    described = "\n".join(f"- `{n}`: {VARIANTS[n][1]}" for n in order if n in VARIANTS)
+    described = "\n".join(
+        f"- `{n}`: {VARIANTS[n][1]}"
+        + (f"; paired with `{PAIRED_WITH[n]}`" if n in PAIRED_WITH else "")
+        for n in order
+        if n in VARIANTS
+    )
     not_run = [n for n in VARIANTS if n not in runs]
     if not_run:
         described += "\n\nDefined in `VARIANTS` but not run yet: " + ", ".join(
