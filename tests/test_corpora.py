@@ -541,14 +541,14 @@ def test_registry(tmp_path: Path) -> None:
 
 
 def test_data_modules_are_backend_free() -> None:
-    """corpora, synthetic, protocols and metrics import no keras, backend or scipy. The
+    """corpora, synthetic, protocols, metrics and labels import no keras, backend or scipy. The
     package's own __init__ (which imports keras for the layers) is bypassed with a stub."""
     script = (
         "import sys, types\n"
         f"pkg = types.ModuleType('keras_dyconv'); pkg.__path__ = {list(keras_dyconv.__path__)!r}\n"
         "sys.modules['keras_dyconv'] = pkg\n"
         "import keras_dyconv.corpora, keras_dyconv.synthetic, keras_dyconv.protocols\n"
-        "import keras_dyconv.metrics\n"
+        "import keras_dyconv.metrics, keras_dyconv.labels\n"
         "heavy = {'keras', 'tensorflow', 'jax', 'torch', 'scipy', 'librosa', 'sklearn'}\n"
         "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
     )
