@@ -451,7 +451,10 @@ def load_iemocap(
                     )
                 )
     if absent:
-        msg = f"{root}: {len(absent)} labelled utterance(s) have no wav file, e.g. {absent[0]}"
+        msg = (
+            f"{root}: {len(absent)} labelled utterance(s) have no audio file "
+            f"({_AUDIO_WHAT}), e.g. {absent[0]}"
+        )
         if missing == "raise":
             raise CorpusError(msg + " (pass missing='warn' to skip them)")
         warnings.warn(msg + "; skipped", stacklevel=2)

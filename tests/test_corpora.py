@@ -324,15 +324,21 @@ def test_iemocap_all_and_explicit_classes(iemocap: Path) -> None:
 def test_iemocap_missing_wav_raises_or_warns(iemocap: Path) -> None:
     wav = iemocap / "Session2/sentences/wav/Ses02M_impro02/Ses02M_impro02_F000.wav"
     wav.unlink()
-    with pytest.raises(CorpusError, match=r"1 labelled utterance\(s\) have no wav.*F000\.wav"):
+    with pytest.raises(CorpusError, match=r"1 labelled utterance\(s\) have no audio.*F000\.wav"):
         load_iemocap(iemocap, sessions=(1, 2))
-    with pytest.warns(UserWarning, match=r"1 labelled utterance\(s\) have no wav"):
+    with pytest.warns(UserWarning, match=r"1 labelled utterance\(s\) have no audio"):
         utts = load_iemocap(iemocap, sessions=(1, 2), missing="warn")
     assert len(utts) == 4
     # A missing wav of an excluded class (oth) is not needed in 4-class mode.
     (wav.parent / "Ses02M_impro02_M001.wav").unlink()
     _wav(wav)
     assert len(load_iemocap(iemocap, sessions=(1, 2))) == 5
+    # A FLAC copy of an utterance is found in place of its WAV.
+    samples, sr = sf.read(wav, dtype="int16")
+    wav.unlink()
+    sf.write(wav.with_suffix(".flac"), samples, sr, format="FLAC", subtype="PCM_16")
+    flac = [u.path for u in load_iemocap(iemocap, sessions=(1, 2)) if u.path.suffix == ".flac"]
+    assert flac == [wav.with_suffix(".flac")]
 
 
 def test_iemocap_layout_errors(iemocap: Path, tmp_path: Path) -> None:

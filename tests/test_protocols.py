@@ -379,3 +379,15 @@ def test_cli_val_speakers_defaults_to_auto(tmp_path: Path) -> None:
     bad = CliRunner().invoke(train, [*args, "--val-speakers", "two"])
     assert bad.exit_code == 2 and "Invalid value for '--val-speakers'" in bad.output
     assert "val_speakers must be 'auto' or a number >= 0, got 'two'" in bad.output
+
+
+def test_experiment_folds_default_to_auto() -> None:
+    """`dyser-train`'s folds (ProtocolSpec's default) use the auto rule and say so."""
+    from keras_dyconv.experiment import ProtocolSpec, make_folds
+
+    utts = _corpus(_speakers_of(4))
+    folds = make_folds(utts, ProtocolSpec("loso"))
+    assert [len(_speakers(utts, f.val)) for f in folds] == [1, 1, 1, 1]
+    assert all(f.val_rule["rule"] == "auto" and f.val_rule["train_speakers"] == 2 for f in folds)
+    with pytest.raises(ValueError, match="would leave 1 to train on"):
+        make_folds(utts, ProtocolSpec("loso", val_speakers=2))
