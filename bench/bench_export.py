@@ -139,6 +139,13 @@ def utterance_accuracy(model: keras.Model, feats, labels, policy: WindowPolicy) 
     help="Feature cache folder.",
 )
 @click.option(
+    "--emodb",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=EMODB,
+    show_default=True,
+    help="EmoDB folder (with wav/).",
+)
+@click.option(
     "--results",
     "results_file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -157,13 +164,14 @@ def main(
     workdir: Path | None,
     calibration_utterances: int,
     cache: str,
+    emodb: Path,
     results_file: Path | None,
     markdown: Path,
 ):
-    if not (EMODB / "wav").is_dir():
-        raise click.ClickException(f"{EMODB}/wav not found: the benchmark needs EmoDB")
+    if not (emodb / "wav").is_dir():
+        raise click.ClickException(f"{emodb}/wav not found: the benchmark needs EmoDB")
     env = environment(("numpy", "keras", "tensorflow", "ai-edge-litert", "onnxruntime"))
-    utts = load_emodb(EMODB)
+    utts = load_emodb(emodb)
     train_utts = [u for u in utts if u.speaker not in HELDOUT_SPEAKERS]
     held_utts = [u for u in utts if u.speaker in HELDOUT_SPEAKERS]
     raw_config = FrontendConfig()

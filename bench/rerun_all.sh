@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Re-run the benches whose sections of docs/benchmarks.md have no saved JSON yet (or whose
 # numbers should be refreshed), one after the other on an otherwise idle machine: each saves
-# docs/results/bench/<name>.json and rewrites its section from it. Needs EmoDB at
-# /work/shared/datasets/emodb and, for the edge bench, the default model in
+# docs/results/bench/<name>.json and rewrites its section from it. Needs EmoDB ($EMODB,
+# default /work/shared/datasets/emodb) and, for the edge bench, the default model in
 # runs/default-model/model.keras (`bash scripts/build_default_model.sh` trains it, and also
 # rewrites the models shipped in edge_runtime/models/). Run from anywhere; about 1-2 h on 2
 # cores.
@@ -18,13 +18,16 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export KERAS_BACKEND=tensorflow
 PYTHON="${PYTHON:-python}"
+EMODB="${EMODB:-/work/shared/datasets/emodb}"
 
 run() {
   case "$1" in
-    export) "$PYTHON" bench/bench_export.py --epochs 20 ;;
-    frontend) "$PYTHON" bench/bench_frontend.py ;;
+    export) "$PYTHON" bench/bench_export.py --epochs 20 --emodb "$EMODB" ;;
+    frontend) "$PYTHON" bench/bench_frontend.py --corpus "$EMODB/wav" ;;
     dynconv) "$PYTHON" bench/bench_dynconv.py ;;
-    edge) "$PYTHON" bench/bench_edge.py --model runs/default-model/model.keras ;;
+    edge)
+      "$PYTHON" bench/bench_edge.py --model runs/default-model/model.keras --audio "$EMODB/wav"
+      ;;
     *) echo "unknown bench: $1 (export, frontend, dynconv, edge)" >&2; return 2 ;;
   esac
 }
