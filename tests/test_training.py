@@ -20,7 +20,12 @@ from edge_runtime.config import FrontendConfig, dataset_statistics, with_dataset
 from edge_runtime.features import StreamStatistics, normalize
 from edge_runtime.windows import WindowPolicy
 from keras_dyconv.callbacks import EpochSnapshots, dynamic_conv_layers
-from keras_dyconv.checkpoints import EPOCH_LOGS, checkpoint_callbacks, read_epoch_logs
+from keras_dyconv.checkpoints import (
+    EPOCH_LOGS,
+    EpochBackup,
+    checkpoint_callbacks,
+    read_epoch_logs,
+)
 from keras_dyconv.cli import chosen_recipe, evaluate, lever_option, recipe_levers, train
 from keras_dyconv.corpora import load_manifest
 from keras_dyconv.experiment import ProtocolSpec, run_experiment
@@ -880,3 +885,25 @@ def test_protocol_all_checkpoints_and_resumes(corpus, tmp_path):
         "epoch-002.weights.h5",
     ]
     assert (tmp_path / "all" / "model.keras").exists()
+
+
+def test_epoch_backup_resumes_a_backup_that_keras_wrote(tmp_path):
+    """A run interrupted before `EpochBackup` replaced `keras.callbacks.BackupAndRestore`
+    resumes from the files Keras left, which the next epoch's own state then replaces."""
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    model.set_weights([np.full_like(w, 3) for w in model.get_weights()])
+    model.save_weights(backup / "latest.weights.h5")
+    (backup / "training_metadata.json").write_text('{"epoch": 2, "batch": 0}')
+    model.set_weights([np.zeros_like(w) for w in model.get_weights()])
+    callback = EpochBackup(backup)
+    callback.set_model(model)
+    callback.on_train_begin()
+    assert model._initial_epoch == 2 and all((w == 3).all() for w in model.get_weights())
+    callback.on_epoch_end(2)
+    assert sorted(p.name for p in backup.iterdir()) == ["state-003.weights.h5"]
+    callback.on_train_end()  # a finished fit leaves no state to resume from
+    assert not list(backup.iterdir())
