@@ -91,11 +91,12 @@ class Recipe:
         normalization: feature normalization with training-set statistics: "dataset",
             "gain" (utterance level removed first) or "stream" (online CMVN: the model is
             trained on each training speaker normalised by their own statistics and run with
-            running statistics of the stream it hears; see `normalize_utterances`).
+            running statistics of the stream it hears; see `keras_dyconv.normalization`).
         stream_training: which statistics normalise a training window for normalization
             "stream": "speaker" (all of its speaker's audio) or "online" (the running
             statistics a device would have at a random point of its speaker's stream, as
-            `online_statistics` draws them; the model learns the cold start too).
+            `keras_dyconv.normalization.online_statistics` draws them; the model learns the
+            cold start too).
         average_checkpoints: average the weights of this many best validation epochs
             (1 = keep the best epoch only).
         refit: after the validation speakers have chosen the epoch (or the epochs to
