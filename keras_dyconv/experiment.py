@@ -179,10 +179,7 @@ def run_experiment(
     t_start = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    labels = list(labels) if labels is not None else sorted({u.label for u in utts})
-    unknown = {u.label for u in utts} - set(labels)
-    if unknown:
-        raise ValueError(f"utterances carry labels not in {labels}: {sorted(unknown)}")
+    labels, y = _class_indices(utts, labels)
     log(f"extracting features of {len(utts)} utterances")
     feats = extract_corpus(
         [u.path for u in utts],
@@ -195,7 +192,7 @@ def run_experiment(
     run = _Run(
         utts,
         feats,
-        np.array([labels.index(u.label) for u in utts]),
+        y,
         labels,
         config,
         recipe,
@@ -209,29 +206,54 @@ def run_experiment(
         return _train_all(run, protocol, seeds[0], t_start)
     folds = _chosen_folds(utts, protocol, only_folds, max_folds)
     fold_records, curves = _run_folds(run, folds, seeds, save_models)
+    results = _results(run, protocol, folds, seeds, fold_records, t_features, t_start)
+    _write_run_folder(results, curves, out)
+    log(
+        f"pooled over {results['folds_run']} folds x {len(seeds)} seeds: "
+        f"WA {results['pooled']['wa']:.3f}  UA {results['pooled']['ua']:.3f}  -> {out}"
+    )
+    return results
+
+
+def _results(
+    run: _Run,
+    protocol: ProtocolSpec,
+    folds: Sequence[Fold],
+    seeds: Sequence[int],
+    fold_records: list[FoldRecord],
+    t_features: float,
+    t_start: float,
+) -> Results:
+    """The results.json of a cross-validated run: its settings, fold records and scores."""
     results: Results = {
         "protocol": {
             **protocol.__dict__,
             "speaker_independent": all(f.speaker_independent for f in folds),
         },
-        "recipe": recipe.to_dict(),
-        "architecture": architecture(recipe, config, len(labels)),
-        "frontend": config.to_dict(),
+        "recipe": run.recipe.to_dict(),
+        "architecture": architecture(run.recipe, run.config, len(run.labels)),
+        "frontend": run.config.to_dict(),
         "window": run.policy.to_dict(),
-        "labels": labels,
+        "labels": run.labels,
         "seeds": list(seeds),
         "versions": _versions(),
         "folds": fold_records,
         "timings": {"features_s": round(t_features, 1), "total_s": round(time.time() - t_start, 1)},
-        **score_folds(fold_records, labels),
+        **score_folds(fold_records, run.labels),
     }
-    _write_run_folder(results, curves, out)
-    pooled = results["pooled"]
-    log(
-        f"pooled over {results['folds_run']} folds x {len(seeds)} seeds: WA {pooled['wa']:.3f}  "
-        f"UA {pooled['ua']:.3f}  -> {out}"
-    )
     return results
+
+
+def _class_indices(
+    utts: Sequence[Utterance], labels: Sequence[str] | None
+) -> tuple[list[str], np.ndarray]:
+    """The class names (`labels`, or the utterances' labels sorted) and each utterance's
+    class index into them."""
+    labels = list(labels) if labels is not None else sorted({u.label for u in utts})
+    unknown = {u.label for u in utts} - set(labels)
+    if unknown:
+        raise ValueError(f"utterances carry labels not in {labels}: {sorted(unknown)}")
+    return labels, np.array([labels.index(u.label) for u in utts])
 
 
 def _run_folds(
