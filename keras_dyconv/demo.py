@@ -55,8 +55,8 @@ def main(workdir: Path, speakers: int, per_emotion: int, epochs: int | None, see
     from export.pipeline import export_model
     from keras_dyconv.corpora import load_manifest, write_manifest
     from keras_dyconv.experiment import ProtocolSpec, run_experiment
+    from keras_dyconv.recipes import get_recipe
     from keras_dyconv.synthetic import write_corpus
-    from keras_dyconv.training import get_recipe
 
     t0 = time.time()
     click.echo(BANNER)
