@@ -10,8 +10,9 @@ import click
 
 from edge_runtime.config import FrontendConfig
 from edge_runtime.windows import WindowPolicy
+from keras_dyconv.corpora import CORPORA
 
-CORPUS_CHOICES = ["emodb", "casia", "iemocap", "ravdess", "folders", "manifest"]
+CORPUS_CHOICES = list(CORPORA)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -71,6 +71,8 @@ MODEL_RECIPE_ARGUMENTS = tuple(
         "frames",
         "batch_size",
         "name",
+        "labels",
+        "frontend",
     )
 )
 
