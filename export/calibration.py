@@ -35,8 +35,8 @@ from edge_runtime.features import Frontend
 from edge_runtime.metadata import ModelMetadata
 from edge_runtime.wav import WavError, read_wav
 from edge_runtime.windows import WindowPolicy, split_windows
-from keras_dyconv.corpora import CorpusError, load_manifest
 from keras_dyconv.console import Progress, track
+from keras_dyconv.corpora import CorpusError, load_manifest
 
 __all__ = [
     "CALIBRATION_GAINS_DB",
