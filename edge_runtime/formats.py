@@ -13,7 +13,6 @@ Standard library only.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 __all__ = [
@@ -23,7 +22,6 @@ __all__ = [
     "QUANTIZATIONS",
     "REGISTRY",
     "ModelFormat",
-    "format_of_path",
     "model_format",
 ]
 
@@ -73,9 +71,3 @@ def model_format(name: str) -> ModelFormat:
         return REGISTRY[name]
     except (KeyError, TypeError):
         raise ValueError(f"format must be one of {FORMATS}, got {name!r}") from None
-
-
-def format_of_path(path: str | os.PathLike) -> ModelFormat | None:
-    """The format whose suffix `path` ends with, or None."""
-    name = os.fspath(path)
-    return next((f for f in REGISTRY.values() if name.endswith(f.suffix)), None)

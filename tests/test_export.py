@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import hashlib
 import json
 import os
 import re
@@ -451,6 +452,23 @@ def test_temporaries_of_a_killed_export_are_removed_by_the_next(trained, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [out.name, manifest_path(out).name, live.name, unrelated.name]
     )
+
+
+def test_atomic_output_replaces_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "model.tflite"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), edge_files.atomic_output(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.suffix == ".tflite"
+        assert tmp.name.startswith(f".model.tflite.tmp-{os.getpid()}-")
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed mid-write")
+    assert target.read_bytes() == b"old" and list(tmp_path.iterdir()) == [target]
+    edge_files.atomic_write(target, "new")
+    assert target.read_text() == "new" and list(tmp_path.iterdir()) == [target]
+    assert target.stat().st_mode & 0o777 == edge_files.FILE_MODE
+    assert edge_files.file_sha256(target) == hashlib.sha256(b"new").hexdigest()
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        edge_files.check_writable_folder(target)
 
 
 def test_an_unwritable_output_folder_fails_before_the_model_is_loaded(
