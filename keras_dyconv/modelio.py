@@ -105,10 +105,14 @@ def read_metadata(
     }
     missing = [name for name in ("labels", "frontend") if data[name] is None]
     if missing:
+        why = (
+            f"built by build_dycnn_bilstm without {', '.join(f'{n}=' for n in missing)}"
+            if info
+            else "not built by build_dycnn_bilstm"
+        )
         raise IncompleteMetadata(
-            f"{path}: the model does not record its {' and its '.join(missing)} (a model "
-            "saved with plain model.save() and built without "
-            f"{', '.join(f'{name}=' for name in missing)} in build_dycnn_bilstm)",
+            f"{path}: the model does not record its {' and its '.join(missing)} (saved with "
+            f"plain model.save(), {why})",
             missing,
         )
     return ModelMetadata.from_dict(data, str(path))

@@ -31,7 +31,7 @@ from edge_runtime.artifact import load_artifact, manifest_path
 from edge_runtime.config import with_dataset_stats
 from edge_runtime.engines import open_engine
 from edge_runtime.features import Frontend
-from edge_runtime.metadata import ModelMetadata
+from edge_runtime.metadata import MetadataError, ModelMetadata
 from edge_runtime.numpy_engine import NumpyModel
 from edge_runtime.recognizer import EmotionRecognizer
 from export import pipeline
@@ -425,6 +425,30 @@ def test_a_bare_model_names_the_options_that_supply_what_it_lacks(trained, tmp_p
         trained.model_path, "--labels", "a,b,c", "--out", tmp_path / "x.tflite"
     )
     assert code == 4 and "records its labels" in stderr
+
+
+def test_read_metadata_of_plain_keras_files(trained, tmp_path):
+    config = trained.metadata.frontend
+    labelled = tmp_path / "labelled.keras"
+    tiny_model(num_classes=None, labels=LABELS).save(labelled)  # labels, no frontend
+    with pytest.raises(modelio.IncompleteMetadata, match="without frontend=") as missing:
+        modelio.read_metadata(labelled)
+    assert missing.value.missing == ("frontend",)
+    metadata = modelio.read_metadata(labelled, frontend=config)
+    assert metadata.labels == LABELS and metadata.frontend == config
+    with pytest.raises(MetadataError, match="records its labels"):
+        modelio.read_metadata(labelled, labels=("a", "b", "c"), frontend=config)
+    foreign = tmp_path / "foreign.keras"
+    bias_lstm_model().save(foreign)  # not from the factory: no ModelInfo layer
+    with pytest.raises(modelio.IncompleteMetadata, match="not built by build_dycnn_bilstm"):
+        modelio.read_metadata(foreign, labels=LABELS)
+    # save_model records the metadata in the layer too: the in-memory model carries it.
+    model = tiny_model()
+    save_model(model, tmp_path / "saved.keras", trained.metadata)
+    model.save(tmp_path / "resaved.keras")
+    assert modelio.read_metadata(tmp_path / "resaved.keras") == dataclasses.replace(
+        trained.metadata, info={}
+    )
 
 
 # ---------------------------------------------------------- writes that survive any kill
