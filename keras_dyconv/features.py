@@ -175,7 +175,7 @@ def extract_corpus(
         results = parallel(
             joblib.delayed(_extract_one)(p, config, cache_dir, as_paths) for p in paths
         )
-    return list(track(results, "features", len(paths), progress and terminal_progress))
+    return list(track(results, "features", len(paths), terminal_progress if progress else None))
 
 
 def _extract_one(
