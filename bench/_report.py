@@ -26,12 +26,13 @@ import os
 import platform
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
+
+from edge_runtime.files import atomic_write
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -120,15 +121,7 @@ def _jsonable(value: object) -> object:
 def save_json(path: Path, data: dict) -> Path:
     """Write `data` as JSON, atomically (a temporary file renamed over `path`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, default=_jsonable)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write(path, json.dumps(data, indent=1, default=_jsonable) + "\n")
     return path
 
 

@@ -20,11 +20,11 @@ import numpy as np
 
 from edge_runtime.artifact import ArtifactError, load_artifact
 from edge_runtime.engines import ENGINES, EngineError, open_engine
+from edge_runtime.formats import MODEL_SUFFIXES
 from edge_runtime.recognizer import DEFAULT_MODEL, EmotionRecognizer, StreamRecognizer
 from edge_runtime.wav import WavError
 
 EXIT_OK, EXIT_FILE, EXIT_USAGE = 0, 1, 2
-MODEL_SUFFIXES = (".tflite", ".onnx", ".npz")
 
 
 def _recognizer(model: str | None, engine: str, threads: int) -> EmotionRecognizer:

@@ -16,9 +16,10 @@ import click
 from edge_runtime.config import FrontendConfig
 from edge_runtime.windows import WindowPolicy
 from keras_dyconv.augment import Augmentation
+from keras_dyconv.corpora import CORPORA
 from keras_dyconv.recipes import Recipe, field_docs, get_recipe, model_kwargs
 
-CORPUS_CHOICES = ["emodb", "casia", "iemocap", "ravdess", "folders", "manifest"]
+CORPUS_CHOICES = list(CORPORA)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

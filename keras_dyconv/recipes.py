@@ -59,6 +59,8 @@ MODEL_RECIPE_ARGUMENTS = tuple(
         "frames",
         "batch_size",
         "name",
+        "labels",
+        "frontend",
     )
 )
 

@@ -17,6 +17,7 @@ from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
+from edge_runtime.files import atomic_write
 from keras_dyconv.metrics import bootstrap_ci, pooled_and_mean, summarize
 from keras_dyconv.recipes import Recipe
 
@@ -252,9 +253,7 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
     temporary file and renamed into place: a kill never leaves a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2, default=_json_default))
 
 
 def _json_default(value: Any) -> Any:
