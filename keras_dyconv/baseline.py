@@ -246,9 +246,7 @@ def _pipeline(c: float):
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    return make_pipeline(
-        StandardScaler(), SVC(kernel="linear", C=c, class_weight="balanced", max_iter=200_000)
-    )
+    return make_pipeline(StandardScaler(), SVC(kernel="linear", C=c, class_weight="balanced"))
 
 
 def fit_svm(
@@ -270,9 +268,6 @@ def fit_svm(
         inner_splits: at most this many inner folds (fewer with fewer speakers; >= 2
             speakers needed).
     """
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import GroupKFold
 
     feats, y, groups = np.asarray(feats), np.asarray(y), np.asarray(groups)
@@ -282,15 +277,13 @@ def fit_svm(
     splitter = GroupKFold(n_splits=min(inner_splits, len(speakers)))
     splits = list(splitter.split(feats, y, groups))
     scores = {c: [] for c in c_grid}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for tr, va in splits:
-            for c in c_grid:
-                model = _pipeline(c).fit(feats[tr], y[tr])
-                scores[c].append(unweighted_accuracy(y[va], model.predict(feats[va])))
-        mean = {c: float(np.mean(v)) for c, v in scores.items()}
-        best = max(c_grid, key=lambda c: (mean[c], -list(c_grid).index(c)))
-        pipeline = _pipeline(best).fit(feats, y)
+    for tr, va in splits:
+        for c in c_grid:
+            model = _pipeline(c).fit(feats[tr], y[tr])
+            scores[c].append(unweighted_accuracy(y[va], model.predict(feats[va])))
+    mean = {c: float(np.mean(v)) for c, v in scores.items()}
+    best = max(c_grid, key=lambda c: (mean[c], -list(c_grid).index(c)))
+    pipeline = _pipeline(best).fit(feats, y)
     return FittedSVM(
         pipeline=pipeline,
         c=float(best),

@@ -241,3 +241,48 @@ def test_render_from_saved_json_reproduces_the_run_step(tmp_path, monkeypatch):
     assert cell in row and "| 4 | 24 / 2 |" in row
     assert "ours, neural: default recipe (same folds)" in written
     assert "89.29" in written and "59.08" in written and "71.25" in written
+
+
+def test_leave_one_corpus_out_on_common_classes(monkeypatch):
+    """Three fake corpora in their own label names: each held out once, trained on the
+    other two, on the classes all three share; no speaker or utterance crosses over."""
+    import bench_baseline
+
+    from keras_dyconv.labels import original_label
+
+    rng = np.random.default_rng(2)
+    common = ["anger", "fear", "happiness", "neutral", "sadness"]
+    extra_class = {"emodb": "boredom", "casia": "surprise", "ravdess": "calm"}
+    corpora, feats_of = {}, {}
+    for c, corpus in enumerate(bench_baseline.LOCO_CORPORA):
+        utts = []
+        for s in range(3):  # speaker ids "00".."02" in every corpus: unique only per corpus
+            for k, label in enumerate([*common, extra_class[corpus]]):
+                path = Path(f"/{corpus}/{s}/{k}.wav")
+                own = original_label(corpus, label)
+                utts.append(Utterance(path=path, label=own, speaker=f"{s:02d}"))
+                feats_of[str(path)] = rng.normal(k + 10 * c, 1.0, baseline.N_FEATURES)
+        corpora[corpus] = utts
+    monkeypatch.setattr(bench_baseline, "load", lambda corpus: corpora[corpus])
+    monkeypatch.setattr(
+        baseline,
+        "extract_egemaps",
+        lambda paths, **kw: np.array([feats_of[str(p)] for p in paths], np.float32),
+    )
+    runs = bench_baseline.run_loco(workers=1)
+    assert [(r["job"], r["normalization"]) for r in runs] == [
+        (f"loco-{c}", n)
+        for n in bench_baseline.LOCO_NORMALIZATIONS
+        for c in bench_baseline.LOCO_CORPORA
+    ]
+    for r in runs:
+        assert r["labels"] == common and r["corpus"] not in r["train_corpora"]
+        (fold,) = r["folds"]
+        tested = {p["path"] for p in fold["predictions"]}
+        assert len(tested) == r["pooled"]["n"] == 15  # 3 speakers x 5 common classes
+        assert all(p.startswith(f"/{r['corpus']}/") for p in tested)
+        assert {s.split("/")[0] for s in fold["train_speakers"]} == set(r["train_corpora"])
+        assert all(s.startswith(f"{r['corpus']}/") for s in fold["test_speakers"])
+    # The section renders the leave-one-corpus-out table from these results.
+    body = bench_baseline.render_body(runs)
+    assert "| EmoDB | CASIA, RAVDESS | anger, fear, happiness, neutral, sadness | 15 |" in body
