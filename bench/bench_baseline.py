@@ -15,6 +15,7 @@ with bootstrap intervals) to docs/results/baseline/<job>-<normalisation>.json. T
 "baseline" section of docs/benchmarks.md is then rendered from those files alone (and from
 the neural results already in docs/results/), so `--render-only` reproduces it exactly.
 Features are cached under runs/cache (keyed by each file's content), so reruns are fast.
+The corpora are read from ../shared/datasets beside the checkout, or from $DYSER_DATASETS.
 """
 
 from __future__ import annotations

@@ -286,3 +286,23 @@ def test_leave_one_corpus_out_on_common_classes(monkeypatch):
     # The section renders the leave-one-corpus-out table from these results.
     body = bench_baseline.render_body(runs)
     assert "| EmoDB | CASIA, RAVDESS | anger, fear, happiness, neutral, sadness | 15 |" in body
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (Path("/work/shared/datasets/emodb") / "wav").is_dir(), reason="EmoDB not shared here"
+)
+def test_emodb_loso_reproduces_the_committed_results(tmp_path, monkeypatch):
+    """The committed EmoDB LOSO row comes back prediction for prediction from the audio."""
+    import bench_baseline
+
+    monkeypatch.setattr(bench_baseline, "DATASETS", Path("/work/shared/datasets"))
+    saved = json.loads((bench_baseline.RESULTS / "emodb-loso-none.json").read_text())
+    utts = bench_baseline.load("emodb")
+    feats = baseline.extract_egemaps([u.path for u in utts], cache_dir=tmp_path, n_jobs=2)
+    again = bench_baseline.evaluate("emodb-loso", utts, feats, "none", 0.0)
+    assert [r["c"] for r in again["folds"]] == [r["c"] for r in saved["folds"]]
+    assert [p["predicted"] for r in again["folds"] for p in r["predictions"]] == [
+        p["predicted"] for r in saved["folds"] for p in r["predictions"]
+    ]
+    assert again["pooled"] == saved["pooled"]
