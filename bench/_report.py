@@ -153,9 +153,10 @@ def read_section(name: str, markdown: Path = BENCHMARKS_MD) -> str | None:
     return found.group(0) if found else None
 
 
-def write_section(name: str, title: str, body: str, markdown: Path = BENCHMARKS_MD) -> None:
-    """Replace (or append) section `name` of `markdown` with `title` and `body`; the text
-    outside the section's markers stays as it is."""
+def write_section(name: str, title: str, body: str, markdown: Path | None = None) -> None:
+    """Replace (or append) section `name` of `markdown` (default: `BENCHMARKS_MD`, looked up
+    at call time) with `title` and `body`; the text outside the section's markers stays."""
+    markdown = BENCHMARKS_MD if markdown is None else markdown
     start, end = _markers(name)
     block = section_block(name, title, body)
     text = markdown.read_text() if markdown.exists() else "# Benchmarks\n"
