@@ -142,10 +142,14 @@ def _read_source(source: Source, limit: int) -> tuple[str, bytes | bytearray | m
         name = str(os.fspath(source))
         try:
             with open(name, "rb") as f:
-                info = os.fstat(f.fileno())
-                if stat.S_ISREG(info.st_mode) and info.st_size > limit:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    return name, _read_bounded(name, f, limit)  # a pipe, device, ...
+                if os.fstat(f.fileno()).st_size > limit:
                     raise _too_large(name, limit)
-                return name, _read_bounded(name, f, limit)
+                data = f.read()  # one buffer of the file's size
+                if len(data) > limit:  # it grew meanwhile
+                    raise _too_large(name, limit)
+                return name, data
         except OSError as err:
             raise WavError(name, f"cannot read file ({err.strerror or err})") from None
     if hasattr(source, "read"):
