@@ -584,3 +584,31 @@ def test_cli_subprocess_has_no_traceback(hostile, argv):
     result = run_edge(*argv)
     assert result.returncode in (1, 2)
     assert b"Traceback" not in result.stderr and result.stderr.startswith((b"error:", b"usage:"))
+
+
+def test_long_recordings_run_in_bounded_memory(hostile, monkeypatch):
+    """The frontend works through blocks of frames and the engine through batches of
+    windows, so 3 minutes cost little more than the signal; blocks change no value."""
+    import importlib
+
+    features = importlib.import_module("edge_runtime.features")
+    rng = np.random.default_rng(11)
+    signal = rng.normal(0, 0.1, 16000 * 180).astype(np.float32)
+    recognizer = EmotionRecognizer(hostile.model, engine="numpy")
+    whole = recognizer.frontend.unnormalized(signal[: 16000 * 20])
+    monkeypatch.setattr(features, "_MAX_SCRATCH_BYTES", 512 * 8 * 300)  # 300-frame blocks
+    np.testing.assert_allclose(
+        features.Frontend(recognizer.frontend.config).unnormalized(signal[: 16000 * 20]),
+        whole,
+        rtol=1e-6,
+        atol=1e-4,
+    )
+    monkeypatch.undo()
+    tracemalloc.start()
+    try:
+        prediction = recognizer.predict_samples(signal, 16000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(prediction.window_starts) == 720  # 18,001 frames, 50-frame windows, hop 25
+    assert peak < 4 * signal.nbytes + (80 << 20), f"peak {peak / 2**20:.0f} MiB"
