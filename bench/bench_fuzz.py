@@ -196,8 +196,11 @@ def reason(message: str) -> str:
     return re.sub(r"-?\d[\d.e+]*|'[^']*'|b'[^']*'", "N", message.split(" (")[0])[:90]
 
 
-def fuzz(cases: int, seed: int, recognizer: EmotionRecognizer, scratch: Path) -> dict:
-    """Run `cases` seeded cases; case i uses the generator seeded with (seed, i)."""
+def fuzz(
+    cases: int, seed: int, recognizer: EmotionRecognizer, scratch: Path, progress: int = 0
+) -> dict:
+    """Run `cases` seeded cases; case i uses the generator seeded with (seed, i). With
+    `progress`, a line on stderr every `progress` cases."""
     outcomes, kinds, unexpected = Counter(), Counter(), []
     slowest = {"seconds": 0.0}
     agreement, refusals = Counter(), Counter()
@@ -215,6 +218,11 @@ def fuzz(cases: int, seed: int, recognizer: EmotionRecognizer, scratch: Path) ->
             agreement[result["agrees"]] += 1
         if result["agrees"] == "refused, soundfile reads it":
             refusals[reason(result["message"])] += 1
+        if progress and (i + 1) % progress == 0:
+            elapsed = time.perf_counter() - started
+            print(
+                f"{i + 1:,} cases, {elapsed:.0f} s, {dict(outcomes)}", file=sys.stderr, flush=True
+            )
     return {
         "cases": cases,
         "seed": seed,
@@ -291,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     recognizer = EmotionRecognizer(args.model)
     with tempfile.TemporaryDirectory() as tmp:
-        report = fuzz(args.cases, args.seed, recognizer, Path(tmp) / "case.wav")
+        report = fuzz(args.cases, args.seed, recognizer, Path(tmp) / "case.wav", progress=5000)
     report["model"] = Path(args.model).name
     body = render(report)
     print(body)
