@@ -2,6 +2,7 @@
 
     python bench/bench_fuzz.py --cases 100000            # the long run (one process)
     python bench/bench_fuzz.py --cases 2000 --no-write   # a quick look, nothing saved
+    python bench/bench_fuzz.py --render                  # the section from the saved JSON
 
 Each case is a byte string from a seeded generator (`generate`): valid WAVs of every
 supported format, channel count and a spread of sample rates, then mutated as a hostile or
@@ -36,6 +37,9 @@ import numpy as np
 
 from edge_runtime.recognizer import DEFAULT_MODEL, EmotionRecognizer
 from edge_runtime.wav import WavError, read_wav
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import machine_line, markdown_table, verdict, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -239,9 +243,6 @@ def fuzz(
 
 def render(report: dict) -> str:
     """The Markdown body of the "fuzz" section of docs/benchmarks.md."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _report import machine_line, markdown_table, verdict
-
     slow, sf = report["slowest_case"], report["soundfile"]
     outcomes = report["outcomes"]
     unexpected = report["cases"] - outcomes.get("ok", 0) - outcomes.get("WavError", 0)
@@ -280,7 +281,7 @@ def render(report: dict) -> str:
         f"(model: {report['model']}, one process). Every case is a generated WAV-ish byte "
         "string written to a file and classified with `EmotionRecognizer.predict_file`; see "
         "the script's docstring for the generator. Raw numbers: `docs/results/fuzz.json`. "
-        f"{machine_line()}\n\n"
+        f"{report['machine']}\n\n"
         + markdown_table(("measure", "value", "target"), rows)
         + "\n\n"
         + kinds
@@ -296,17 +297,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default=str(DEFAULT_MODEL), help="exported model to run")
     parser.add_argument("--no-write", action="store_true", help="print only; save nothing")
+    parser.add_argument(
+        "--render", action="store_true", help=f"re-render the section from {RESULTS.name} only"
+    )
     args = parser.parse_args(argv)
-    recognizer = EmotionRecognizer(args.model)
-    with tempfile.TemporaryDirectory() as tmp:
-        report = fuzz(args.cases, args.seed, recognizer, Path(tmp) / "case.wav", progress=5000)
-    report["model"] = Path(args.model).name
+    if args.render:
+        report = json.loads(RESULTS.read_text())
+    else:
+        recognizer = EmotionRecognizer(args.model)
+        with tempfile.TemporaryDirectory() as tmp:
+            scratch = Path(tmp) / "case.wav"
+            report = fuzz(args.cases, args.seed, recognizer, scratch, progress=5000)
+        report["model"] = Path(args.model).name
+        report["machine"] = machine_line()
     body = render(report)
     print(body)
     if not args.no_write:
-        from _report import write_section
-
-        RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+        if not args.render:
+            RESULTS.write_text(json.dumps(report, indent=2) + "\n")
         write_section("fuzz", "Fuzzing the edge input path", body)
     return 0 if not report["unexpected"] else 1
 
