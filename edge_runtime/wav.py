@@ -277,8 +277,9 @@ def _parse_fmt(name: str, fmt: memoryview, limits: WavLimits) -> tuple[int, int,
     """Validate the fmt chunk; return (format tag PCM/FLOAT, channels, rate Hz, bits)."""
     if len(fmt) < 16:
         raise WavError(name, f"'fmt ' chunk is {len(fmt)} bytes, expected at least 16")
-    # byte_rate (skipped) is redundant with rate * block_align; decoders ignore it.
-    tag, channels, rate, _, block_align, bits = struct.unpack_from("<HHIIHH", fmt)
+    # byte_rate and block_align (skipped) are redundant with rate, channels and bits;
+    # libsndfile ignores both (a frame is channels x bits / 8 bytes), and so do we.
+    tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", fmt)
     if tag == _EXTENSIBLE:
         if len(fmt) < 40:
             raise WavError(name, f"WAVE_FORMAT_EXTENSIBLE 'fmt ' chunk is {len(fmt)} bytes, < 40")
@@ -309,12 +310,6 @@ def _parse_fmt(name: str, fmt: memoryview, limits: WavLimits) -> tuple[int, int,
             name,
             f"sample rate {rate} Hz not in {limits.min_rate}..{limits.max_rate} Hz "
             "(a corrupt header, or raise WavLimits.min_rate/max_rate)",
-        )
-    if block_align != channels * bits // 8:
-        raise WavError(
-            name,
-            f"block align {block_align} does not match {channels} channels x {bits} bits "
-            f"(expected {channels * bits // 8})",
         )
     return tag, channels, rate, bits
 

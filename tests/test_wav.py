@@ -195,7 +195,6 @@ def extensible(sub: bytes, bits=16, valid=16) -> bytes:
         (riff(fmt_chunk(rate=1), GOOD_DATA), "sample rate 1 Hz not in 4000..384000"),  # B2
         (riff(fmt_chunk(rate=9_999_991), GOOD_DATA), "sample rate 9999991 Hz"),  # B1
         (riff(fmt_chunk(rate=2**32 - 1), GOOD_DATA), "sample rate 4294967295 Hz"),
-        (riff(fmt_chunk(block_align=3), GOOD_DATA), "block align 3"),
         (riff(chunk(b"fmt ", bytes(10)), GOOD_DATA), "at least 16"),
         (riff(extensible(b"\x02\x00"), GOOD_DATA), "not PCM or IEEE float"),
         (riff(extensible(b"\x01\x00", valid=20), GOOD_DATA), "valid bits per sample 20"),
@@ -257,6 +256,8 @@ PCM = struct.pack("<8h", 1, 2, 3, -4, 5, 6, 7, 32767)
         riff(GOOD_FMT, chunk(b"data", PCM)) + b"junkjunk",  # trailing garbage
         riff(GOOD_FMT, chunk(b"data", PCM), chunk(b"LIST", b"abcd")),
         riff(GOOD_FMT, chunk(b"data", PCM), chunk(b"LIST", b"abcdef", size=99)),
+        riff(fmt_chunk(block_align=3), chunk(b"data", PCM)),  # block align is ignored
+        riff(fmt_chunk(channels=2, block_align=0), chunk(b"data", PCM)),
         # 0xFFFFFFFF runs to the end of the file: soundfile reads the LIST bytes as audio too.
         riff(GOOD_FMT, chunk(b"data", PCM, size=0xFFFFFFFF), chunk(b"LIST", b"abcd")),
     ],
