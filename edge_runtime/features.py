@@ -29,7 +29,7 @@ import numpy as np
 
 from .config import MIN_STD, N_MFCC, FrontendConfig, remove_gain
 from .resample import resample
-from .wav import Source, read_wav
+from .wav import DEFAULT_LIMITS, Source, read_wav
 
 __all__ = [
     "Frontend",
@@ -401,6 +401,10 @@ class Frontend:
         """Features (frames, n_features) float32 before normalization."""
         x = self._check(samples)
         if sample_rate is not None and sample_rate != self.config.sample_rate:
+            low, high = DEFAULT_LIMITS.min_rate, DEFAULT_LIMITS.max_rate
+            if isinstance(sample_rate, bool) or not low <= sample_rate <= high:
+                # Checked before resampling: 1 Hz would make 16,000 samples of each one.
+                raise ValueError(f"sample rate {sample_rate!r} Hz not in {low}..{high} Hz")
             x = resample(x, sample_rate, self.config.sample_rate)
             x = self._check(x)
         spec = self.log_mel(x)

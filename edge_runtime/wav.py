@@ -10,8 +10,9 @@ Headers are read as libsndfile reads them, so files soundfile accepts decode to 
 samples: the RIFF size is ignored (streamed headers write 0 or 0xFFFFFFFF, other writers
 get it wrong) and chunks are walked to the end of the file; a 'data' chunk that claims more
 bytes than remain (0xFFFFFFFF from a writer that could not seek back, or a truncated file)
-runs to the end of the file; a trailing partial frame is dropped; bytes after the last
-complete chunk once 'fmt ' and 'data' are found are ignored. A 'data' chunk that declares
+runs to the end of the file; a trailing partial frame is dropped; the fmt chunk's byte
+rate and block align are ignored (a frame is channels x bits / 8 bytes); bytes after the
+last complete chunk once 'fmt ' and 'data' are found are ignored. A 'data' chunk that declares
 0 bytes while audio follows is refused (soundfile reads it as empty, so training would see
 no audio either).
 

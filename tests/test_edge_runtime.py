@@ -612,3 +612,10 @@ def test_long_recordings_run_in_bounded_memory(hostile, monkeypatch):
         tracemalloc.stop()
     assert len(prediction.window_starts) == 720  # 18,001 frames, 50-frame windows, hop 25
     assert peak < 4 * signal.nbytes + (80 << 20), f"peak {peak / 2**20:.0f} MiB"
+
+
+@pytest.mark.parametrize("rate", [1, 3999, 384_001, 10**9])
+def test_absurd_rates_are_refused_before_resampling(hostile, rate):
+    recognizer = EmotionRecognizer(hostile.model, engine="numpy")
+    with pytest.raises(ValueError, match=f"sample rate {rate} Hz not in 4000..384000"):
+        recognizer.predict_samples(np.zeros(100_000, np.float32), rate)
