@@ -2,19 +2,24 @@
 
     python -m edge_runtime predict clip.wav                  # the shipped EmoDB model
     python -m edge_runtime predict model.tflite a.wav b.wav --json
+    python -m edge_runtime predict model.tflite recordings/  # every .wav in the folder
     arecord -f S16_LE -r 16000 -c 1 | python -m edge_runtime stream model.tflite
     python -m edge_runtime info model.tflite
 
 Standard library argparse only: the edge install has numpy and an interpreter, nothing else.
-Exit codes: 0 success, 1 a file could not be read or classified, 2 usage error or bad model.
+Option values are range-checked while parsing; every error is one line on stderr naming the
+file or option. Exit codes: see `EXIT_CODES`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -22,37 +27,76 @@ from edge_runtime.artifact import ArtifactError, load_artifact
 from edge_runtime.engines import ENGINES, EngineError, open_engine
 from edge_runtime.formats import MODEL_SUFFIXES
 from edge_runtime.recognizer import DEFAULT_MODEL, EmotionRecognizer, StreamRecognizer
-from edge_runtime.wav import WavError
+from edge_runtime.wav import DEFAULT_LIMITS, WavError, WavLimits
 
 EXIT_OK, EXIT_FILE, EXIT_USAGE = 0, 1, 2
+EXIT_CODES = (
+    "exit status: 0 ok; 1 an audio file (or folder) could not be read or classified (the "
+    "other files are still processed); 2 usage error (bad option or value) or model error "
+    "(missing, modified or unsupported model, no interpreter)"
+)
 
 
-def _recognizer(model: str | None, engine: str, threads: int) -> EmotionRecognizer:
+def _error(message: object) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def _recognizer(
+    model: str | None, engine: str, threads: int, limits: WavLimits = DEFAULT_LIMITS
+) -> EmotionRecognizer:
     try:
-        return EmotionRecognizer(model, engine=engine, threads=threads)
+        return EmotionRecognizer(model, engine=engine, threads=threads, limits=limits)
     except (ArtifactError, EngineError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        _error(err)
         raise SystemExit(EXIT_USAGE) from None
+
+
+def _audio_files(paths: list[str]) -> tuple[list[str], list[str]]:
+    """Paths with each folder replaced by its .wav files (sorted, not recursive); also the
+    folders that hold none."""
+    files, empty = [], []
+    for path in paths:
+        if Path(path).is_dir():
+            found = sorted(
+                str(p) for p in Path(path).iterdir() if p.suffix.lower() == ".wav" and p.is_file()
+            )
+            files += found
+            if not found:
+                empty.append(path)
+        else:
+            files.append(path)
+    return files, empty
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """`predict`: one line (or JSON object) per audio file; exit 1 if any file failed."""
-    files = list(args.audio)
+    paths = list(args.audio)
     model = args.model
-    if model is None and files and files[0].endswith(MODEL_SUFFIXES):
-        model = files.pop(0)
-    if not files:
-        print("error: no audio files given", file=sys.stderr)
+    # A manifest (.json) in the model's place is taken as the model, for load_artifact to
+    # refuse for what it is rather than score the clip with the shipped model (B8).
+    if model is None and paths and paths[0].endswith((*MODEL_SUFFIXES, ".json")):
+        model = paths.pop(0)
+    if not paths:
+        _error("no audio files given")
         return EXIT_USAGE
-    recognizer = _recognizer(model, args.engine, args.threads)
+    limits = WavLimits(max_seconds=args.max_seconds, max_bytes=args.max_mib << 20)
+    recognizer = _recognizer(model, args.engine, args.threads, limits)
+    files, empty = _audio_files(paths)
     status = EXIT_OK
+    for folder in empty:
+        _error(f"{folder}: no .wav files in this folder")
+        status = EXIT_FILE
     for path in files:
         if args.independent:
             recognizer.reset_stream()
         try:
             prediction = recognizer.predict_file(path)
-        except (WavError, OSError, ValueError) as err:
-            print(f"error: {err}", file=sys.stderr)
+        except (WavError, OSError, ValueError, EngineError) as err:
+            _error(err)
+            status = EXIT_FILE
+            continue
+        except MemoryError:
+            _error(f"{path}: out of memory (lower --max-seconds or free memory)")
             status = EXIT_FILE
             continue
         if args.json:
@@ -104,7 +148,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     try:
         artifact = load_artifact(args.model or DEFAULT_MODEL)
     except ArtifactError as err:
-        print(f"error: {err}", file=sys.stderr)
+        _error(err)
         return EXIT_USAGE
     meta, info = artifact.metadata, artifact.artifact_info
     summary = {
@@ -166,12 +210,37 @@ def _ops(artifact) -> list[str]:
     return sorted(set(getattr(engine, "ops", lambda: [])()) - {"DELEGATE"})
 
 
+def number(
+    kind: type, low: float, high: float, *, low_open: bool = False, high_open: bool = False
+) -> Callable[[str], float]:
+    """An argparse `type`: a finite `kind` (int or float) in [low, high] (or open ends), so
+    that 0, negative, NaN and absurd values are usage errors (exit 2) at parse time."""
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if kind is int else 'a number'}"
+            ) from None
+        inside = (low < value if low_open else low <= value) and (
+            value < high if high_open else value <= high
+        )
+        if not math.isfinite(value) or not inside:
+            raise argparse.ArgumentTypeError(f"{text} is not in {interval}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of `python -m edge_runtime` (predict, stream, info)."""
     parser = argparse.ArgumentParser(
         prog="python -m edge_runtime",
         description="Speech emotion recognition on small devices (numpy + an interpreter).",
-        epilog="Exit codes: 0 ok, 1 an audio file could not be read, 2 usage or model error.",
+        epilog=EXIT_CODES,
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -182,16 +251,37 @@ def build_parser() -> argparse.ArgumentParser:
             default="auto",
             help="inference engine (default: by model format)",
         )
-        p.add_argument("--threads", type=int, default=1, help="interpreter threads (1)")
+        p.add_argument(
+            "--threads", type=number(int, 1, 256), default=1, help="interpreter threads, 1..256 (1)"
+        )
 
+    limits = DEFAULT_LIMITS
     p = sub.add_parser(
         "predict",
         help="classify WAV files",
         description="Label and probabilities per file. The first argument may "
         "be a model (.tflite/.onnx/.npz); otherwise the shipped "
-        "EmoDB model is used.",
+        "EmoDB model is used. A folder stands for its .wav files (sorted, not "
+        f"recursive). Accepted WAVs: PCM 8/16/24/32-bit or float, {limits.min_rate}.."
+        f"{limits.max_rate} Hz, up to {limits.max_channels} channels; other formats "
+        "(FLAC, MP3, Ogg, ...) are refused by name.",
+        epilog=EXIT_CODES,
     )
-    p.add_argument("audio", nargs="+", metavar="[MODEL] AUDIO")
+    p.add_argument("audio", nargs="+", metavar="[MODEL] AUDIO", help="WAV files or folders")
+    p.add_argument(
+        "--max-seconds",
+        type=number(float, 0, 86400, low_open=True),
+        default=limits.max_seconds,
+        help=f"longest recording accepted, seconds (default {limits.max_seconds:g}); it bounds "
+        "the memory and time spent on one file",
+    )
+    p.add_argument(
+        "--max-mib",
+        type=number(int, 1, 1 << 16),
+        default=limits.max_bytes >> 20,
+        help=f"largest file read, MiB (default {limits.max_bytes >> 20}); pipes and devices "
+        "are read up to this size, then refused",
+    )
     p.add_argument("--model", help="exported model (with its .json manifest)")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.add_argument(
@@ -210,21 +300,32 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reads little-endian 16-bit mono PCM from stdin (e.g. "
         "`arecord -f S16_LE -r 16000 -c 1`) and prints one "
         "decision per hop.",
+        epilog=EXIT_CODES,
     )
     p.add_argument("model", nargs="?", help="exported model (default: shipped EmoDB model)")
-    p.add_argument("--rate", type=int, default=16000, help="sample rate of stdin (16000)")
-    p.add_argument("--hop", type=float, default=0.5, help="seconds between decisions (0.5)")
+    p.add_argument(
+        "--rate",
+        type=number(int, limits.min_rate, limits.max_rate),
+        default=16000,
+        help=f"sample rate of stdin, {limits.min_rate}..{limits.max_rate} Hz (16000)",
+    )
+    p.add_argument(
+        "--hop",
+        type=number(float, 0.01, 60),
+        default=0.5,
+        help="seconds between decisions, 0.01..60 (0.5)",
+    )
     p.add_argument(
         "--smoothing",
-        type=float,
+        type=number(float, 0, 1, high_open=True),
         default=0.5,
-        help="weight of the past in the moving average of probabilities (0.5)",
+        help="weight of the past in the moving average of probabilities, [0, 1) (0.5)",
     )
     p.add_argument("--json", action="store_true", help="one JSON object per decision")
     engine_options(p)
     p.set_defaults(func=cmd_stream)
 
-    p = sub.add_parser("info", help="describe an exported model")
+    p = sub.add_parser("info", help="describe an exported model", epilog=EXIT_CODES)
     p.add_argument("model", nargs="?", help="exported model (default: shipped EmoDB model)")
     p.add_argument("--json", action="store_true", help="the description as one JSON object")
     p.set_defaults(func=cmd_info)

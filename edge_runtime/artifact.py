@@ -7,11 +7,25 @@ any device, the same code handles every format, and the model file stays exactly
 converter produced. The manifest is tied to its model by the model file's sha256, so a
 swapped, re-exported or tampered model is refused instead of silently mislabelled.
 
+The model and its manifest are one integrity-checked unit: ``manifest_sha256`` is the
+sha256 of the canonical JSON (sorted keys, no whitespace) of every field that changes what
+the model outputs: the model file's sha256 and size, format, quantization, input/output
+tensors (with their quantization scales), labels, the frontend configuration (sample rate,
+FFT, mel bands, normalisation statistics, ...) and the window policy (`manifest_digest`).
+Editing any of them (reversed labels, another sample rate, shifted statistics) is refused
+with "the manifest was modified". Free-form fields (``info``, ``exporter``, ``created``,
+``parity``) are not covered. It guards against edits and mix-ups, not against an attacker,
+who can recompute it as easily as the model's sha256.
+
+Version 1 manifests (written before ``manifest_sha256`` existed) are refused with a request
+to re-export: a version-1 manifest cannot be told apart from an edited one that also says
+"version": 1, so accepting them would let every edit through.
+
 Manifest layout: `ModelMetadata.to_dict()` (labels, frontend configuration with its
 normalization statistics, window/hop policy, training info) plus an ``"artifact"`` object::
 
-    {"version": 1, "format": "tflite", "quantization": "int8",
-     "sha256": "...", "size_bytes": 412345,
+    {"version": 2, "format": "tflite", "quantization": "int8",
+     "sha256": "...", "size_bytes": 412345, "manifest_sha256": "...",
      "input":  {"name": "serving_default_log_mel:0", "shape": [1, 300, 64], "dtype": "int8",
                 "scale": 0.0431, "zero_point": -3},
      "output": {"name": "StatefulPartitionedCall:0", "shape": [1, 7], "dtype": "int8",
@@ -21,15 +35,19 @@ normalization statistics, window/hop policy, training info) plus an ``"artifact"
 
 `scale`/`zero_point` are null for float tensors; a quantized tensor holds
 ``round(x / scale) + zero_point``. `load_artifact` refuses (with `ArtifactError`) a missing
-or malformed manifest, an unsupported version, a model whose sha256 or size differs from
-the manifest, and labels or input shape that do not match the model's tensors.
+or malformed manifest, an unsupported version, a modified manifest, a model whose sha256 or
+size differs from the manifest, labels or input shape that do not match the model's
+tensors, and a manifest passed where the model file is expected. Every numeric field is
+range-checked while it is parsed (`FrontendConfig`, `WindowPolicy`), before any allocation.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import operator
 import os
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,12 +63,17 @@ __all__ = [
     "ArtifactInfo",
     "TensorSpec",
     "load_artifact",
+    "manifest_digest",
     "manifest_path",
     "write_manifest",
 ]
 
-#: Version of the "artifact" section this runtime reads and writes.
-ARTIFACT_VERSION = 1
+#: Version of the "artifact" section this runtime reads and writes (2: manifest_sha256).
+ARTIFACT_VERSION = 2
+#: Fields of the "artifact" section that `manifest_digest` covers.
+_SEALED = ("version", "format", "quantization", "sha256", "size_bytes", "input", "output")
+#: Largest tensor dimension a manifest may declare.
+_MAX_DIM = 1 << 20
 _DTYPES = ("float32", "int8", "uint8")
 
 
@@ -58,7 +81,14 @@ class ArtifactError(ValueError):
     """An exported model cannot be used: manifest missing, malformed or not matching."""
 
 
-@dataclass(frozen=True)
+def _is_dim(n: object) -> bool:
+    """An integer (Python or numpy) tensor dimension in 1.._MAX_DIM."""
+    return (
+        not isinstance(n, bool) and hasattr(n, "__index__") and 1 <= operator.index(n) <= _MAX_DIM
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class TensorSpec:
     """One model input or output tensor.
 
@@ -79,7 +109,12 @@ class TensorSpec:
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:
             raise ArtifactError(f"tensor {self.name!r}: dtype {self.dtype!r} not in {_DTYPES}")
-        object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))
+        shape = tuple(self.shape)
+        if not shape or not all(_is_dim(n) for n in shape):
+            raise ArtifactError(
+                f"tensor {self.name!r}: shape {list(shape)} must be integers in 1..{_MAX_DIM}"
+            )
+        object.__setattr__(self, "shape", tuple(operator.index(n) for n in shape))
         quantized = self.dtype != "float32"
         if quantized and (self.scale is None or self.zero_point is None or self.scale <= 0):
             raise ArtifactError(
@@ -119,7 +154,7 @@ class TensorSpec:
             raise ArtifactError(f"{what}: {err}") from None
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ArtifactInfo:
     """The "artifact" section of a manifest (see the module docstring)."""
 
@@ -133,6 +168,7 @@ class ArtifactInfo:
     created: str
     parity: dict[str, Any] | None = None
     version: int = ARTIFACT_VERSION
+    manifest_sha256: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -141,6 +177,7 @@ class ArtifactInfo:
             "quantization": self.quantization,
             "sha256": self.sha256,
             "size_bytes": self.size_bytes,
+            "manifest_sha256": self.manifest_sha256,
             "input": self.input.to_dict(),
             "output": self.output.to_dict(),
             "exporter": self.exporter,
@@ -155,12 +192,19 @@ class ArtifactInfo:
         if not isinstance(data, dict):
             raise ArtifactError(f'{source}: no "artifact" section (not an exported model?)')
         version = data.get("version")
+        if version == 1:
+            raise ArtifactError(
+                f"{source}: artifact manifest version 1 has no manifest_sha256, so edits to it "
+                f"cannot be detected; this runtime reads version {ARTIFACT_VERSION}: re-export "
+                "the model with dyser-export"
+            )
         if version != ARTIFACT_VERSION:
             raise ArtifactError(
                 f"{source}: artifact manifest version {version!r} is not supported "
                 f"(this runtime reads version {ARTIFACT_VERSION}); re-export the model"
             )
         required = {"format", "quantization", "sha256", "size_bytes", "input", "output"}
+        required.add("manifest_sha256")
         missing = sorted(required - set(data))
         if missing:
             raise ArtifactError(f"{source}: artifact section lacks {missing}")
@@ -170,11 +214,15 @@ class ArtifactInfo:
             raise ArtifactError(
                 f"{source}: quantization {data['quantization']!r} not in {QUANTIZATIONS}"
             )
+        size = data["size_bytes"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ArtifactError(f"{source}: size_bytes must be an integer >= 0, got {size!r}")
         return cls(
             format=data["format"],
             quantization=data["quantization"],
             sha256=str(data["sha256"]),
-            size_bytes=int(data["size_bytes"]),
+            size_bytes=size,
+            manifest_sha256=str(data["manifest_sha256"]),
             input=TensorSpec.from_dict(data["input"], f"{source}: artifact input"),
             output=TensorSpec.from_dict(data["output"], f"{source}: artifact output"),
             exporter=str(data.get("exporter", "unknown")),
@@ -183,7 +231,7 @@ class ArtifactInfo:
         )
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Artifact:
     """A verified exported model: its file, its metadata, and how to feed and read it."""
 
@@ -240,26 +288,43 @@ def write_manifest(
         parity=parity,
     )
     target = manifest_path(model_path)
+    info = dataclasses.replace(info, manifest_sha256=manifest_digest(metadata, info))
     info = ArtifactInfo.from_dict(info.to_dict(), str(target))  # the reader's checks
     _check_consistent(metadata, info, str(target))
     text = json.dumps({**metadata.to_dict(), "artifact": info.to_dict()}, indent=2)
     return atomic_write(target, text + "\n")
 
 
+def manifest_digest(metadata: ModelMetadata, info: ArtifactInfo) -> str:
+    """sha256 hex digest of the canonical JSON of every output-affecting manifest field:
+    the metadata without its free-form ``info``, and the artifact fields in `_SEALED` (the
+    model file's sha256 among them, so the digest covers the model bytes too)."""
+    sealed = {
+        "metadata": {k: v for k, v in metadata.to_dict().items() if k != "info"},
+        "artifact": {k: v for k, v in info.to_dict().items() if k in _SEALED},
+    }
+    canonical = json.dumps(sealed, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def load_artifact(path: str | os.PathLike, verify_hash: bool = True) -> Artifact:
-    """Open an exported model (the model file or its ``.json`` manifest) and verify it.
+    """Open an exported model (the model file; its manifest is found next to it) and verify
+    the two as one unit.
 
     Raises:
-        ArtifactError: missing model or manifest, malformed manifest, unsupported manifest
-            version, sha256/size mismatch (model replaced or tampered with), labels that do
-            not match the output size, or an input shape that does not match the frontend
-            and window policy.
+        ArtifactError: a manifest given instead of the model, missing model or manifest,
+            malformed or out-of-range manifest, unsupported manifest version, a manifest
+            modified after export (`manifest_digest`), sha256/size mismatch (model replaced
+            or tampered with), labels that do not match the output size, or an input shape
+            that does not match the frontend and window policy.
     """
-    path = Path(path)
-    if path.suffix == ".json":
-        model_path, manifest = path.with_suffix(""), path
-    else:
-        model_path, manifest = path, manifest_path(path)
+    model_path = Path(path)
+    if model_path.suffix == ".json":
+        raise ArtifactError(
+            f"{model_path}: this is a manifest, not a model; pass the model file "
+            f"{model_path.with_suffix('')} (its manifest is found next to it)"
+        )
+    manifest = manifest_path(model_path)
     if not model_path.is_file():
         raise ArtifactError(f"{model_path}: model file not found")
     if not manifest.is_file():
@@ -280,6 +345,12 @@ def load_artifact(path: str | os.PathLike, verify_hash: bool = True) -> Artifact
         )
     except MetadataError as err:
         raise ArtifactError(str(err)) from None
+    if manifest_digest(metadata, info) != info.manifest_sha256:
+        raise ArtifactError(
+            f"{manifest}: the manifest was modified after export: its labels, frontend, "
+            "normalisation statistics, window or tensor fields no longer match its "
+            "manifest_sha256; restore it or re-export the model (dyser-export)"
+        )
     _check_consistent(metadata, info, str(manifest))
     size = model_path.stat().st_size
     if size != info.size_bytes:

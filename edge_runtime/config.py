@@ -31,6 +31,7 @@ import numpy as np
 
 __all__ = [
     "FEATURE_TYPES",
+    "LIMITS",
     "NORMALIZATIONS",
     "N_MFCC",
     "STATISTICS_NORMALIZATIONS",
@@ -50,6 +51,20 @@ WINDOWS = ("hann", "hamming")
 PAD_MODES = ("constant", "edge", "reflect")
 MEL_SCALES = ("slaney", "htk")
 MEL_NORMS = ("slaney", None)
+#: Accepted range of each numeric frontend setting, checked before anything is allocated
+#: (a manifest is input too: an n_fft of 1e9 must be refused, not allocated). Rates up to
+#: the WAV reader's 384 kHz (`edge_runtime.wav.WavLimits`), n_fft up to 16384 (1 s at
+#: 16 kHz), n_mels up to 512, hop up to n_fft's limit, deltas over at most 99 frames,
+#: spectrogram exponent up to 4.
+LIMITS: dict[str, tuple[float, float]] = {
+    "sample_rate": (1, 384_000),
+    "n_fft": (1, 16_384),
+    "win_length": (1, 16_384),
+    "hop_length": (1, 16_384),
+    "n_mels": (1, 512),
+    "delta_width": (1, 99),
+    "power": (0, 4),
+}
 #: Smallest standard deviation `dataset_statistics` reports, so normalization never divides
 #: by zero on a feature that is constant over the data set (e.g. a band clamped by top_db).
 MIN_STD = 1e-6
@@ -120,7 +135,8 @@ class FrontendConfig:
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "delta_width"):
-            _set(self, name, _as_int(name, getattr(self, name), minimum=1))
+            low, high = LIMITS[name]
+            _set(self, name, _as_int(name, getattr(self, name), minimum=low, maximum=high))
         for name in ("preemphasis", "fmin", "power", "amin", "ref"):
             _set(self, name, _as_float(name, getattr(self, name)))
         for name in ("fmax", "top_db"):
@@ -150,6 +166,8 @@ class FrontendConfig:
         for name in ("power", "amin", "ref"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.power > LIMITS["power"][1]:
+            raise ValueError(f"power must be <= {LIMITS['power'][1]}, got {self.power}")
         if self.top_db is not None and self.top_db < 0:
             raise ValueError(f"top_db must be >= 0 or None, got {self.top_db}")
         if self.feature == "mfcc39" and self.n_mels < N_MFCC:
@@ -317,11 +335,13 @@ def _set(config: FrontendConfig, name: str, value: object) -> None:
     object.__setattr__(config, name, value)
 
 
-def _as_int(name: str, value: object, *, minimum: int) -> int:
+def _as_int(name: str, value: object, *, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return int(value)
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from .config import MIN_STD, N_MFCC, FrontendConfig, remove_gain
 from .resample import resample
-from .wav import Source, read_wav
+from .wav import DEFAULT_LIMITS, Source, read_wav
 
 __all__ = [
     "Frontend",
@@ -401,6 +401,10 @@ class Frontend:
         """Features (frames, n_features) float32 before normalization."""
         x = self._check(samples)
         if sample_rate is not None and sample_rate != self.config.sample_rate:
+            low, high = DEFAULT_LIMITS.min_rate, DEFAULT_LIMITS.max_rate
+            if isinstance(sample_rate, bool) or not low <= sample_rate <= high:
+                # Checked before resampling: 1 Hz would make 16,000 samples of each one.
+                raise ValueError(f"sample rate {sample_rate!r} Hz not in {low}..{high} Hz")
             x = resample(x, sample_rate, self.config.sample_rate)
             x = self._check(x)
         spec = self.log_mel(x)
@@ -433,26 +437,34 @@ class Frontend:
             strides=(c.hop_length * x.strides[0], x.strides[0]),
             writeable=False,
         )
+        mel = self._mel_alloc((n_frames, c.n_mels), dtype=np.float32)
+        # Blocks of frames whose FFT buffer fits the scratch size (8192 frames, 82 s at the
+        # defaults): a clip of any length costs the same scratch memory.
+        block = max(1, _MAX_SCRATCH_BYTES // (c.n_fft * 8))
+        for first_frame in range(0, n_frames, block):
+            rows = slice(first_frame, min(n_frames, first_frame + block))
+            self._mel_power(frames[rows], mel[rows], n_bins)
+        return power_to_db(mel, amin=c.amin, ref=c.ref, top_db=c.top_db)
+
+    def _mel_power(self, frames: np.ndarray, mel: np.ndarray, n_bins: int) -> None:
+        """Mel power spectrum of (n, win_length) frames into `mel` (n, n_mels)."""
+        c, n = self.config, len(frames)
         # Window in float64 into a zero-padded buffer whose tail columns stay 0, as librosa:
         # float32 products lose ~100x accuracy in quiet bands, and numpy's float64 FFT is
         # several times faster here than its float32 one. Padding the buffer ourselves
         # beats rfft(n=...) copying every row.
-        buf = self._buffer("frames", (n_frames, c.n_fft), np.float64, zero=True)
+        buf = self._buffer("frames", (n, c.n_fft), np.float64, zero=True)
         np.multiply(frames, self._window, out=buf[:, : c.win_length])
-        spec = np.fft.rfft(
-            buf, axis=-1, out=self._buffer("spec", (n_frames, n_bins), np.complex128)
-        )
-        power = self._buffer("power", (n_frames, n_bins), np.float32)
+        spec = np.fft.rfft(buf, axis=-1, out=self._buffer("spec", (n, n_bins), np.complex128))
+        power = self._buffer("power", (n, n_bins), np.float32)
         if c.power == 2.0:
             parts = spec.view(np.float64)  # interleaved (real, imag)
             np.square(parts, out=parts)
             np.add(parts[:, 0::2], parts[:, 1::2], out=power, casting="same_kind")
         else:
             np.power(np.abs(spec), c.power, out=power, casting="same_kind")
-        mel = self._mel_alloc((n_frames, c.n_mels), dtype=np.float32)
         for first, last, lo, hi, weights in self._mel_blocks:
             np.matmul(power[:, lo:hi], weights, out=mel[:, first:last])
-        return power_to_db(mel, amin=c.amin, ref=c.ref, top_db=c.top_db)
 
     def mfcc39(self, log_mel: np.ndarray) -> np.ndarray:
         """13 MFCCs + deltas + delta-deltas (frames, 39) float32 from a dB mel spectrogram."""

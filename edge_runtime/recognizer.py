@@ -21,10 +21,12 @@ import numpy as np
 from edge_runtime.artifact import Artifact, load_artifact
 from edge_runtime.engines import open_engine
 from edge_runtime.features import Frontend, StreamStatistics, normalize
-from edge_runtime.wav import read_wav
+from edge_runtime.wav import DEFAULT_LIMITS, WavError, WavLimits, read_wav
 from edge_runtime.windows import aggregate, split_windows, tile_to_length, window_starts
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "emodb-int8.tflite"
+#: Windows per engine call (32 windows = 34 s of audio at the 3 s / 1 s policy).
+BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class EmotionRecognizer:
             the EmoDB model shipped in `edge_runtime/models/`.
         engine: "auto", "litert", "onnxruntime" or "numpy" (see `open_engine`).
         threads: interpreter threads.
+        limits: what `predict_file` accepts (rates, channels, duration, bytes); see
+            `edge_runtime.wav.WavLimits` for the defaults.
     """
 
     def __init__(
@@ -71,7 +75,9 @@ class EmotionRecognizer:
         model: Artifact | str | os.PathLike | None = None,
         engine: str = "auto",
         threads: int = 1,
+        limits: WavLimits = DEFAULT_LIMITS,
     ) -> None:
+        self.limits = limits
         self.artifact = (
             model
             if isinstance(model, Artifact)
@@ -98,7 +104,10 @@ class EmotionRecognizer:
         """Decision for a mono float signal in [-1, 1] at `sample_rate` Hz."""
         feats = self.frontend(samples, sample_rate, self.stream)
         windows = split_windows(feats, self.policy).astype(np.float32)
-        probs = self.engine.predict(windows)
+        # Batches of windows: a long recording costs the engine one batch's memory.
+        probs = np.concatenate(
+            [self.engine.predict(windows[i : i + BATCH]) for i in range(0, len(windows), BATCH)]
+        )
         mean = aggregate(probs)
         hop_s = self.frontend.config.hop_length / self.frontend.config.sample_rate
         starts = window_starts(len(feats), self.policy)  # a short clip tiles to one window
@@ -110,9 +119,15 @@ class EmotionRecognizer:
         )
 
     def predict_file(self, path: str | os.PathLike) -> Prediction:
-        """Decision for a WAV file (any PCM/float WAV; resampled to the model's rate)."""
-        samples, rate = read_wav(path)
-        return self.predict_samples(samples, rate)
+        """Decision for a WAV file (any PCM/float WAV; resampled to the model's rate).
+
+        Raises `WavError` naming the file for anything it cannot decode, that exceeds
+        `limits`, or that the frontend refuses (e.g. a single sample)."""
+        samples, rate = read_wav(path, limits=self.limits)
+        try:
+            return self.predict_samples(samples, rate)
+        except ValueError as err:
+            raise WavError(os.fspath(path), str(err)) from None
 
 
 @dataclass(frozen=True)
@@ -147,8 +162,15 @@ class StreamRecognizer:
         hop_s: float = 0.5,
         smoothing: float = 0.5,
     ) -> None:
-        if hop_s <= 0 or not 0 <= smoothing < 1:
-            raise ValueError(f"need hop_s > 0 and 0 <= smoothing < 1, got {hop_s}, {smoothing}")
+        if not 0 < hop_s <= 3600 or not 0 <= smoothing < 1:  # NaN fails both
+            raise ValueError(
+                f"need 0 < hop_s <= 3600 and 0 <= smoothing < 1, got {hop_s}, {smoothing}"
+            )
+        if not DEFAULT_LIMITS.min_rate <= sample_rate <= DEFAULT_LIMITS.max_rate:
+            raise ValueError(
+                f"sample_rate must be in {DEFAULT_LIMITS.min_rate}..{DEFAULT_LIMITS.max_rate} "
+                f"Hz, got {sample_rate}"
+            )
         self.recognizer = recognizer
         self.sample_rate = int(sample_rate)
         model_rate = recognizer.frontend.config.sample_rate

@@ -19,6 +19,10 @@ from typing import Any
 
 import numpy as np
 
+#: Longest window or hop accepted (frames): 10 minutes at a 10 ms hop. A window policy read
+#: from a manifest is input: it is range-checked before any window is allocated.
+MAX_FRAMES = 60_000
+
 
 @dataclass(frozen=True)
 class WindowPolicy:
@@ -33,10 +37,13 @@ class WindowPolicy:
     hop_frames: int = 100
 
     def __post_init__(self) -> None:
-        if int(self.frames) < 1 or int(self.hop_frames) < 1:
-            raise ValueError(
-                f"window frames and hop_frames must be >= 1, got {self.frames}, {self.hop_frames}"
-            )
+        for name in ("frames", "hop_frames"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise ValueError(f"window {name} must be an integer, got {value!r}")
+            if not 1 <= value <= MAX_FRAMES:
+                raise ValueError(f"window {name} must be in 1..{MAX_FRAMES}, got {value}")
+            object.__setattr__(self, name, int(value))
 
     def to_dict(self) -> dict[str, Any]:
         """`{"frames": ..., "hop_frames": ...}`."""
@@ -45,10 +52,12 @@ class WindowPolicy:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WindowPolicy:
         """Parse `to_dict` output; unknown keys raise ValueError."""
+        if not isinstance(data, dict):
+            raise ValueError(f"window policy must be an object, got {type(data).__name__}")
         unknown = set(data) - {"frames", "hop_frames"}
         if unknown:
             raise ValueError(f"unknown window policy keys: {sorted(unknown)}")
-        return cls(**{k: int(v) for k, v in data.items()})
+        return cls(**data)
 
 
 def tile_to_length(features: np.ndarray, frames: int) -> np.ndarray:

@@ -9,16 +9,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
+from edge_fixtures import edit_manifest
 
 from edge_runtime.artifact import (
     ArtifactError,
     TensorSpec,
     load_artifact,
+    manifest_digest,
     manifest_path,
     write_manifest,
 )
@@ -49,13 +54,6 @@ def model(tmp_path):
     return path
 
 
-def edit_manifest(model, change):
-    manifest = manifest_path(model)
-    data = json.loads(manifest.read_text())
-    change(data)
-    manifest.write_text(json.dumps(data))
-
-
 def test_round_trip(model):
     manifest = manifest_path(model)
     assert manifest.name == "model.tflite.json"
@@ -72,13 +70,17 @@ def test_round_trip(model):
         "scale": 0.05,
         "zero_point": -3,
     }
-    for path in (model, manifest):  # the model or its manifest both open the artifact
-        artifact = load_artifact(path)
-        assert artifact.model_path == model and artifact.labels == LABELS
-        assert artifact.metadata == METADATA and artifact.frames == 20
-        info = artifact.artifact_info
-        assert info.input == INPUT and info.output == OUTPUT
-        assert info.format == "tflite" and info.quantization == "int8"
+    assert section["version"] == 2 and len(section["manifest_sha256"]) == 64
+    artifact = load_artifact(model)
+    assert artifact.model_path == model and artifact.labels == LABELS
+    assert artifact.metadata == METADATA and artifact.frames == 20
+    info = artifact.artifact_info
+    assert info.input == INPUT and info.output == OUTPUT
+    assert info.format == "tflite" and info.quantization == "int8"
+    assert info.manifest_sha256 == manifest_digest(METADATA, info)
+    # B8: the manifest given as the model is refused for what it is.
+    with pytest.raises(ArtifactError, match=r"this is a manifest, not a model; pass the model"):
+        load_artifact(manifest)
     assert manifest.stat().st_mode & 0o777 == FILE_MODE
     assert sorted(p.name for p in model.parent.iterdir()) == ["model.tflite", manifest.name]
 
@@ -124,9 +126,86 @@ def test_truncated_model_is_refused(model):
     ],
 )
 def test_inconsistent_manifest_is_refused(model, change, message):
-    edit_manifest(model, change)
+    edit_manifest(model, change, reseal=True)
     with pytest.raises(ArtifactError, match=message):
         load_artifact(model)
+
+
+def reverse_labels(d):
+    d["labels"].reverse()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        reverse_labels,  # B6: silently mislabelled output
+        lambda d: d["frontend"].update(sample_rate=8000),
+        lambda d: d["frontend"].update(fmax=4000.0),
+        lambda d: d["frontend"].update(preemphasis=0.5),
+        lambda d: d["window"].update(hop_frames=7),
+        lambda d: d["artifact"]["input"].update(scale=0.5),
+        lambda d: d["artifact"].update(quantization="dynamic"),
+        lambda d: d["artifact"].update(sha256="0" * 64),
+        lambda d: d["artifact"].update(manifest_sha256="0" * 64),
+    ],
+)
+def test_edited_manifest_is_refused_as_modified(model, change):
+    edit_manifest(model, change)
+    with pytest.raises(ArtifactError, match="the manifest was modified after export"):
+        load_artifact(model)
+
+
+def test_free_form_fields_may_change(model):
+    edit_manifest(model, lambda d: d.update(info={"note": "tested on device 7"}))
+    edit_manifest(model, lambda d: d["artifact"].update(exporter="x", parity={"ok": 1}))
+    assert load_artifact(model).metadata.info == {"note": "tested on device 7"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["frontend"].update(n_fft=10**9), "n_fft must be <= 16384"),  # B7
+        (lambda d: d["frontend"].update(sample_rate=10**7), "sample_rate must be <= 384000"),
+        (lambda d: d["frontend"].update(n_mels=10**6), "n_mels must be <= 512"),
+        (lambda d: d["frontend"].update(hop_length=0), "hop_length must be >= 1"),
+        (lambda d: d["frontend"].update(power=1e9), "power must be <= 4"),
+        (lambda d: d["window"].update(frames=10**9), "window frames must be in 1..60000"),
+        (lambda d: d["window"].update(frames=20.5), "window frames must be an integer"),
+        (lambda d: d["artifact"]["input"].update(shape=[1, 10**9, 8]), r"must be integers in"),
+        (lambda d: d["artifact"].update(size_bytes=-1), "size_bytes must be an integer >= 0"),
+    ],
+)
+def test_out_of_range_manifest_values_are_refused_before_allocation(model, change, message):
+    edit_manifest(model, change)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ArtifactError, match=message):
+            load_artifact(model)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20
+
+
+def test_version_1_manifest_is_refused_with_the_reason(model):
+    edit_manifest(model, lambda d: d["artifact"].update(version=1))
+    with pytest.raises(ArtifactError, match=r"version 1 has no manifest_sha256.*re-export"):
+        load_artifact(model)
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "edge_runtime" / "models" / "emodb-int8.tflite"
+
+
+def test_shipped_manifest_is_sealed_and_edits_are_refused(tmp_path):
+    copy = tmp_path / SHIPPED.name
+    shutil.copy(SHIPPED, copy)
+    shutil.copy(manifest_path(SHIPPED), manifest_path(copy))
+    assert load_artifact(copy).artifact_info.version == 2
+    edit_manifest(
+        copy, lambda d: d["frontend"]["mean"].__setitem__(0, d["frontend"]["mean"][0] + 5)
+    )
+    with pytest.raises(ArtifactError, match="modified after export"):
+        load_artifact(copy)
 
 
 def test_unreadable_manifest(model):

@@ -3,6 +3,9 @@ librosa's default resampler (soxr_hq), which training uses."""
 
 from __future__ import annotations
 
+import importlib
+import time
+import tracemalloc
 from pathlib import Path
 
 import librosa
@@ -14,6 +17,8 @@ from edge_runtime.config import FrontendConfig
 from edge_runtime.features import Frontend
 from edge_runtime.resample import resample, resampled_length
 from keras_dyconv.features import librosa_features
+
+resample_module = importlib.import_module("edge_runtime.resample")  # the package re-exports
 
 RATES = [8000, 22050, 44100, 48000]
 EMODB = Path("/work/shared/datasets/emodb/wav")
@@ -119,6 +124,33 @@ def test_frontend_resamples_other_rates_close_to_librosa(orig):
 def test_bad_arguments(args, message):
     with pytest.raises(ValueError, match=message):
         resample(*args)
+
+
+@pytest.mark.parametrize("orig", [383_999, 44_101, 8_001, 4_001])
+def test_awkward_rate_pairs_run_in_bounded_memory_and_time(orig):
+    """Rates whose reduced ratio is large (B1: a filter bank of ~80 M taps for 383,999 Hz)
+    build their filters a block at a time: a few MiB whatever the pair, accurate to soxr."""
+    x = harmonics(orig, seconds=0.25, top=0.4 * min(orig, 16000))
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        y = resample(x, orig, 16000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - start < 5.0
+    assert peak < 16 * x.nbytes + (24 << 20), f"peak {peak / 2**20:.0f} MiB"
+    reference = soxr(x, orig, 16000)
+    assert snr_db(reference[400:-400], y[400:-400]) > 60  # edges: soxr's own zero padding
+
+
+@pytest.mark.parametrize("orig", [22050, 44100, 11025])
+def test_tabulated_filters_match_the_exact_bank(orig, monkeypatch):
+    x = harmonics(orig, seconds=0.5)
+    exact = resample(x, orig, 16000)
+    monkeypatch.setattr(resample_module, "_MAX_EXACT_TAPS", 0)  # force the tabulated path
+    tabulated = resample(x, orig, 16000)
+    assert snr_db(exact, tabulated) > 120
 
 
 @pytest.mark.slow

@@ -1,0 +1,77 @@
+"""Helpers for the edge runtime tests: a tiny numpy-format artifact built without Keras, and
+manifest edits (optionally re-sealed as an exporter would seal them)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.artifact import (
+    ArtifactInfo,
+    TensorSpec,
+    manifest_digest,
+    manifest_path,
+    write_manifest,
+)
+from edge_runtime.config import FrontendConfig
+from edge_runtime.metadata import ModelMetadata
+from edge_runtime.windows import WindowPolicy
+
+TINY_LABELS = ("calm", "angry", "sad")
+TINY_CONFIG = FrontendConfig(n_mels=16, normalization="dataset", mean=(-40.0,) * 16, std=(10,) * 16)
+TINY_POLICY = WindowPolicy(frames=50, hop_frames=25)
+
+
+def tiny_numpy_model(folder: Path, seed: int = 0) -> Path:
+    """A 3-class softmax over the flattened (50, 16) log-mel window, as a `.npz` graph with
+    its manifest: the numpy engine runs it in well under a millisecond."""
+    rng = np.random.default_rng(seed)
+    n_in = TINY_POLICY.frames * TINY_CONFIG.n_features
+    graph = {
+        "version": 1,
+        "layers": [
+            {"type": "flatten", "name": "flatten"},
+            {"type": "dense", "name": "dense", "activation": "softmax"},
+        ],
+    }
+    path = Path(folder) / "tiny.npz"
+    np.savez(
+        path,
+        graph=np.frombuffer(json.dumps(graph).encode(), dtype=np.uint8),
+        **{
+            "1/kernel": rng.normal(0, 0.05, (n_in, len(TINY_LABELS))).astype(np.float32),
+            "1/bias": np.zeros(len(TINY_LABELS), np.float32),
+        },
+    )
+    metadata = ModelMetadata(labels=TINY_LABELS, frontend=TINY_CONFIG, window=TINY_POLICY)
+    write_manifest(
+        path,
+        metadata,
+        format="numpy",
+        quantization="none",
+        input=TensorSpec("x", (1, TINY_POLICY.frames, TINY_CONFIG.n_features), "float32"),
+        output=TensorSpec("y", (1, len(TINY_LABELS)), "float32"),
+        exporter="tests",
+    )
+    return path
+
+
+def edit_manifest(model: Path, change: Callable[[dict], object], *, reseal: bool = False) -> None:
+    """Apply `change` to a model's manifest JSON; with `reseal`, recompute manifest_sha256 as
+    an exporter would, so that what lies behind the integrity check can be reached (a
+    change that the parser refuses is written unsealed)."""
+    manifest = manifest_path(model)
+    data = json.loads(manifest.read_text())
+    change(data)
+    if reseal:
+        try:
+            meta = ModelMetadata.from_dict({k: v for k, v in data.items() if k != "artifact"})
+            info = ArtifactInfo.from_dict(data.get("artifact"), str(manifest))
+        except ValueError:
+            pass
+        else:
+            data["artifact"]["manifest_sha256"] = manifest_digest(meta, info)
+    manifest.write_text(json.dumps(data))
