@@ -6,7 +6,8 @@
     python -m edge_runtime info model.tflite
 
 Standard library argparse only: the edge install has numpy and an interpreter, nothing else.
-Exit codes: 0 success, 1 a file could not be read or classified, 2 usage error or bad model.
+Exit codes: 0 success, 1 a file could not be read or classified, 2 usage error or bad model,
+3 (`predict`) no speech in a file (see `edge_runtime.speech`; 1 wins when a file also failed).
 """
 
 from __future__ import annotations
@@ -21,22 +22,27 @@ import numpy as np
 from edge_runtime.artifact import ArtifactError, load_artifact
 from edge_runtime.engines import ENGINES, EngineError, open_engine
 from edge_runtime.recognizer import DEFAULT_MODEL, EmotionRecognizer, StreamRecognizer
+from edge_runtime.speech import NO_SPEECH, SpeechGateConfig
 from edge_runtime.wav import WavError
 
-EXIT_OK, EXIT_FILE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FILE, EXIT_USAGE, EXIT_NO_SPEECH = 0, 1, 2, 3
 MODEL_SUFFIXES = (".tflite", ".onnx", ".npz")
 
 
-def _recognizer(model: str | None, engine: str, threads: int) -> EmotionRecognizer:
+def _recognizer(
+    model: str | None, engine: str, threads: int, speech_gate: bool = True
+) -> EmotionRecognizer:
     try:
-        return EmotionRecognizer(model, engine=engine, threads=threads)
+        gate = SpeechGateConfig() if speech_gate else None
+        return EmotionRecognizer(model, engine=engine, threads=threads, speech_gate=gate)
     except (ArtifactError, EngineError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """`predict`: one line (or JSON object) per audio file; exit 1 if any file failed."""
+    """`predict`: one line (or JSON object) per audio file; exit 1 if any file failed, else
+    3 if any file had no speech."""
     files = list(args.audio)
     model = args.model
     if model is None and files and files[0].endswith(MODEL_SUFFIXES):
@@ -44,7 +50,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not files:
         print("error: no audio files given", file=sys.stderr)
         return EXIT_USAGE
-    recognizer = _recognizer(model, args.engine, args.threads)
+    recognizer = _recognizer(model, args.engine, args.threads, not args.no_speech_gate)
     status = EXIT_OK
     for path in files:
         if args.independent:
@@ -55,8 +61,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"error: {err}", file=sys.stderr)
             status = EXIT_FILE
             continue
+        if not prediction.has_speech and status == EXIT_OK:
+            status = EXIT_NO_SPEECH
         if args.json:
             print(json.dumps({"file": path, **prediction.to_dict()}), flush=True)
+        elif not prediction.has_speech:
+            print(f"{path}: {NO_SPEECH}  ({prediction.speech.reason})", flush=True)
         else:
             ranked = sorted(prediction.probabilities.items(), key=lambda kv: -kv[1])
             top = "  ".join(f"{name} {p:.2f}" for name, p in ranked[:3])
@@ -66,7 +76,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_stream(args: argparse.Namespace) -> int:
     """`stream`: PCM16 mono from stdin, one decision per hop until the stream ends."""
-    recognizer = _recognizer(args.model, args.engine, args.threads)
+    recognizer = _recognizer(args.model, args.engine, args.threads, not args.no_speech_gate)
     stream = StreamRecognizer(
         recognizer, sample_rate=args.rate, hop_s=args.hop, smoothing=args.smoothing
     )
@@ -90,6 +100,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
                         "probabilities": decision.probabilities,
                     }
                 )
+            elif decision.label == NO_SPEECH:
+                line = f"{decision.time_s:9.2f}s  {NO_SPEECH}"
             else:
                 line = (
                     f"{decision.time_s:9.2f}s  {decision.label:<10} "
@@ -171,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m edge_runtime",
         description="Speech emotion recognition on small devices (numpy + an interpreter).",
-        epilog="Exit codes: 0 ok, 1 an audio file could not be read, 2 usage or model error.",
+        epilog="Exit codes: 0 ok, 1 an audio file could not be read, 2 usage or model error, "
+        f"3 (predict) a file had no speech (label '{NO_SPEECH}'; 1 wins if a file also failed).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -183,13 +196,20 @@ def build_parser() -> argparse.ArgumentParser:
             help="inference engine (default: by model format)",
         )
         p.add_argument("--threads", type=int, default=1, help="interpreter threads (1)")
+        p.add_argument(
+            "--no-speech-gate",
+            action="store_true",
+            help=f"classify everything: no '{NO_SPEECH}' for silence, noise, tones or "
+            "clips too short (see edge_runtime.speech)",
+        )
 
     p = sub.add_parser(
         "predict",
         help="classify WAV files",
         description="Label and probabilities per file. The first argument may "
         "be a model (.tflite/.onnx/.npz); otherwise the shipped "
-        "EmoDB model is used.",
+        f"EmoDB model is used. A file without speech is labelled '{NO_SPEECH}' "
+        "(exit status 3).",
     )
     p.add_argument("audio", nargs="+", metavar="[MODEL] AUDIO")
     p.add_argument("--model", help="exported model (with its .json manifest)")
@@ -209,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="classify raw PCM16 mono audio from stdin",
         description="Reads little-endian 16-bit mono PCM from stdin (e.g. "
         "`arecord -f S16_LE -r 16000 -c 1`) and prints one "
-        "decision per hop.",
+        f"decision per hop ('{NO_SPEECH}' for a window without speech).",
     )
     p.add_argument("model", nargs="?", help="exported model (default: shipped EmoDB model)")
     p.add_argument("--rate", type=int, default=16000, help="sample rate of stdin (16000)")
