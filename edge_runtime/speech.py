@@ -5,7 +5,8 @@ confident emotion. The gate runs first and answers "no speech" for those.
 
 How a clip is judged (all thresholds in `SpeechGateConfig`):
 
-1. Frames of 60 ms every 10 ms, at the clip's own rate (4 kHz or more).
+1. Frames of 60 ms every 10 ms, at the clip's own rate (4 kHz or more; rates of 32 kHz
+   and up are first decimated by an integer factor to 16-32 kHz).
 2. A frame is *voiced* when all of these hold:
    - loud enough: RMS above an absolute floor (-75 dBFS, far below quiet speech) and a few
      dB above the clip's own noise floor (a low percentile of its frame energies), so a
@@ -51,7 +52,8 @@ __all__ = [
 ]
 
 NO_SPEECH = "no speech"  # the label a gated clip or stream window gets instead of an emotion
-_BLOCK_FRAMES = 512  # frames analysed at once: bounds memory for long or high-rate clips
+_BLOCK_FRAMES = 128  # frames analysed at once: ~12 MB of temporaries at 16 kHz, any length
+_ANALYSIS_RATE = 16000  # Hz; faster rates are decimated by an integer factor down towards it
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ class SpeechGateConfig:
     min_harmonics: int = 3
     harmonic_db: float = 6.0
     min_voiced_run_s: float = 0.05
-    min_speech_s: float = 0.25
+    min_speech_s: float = 0.2
     min_voiced_fraction: float = 0.1
     min_pitch_range_st: float = 0.3
     min_modulation: float = 0.1
@@ -165,6 +167,27 @@ class SpeechDecision:
     def to_dict(self) -> dict:
         """JSON form: {"seconds": voiced seconds (3 decimals), "reason": why none, or ""}."""
         return {"seconds": round(self.speech_seconds, 3), "reason": self.reason}
+
+
+def _decimate(x: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
+    """Low-pass and keep every q-th sample, q = rate // 16000 (q < 2: unchanged); new rate.
+
+    The gate looks at harmonics below 4 kHz only, so 48 kHz audio is analysed at 16 kHz and
+    44.1 kHz at 14.7 kHz: 3x cheaper, as the 16 kHz corpora the gate was measured on.
+    """
+    q = rate // _ANALYSIS_RATE
+    if q < 2:
+        return x, rate
+    taps = 16 * q + 1  # windowed sinc, cutoff 0.9 x the new Nyquist frequency
+    k = np.arange(taps) - taps // 2
+    h = np.sinc(0.9 * k / q) * np.hanning(taps + 2)[1:-1]
+    h = (h / h.sum()).astype(np.float32)
+    rows = np.lib.stride_tricks.sliding_window_view(np.pad(x, taps // 2), taps)[::q]
+    out = np.empty(len(rows), np.float32)
+    block = 4096  # output samples per product: a (block, taps) temporary copy
+    for i in range(0, len(rows), block):
+        out[i : i + block] = rows[i : i + block] @ h
+    return out, rate // q
 
 
 def _frames(x: np.ndarray, length: int, hop: int) -> np.ndarray:
@@ -292,7 +315,9 @@ def analyze_frames(
 
     Returns:
         A `FrameAnalysis` with one entry per frame of `frame_s` every `hop_s` seconds (one
-        frame for a clip shorter than a frame). Memory is bounded by blocks of frames.
+        frame for a clip shorter than a frame). Memory: about twice the clip (a padded or
+        decimated copy, a finiteness mask) plus ~12 MB of per-block temporaries (blocks of
+        128 frames), whatever the clip's length.
     """
     config = config or SpeechGateConfig()
     if sample_rate < config.min_sample_rate:
@@ -303,11 +328,12 @@ def analyze_frames(
     x = np.asarray(samples, dtype=np.float32).reshape(-1)
     if not np.isfinite(x).all():
         x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-    length = max(2, round(config.frame_s * sample_rate))
-    hop = max(1, round(config.hop_s * sample_rate))
+    x, rate = _decimate(x, sample_rate)
+    length = max(2, round(config.frame_s * rate))
+    hop = max(1, round(config.hop_s * rate))
     frames = _frames(x, length, hop)
     parts = [
-        _analyze_block(frames[i : i + _BLOCK_FRAMES], sample_rate, config)
+        _analyze_block(frames[i : i + _BLOCK_FRAMES], rate, config)
         for i in range(0, len(frames), _BLOCK_FRAMES)
     ]
     rms_db, periodicity, f0, harmonics = (np.concatenate(p) for p in zip(*parts, strict=True))
