@@ -24,8 +24,10 @@ from edge_runtime.speech import (
     detect_speech,
     speech_frames,
 )
+from edge_runtime.wav import read_wav
 
 ROOT = Path(__file__).resolve().parent.parent
+DATASETS = Path("/work/shared/datasets")
 VOWELS = [(730, 1090, 2440), (270, 2290, 3010), (300, 870, 2240), (530, 1840, 2480)]  # Hz
 
 
@@ -233,3 +235,15 @@ def test_cli_stream_no_speech(shipped):
     assert labels[0] == NO_SPEECH and labels[-1] in shipped.labels
     text = run_edge("stream", "--hop", "1", stdin=data[: 8 * 16000]).stdout.decode()
     assert text.split()[1:3] == ["no", "speech"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATASETS / "emodb" / "wav").is_dir(), reason="no EmoDB")
+def test_every_emodb_utterance_is_speech():
+    """535 real utterances, none gated out (all corpora: bench/bench_speech_gate.py)."""
+    gated = []
+    for path in sorted((DATASETS / "emodb" / "wav").glob("*.wav")):
+        decision = detect_speech(*read_wav(path))
+        if not decision.has_speech:
+            gated.append(f"{path.name}: {decision.reason}")
+    assert not gated, gated
