@@ -17,7 +17,10 @@ path, and timed side by side in interleaved rounds:
 Each ratio is the median over rounds of (dynamic time / Conv2D time in the same round), so
 load from other processes hits both sides alike. A second table times one training step of
 the default `build_dycnn_bilstm()` (batch 32, 300 frames x 64 mels) per backend and path.
-``--quick`` runs few repeats and prints without writing docs/benchmarks.md.
+``--quick`` runs few repeats and prints without writing (unless ``--results`` or
+``--markdown`` says where to). A full run saves every number to
+docs/results/bench/dynconv.json, then renders the "dynconv" section of docs/benchmarks.md from
+it (bench/render_dynconv.py; re-render alone with ``python bench/_report.py render dynconv``).
 """
 
 from __future__ import annotations
@@ -33,12 +36,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import (
+    BENCHMARKS_MD,
+    add_output_options,
+    environment,
+    output_targets,
+    publish,
+)
 
 CONFIGS = ("tensorflow", "jax", "torch", "torch:1")
 PATHS = ("aggregate", "branches")
 MODEL_MODES = ("auto", "branches")
 BATCH, FRAMES, MELS, CIN, FILTERS, K = 32, 300, 64, 16, 32, 4
-TARGET_TRAIN, TARGET_INFER = 1.5, 1.2
+#: Interleaved rounds per measurement, full run and --quick.
+ROUNDS = {
+    False: {"train": 7, "infer": 40, "model": 5},
+    True: {"train": 3, "infer": 5, "model": 3},
+}
 
 
 # ------------------------------------------------------------------- worker (one backend)
@@ -132,10 +146,10 @@ def _layer_bench(quick: bool) -> dict:
         warmup[name] = time.perf_counter() - start
     train_calls = {n: (lambda m=m: m[0].train_on_batch(x, y)) for n, m in models.items()}
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    train_times = _time_rounds(train_calls, 3 if quick else 7)
+    train_times = _time_rounds(train_calls, ROUNDS[quick]["train"])
     cpu_use = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
     infer_calls = {n: (lambda m=m: m[1].predict_on_batch(x1)) for n, m in models.items()}
-    infer_times = _time_rounds(infer_calls, 5 if quick else 40)
+    infer_times = _time_rounds(infer_calls, ROUNDS[quick]["infer"])
     return {
         "cpu_use": cpu_use,
         "agreement": agreement,
@@ -164,7 +178,7 @@ def _model_bench(quick: bool) -> dict:
         model.train_on_batch(x, y)
         models[mode] = model
     calls = {mode: (lambda m=m: m.train_on_batch(x, y)) for mode, m in models.items()}
-    summary = _summary(_time_rounds(calls, 3 if quick else 5), MODEL_MODES[-1])
+    summary = _summary(_time_rounds(calls, ROUNDS[quick]["model"]), MODEL_MODES[-1])
     return {mode: {**summary[mode], "first_s": first[mode]} for mode in MODEL_MODES}
 
 
@@ -207,147 +221,48 @@ def _run_config(config: str, quick: bool) -> dict:
     return result
 
 
-def _conclusion(results: list[dict]) -> str:
-    """Fastest path per backend, the targets, and the fastest backend for the default model."""
-    parts, met = [], []
-    for r in results:
-        fastest = min(PATHS, key=lambda p: r["train"][p]["ratio"])
-        train, infer = r["train"][fastest]["ratio"], r["infer"][fastest]["ratio"]
-        parts.append(f"{r['label']} {fastest} ({train:.2f}x training, {infer:.2f}x inference)")
-        if train <= TARGET_TRAIN and infer <= TARGET_INFER:
-            met.append(r["label"])
-    verdict = f"met on {', '.join(met)}" if met else "not met on any backend"
-    timed = [r for r in results if r["model"]]
-    if timed:
-        best = min(timed, key=lambda r: r["model"]["auto"]["ms"])
-        model_line = (
-            f"Default model, mode auto: fastest backend {best['backend']} "
-            f"({best['model']['auto']['ms']:.0f} ms per training step); JAX pays a longer "
-            "first (compiling) step for the unrolled per-sample convolutions."
-        )
-    else:
-        model_line = ""
-    return (
-        f"**Conclusion.** Fastest path per backend: {'; '.join(parts)}. Target (at most "
-        f"{TARGET_TRAIN}x a static Conv2D for training and {TARGET_INFER}x for batch-1 "
-        f"inference on at least one backend): {verdict}. The aggregate path convolves each "
-        "sample with its own mixed kernel, unrolled into plain convolutions: the multiply-adds "
-        "of one static convolution plus the small attention branch and K-kernel mix, and on a "
-        "batch of 1 a single convolution. The K-branch path (the export form) does K times "
-        "the multiply-adds. Tried during development and dropped as slower on this machine: "
-        "folding the batch into one grouped convolution (about 2x on PyTorch, 90-270x on "
-        "TensorFlow and JAX, where CPU grouped convolutions run through slow XLA kernels), "
-        "im2col + per-sample batched matmul (1.3-1.9x TensorFlow, 2x PyTorch, 4x JAX), mixing "
-        "on the output side (one conv to K x filters channels: 6-11x), and a rolled `ops.map` "
-        "loop (as fast as unrolled on TensorFlow, 12x on JAX, whose loop gradient is slow; it "
-        "stays the fallback for unknown or large batches). The CPU is shared with other jobs: "
-        "CPU-seconds per second well under 2 mean another process held a core, which stalls "
-        "PyTorch's synchronising threads at every op; the per-sample aggregate path runs many "
-        "more ops than one big convolution and suffers most, hence the 1-thread PyTorch run. "
-        + model_line
-    )
-
-
-def _tables(results: list[dict], load: tuple[float, float]) -> str:
-    from _report import machine_line, markdown_table
-
-    layer_rows = [
-        [
-            r["label"],
-            name + (" (auto)" if name == r["auto"] else ""),
-            f"{r['train'][name]['ms']:.0f} ±{100 * r['train'][name]['spread']:.0f}%",
-            f"{r['train'][name]['ratio']:.2f}x",
-            f"{r['infer'][name]['ms']:.1f} ±{100 * r['infer'][name]['spread']:.0f}%",
-            f"{r['infer'][name]['ratio']:.2f}x",
-        ]
-        for r in results
-        for name in ("Conv2D", *PATHS)
-    ]
-    layer_header = [
-        "backend",
-        "path",
-        "train step ms (batch 32)",
-        "train / Conv2D",
-        "inference ms (batch 1)",
-        "inference / Conv2D",
-    ]
-    run_rows = [
-        [
-            r["label"],
-            r["threads"],
-            f"{r['cpu_use']:.2f}",
-            f"{r['agreement']:.1e}",
-            ", ".join(f"{k} {v:.1f}" for k, v in r["warmup_s"].items()),
-        ]
-        for r in results
-    ]
-    run_header = [
-        "backend",
-        "thread setting",
-        "CPU-seconds per second (training rounds)",
-        "aggregate vs branches, max rel. diff",
-        "warm-up s (2 train + 2 inference calls)",
-    ]
-    model_rows = [
-        [
-            r["label"],
-            f"auto ({r['auto']})" if mode == "auto" else mode,
-            f"{r['model'][mode]['ms']:.0f} ±{100 * r['model'][mode]['spread']:.0f}%",
-            f"{r['model'][mode]['ratio']:.2f}x",
-            f"{r['model'][mode]['first_s']:.1f}",
-        ]
-        for r in results
-        if r["model"]
-        for mode in MODEL_MODES
-    ]
-    model_header = [
-        "backend",
-        "conv_mode",
-        "train step ms",
-        "step / branches step",
-        "first step s (incl. compile)",
-    ]
-    return "\n\n".join(
-        [
-            f"{machine_line()} Load average (1 min) at start / end of the run: "
-            f"{load[0]:.1f} / {load[1]:.1f}.",
-            _conclusion(results),
-            "Layer: 300 frames x 64 mels x 16 channels -> 32 channels, 3x3, same padding, K=4, "
-            "in conv -> GlobalAveragePooling2D -> Dense(7). Times: medians over interleaved "
-            "rounds ± half the interquartile range; ratios: medians of per-round ratios to "
-            "Conv2D.",
-            markdown_table(layer_header, layer_rows),
-            markdown_table(run_header, run_rows),
-            "Default `build_dycnn_bilstm()` (dynamic-conv blocks 16/32/64, Bi-LSTM 64): one "
-            "`train_on_batch` on 32 x 300 frames x 64 mels, both modes in interleaved rounds:",
-            markdown_table(model_header, model_rows),
-        ]
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few repeats; print only")
+    parser.add_argument(
+        "--quick", action="store_true", help="few repeats; print only unless told where to write"
+    )
     parser.add_argument("--backends", default=",".join(CONFIGS), help="comma-separated")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--no-model", action="store_true", help=argparse.SUPPRESS)
+    add_output_options(parser, "dynconv")
     args = parser.parse_args(argv)
     if args.worker:
         result = _worker(args.quick, args.threads, model=not args.no_model)
         print("RESULT " + json.dumps(result), flush=True)
         return
-    results, load_start = [], os.getloadavg()[0]
+    env, results = environment(("keras", "tensorflow", "jax", "torch", "numpy")), []
     for config in args.backends.split(","):
         start = time.perf_counter()
         results.append(_run_config(config, args.quick))
         print(f"{config}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    body = _tables(results, (load_start, os.getloadavg()[0]))
-    print(body)
-    if not args.quick:
-        from _report import write_section
-
-        write_section("dynconv", "DynamicConv2D vs Conv2D", body)
+    data = {
+        "environment": env,
+        "settings": {
+            "quick": args.quick,
+            "backends": args.backends.split(","),
+            "batch": BATCH,
+            "frames": FRAMES,
+            "mels": MELS,
+            "in_channels": CIN,
+            "filters": FILTERS,
+            "num_kernels": K,
+            "paths": list(PATHS),
+            "model_modes": list(MODEL_MODES),
+            "rounds": ROUNDS[args.quick],
+        },
+        "load_1min": [env["load_1min"], os.getloadavg()[0]],
+        "results": results,
+    }
+    targets = output_targets(args)
+    if args.quick and args.results is None and args.markdown == BENCHMARKS_MD:
+        targets = {"results": None, "markdown": None}  # a smoke run: print only
+    print(publish("dynconv", data, **targets))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,10 @@ Then where the TFLite time goes, for the default time pooling (16x) and for pool
 Bi-LSTM) and the whole network, float32 and int8, timed side by side.
 
     KERAS_BACKEND=tensorflow python bench/bench_export.py [--epochs 20] [--workdir DIR]
+
+Saves every number to docs/results/bench/export.json, then renders the "export" section of
+docs/benchmarks.md from it (bench/render_export.py; re-render alone with
+`python bench/_report.py render export`).
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import machine_line, markdown_table, verdict, write_section
+from _report import BENCHMARKS_MD, environment, publish
+from render_export import SPLIT_PARTS
 
 from edge_runtime.config import FrontendConfig, with_dataset_stats
 from edge_runtime.engines import open_engine
@@ -133,10 +138,40 @@ def utterance_accuracy(model: keras.Model, feats, labels, policy: WindowPolicy) 
     show_default=True,
     help="Feature cache folder.",
 )
-def main(epochs: int, seed: int, workdir: Path | None, calibration_utterances: int, cache: str):
-    if not (EMODB / "wav").is_dir():
-        raise click.ClickException(f"{EMODB}/wav not found: the benchmark needs EmoDB")
-    utts = load_emodb(EMODB)
+@click.option(
+    "--emodb",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=EMODB,
+    show_default=True,
+    help="EmoDB folder (with wav/).",
+)
+@click.option(
+    "--results",
+    "results_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Raw results JSON (default: docs/results/bench/export.json).",
+)
+@click.option(
+    "--markdown",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=BENCHMARKS_MD,
+    help="The Markdown file whose section is rewritten (default: docs/benchmarks.md).",
+)
+def main(
+    epochs: int,
+    seed: int,
+    workdir: Path | None,
+    calibration_utterances: int,
+    cache: str,
+    emodb: Path,
+    results_file: Path | None,
+    markdown: Path,
+):
+    if not (emodb / "wav").is_dir():
+        raise click.ClickException(f"{emodb}/wav not found: the benchmark needs EmoDB")
+    env = environment(("numpy", "keras", "tensorflow", "ai-edge-litert", "onnxruntime"))
+    utts = load_emodb(emodb)
     train_utts = [u for u in utts if u.speaker not in HELDOUT_SPEAKERS]
     held_utts = [u for u in utts if u.speaker in HELDOUT_SPEAKERS]
     raw_config = FrontendConfig()
@@ -190,88 +225,59 @@ def main(epochs: int, seed: int, workdir: Path | None, calibration_utterances: i
     predictors["keras"] = lambda w: model(w, training=False)
     latency = interleaved_latency(predictors, window)
 
-    rows = []
-    for fmt, mode in EXPORTS:
-        p, base = results[fmt, mode].parity, results[fmt, "none"].parity
-        rows.append(
-            [
-                fmt,
-                mode,
-                f"{p.size_bytes / 1024:.0f}",
-                f"{100 * p.size_bytes / base.size_bytes:.0f}%",
-                f"{latency[fmt, mode]:.2f}",
-                f"{latency[fmt, mode] / latency[fmt, 'none']:.2f}",
-                f"{100 * p.agreement:.1f}",
-                f"{p.max_abs_diff:.3f}",
-                f"{100 * p.keras_accuracy:.1f} / {100 * p.export_accuracy:.1f}",
-                f"{100 * p.keras_utterance_accuracy:.1f} / {100 * p.export_utterance_accuracy:.1f}",
-                "yes" if p.passed else "**no**",
-                f"{export_s[fmt, mode]:.0f}",
-            ]
-        )
-    int8, f32 = results["tflite", "int8"].parity, results["tflite", "none"].parity
-    checks = [
-        ("int8 TFLite size <= 30% of float32", int8.size_bytes <= 0.30 * f32.size_bytes),
-        ("int8 TFLite latency < float32", latency["tflite", "int8"] < latency["tflite", "none"]),
-        (
-            "int8 TFLite window accuracy within 1 point of Keras",
-            abs(int8.export_accuracy - int8.keras_accuracy) <= 0.01,
-        ),
-        (
-            "int8 TFLite utterance accuracy within 1 point of Keras",
-            abs(int8.export_utterance_accuracy - int8.keras_utterance_accuracy) <= 0.01,
-        ),
-        ("int8 TFLite top-1 agreement >= 98%", int8.agreement >= 0.98),
+    exports = [
+        {
+            "format": fmt,
+            "quantize": mode,
+            **results[fmt, mode].parity.to_dict(),
+            "latency_ms": latency[fmt, mode],
+            "export_s": export_s[fmt, mode],
+        }
+        for fmt, mode in EXPORTS
     ]
-    body = "\n\n".join(
-        [
-            f"`bench/bench_export.py --epochs {epochs}`: the default `build_dycnn_bilstm()` "
-            f"({model.count_params():,} parameters) trained {epochs} epochs ({train_s:.0f} s) on "
-            f"EmoDB speakers other than {'/'.join(HELDOUT_SPEAKERS)}; exported with "
-            "`export.pipeline.export_model` (what `dyser-export` runs); int8 calibrated on "
-            f"{calibration_utterances} training-speaker utterances; parity on the "
-            f"{len(held_utts)} utterances ({int8.windows} windows of 3 s, 1 s hop) of the two "
-            "held-out speakers, run by the `edge_runtime` engines (LiteRT with its default "
-            "XNNPACK delegate, onnxruntime CPU). Latency: single-thread time of one 3 s window "
-            "(batch 1), all models timed round-robin in the same loop (median over "
-            f"{LATENCY_ROUNDS} rounds of the median of {LATENCY_RUNS} invokes); the Keras 3 "
-            f"model itself (TensorFlow, eager): {latency['keras']:.2f} ms. "
-            "Accuracy: Keras / export; utterance = mean of its windows' probabilities.",
-            markdown_table(HEADER, rows),
-            "Targets: " + "; ".join(f"{name}: {verdict(ok)}" for name, ok in checks) + ".",
-            machine_line() + " The machine is shared with other jobs (2 cores): absolute "
-            "latencies are noisy; the ratios come from the interleaved loop.",
-        ]
-    )
     start = time.perf_counter()
     fine = train(train_utts, train_feats, config, epochs, seed, pool_size=(2, 2))
     fine_s = time.perf_counter() - start
     calibration = [random_window(train_feats[i], 300, rng)[None] for i in sorted(pick)]
     coarse_x, fine_x = time_reduction(model), time_reduction(fine)
     split = lstm_split({f"{coarse_x}x (default)": model, f"{fine_x}x": fine}, calibration, window)
-    split_rows = [
-        [pooling, part, f"{f32:.2f}", f"{i8:.2f}", f"{i8 / f32:.2f}"]
-        for (pooling, part), (f32, i8) in split.items()
-    ]
-    body += "\n\n" + "\n\n".join(
-        [
-            f"**Where the TFLite time goes.** The default model pools time {coarse_x}x, so "
-            f"its Bi-LSTM runs {policy.frames // coarse_x} steps per 3 s window; the same "
-            f"model pooling time {fine_x}x (trained the same way, {fine_s:.0f} s) runs "
-            f"{policy.frames // fine_x}. Each is converted whole "
-            "and cut before the Bi-LSTM (the convolutions alone); the Bi-LSTM + head row is "
-            "the difference. All 8 interpreters (one thread, XNNPACK) timed round-robin in "
-            "one loop, median ms per 3 s window. XNNPACK does not take "
-            "UNIDIRECTIONAL_SEQUENCE_LSTM, so the LSTM runs LiteRT's own kernels, and the "
-            "integer one costs more per step than the float one: halving the steps is what "
-            "brings int8 under float32.",
-            markdown_table(
-                ["time pooling", "part", "float32 ms", "int8 ms", "int8 / float32"], split_rows
-            ),
-        ]
-    )
-    print(body)
-    write_section("export", "Export: TFLite and ONNX, sizes, latency, parity (EmoDB)", body)
+    data = {
+        "environment": env,
+        "settings": {
+            "epochs": epochs,
+            "seed": seed,
+            "calibration_utterances": calibration_utterances,
+            "heldout_speakers": list(HELDOUT_SPEAKERS),
+            "window_frames": policy.frames,
+            "hop_frames": policy.hop_frames,
+            "frame_s": config.hop_length / config.sample_rate,
+            "latency_rounds": LATENCY_ROUNDS,
+            "latency_runs": LATENCY_RUNS,
+        },
+        "model": {
+            "parameters": model.count_params(),
+            "train_s": train_s,
+            "heldout_utterance_accuracy": keras_acc,
+        },
+        "heldout_utterances": len(held_utts),
+        "exports": exports,
+        "keras_latency_ms": latency["keras"],
+        "split": {
+            "fine_train_s": fine_s,
+            "models": [
+                {
+                    "pooling": pooling,
+                    "time_reduction": reduction,
+                    "parts": {part: list(split[pooling, part]) for part in SPLIT_PARTS},
+                }
+                for pooling, reduction in (
+                    (f"{coarse_x}x (default)", coarse_x),
+                    (f"{fine_x}x", fine_x),
+                )
+            ],
+        },
+    }
+    print(publish("export", data, results=results_file, markdown=markdown))
 
 
 def lstm_split(models: dict, calibration: list[np.ndarray], window: np.ndarray) -> dict:
@@ -328,20 +334,5 @@ EXPORTS = [
     (fmt, mode) for fmt in ("tflite", "onnx") for mode in ("none", "float16", "dynamic", "int8")
 ]
 LATENCY_ROUNDS, LATENCY_RUNS = 15, 20
-HEADER = [
-    "format",
-    "quantize",
-    "size KB",
-    "size vs fp32",
-    "latency ms",
-    "vs fp32",
-    "agreement %",
-    "max abs dp",
-    "window acc %",
-    "utterance acc %",
-    "parity ok",
-    "export s",
-]
-
 if __name__ == "__main__":
     main()

@@ -15,6 +15,10 @@ BLAS is pinned to one thread (both sides) unless OPENBLAS_NUM_THREADS/OMP_NUM_TH
 set: small edge CPUs and a shared benchmark machine are better modelled that way.
 
     python bench/bench_frontend.py [--corpus DIR] [--limit N] [--runs 300]
+
+Saves every number to docs/results/bench/frontend.json, then renders the "frontend" section
+of docs/benchmarks.md from it (bench/render_frontend.py; re-render alone with
+`python bench/_report.py render frontend`).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from pathlib import Path  # noqa: E402
 
 import librosa  # noqa: E402
 import numpy as np  # noqa: E402
-from _report import machine_line, markdown_table, write_section  # noqa: E402
+from _report import add_output_options, environment, output_targets, publish  # noqa: E402
 
 from edge_runtime import Frontend, FrontendConfig, read_wav, resample  # noqa: E402
 from keras_dyconv.features import RESAMPLER, librosa_features  # noqa: E402
@@ -40,6 +44,7 @@ from keras_dyconv.features import RESAMPLER, librosa_features  # noqa: E402
 DEFAULT_CORPUS = Path("/work/shared/datasets/emodb/wav")
 COPY_RATES = (8000, 22050, 44100, 48000)
 FEATURES = ("logmel", "mfcc39")
+CORPUS_PASSES = 3
 
 
 class DiffStats:
@@ -59,6 +64,9 @@ class DiffStats:
     @property
     def mean(self) -> float:
         return self.total / self.count
+
+    def as_dict(self) -> dict[str, float]:
+        return {"max": self.max, "mean": self.mean}
 
 
 def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -90,7 +98,8 @@ def native_parity(signals, frontends, configs) -> dict[str, DiffStats]:
     return stats
 
 
-def resampled_parity(signals, frontends, configs, sr: int) -> list[list[object]]:
+def resampled_parity(signals, frontends, configs, sr: int) -> list[dict]:
+    """Per copy rate: resampler SNR, feature differences and resampling time."""
     rows = []
 
     def ms_per_file(seconds: float) -> float:
@@ -118,15 +127,18 @@ def resampled_parity(signals, frontends, configs, sr: int) -> list[list[object]]
                 via_edge[f].add(frontends[f](back_edge), reference)
                 frontend_only[f].add(frontends[f](back_ref), reference)
         rows.append(
-            [
-                f"{rate / 1000:g} kHz",
-                f"{10 * np.log10(num / den):.1f}",
-                f"{statistics.median(snrs):.1f} / {min(snrs):.1f}",
-                f"{via_edge['logmel'].max:.3g} / {via_edge['logmel'].mean:.2g}",
-                f"{via_edge['mfcc39'].max:.3g} / {via_edge['mfcc39'].mean:.2g}",
-                f"{frontend_only['logmel'].max:.2g} / {frontend_only['mfcc39'].max:.2g}",
-                f"{ms_per_file(edge_seconds):.2f} / {ms_per_file(soxr_seconds):.2f}",
-            ]
+            {
+                "rate": rate,
+                "snr_corpus_db": float(10 * np.log10(num / den)),
+                "snr_file_median_db": statistics.median(snrs),
+                "snr_file_min_db": min(snrs),
+                "via_edge": {f: via_edge[f].as_dict() for f in FEATURES},
+                "frontend_only": {f: frontend_only[f].as_dict() for f in FEATURES},
+                "resample_ms_per_file": {
+                    "edge": ms_per_file(edge_seconds),
+                    "soxr": ms_per_file(soxr_seconds),
+                },
+            }
         )
     return rows
 
@@ -146,7 +158,7 @@ def time_pair(edge_fn, librosa_fn, runs: int) -> tuple[float, float]:
     return statistics.median(edge_t), statistics.median(lib_t)
 
 
-def corpus_speed(signals, frontend, config, passes: int = 3) -> tuple[float, float]:
+def corpus_speed(signals, frontend, config, passes: int = CORPUS_PASSES) -> tuple[float, float]:
     """Total seconds over the corpus per side (median of `passes` interleaved passes)."""
     edge_totals, lib_totals = [], []
     for _ in range(passes):
@@ -178,12 +190,13 @@ def file_speed(paths, frontend, config) -> tuple[float, float]:
     return edge_total, lib_total
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N files")
     parser.add_argument("--runs", type=int, default=300, help="timed runs on the 3 s clip")
-    args = parser.parse_args()
+    add_output_options(parser, "frontend")
+    args = parser.parse_args(argv)
 
     paths = sorted(args.corpus.glob("*.wav"))[: args.limit]
     if not paths:
@@ -197,6 +210,7 @@ def main() -> None:
         sys.exit(f"expected a {sr} Hz corpus")
     seconds = sum(len(x) for x in signals) / sr
     print(f"{len(paths)} files, {seconds / 60:.1f} min of audio", file=sys.stderr)
+    env = environment(("numpy", "librosa", "soxr"))
 
     native = native_parity(signals, frontends, configs)
     print("native parity done", file=sys.stderr)
@@ -204,79 +218,43 @@ def main() -> None:
     print("resampled parity done", file=sys.stderr)
 
     clip = next(x for x in signals if len(x) >= 3 * sr)[: 3 * sr]
-    speed_rows = []
+    speed: dict = {"clip": {}, "corpus": {}}
     for f in FEATURES:
         e, lib = time_pair(
             lambda f=f: frontends[f](clip),
             lambda f=f: librosa_features(clip, configs[f]),
             args.runs,
         )
-        speed_rows.append([f"3 s clip, {f} (median of {args.runs})", e * 1e3, lib * 1e3])
-        e, lib = corpus_speed(signals, frontends[f], configs[f])
-        speed_rows.append([f"corpus, {f} ({len(signals)} files, median of 3 passes)", e, lib])
+        speed["clip"][f] = {"edge_s": e, "librosa_s": lib}
+        e, lib = corpus_speed(signals, frontends[f], configs[f], CORPUS_PASSES)
+        speed["corpus"][f] = {"edge_s": e, "librosa_s": lib}
     e, lib = file_speed(paths, frontends["logmel"], configs["logmel"])
-    speed_rows.append(["corpus from WAV files, logmel (decode + features)", e, lib])
+    speed["files"] = {"feature": "logmel", "edge_s": e, "librosa_s": lib}
 
-    body = "\n\n".join(
-        [
-            f"Script: `bench/bench_frontend.py`. {machine_line()} numpy {np.__version__}, "
-            f"librosa {librosa.__version__}; BLAS threads: "
-            f"{os.environ['OPENBLAS_NUM_THREADS']} (both sides). Corpus: EmoDB, "
-            f"{len(paths)} files, {seconds / 60:.1f} min at {sr} Hz. Config: default "
-            "`FrontendConfig` (25 ms Hann / 10 ms hop, n_fft 512, 64 Slaney mels, "
-            f"pre-emphasis 0.97, power_to_db top_db {FrontendConfig().top_db}), `feature` "
-            "as named.",
-            "**Parity at the native rate** (edge `read_wav` + `Frontend` vs `librosa.load` "
-            f"+ `librosa_features`; the two WAV decoders differed on {decode_mismatches} "
-            "files). Target: log-mel max |diff| <= 1e-3 dB.",
-            markdown_table(
-                ["feature", "max abs diff", "mean abs diff"],
-                [
-                    ["log-mel (dB)", f"{native['logmel'].max:.3g}", f"{native['logmel'].mean:.3g}"],
-                    ["MFCC-39", f"{native['mfcc39'].max:.3g}", f"{native['mfcc39'].mean:.3g}"],
-                ],
-            ),
-            "**After resampling.** Each file is converted in memory with soxr_hq to the "
-            "rate shown, then back to 16 kHz by `edge_runtime.resample` (edge) and by "
-            "soxr_hq (librosa's default). SNR = energy of the soxr_hq output over the "
-            "energy of the difference, for the whole corpus and per file (median / "
-            "worst). Feature diffs are max / mean |edge - librosa| with each side using "
-            "its own resampler; the frontend-only column runs the edge frontend on the "
-            "soxr_hq output (max |diff| log-mel / MFCC), so the rest is the resampler's. "
-            "Copies at 8 kHz have nothing above 4 kHz: the upper mel bands then hold "
-            "only the two resamplers' residues, far below the speech bands, and dominate "
-            "the max.",
-            markdown_table(
-                [
-                    "copy rate",
-                    "SNR corpus (dB)",
-                    "SNR per file median / min (dB)",
-                    "log-mel diff max / mean (dB)",
-                    "MFCC-39 diff max / mean",
-                    "frontend-only max",
-                    "resample ms/file edge / soxr",
-                ],
-                resampled,
-            ),
-            "**Speed**, edge `Frontend` vs `librosa_features` on the same in-memory "
-            "samples, interleaved run by run (3 s clip: ms per call; corpus: s in total). "
-            "Measured after the parity passes, with the allocator warmed up: in a fresh "
-            "process librosa's large temporaries page-fault on every call and it runs "
-            "2-3x slower, so these ratios are the conservative ones. About half the edge "
-            "time is numpy's float64 rfft (librosa uses scipy's faster FFT); numpy "
-            f"{np.__version__}'s float32 FFT is several times slower still, and float32 "
-            "windowing costs ~100x in accuracy, so the edge stays in float64 up to |X|^2.",
-            markdown_table(
-                ["workload", "edge", "librosa", "speed-up (librosa / edge)"],
-                [
-                    [name, f"{e:.3f}", f"{lib:.3f}", f"{lib / e:.2f}x"]
-                    for name, e, lib in speed_rows
-                ],
-            ),
-        ]
-    )
-    print(body)
-    write_section("frontend", "Audio frontend: edge (numpy) vs librosa", body)
+    data = {
+        "environment": env,
+        "settings": {
+            "corpus": str(args.corpus),
+            "limit": args.limit,
+            "runs": args.runs,
+            "corpus_passes": CORPUS_PASSES,
+            "features": list(FEATURES),
+            "copy_rates": list(COPY_RATES),
+            "resampler": RESAMPLER,
+            "blas_threads": os.environ["OPENBLAS_NUM_THREADS"],
+            "top_db": FrontendConfig().top_db,
+        },
+        "corpus": {
+            "files": len(paths),
+            "seconds": seconds,
+            "sample_rate": sr,
+            "decode_mismatches": decode_mismatches,
+        },
+        "native": {f: native[f].as_dict() for f in FEATURES},
+        "resampled": resampled,
+        "speed": speed,
+    }
+    print(publish("frontend", data, **output_targets(args)))
 
 
 if __name__ == "__main__":

@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "AUDIO_SUFFIXES",
     "CASIA_EMOTIONS",
     "CASIA_SPEAKERS",
+    "CASIA_SPEAKER_ALIASES",
     "CORPORA",
     "EMODB_EMOTIONS",
     "EMODB_SPEAKERS",
@@ -35,6 +37,8 @@ __all__ = [
     "RAVDESS_EMOTIONS",
     "CorpusError",
     "Utterance",
+    "casia_speaker",
+    "is_audio_file",
     "load_casia",
     "load_corpus",
     "load_emodb",
@@ -89,8 +93,28 @@ def _visible(entries: Iterable[Path]) -> list[Path]:
     return sorted(p for p in entries if not p.name.startswith("."))
 
 
-def _wavs(folder: Path) -> list[Path]:
-    return [p for p in _visible(folder.iterdir()) if p.is_file() and p.suffix.lower() == ".wav"]
+AUDIO_SUFFIXES: tuple[str, ...] = (".wav", ".flac")
+"""File name endings the loaders take as audio (any case). Training reads them with
+librosa/soundfile (`keras_dyconv.features.load_audio`); the edge runtime reads WAV only."""
+_AUDIO_WHAT = "/".join(AUDIO_SUFFIXES)
+
+
+def is_audio_file(path: str | os.PathLike) -> bool:
+    """True when `path` ends in one of `AUDIO_SUFFIXES` (it may not exist)."""
+    return Path(path).suffix.lower() in AUDIO_SUFFIXES
+
+
+def _audio_files(folder: Path) -> list[Path]:
+    """The audio files directly in `folder`, sorted; other files (labels, notes) are ignored."""
+    return [p for p in _visible(folder.iterdir()) if p.is_file() and is_audio_file(p)]
+
+
+def _audio_file(stem: Path) -> Path | None:
+    """The existing audio file `stem` + one of `AUDIO_SUFFIXES` (first found), else None."""
+    for suffix in AUDIO_SUFFIXES:
+        if stem.with_name(stem.name + suffix).is_file():
+            return stem.with_name(stem.name + suffix)
+    return None
 
 
 def _subdirs(folder: Path) -> list[Path]:
@@ -127,9 +151,11 @@ def load_emodb(root: str | os.PathLike) -> list[Utterance]:
     """
     wav_dir = Path(root) / "wav"
     _require_dir(wav_dir, "EmoDB's 'wav'")
-    files = _wavs(wav_dir)
+    files = _audio_files(wav_dir)
     if not files:
-        raise CorpusError(f"{wav_dir}: expected EmoDB .wav files (e.g. 03a01Fa.wav), found none")
+        raise CorpusError(
+            f"{wav_dir}: expected EmoDB audio files ({_AUDIO_WHAT}, e.g. 03a01Fa.wav), found none"
+        )
     utts = []
     for path in files:
         m = _EMODB_NAME.fullmatch(path.stem)
@@ -156,7 +182,7 @@ def verify_checksums(root: str | os.PathLike, sums_file: str = "SHA256SUMS") -> 
     """Check a corpus copy against a ``sha256sum``-style list (``<hex>  <name>`` lines).
 
     A listed name is looked up relative to `root`, then to ``root/wav`` (EmoDB's list names
-    bare files). Also flags .wav files in ``root/wav`` that the list does not name.
+    bare files). Also flags audio files in ``root/wav`` that the list does not name.
 
     Returns:
         The number of files verified.
@@ -188,7 +214,9 @@ def verify_checksums(root: str | os.PathLike, sums_file: str = "SHA256SUMS") -> 
             problems.append(f"mismatch: {name} (expected {expected[:12]}..., got {digest[:12]}...)")
     if (root / "wav").is_dir():
         problems += [
-            f"unlisted: wav/{p.name}" for p in _wavs(root / "wav") if p.resolve() not in listed
+            f"unlisted: wav/{p.name}"
+            for p in _audio_files(root / "wav")
+            if p.resolve() not in listed
         ]
     if problems:
         raise CorpusError(
@@ -205,37 +233,80 @@ CASIA_SPEAKERS: dict[str, str] = {
     "zhaoquanyin": "female",
     "ZhaoZuoxiang": "male",
 }
+CASIA_SPEAKER_ALIASES: dict[str, str] = {
+    # The commonly circulated copy (and the shared one) spells this folder "liuchanhg".
+    "liuchanhg": "liuchang",
+    # The "different texts" part of the corpus names its folders given name . family name.
+    "chang.liu": "liuchang",
+    "zhe.wang": "wangzhe",
+    "quanyin.zhao": "zhaoquanyin",
+    "zuoxiang.zhao": "ZhaoZuoxiang",
+}
+"""Known spellings of the CASIA speaker folders -> canonical id (a key of `CASIA_SPEAKERS`).
+Folder names are matched case-insensitively, against the canonical ids and these aliases."""
 CASIA_EMOTIONS: tuple[str, ...] = ("angry", "fear", "happy", "neutral", "sad", "surprise")
+
+
+def casia_speaker(folder_name: str) -> str | None:
+    """The canonical CASIA speaker id of a speaker folder name, None when it is none of them.
+
+    ``casia_speaker("liuchanhg") == casia_speaker("liuchang") == "liuchang"``;
+    ``casia_speaker("zhaozuoxiang") == "ZhaoZuoxiang"``.
+    """
+    known = {s.lower(): s for s in CASIA_SPEAKERS} | CASIA_SPEAKER_ALIASES
+    return known.get(folder_name.lower())
 
 
 def load_casia(root: str | os.PathLike) -> list[Utterance]:
     """CASIA Chinese emotional speech (public part): ``root/<speaker>/<emotion>/<id>.wav``.
 
-    Requires all 4 speakers (`CASIA_SPEAKERS`) and, under each, all 6 emotion folders
-    (`CASIA_EMOTIONS`), each with at least one .wav. The file stem is the text id (the same
-    sentences are read in every emotion).
+    Reads the copy as commonly circulated: 4 speakers x 6 emotions x 50 texts = 1200 files.
+    Requires one folder for each of the 4 speakers (`CASIA_SPEAKERS`; any spelling in
+    `CASIA_SPEAKER_ALIASES`, e.g. ``liuchanhg``, case-insensitive) and, under each, all 6
+    emotion folders (`CASIA_EMOTIONS`), each with at least one audio file. Files beside the
+    audio (``.lab``, ``.tag``, ``.peak``, the transcript ``.txt`` at the root) are ignored.
+    The file stem is the text id (the same sentences are read in every emotion).
+
+    Returns:
+        Utterances sorted by path; speaker is the canonical id (``liuchang`` for a folder
+        spelled ``liuchanhg``), whatever the folder's spelling.
     """
     root = Path(root)
     _require_dir(root, "CASIA's root")
-    found = {p.name for p in _subdirs(root)}
-    if found != set(CASIA_SPEAKERS):
+    folders: dict[str, list[Path]] = {}
+    unexpected = []
+    for folder in _subdirs(root):
+        speaker = casia_speaker(folder.name)
+        if speaker is None:
+            unexpected.append(folder.name)
+        else:
+            folders.setdefault(speaker, []).append(folder)
+    missing = sorted(set(CASIA_SPEAKERS) - set(folders))
+    if missing or unexpected:
         raise CorpusError(
-            f"{root}: expected CASIA speaker folders {sorted(CASIA_SPEAKERS)}, found "
-            f"{sorted(found)} (missing {sorted(set(CASIA_SPEAKERS) - found)}, "
-            f"unexpected {sorted(found - set(CASIA_SPEAKERS))})"
+            f"{root}: expected CASIA speaker folders {sorted(CASIA_SPEAKERS)} (or a known "
+            f"spelling: {sorted(CASIA_SPEAKER_ALIASES)}), found "
+            f"{sorted(p.name for p in _subdirs(root))} (missing {missing}, "
+            f"unexpected {sorted(unexpected)})"
         )
+    twice = {s: sorted(p.name for p in f) for s, f in folders.items() if len(f) > 1}
+    if twice:
+        raise CorpusError(f"{root}: expected one folder per CASIA speaker, found {twice}")
     utts = []
     for speaker, gender in CASIA_SPEAKERS.items():
-        emotions = {p.name for p in _subdirs(root / speaker)}
+        (folder,) = folders[speaker]
+        emotions = {p.name for p in _subdirs(folder)}
         if emotions != set(CASIA_EMOTIONS):
             raise CorpusError(
-                f"{root / speaker}: expected emotion folders {list(CASIA_EMOTIONS)}, "
+                f"{folder}: expected emotion folders {list(CASIA_EMOTIONS)}, "
                 f"found {sorted(emotions)}"
             )
         for emotion in CASIA_EMOTIONS:
-            files = _wavs(root / speaker / emotion)
+            files = _audio_files(folder / emotion)
             if not files:
-                raise CorpusError(f"{root / speaker / emotion}: expected .wav files, found none")
+                raise CorpusError(
+                    f"{folder / emotion}: expected audio files ({_AUDIO_WHAT}), found none"
+                )
             utts += [
                 Utterance(path=p, label=emotion, speaker=speaker, gender=gender, text=p.stem)
                 for p in files
@@ -274,6 +345,7 @@ def load_iemocap(
 ) -> list[Utterance]:
     """IEMOCAP: ``root/SessionN/sentences/wav/<dialog>/<utt>.wav`` labelled by
     ``root/SessionN/dialog/EmoEvaluation/*.txt`` (the majority-vote line of each turn).
+    A converted copy with ``<utt>.flac`` instead loads the same way (`AUDIO_SUFFIXES`).
 
     The standard 4-class setup (``classes="4"``: neutral, happy with excited merged in,
     angry, sad) gives 5531 utterances on the full release: neutral 1708, happy 1636
@@ -359,9 +431,9 @@ def load_iemocap(
                         f"{where}: expected an utterance name ending in _F<nnn> or _M<nnn>, "
                         f"found {utt!r}"
                     )
-                path = wav_root / dialog / f"{utt}.wav"
-                if not path.is_file():
-                    absent.append(path)
+                path = _audio_file(wav_root / dialog / utt)
+                if path is None:
+                    absent.append(wav_root / dialog / f"{utt}.wav")
                     continue
                 utts.append(
                     Utterance(
@@ -379,7 +451,10 @@ def load_iemocap(
                     )
                 )
     if absent:
-        msg = f"{root}: {len(absent)} labelled utterance(s) have no wav file, e.g. {absent[0]}"
+        msg = (
+            f"{root}: {len(absent)} labelled utterance(s) have no audio file "
+            f"({_AUDIO_WHAT}), e.g. {absent[0]}"
+        )
         if missing == "raise":
             raise CorpusError(msg + " (pass missing='warn' to skip them)")
         warnings.warn(msg + "; skipped", stacklevel=2)
@@ -409,6 +484,9 @@ _RAVDESS_NAME = re.compile(
 def load_ravdess(root: str | os.PathLike) -> list[Utterance]:
     """RAVDESS audio-only speech: ``root/Actor_XX/03-01-05-01-02-01-12.wav``.
 
+    The release is WAV; a copy converted to FLAC (``.flac``, as in the shared 16 kHz copy)
+    loads the same way (see `AUDIO_SUFFIXES`).
+
     Name fields: modality (must be 03 = audio-only), vocal channel (must be 01 = speech;
     song is a different task), emotion (`RAVDESS_EMOTIONS`), intensity (01 normal,
     02 strong), statement (01, 02), repetition, actor (odd = male, even = female; must match
@@ -424,9 +502,9 @@ def load_ravdess(root: str | os.PathLike) -> list[Utterance]:
         )
     utts = []
     for folder in actors:
-        files = _wavs(folder)
+        files = _audio_files(folder)
         if not files:
-            raise CorpusError(f"{folder}: expected .wav files, found none")
+            raise CorpusError(f"{folder}: expected audio files ({_AUDIO_WHAT}), found none")
         for path in files:
             m = _RAVDESS_NAME.fullmatch(path.stem)
             problem = None
@@ -466,7 +544,7 @@ SpeakerRule = str | re.Pattern | Callable[[Path], str] | None
 
 
 def load_folders(root: str | os.PathLike, speaker: SpeakerRule = None) -> list[Utterance]:
-    """A folder per label: ``root/<label>/*.wav``.
+    """A folder per label: ``root/<label>/*.wav`` (or ``.flac``, see `AUDIO_SUFFIXES`).
 
     Args:
         speaker: how to get the speaker from a file: a regex searched in the file stem (the
@@ -483,10 +561,11 @@ def load_folders(root: str | os.PathLike, speaker: SpeakerRule = None) -> list[U
     pattern = re.compile(speaker) if isinstance(speaker, str) else speaker
     utts = []
     for folder in labels:
-        files = _wavs(folder)
+        files = _audio_files(folder)
         if not files:
             raise CorpusError(
-                f"{folder}: expected .wav files for label {folder.name!r}, found none"
+                f"{folder}: expected audio files ({_AUDIO_WHAT}) for label {folder.name!r}, "
+                "found none"
             )
         for path in files:
             if pattern is None:

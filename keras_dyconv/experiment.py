@@ -54,7 +54,7 @@ class ProtocolSpec:
     name: str = "loso"
     k: int = 5
     split_file: str | None = None
-    val_speakers: int = 2
+    val_speakers: int | str = "auto"
     seed: int = 0
 
 
@@ -239,6 +239,7 @@ def run_experiment(
                     "speaker_independent": fold.speaker_independent,
                     "test_speakers": sorted({utts[i].speaker for i in fold.test}),
                     "val_speakers": sorted({utts[i].speaker for i in fold.val}),
+                    "val_rule": fold.val_rule,
                     "n_train": len(fold.train),
                     "n_val": len(fold.val),
                     "best_epoch": result.best_epoch,
@@ -444,6 +445,7 @@ def _train_all(
         "versions": _versions(),
         "model": str(path),
         "val_speakers": sorted({utts[i].speaker for i in val}),
+        "val_rule": folds[0].val_rule,
         "best_epoch": result.best_epoch,
         "timings": {"total_s": round(time.time() - t_start, 1)},
     }

@@ -2,7 +2,11 @@
 
 Speaker-independent protocols (`leave_one_speaker_out`, `speaker_group_kfold`) never let a
 test speaker's voice into training or validation; validation is carved out of the training
-part only, as held-out training speakers. `stratified_kfold` is speaker-DEPENDENT (the same
+part only, as held-out training speakers, never more of them than training keeps. How many:
+`val_speakers="auto"` (the default, `auto_val_speakers`: a fifth of the fold's training
+speakers, rounded, at least 1 and at most half: 1 of 3 on CASIA, 2 of 9 on EmoDB, 4 of 20 in
+RAVDESS's 6 folds) or an explicit number; each fold records the decision in
+`Fold.val_rule`. `stratified_kfold` is speaker-DEPENDENT (the same
 speakers in train and test, as many papers report) and its folds say so. Guards against the
 known traps of published SER code: `assert_no_leak` (call it on every fold before training)
 and `assert_test_partition` (every utterance tested exactly once).
@@ -11,25 +15,37 @@ and `assert_test_partition` (every utterance tested exactly once).
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from keras_dyconv.corpora import Utterance
 
 __all__ = [
+    "AUTO_VAL_FRACTION",
     "Fold",
     "LeakageError",
+    "ValSpeakers",
     "assert_no_leak",
     "assert_test_partition",
+    "auto_val_speakers",
     "fixed_split",
     "leave_one_speaker_out",
+    "parse_val_speakers",
     "speaker_group_kfold",
     "stratified_kfold",
+    "validation_rule",
 ]
+
+ValSpeakers = int | str
+"""How many training speakers a fold holds out for validation: a count, or "auto"."""
+AUTO_VAL_FRACTION = 0.2
+"""The share of a fold's training speakers that ``val_speakers="auto"`` validates on."""
 
 
 class LeakageError(ValueError):
@@ -46,6 +62,9 @@ class Fold:
         speaker_independent: no speaker is shared between test and train/val (nor between
             val and train); False for speaker-dependent protocols.
         group: the unit kept apart between test and training, "speaker" or "session".
+        val_rule: how validation was chosen, JSON-ready for results.json: for held-out
+            speakers `validation_rule`'s dict (rule "auto" or "fixed", the numbers of
+            training-speaker candidates, validation and training speakers, a description).
     """
 
     name: str
@@ -54,6 +73,70 @@ class Fold:
     test: np.ndarray
     speaker_independent: bool
     group: str = "speaker"
+    val_rule: dict[str, Any] = field(default_factory=dict)
+
+
+def auto_val_speakers(n_candidates: int) -> int:
+    """Validation speakers for a fold with `n_candidates` training speakers (before the
+    validation ones are taken out): ``round(AUTO_VAL_FRACTION * n)``, at least 1, at most
+    ``n // 2`` so that training always keeps at least as many speakers; 0 when n < 2.
+
+    4 speakers, LOSO: 3 candidates -> 1 (train on 2). 10 speakers, LOSO: 9 -> 2 (train on 7,
+    as with EmoDB's former fixed default of 2). 24 speakers in 6 folds: 20 -> 4 (2 female +
+    2 male when genders are known; train on 16); 24 speakers, LOSO: 23 -> 5.
+    """
+    if n_candidates < 2:
+        return 0
+    return max(1, min(math.floor(AUTO_VAL_FRACTION * n_candidates + 0.5), n_candidates // 2))
+
+
+def parse_val_speakers(value: ValSpeakers) -> ValSpeakers:
+    """`value` as a valid ``val_speakers`` option: "auto", or a count >= 0 (an int or its
+    decimal string, e.g. from a command line). Raises ValueError otherwise."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError(f"val_speakers must be 'auto' or a number >= 0, got {value!r}")
+
+
+def validation_rule(n_candidates: int, val_speakers: ValSpeakers = "auto") -> dict[str, Any]:
+    """How many of a fold's `n_candidates` training speakers go to validation, and why.
+
+    Returns:
+        ``{"rule": "auto" | "fixed", "candidates": n, "val_speakers": v,
+        "train_speakers": n - v, "description": str}`` (JSON-ready, for results.json).
+
+    Raises:
+        ValueError: a fixed count that would leave training fewer speakers than validation
+            (it names the "auto" choice instead).
+    """
+    value = parse_val_speakers(val_speakers)
+    auto = auto_val_speakers(n_candidates)
+    if value == "auto":
+        n = auto
+        description = (
+            f"auto: round({AUTO_VAL_FRACTION:g} x {n_candidates} training speakers), at least "
+            f"1, at most half -> {n} for validation, {n_candidates - n} for training"
+        )
+    else:
+        n = int(value)
+        if n > n_candidates - n:
+            raise ValueError(
+                f"{n} validation speaker(s) out of {n_candidates} training speakers would leave "
+                f"{max(n_candidates - n, 0)} to train on, fewer than validation takes; use at "
+                f"most {n_candidates // 2}, or val_speakers='auto' ({auto} here)"
+            )
+        description = f"fixed: {n} for validation, {n_candidates - n} for training"
+    return {
+        "rule": "auto" if value == "auto" else "fixed",
+        "candidates": n_candidates,
+        "val_speakers": n,
+        "train_speakers": n_candidates - n,
+        "description": description,
+    }
 
 
 def _index(mask_or_list) -> np.ndarray:
@@ -86,11 +169,6 @@ def _pick_val_speakers(
     """
     if n == 0:
         return []
-    if len(candidates) < n + 1:
-        raise ValueError(
-            f"need at least {n + 1} training speakers for {n} validation speaker(s) plus "
-            f"training, have {len(candidates)}: {list(candidates)}"
-        )
     anchor = test_speakers[0]
     ordered = [s for s in candidates if s > anchor] + [s for s in candidates if s < anchor]
     if genders[anchor] is None:
@@ -115,7 +193,7 @@ def _holdout_fold(
     utts: Sequence[Utterance],
     test_units: set[str],
     unit_of: np.ndarray,
-    val_speakers: int,
+    val_speakers: ValSpeakers,
     group: str,
 ) -> Fold:
     """Test = utterances whose unit is in `test_units`; val = held-out training speakers."""
@@ -124,7 +202,11 @@ def _holdout_fold(
     train_speakers = sorted(set(speakers[~is_test]))
     test_speakers = sorted(set(speakers[is_test]))
     genders = _speaker_genders(utts)
-    val = _pick_val_speakers(test_speakers, train_speakers, genders, val_speakers)
+    try:
+        rule = validation_rule(len(train_speakers), val_speakers)
+    except ValueError as err:
+        raise ValueError(f"fold {name}: {err}") from None
+    val = _pick_val_speakers(test_speakers, train_speakers, genders, rule["val_speakers"])
     is_val = ~is_test & np.isin(speakers, val)
     return Fold(
         name=name,
@@ -133,6 +215,7 @@ def _holdout_fold(
         test=_index(np.flatnonzero(is_test)),
         speaker_independent=True,
         group=group,
+        val_rule=rule,
     )
 
 
@@ -146,13 +229,20 @@ def _check_speakers(utts: Sequence[Utterance]) -> None:
         )
 
 
-def leave_one_speaker_out(utts: Sequence[Utterance], val_speakers: int = 2) -> Iterator[Fold]:
+def leave_one_speaker_out(
+    utts: Sequence[Utterance], val_speakers: ValSpeakers = "auto"
+) -> Iterator[Fold]:
     """Leave-one-speaker-out (LOSO): one fold per speaker (sorted), that speaker as test.
 
-    Validation = `val_speakers` other speakers taken out of training. With genders known
-    and the default 2: one female and one male, namely the test speaker's successor within
-    its gender (sorted, cyclic) and the other gender's speaker of the same rank; otherwise
-    the next speakers after the test speaker in sorted order. Speaker-independent.
+    Validation = `val_speakers` other speakers taken out of training ("auto":
+    `auto_val_speakers`, e.g. 1 with 4 speakers, 2 with 10; a number: exactly that many,
+    never more than training keeps). With genders known: alternately the test speaker's
+    successor within its gender (sorted, cyclic) and the other gender's speaker of the same
+    rank (with 2: one female and one male); otherwise the next speakers after the test
+    speaker in sorted order. Speaker-independent.
+
+    Raises:
+        ValueError: a fixed `val_speakers` larger than the training speakers it leaves.
     """
     _check_speakers(utts)
     speakers = np.array([u.speaker for u in utts])
@@ -161,13 +251,17 @@ def leave_one_speaker_out(utts: Sequence[Utterance], val_speakers: int = 2) -> I
 
 
 def speaker_group_kfold(
-    utts: Sequence[Utterance], k: int, group: str = "speaker", val_speakers: int = 2
+    utts: Sequence[Utterance], k: int, group: str = "speaker", val_speakers: ValSpeakers = "auto"
 ) -> Iterator[Fold]:
     """k folds of whole groups (speakers, or sessions as for IEMOCAP's leave-one-session-out).
 
-    Groups are dealt to folds largest first, each to the fold with the fewest utterances so
-    far (ties: lower fold index; groups of equal size in sorted order): deterministic and
-    balanced. Validation = held-out training speakers as in `leave_one_speaker_out` (with
+    Groups are dealt to folds largest first (groups of equal size in sorted order), each to
+    the fold with the fewest utterances so far (ties: lower fold index): deterministic and
+    balanced. With group="speaker" and every speaker's gender known, the folds are balanced
+    by gender first: a speaker goes to a fold with the fewest speakers of its gender so far,
+    and among those to the one with the fewest utterances, so the folds' counts of each
+    gender differ by at most one (RAVDESS, k=6: every fold 2 female + 2 male actors).
+    Validation = held-out training speakers as in `leave_one_speaker_out` (with
     group="session" they come from training sessions; the other speakers of their sessions
     stay in training, which only affects early stopping). Speaker-independent.
 
@@ -192,10 +286,14 @@ def speaker_group_kfold(
     units, sizes = np.unique(unit_of, return_counts=True)
     if not 2 <= k <= len(units):
         raise ValueError(f"k must be in [2, {len(units)}] (the number of {group}s), got {k}")
+    genders = _speaker_genders(utts) if group == "speaker" else {}
+    by_gender = bool(genders) and all(g is not None for g in genders.values())
     folds: list[list[str]] = [[] for _ in range(k)]
     load = np.zeros(k, dtype=np.int64)
     for i in sorted(range(len(units)), key=lambda i: (-sizes[i], units[i])):
-        j = int(np.argmin(load))
+        gender = genders.get(str(units[i])) if by_gender else None
+        same = [sum(genders[m] == gender for m in members) if by_gender else 0 for members in folds]
+        j = min(range(k), key=lambda j: (same[j], load[j], j))
         folds[j].append(str(units[i]))
         load[j] += sizes[i]
     for j, members in enumerate(folds):
@@ -250,6 +348,12 @@ def stratified_kfold(
             val=_index(val),
             test=_index(np.flatnonzero(part == j)),
             speaker_independent=False,
+            val_rule={
+                "rule": "stratified-fraction",
+                "val_fraction": val_fraction,
+                "description": f"a stratified {val_fraction:g} of the training utterances "
+                "(speaker-dependent)",
+            },
         )
 
 
@@ -305,6 +409,11 @@ def fixed_split(utts: Sequence[Utterance], split_file: str | os.PathLike) -> Ite
         val=_index(np.flatnonzero(part == "val")),
         test=_index(np.flatnonzero(part == "test")),
         speaker_independent=bool(independent),
+        val_rule={
+            "rule": "split-file",
+            "val_speakers": len(sets["val"]),
+            "description": f"the utterances {split_file.name} marks val",
+        },
     )
 
 

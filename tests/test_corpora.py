@@ -16,10 +16,14 @@ import soundfile as sf
 import keras_dyconv
 from keras_dyconv.corpora import (
     CASIA_EMOTIONS,
+    CASIA_SPEAKER_ALIASES,
     CASIA_SPEAKERS,
     CORPORA,
+    RAVDESS_EMOTIONS,
     CorpusError,
     Utterance,
+    casia_speaker,
+    is_audio_file,
     load_casia,
     load_corpus,
     load_emodb,
@@ -145,18 +149,29 @@ def test_real_emodb() -> None:
 # ----------------------------------------------------------------------------------- CASIA
 
 
+# The folder names of the copy as commonly circulated (and in /work/shared/datasets/casia).
+CASIA_FOLDERS = {"liuchanhg": "liuchang", "wangzhe": "wangzhe", "zhaoquanyin": "zhaoquanyin",
+                 "ZhaoZuoxiang": "ZhaoZuoxiang"}  # fmt: skip
+
+
 @pytest.fixture
 def casia(tmp_path: Path) -> Path:
-    for speaker in CASIA_SPEAKERS:
+    """CASIA as circulated: ``liuchanhg``, label files beside the audio, a GBK transcript."""
+    for folder in CASIA_FOLDERS:
         for emotion in CASIA_EMOTIONS:
             for stem in ("201", "202"):
-                _wav(tmp_path / speaker / emotion / f"{stem}.wav")
+                _wav(tmp_path / folder / emotion / f"{stem}.wav")
+                for suffix in (".lab", ".tag", ".peak"):
+                    (tmp_path / folder / emotion / f"{stem}{suffix}").write_bytes(b"0 1 x\n")
+    (tmp_path / "相同的文本201--250.txt").write_bytes("201 文本".encode("gbk"))
     return tmp_path
 
 
 def test_casia(casia: Path) -> None:
     utts = load_casia(casia)
     assert len(utts) == 4 * 6 * 2
+    assert {u.path.suffix for u in utts} == {".wav"}
+    assert {u.path.parts[-3] for u in utts if u.speaker == "liuchang"} == {"liuchanhg"}
     assert Counter(u.label for u in utts) == dict.fromkeys(CASIA_EMOTIONS, 8)
     assert Counter(u.speaker for u in utts) == dict.fromkeys(CASIA_SPEAKERS, 12)
     by_speaker = {u.speaker: u.gender for u in utts}
@@ -170,18 +185,61 @@ def test_casia(casia: Path) -> None:
     assert utts == sorted(utts, key=lambda u: str(u.path))
 
 
+@pytest.mark.parametrize(
+    "spelling",
+    ["liuchang", "liuchanhg", "LiuChang", "Chang.Liu"],
+)
+def test_casia_speaker_spellings(casia: Path, spelling: str) -> None:
+    (casia / "liuchanhg").rename(casia / spelling)
+    (casia / "ZhaoZuoxiang").rename(casia / "zhaozuoxiang")  # case does not matter
+    utts = load_casia(casia)
+    assert Counter(u.speaker for u in utts) == dict.fromkeys(CASIA_SPEAKERS, 12)
+    assert {u.path.parts[-3] for u in utts if u.speaker == "liuchang"} == {spelling}
+    assert casia_speaker("Zuoxiang.Zhao") == "ZhaoZuoxiang" and casia_speaker("liu") is None
+    assert set(CASIA_SPEAKER_ALIASES.values()) <= set(CASIA_SPEAKERS)
+
+
 def test_casia_layout_errors(casia: Path) -> None:
     (casia / "someone").mkdir()
     with pytest.raises(CorpusError, match=r"unexpected \['someone'\]"):
         load_casia(casia)
     (casia / "someone").rmdir()
+    (casia / "liuchang").mkdir()  # the same speaker under two spellings
+    with pytest.raises(CorpusError, match=r"one folder per CASIA speaker.*liuchanhg"):
+        load_casia(casia)
+    (casia / "liuchang").rmdir()
+    (casia / "liuchanhg").rename(casia / "liuchan")
+    with pytest.raises(CorpusError, match=r"missing \['liuchang'\], unexpected \['liuchan'\]"):
+        load_casia(casia)
+    (casia / "liuchan").rename(casia / "liuchanhg")
+    for f in (casia / "wangzhe" / "sad").iterdir():
+        if f.suffix == ".wav":
+            f.unlink()  # the .lab/.tag/.peak files left are not audio
+    with pytest.raises(CorpusError, match=r"wangzhe/sad: expected audio files \(\.wav/\.flac\)"):
+        load_casia(casia)
     for f in (casia / "wangzhe" / "sad").iterdir():
         f.unlink()
-    with pytest.raises(CorpusError, match=r"wangzhe/sad: expected \.wav files, found none"):
-        load_casia(casia)
     (casia / "wangzhe" / "sad").rmdir()
     with pytest.raises(CorpusError, match=r"wangzhe: expected emotion folders .* found"):
         load_casia(casia)
+
+
+CASIA = Path("/work/shared/datasets/casia")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CASIA.is_dir(), reason="CASIA not at /work/shared/datasets")
+def test_real_casia() -> None:
+    """The circulated copy, as is ("liuchanhg"), against its README: 4 speakers x 6
+    emotions x 50 texts (201-250) = 1200; 300 per speaker, 200 per emotion."""
+    utts = load_casia(CASIA)
+    assert len(utts) == 1200
+    assert Counter(u.speaker for u in utts) == dict.fromkeys(CASIA_SPEAKERS, 300)
+    assert Counter(u.label for u in utts) == dict.fromkeys(CASIA_EMOTIONS, 200)
+    assert Counter(u.gender for u in utts) == {"female": 600, "male": 600}
+    assert Counter(u.text for u in utts) == {str(t): 24 for t in range(201, 251)}
+    assert {u.path.suffix for u in utts} == {".wav"}
+    assert verify_checksums(CASIA) == 1200
 
 
 # --------------------------------------------------------------------------------- IEMOCAP
@@ -266,15 +324,21 @@ def test_iemocap_all_and_explicit_classes(iemocap: Path) -> None:
 def test_iemocap_missing_wav_raises_or_warns(iemocap: Path) -> None:
     wav = iemocap / "Session2/sentences/wav/Ses02M_impro02/Ses02M_impro02_F000.wav"
     wav.unlink()
-    with pytest.raises(CorpusError, match=r"1 labelled utterance\(s\) have no wav.*F000\.wav"):
+    with pytest.raises(CorpusError, match=r"1 labelled utterance\(s\) have no audio.*F000\.wav"):
         load_iemocap(iemocap, sessions=(1, 2))
-    with pytest.warns(UserWarning, match=r"1 labelled utterance\(s\) have no wav"):
+    with pytest.warns(UserWarning, match=r"1 labelled utterance\(s\) have no audio"):
         utts = load_iemocap(iemocap, sessions=(1, 2), missing="warn")
     assert len(utts) == 4
     # A missing wav of an excluded class (oth) is not needed in 4-class mode.
     (wav.parent / "Ses02M_impro02_M001.wav").unlink()
     _wav(wav)
     assert len(load_iemocap(iemocap, sessions=(1, 2))) == 5
+    # A FLAC copy of an utterance is found in place of its WAV.
+    samples, sr = sf.read(wav, dtype="int16")
+    wav.unlink()
+    sf.write(wav.with_suffix(".flac"), samples, sr, format="FLAC", subtype="PCM_16")
+    flac = [u.path for u in load_iemocap(iemocap, sessions=(1, 2)) if u.path.suffix == ".flac"]
+    assert flac == [wav.with_suffix(".flac")]
 
 
 def test_iemocap_layout_errors(iemocap: Path, tmp_path: Path) -> None:
@@ -338,6 +402,64 @@ def test_ravdess_layout_errors(ravdess: Path) -> None:
         load_ravdess(ravdess)
 
 
+RAVDESS = Path("/work/shared/datasets/ravdess")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not RAVDESS.is_dir(), reason="RAVDESS not at /work/shared/datasets")
+def test_real_ravdess() -> None:
+    """The shared 16 kHz FLAC copy against its README: 24 actors x 60 = 1440; 192 per
+    emotion, 96 neutral (no strong intensity); odd actors male; the audio reads at 16 kHz."""
+    from edge_runtime import FrontendConfig
+    from keras_dyconv.features import load_audio
+
+    utts = load_ravdess(RAVDESS)
+    assert len(utts) == 1440
+    assert {u.path.suffix for u in utts} == {".flac"}
+    assert Counter(u.speaker for u in utts) == {f"{a:02d}": 60 for a in range(1, 25)}
+    emotions = set(RAVDESS_EMOTIONS.values()) - {"neutral"}
+    assert Counter(u.label for u in utts) == {**dict.fromkeys(emotions, 192), "neutral": 96}
+    assert Counter(u.extra["intensity"] for u in utts if u.label == "neutral") == {"normal": 96}
+    genders = {u.speaker: u.gender for u in utts}
+    assert Counter(genders.values()) == {"female": 12, "male": 12}
+    assert all(g == ("male" if int(s) % 2 else "female") for s, g in genders.items())
+    assert Counter(u.text for u in utts) == {"01": 720, "02": 720}
+    samples, sr = sf.read(utts[0].path)
+    assert sr == 16000 and samples.ndim == 1
+    assert load_audio(utts[0].path, FrontendConfig()).shape == samples.shape
+    assert verify_checksums(RAVDESS) == 1440
+
+
+def test_audio_files_are_wav_and_flac() -> None:
+    assert [is_audio_file(n) for n in ("a.wav", "b.FLAC", "c.flac", "d.lab", "e.peak", "f")] == [
+        True, True, True, False, False, False,
+    ]  # fmt: skip
+
+
+def test_ravdess_flac_through_training_path(tmp_path: Path) -> None:
+    """A FLAC copy (as the shared 16 kHz RAVDESS) loads, and reads to the same samples and
+    features as the WAV it was made from: FLAC is lossless."""
+    from edge_runtime import FrontendConfig
+    from keras_dyconv.features import extract_corpus, load_audio
+
+    name = "03-01-05-01-02-01-01"
+    wav = _wav(tmp_path / "wav" / f"{name}.wav", seconds=0.4, freq=310.0)
+    samples, sr = sf.read(wav, dtype="int16")
+    flac = tmp_path / "flac" / "Actor_01" / f"{name}.flac"
+    flac.parent.mkdir(parents=True)
+    sf.write(flac, samples, sr, format="FLAC", subtype="PCM_16")
+    (utt,) = load_ravdess(tmp_path / "flac")
+    assert (utt.path, utt.label, utt.speaker) == (flac, "angry", "01")
+    config = FrontendConfig()
+    np.testing.assert_array_equal(load_audio(utt.path, config), load_audio(wav, config))
+    from_flac, from_wav = extract_corpus([utt.path, wav], config, progress=False)
+    assert from_flac.shape[0] > 0
+    np.testing.assert_array_equal(from_flac, from_wav)
+    # The folder-per-label layout takes FLAC too.
+    (tmp_path / "flac" / "Actor_01").rename(tmp_path / "flac" / "angry")
+    assert [u.path.suffix for u in load_folders(tmp_path / "flac")] == [".flac"]
+
+
 # ------------------------------------------------------------------------ folder per label
 
 
@@ -370,7 +492,7 @@ def test_folders_speaker_rules(folders: Path) -> None:
 
 def test_folders_layout_errors(folders: Path, tmp_path: Path) -> None:
     (folders / "sad").mkdir()
-    with pytest.raises(CorpusError, match=r"sad: expected \.wav files for label 'sad'"):
+    with pytest.raises(CorpusError, match=r"sad: expected audio files .* for label 'sad'"):
         load_folders(folders)
     (tmp_path / "empty").mkdir()
     with pytest.raises(CorpusError, match="one folder per label"):
@@ -425,14 +547,14 @@ def test_registry(tmp_path: Path) -> None:
 
 
 def test_data_modules_are_backend_free() -> None:
-    """corpora, synthetic, protocols and metrics import no keras, backend or scipy. The
+    """corpora, synthetic, protocols, metrics and labels import no keras, backend or scipy. The
     package's own __init__ (which imports keras for the layers) is bypassed with a stub."""
     script = (
         "import sys, types\n"
         f"pkg = types.ModuleType('keras_dyconv'); pkg.__path__ = {list(keras_dyconv.__path__)!r}\n"
         "sys.modules['keras_dyconv'] = pkg\n"
         "import keras_dyconv.corpora, keras_dyconv.synthetic, keras_dyconv.protocols\n"
-        "import keras_dyconv.metrics\n"
+        "import keras_dyconv.metrics, keras_dyconv.labels\n"
         "heavy = {'keras', 'tensorflow', 'jax', 'torch', 'scipy', 'librosa', 'sklearn'}\n"
         "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
     )

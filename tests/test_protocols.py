@@ -15,10 +15,13 @@ from keras_dyconv.protocols import (
     LeakageError,
     assert_no_leak,
     assert_test_partition,
+    auto_val_speakers,
     fixed_split,
     leave_one_speaker_out,
+    parse_val_speakers,
     speaker_group_kfold,
     stratified_kfold,
+    validation_rule,
 )
 
 LABELS = ("angry", "happy", "sad")
@@ -50,7 +53,7 @@ def _speakers(utts, idx) -> set[str]:
 
 def test_loso_folds() -> None:
     utts = _corpus(SPEAKERS)
-    folds = list(leave_one_speaker_out(utts))
+    folds = list(leave_one_speaker_out(utts, val_speakers=2))
     assert [f.name for f in folds] == [f"loso-{s}" for s in sorted(SPEAKERS)]
     assert_test_partition(folds, len(utts))
     for fold in folds:
@@ -73,7 +76,7 @@ def test_loso_folds() -> None:
         "loso-m3": ["f3", "m1"],
     }
     assert Counter(s for v in val.values() for s in v) == dict.fromkeys(SPEAKERS, 2)
-    again = list(leave_one_speaker_out(utts))
+    again = list(leave_one_speaker_out(utts, val_speakers=2))
     assert all(np.array_equal(a.val, b.val) for a, b in zip(folds, again, strict=True))
 
 
@@ -84,9 +87,18 @@ def test_loso_validation_options() -> None:
     one = next(leave_one_speaker_out(utts, val_speakers=1))  # test f1: the next speaker, f2
     assert _speakers(utts, one.val) == {"f2"}
     anonymous = _corpus(dict.fromkeys(SPEAKERS))  # genders unknown: the next two speakers
-    assert _speakers(anonymous, next(leave_one_speaker_out(anonymous)).val) == {"f2", "f3"}
-    with pytest.raises(ValueError, match="need at least 6 training speakers"):
-        next(leave_one_speaker_out(utts, val_speakers=5))
+    two = next(leave_one_speaker_out(anonymous, val_speakers="2"))
+    assert _speakers(anonymous, two.val) == {"f2", "f3"}
+    assert two.val_rule["rule"] == "fixed" and two.val_rule["train_speakers"] == 3
+    auto = next(leave_one_speaker_out(utts))  # 5 training candidates: 1 validates
+    assert _speakers(utts, auto.val) == {"f2"} and auto.val_rule["rule"] == "auto"
+    # Validation never takes more speakers than training keeps.
+    for n, left in ((3, 2), (5, 0)):
+        with pytest.raises(ValueError, match=rf"loso-f1: {n} validation .* leave {left} to"):
+            next(leave_one_speaker_out(utts, val_speakers=n))
+    for bad in ("two", -1, True, 1.5):
+        with pytest.raises(ValueError, match="val_speakers must be 'auto' or a number"):
+            next(leave_one_speaker_out(utts, val_speakers=bad))
     unknown = _corpus({"unknown": None})
     with pytest.raises(ValueError, match="speaker 'unknown'"):
         next(leave_one_speaker_out(unknown))
@@ -104,6 +116,7 @@ def test_speaker_group_kfold() -> None:
     assert sorted(len(f.test) for f in folds) == [24, 24, 36]  # 7 speakers in 3 folds
     for fold in folds:
         assert_no_leak(fold, utts)
+        assert Counter(utts[i].gender for i in fold.test)["male"] == 12  # 3 males, 3 folds
         assert not _speakers(utts, fold.test) & _speakers(utts, fold.train)
     with pytest.raises(ValueError, match=r"k must be in \[2, 7\]"):
         list(speaker_group_kfold(utts, k=8))
@@ -140,6 +153,7 @@ def test_stratified_kfold_is_speaker_dependent() -> None:
     labels = np.array([u.label for u in utts])
     for fold in folds:
         assert not fold.speaker_independent
+        assert fold.val_rule["rule"] == "stratified-fraction"
         assert Counter(labels[fold.test]) == dict.fromkeys(LABELS, 6)  # stratified
         assert Counter(labels[fold.val]) == dict.fromkeys(LABELS, 2)  # 10% of 24 per class
         assert not set(fold.val) & (set(fold.test) | set(fold.train))
@@ -204,6 +218,7 @@ def test_fixed_split(tmp_path: Path) -> None:
     (tmp_path / "split.csv").write_text("path,split\n" + "\n".join(rows) + "\n")
     (fold,) = fixed_split(utts, tmp_path / "split.csv")
     assert fold.name == "fixed-split" and fold.speaker_independent
+    assert fold.val_rule["rule"] == "split-file" and fold.val_rule["val_speakers"] == 1
     assert _speakers(utts, fold.train) == {"a"} and _speakers(utts, fold.test) == {"c"}
     assert _speakers(utts, fold.val) == {"b"}
     assert_no_leak(fold, utts)
@@ -221,3 +236,158 @@ def test_fixed_split(tmp_path: Path) -> None:
         (tmp_path / "bad.csv").write_text("path,split\n" + content + "\n")
         with pytest.raises(ValueError, match=expected):
             next(fixed_split(utts, tmp_path / "bad.csv"))
+
+
+# ------------------------------------------------- validation speakers from 4 to 24 speakers
+
+
+def _speakers_of(n: int, genders: bool = True) -> dict[str, str | None]:
+    """n speakers "01".."nn", odd male and even female (as RAVDESS), or genders unknown."""
+    return {
+        f"{i:02d}": ("male" if i % 2 else "female") if genders else None for i in range(1, n + 1)
+    }
+
+
+def test_auto_val_speakers_rule() -> None:
+    got = {n: auto_val_speakers(n) for n in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 19, 20, 23)}
+    assert got == {0: 0, 1: 0, 2: 1, 3: 1, 4: 1, 5: 1, 6: 1, 7: 1, 8: 2, 9: 2, 12: 2, 13: 3,
+                   19: 4, 20: 4, 23: 5}  # fmt: skip
+    for n in range(200):
+        v = auto_val_speakers(n)
+        assert v <= n - v and (v >= 1 or n < 2)
+    rule = validation_rule(9)
+    assert rule["rule"] == "auto" and (rule["val_speakers"], rule["train_speakers"]) == (2, 7)
+    assert "round(0.2 x 9 training speakers)" in rule["description"]
+    assert validation_rule(9, 3)["description"] == "fixed: 3 for validation, 6 for training"
+    assert parse_val_speakers(" Auto ") == "auto" and parse_val_speakers("0") == 0
+
+
+@pytest.mark.parametrize(
+    ("n_speakers", "protocol", "k", "n_val", "n_train"),
+    [
+        (4, "loso", None, 1, 2),  # CASIA: 3 candidates, 1 validates, 2 train (not 2 and 1)
+        (4, "group", 2, 1, 1),
+        (10, "loso", None, 2, 7),  # EmoDB, IEMOCAP (speaker = session + gender)
+        (10, "group", 5, 2, 6),
+        (24, "loso", None, 5, 18),
+        (24, "group", 6, 4, 16),  # RAVDESS's 6 folds of 4 actors
+    ],
+)
+def test_auto_validation_from_4_to_24_speakers(n_speakers, protocol, k, n_val, n_train) -> None:
+    utts = _corpus(_speakers_of(n_speakers), per_label=2)
+    if protocol == "loso":
+        folds = list(leave_one_speaker_out(utts))
+    else:
+        folds = list(speaker_group_kfold(utts, k))
+    assert_test_partition(folds, len(utts))
+    for fold in folds:
+        assert_no_leak(fold, utts)
+        val, train = _speakers(utts, fold.val), _speakers(utts, fold.train)
+        assert (len(val), len(train)) == (n_val, n_train)
+        assert len(val) <= len(train)
+        assert fold.val_rule == {
+            "rule": "auto",
+            "candidates": n_val + n_train,
+            "val_speakers": n_val,
+            "train_speakers": n_train,
+            "description": fold.val_rule["description"],
+        }
+        if n_val % 2 == 0:  # genders known: validation is balanced too
+            assert Counter(utts[i].gender for i in fold.val) == {
+                "female": 6 * n_val // 2,
+                "male": 6 * n_val // 2,
+            }
+    # An explicit count still works, and is refused when training would keep fewer.
+    if n_speakers == 4:
+        with pytest.raises(ValueError, match=r"2 validation .* 3 training speakers .* leave 1"):
+            next(leave_one_speaker_out(utts, val_speakers=2))
+        assert len(_speakers(utts, next(leave_one_speaker_out(utts, val_speakers=0)).train)) == 3
+
+
+def test_group_kfold_balances_gender() -> None:
+    """24 actors of 60 utterances in 6 folds: 2 female + 2 male actors per fold, every time
+    (filling folds in sorted order would put actors 01/07/13/19, all male, together)."""
+    utts = [
+        Utterance(Path(f"/r/Actor_{s}/{j}.wav"), LABELS[j % 3], s, g)
+        for s, g in _speakers_of(24).items()
+        for j in range(60)
+    ]
+    folds = list(speaker_group_kfold(utts, k=6))
+    members = [sorted(_speakers(utts, f.test)) for f in folds]
+    assert members == [
+        ["01", "08", "13", "20"],
+        ["02", "07", "14", "19"],
+        ["03", "10", "15", "22"],
+        ["04", "09", "16", "21"],
+        ["05", "12", "17", "24"],
+        ["06", "11", "18", "23"],
+    ]
+    again = [sorted(_speakers(utts, f.test)) for f in speaker_group_kfold(utts, k=6)]
+    assert again == members
+    # Unequal sizes (EmoDB's 35..71 per speaker): gender counts still differ by at most 1
+    # per fold, and the sizes stay balanced.
+    sizes = {"03": 49, "08": 58, "09": 43, "10": 38, "11": 55, "12": 35, "13": 61, "14": 69,
+             "15": 56, "16": 71}  # fmt: skip
+    gender = {s: "male" if s in ("03", "10", "11", "12", "15") else "female" for s in sizes}
+    emodb = [
+        Utterance(Path(f"/e/{s}_{j}.wav"), LABELS[j % 3], s, gender[s])
+        for s, n in sizes.items()
+        for j in range(n)
+    ]
+    for k in (2, 3, 5):
+        folds = list(speaker_group_kfold(emodb, k=k))
+        assert_test_partition(folds, len(emodb))
+        for g in ("female", "male"):
+            counts = [sum(gender[s] == g for s in _speakers(emodb, f.test)) for f in folds]
+            assert max(counts) - min(counts) <= 1, (k, g, counts)
+        load = [len(f.test) for f in folds]
+        assert max(load) - min(load) <= 71, (k, load)
+    # Genders unknown: folds are balanced by size alone, as before.
+    anonymous = [dataclasses.replace(u, gender=None) for u in utts]
+    plain = [sorted(_speakers(anonymous, f.test)) for f in speaker_group_kfold(anonymous, k=6)]
+    assert plain[0] == ["01", "07", "13", "19"]
+
+
+RAVDESS = Path("/work/shared/datasets/ravdess")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not RAVDESS.is_dir(), reason="RAVDESS not at /work/shared/datasets")
+def test_real_ravdess_six_folds() -> None:
+    from keras_dyconv.corpora import load_ravdess
+
+    utts = load_ravdess(RAVDESS)
+    folds = list(speaker_group_kfold(utts, k=6))
+    assert_test_partition(folds, len(utts))
+    for fold in folds:
+        assert_no_leak(fold, utts)
+        assert len(fold.test) == 240
+        for part, n in ((fold.test, 4), (fold.val, 4), (fold.train, 16)):
+            genders = {utts[i].speaker: utts[i].gender for i in part}
+            assert Counter(genders.values()) == {"female": n // 2, "male": n // 2}
+        assert fold.val_rule["rule"] == "auto" and fold.val_rule["val_speakers"] == 4
+
+
+def test_cli_val_speakers_defaults_to_auto(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from keras_dyconv.cli import train
+
+    (option,) = [p for p in train.params if p.name == "val_speakers"]
+    assert option.default == "auto"
+    args = ["--corpus", "manifest", "--data", str(tmp_path), "--out", str(tmp_path / "out")]
+    bad = CliRunner().invoke(train, [*args, "--val-speakers", "two"])
+    assert bad.exit_code == 2 and "Invalid value for '--val-speakers'" in bad.output
+    assert "val_speakers must be 'auto' or a number >= 0, got 'two'" in bad.output
+
+
+def test_experiment_folds_default_to_auto() -> None:
+    """`dyser-train`'s folds (ProtocolSpec's default) use the auto rule and say so."""
+    from keras_dyconv.experiment import ProtocolSpec, make_folds
+
+    utts = _corpus(_speakers_of(4))
+    folds = make_folds(utts, ProtocolSpec("loso"))
+    assert [len(_speakers(utts, f.val)) for f in folds] == [1, 1, 1, 1]
+    assert all(f.val_rule["rule"] == "auto" and f.val_rule["train_speakers"] == 2 for f in folds)
+    with pytest.raises(ValueError, match="would leave 1 to train on"):
+        make_folds(utts, ProtocolSpec("loso", val_speakers=2))
