@@ -12,12 +12,12 @@
 3. Synthetic voiced speech (`keras_dyconv.synthetic`, glottal source through formants):
    the generated dev set the thresholds were tuned on, with the non-speech above.
 
-One process, BLAS pinned to one thread. Raw results go to docs/results/speech_gate.json;
-the section of docs/benchmarks.md is rendered from that JSON (`--render-only` redoes just
+One process, BLAS pinned to one thread. Raw results go to
+docs/results/bench/speech_gate.json; bench/render_speech_gate.py renders the section of
+docs/benchmarks.md from that file (`python bench/_report.py render speech_gate` redoes just
 that step).
 
     python bench/bench_speech_gate.py [--datasets /work/shared/datasets] [--limit N]
-    python bench/bench_speech_gate.py --render-only
 """
 
 from __future__ import annotations
@@ -28,22 +28,18 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
-from datetime import date  # noqa: E402
+from dataclasses import asdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _report import markdown_table, verdict, write_section  # noqa: E402
+from _report import add_output_options, environment, output_targets, publish  # noqa: E402
 
-from edge_runtime.speech import SpeechGateConfig, detect_speech  # noqa: E402
+from edge_runtime.speech import SpeechGateConfig, SpeechTracker, detect_speech  # noqa: E402
 from edge_runtime.wav import read_wav  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "docs" / "results" / "speech_gate.json"
 DEFAULT_DATASETS = Path("/work/shared/datasets")
 CORPORA = {  # name -> (glob under the corpus folder, expected count)
     "emodb": ("wav/*.wav", 535),
@@ -243,13 +239,13 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-def measure_corpora(files: dict[str, list[Path]], config: SpeechGateConfig) -> dict:
+def measure_corpora(files: dict[str, list[Path]], config: SpeechGateConfig, root: Path) -> dict:
     """Per corpus: utterances, rejections (file, reason), voiced seconds and timing."""
     out = {}
     for name, paths in files.items():
         rejected, voiced, pitch, modulation, fraction = [], [], [], [], []
         audio_s, gate_s = 0.0, 0.0
-        quiet, quietest = 0, 0.0
+        quiet, quietest = 0, float("inf")
         for i, path in enumerate(paths):
             samples, rate = read_audio(path)
             peak_db = 20 * np.log10(max(float(np.abs(samples).max()), 1e-10))
@@ -260,15 +256,13 @@ def measure_corpora(files: dict[str, list[Path]], config: SpeechGateConfig) -> d
             gate_s += time.perf_counter() - t0
             audio_s += len(samples) / rate
             if not decision.has_speech:
-                rejected.append(
-                    {"file": str(path.relative_to(path.parents[2])), **decision.to_dict()}
-                )
+                rejected.append({"file": str(path.relative_to(root)), **decision.to_dict()})
             voiced.append(decision.speech_seconds)
             pitch.append(decision.pitch_range_st)
             modulation.append(decision.modulation)
             fraction.append(decision.voiced_fraction)
             if (i + 1) % 200 == 0:
-                print(f"  {name}: {i + 1}/{len(paths)}, {len(rejected)} rejected", flush=True)
+                print(f"  {name}: {i + 1}/{len(paths)}, {len(rejected)} rejected", file=sys.stderr)
         out[name] = {
             "utterances": len(paths),
             "expected": CORPORA[name][1],
@@ -283,7 +277,7 @@ def measure_corpora(files: dict[str, list[Path]], config: SpeechGateConfig) -> d
             "audio_s": round(audio_s, 1),
             "gate_s": round(gate_s, 2),
         }
-        print(f"{name}: {len(rejected)} of {len(paths)} rejected", flush=True)
+        print(f"{name}: {len(rejected)} of {len(paths)} rejected", file=sys.stderr)
     return out
 
 
@@ -315,155 +309,61 @@ def measure_synthetic(count: int, config: SpeechGateConfig) -> dict:
     return {"utterances": count, "rejected": len(rejected), "rejections": rejected}
 
 
-def run(args: argparse.Namespace) -> dict:
-    config = SpeechGateConfig()
-    files = corpus_files(args.datasets, args.limit)
-    t0 = time.time()
-    results = {
-        "date": date.today().isoformat(),
-        "machine": f"{platform.machine()} ({os.cpu_count()} cores), "
-        f"Python {platform.python_version()}, 1 process",
-        "config": config.to_dict(),
-        "limit": args.limit,
-        "seeds": args.seeds,
-        "corpora": measure_corpora(files, config),
-        "nonspeech": measure_nonspeech(args.seeds, config),
-        "synthetic_speech": measure_synthetic(args.synthetic, config),
+def measure_cost(config: SpeechGateConfig, window_s: float = 3.0, hop_s: float = 0.5) -> dict:
+    """CPU time of the gate on synthetic speech at 16 kHz: a whole `window_s` clip
+    (`detect_speech`, what `predict` adds) and one streaming hop (`SpeechTracker`: push
+    `hop_s` of audio, decide on the last `window_s`), medians."""
+    stream = np.concatenate([x for _, x, _ in synthetic_speech(12, seed=2)])
+    window, hop = int(window_s * RATE), int(hop_s * RATE)
+    clip_times = []
+    for start in range(0, len(stream) - window, window):
+        t0 = time.perf_counter()
+        detect_speech(stream[start : start + window], RATE, config)
+        clip_times.append(time.perf_counter() - t0)
+    tracker, hop_times = SpeechTracker(RATE, window_s, config), []
+    for start in range(0, len(stream) - hop, hop):
+        t0 = time.perf_counter()
+        tracker.push(stream[start : start + hop])
+        tracker.decision()
+        hop_times.append(time.perf_counter() - t0)
+    return {
+        "window_s": window_s,
+        "hop_s": hop_s,
+        "clip_ms": 1000 * float(np.median(clip_times)),
+        "hop_ms": 1000 * float(np.median(hop_times[int(window_s / hop_s) :])),
+        "stream_s": len(stream) / RATE,
     }
-    results["wall_s"] = round(time.time() - t0, 1)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"wrote {RESULTS}")
-    return results
 
 
-def render(results: dict) -> str:
-    """The docs/benchmarks.md section, from the JSON of `run`."""
-    corpora = results["corpora"]
-    rows = []
-    for name, c in corpora.items():
-        rows.append(
-            [
-                name,
-                f"{c['utterances']}" + ("" if c["utterances"] == c["expected"] else " (partial)"),
-                c["rejected"],
-                f"{100 * c['rejected'] / c['utterances']:.2f} %",
-                c["voiced_s"]["min"],
-                c["voiced_s"]["median"],
-                c["pitch_range_st"]["min"],
-                c["modulation"]["min"],
-                c["voiced_fraction"]["min"],
-                f"{1000 * c['gate_s'] / c['audio_s']:.1f}",
-            ]
-        )
-    total = sum(c["utterances"] for c in corpora.values())
-    rejected = sum(c["rejected"] for c in corpora.values())
-    complete = all(c["utterances"] == c["expected"] for c in corpora.values()) and len(
-        corpora
-    ) == len(CORPORA)
-    table = markdown_table(
-        [
-            "corpus",
-            "utterances",
-            "gated out",
-            "false rejection",
-            "voiced s, min",
-            "voiced s, median",
-            "pitch range st, min",
-            "2-8 Hz modulation, min",
-            "voiced fraction, min",
-            "gate ms per s of audio",
-        ],
-        rows,
-    )
-    reasons = [
-        f"- `{r['file']}`: {r['reason']} ({r['seconds']} s voiced)"
-        for c in corpora.values()
-        for r in c["rejections"]
-    ]
-    quiet = sum(c["quiet_files_peak_below_-37dBFS"] for c in corpora.values())
-    quietest = min(c.get("quietest_peak_dbfs", 0.0) for c in corpora.values())
-    ns_rows = []
-    for cls, entry in results["nonspeech"].items():
-        ns_rows.append(
-            [
-                cls,
-                "; ".join(entry["kinds"]),
-                entry["signals"],
-                f"{entry['gated']} ({100 * entry['gated'] / entry['signals']:.0f} %)",
-                entry["max_voiced_s"],
-            ]
-        )
-    ns_total = sum(e["signals"] for e in results["nonspeech"].values())
-    ns_gated = sum(e["gated"] for e in results["nonspeech"].values())
-    hard = [cls for cls, e in results["nonspeech"].items() if e["gated"] < e["signals"]]
-    synth = results["synthetic_speech"]
-    cfg = results["config"]
-    body = f"""
-`edge_runtime.speech.detect_speech` with the default `SpeechGateConfig`. Voiced frames:
-RMS above {cfg["floor_db"]:g} dBFS and {cfg["noise_margin_db"]:g} dB above the clip's
-{cfg["noise_percentile"]:g}th-percentile frame energy, whitened autocorrelation of at least
-{cfg["min_periodicity"]} at a pitch of {cfg["f0_min_hz"]:g}-{cfg["f0_max_hz"]:g} Hz, at
-least {cfg["min_harmonics"]} harmonics. Speech: at least {cfg["min_speech_s"]} s voiced and
-a voiced fraction of {cfg["min_voiced_fraction"]}, a pitch range of
-{cfg["min_pitch_range_st"]} semitones, a 2-8 Hz modulation of {cfg["min_modulation"]}.
-Every utterance at its own rate, no trimming. {results["machine"]}, {results["date"]}; raw
-numbers in `docs/results/speech_gate.json` (`python bench/bench_speech_gate.py`).
-
-**Real speech, false rejections: {rejected} of {total}**
-(target 0: {verdict(rejected == 0 and complete)}).
-The {quiet} files whose peak is below -37 dBFS (the quietest at {quietest} dBFS) pass as
-well: there is no level threshold near speech. The voiced-seconds,
-pitch-range, modulation and voiced-fraction columns are the clip statistics the gate
-thresholds, at their minimum over the corpus: the margin left to the thresholds above.
-
-{table}
-
-{chr(10).join(reasons) if reasons else "No utterance was gated out."}
-
-**Generated non-speech, detected as "no speech": {ns_gated} of {ns_total}**
-({results["seeds"]} seeds per signal; 3 s at 16 kHz unless said otherwise). The last
-column is the most voiced speech the gate found in a clip of the class (it needs
-{cfg["min_speech_s"]} s).
-
-{markdown_table(["class", "signals", "clips", "gated (no speech)", "voiced s, max"], ns_rows)}
-
-{"Hard: " + ", ".join(hard) + ". " if hard else ""}A melody of harmonic notes with a
-plucked envelope has what the gate looks for (a moving pitch with harmonics, loudness moving at a
-syllable rate), so music gets through; so would singing, which is voice. The gate rejects
-steady signals (tones, hum, buzz, sweeps, steady noise) because nothing rises above the
-clip's own floor, and noise of any colour because whitened noise has no pitch.
-
-How the thresholds were set, honestly: on the generated signals above and on synthetic
-voiced speech from `keras_dyconv.synthetic` ({synth["rejected"]} of {synth["utterances"]}
-synthetic utterances gated out, all "boredom", whose generated pitch is flatter than
-{cfg["min_pitch_range_st"]} semitones), with a random sample of 75 corpus files (25 per
-corpus) as a check. The full corpora are not a held-out test: the first full run (pitch up
-to 400 Hz, 40 ms frames) gated out 2 utterances, a CASIA "happy" one whose pitch is above
-400 Hz and a very quiet, creaky RAVDESS "sad" one; the pitch ceiling, the frame length, the
-periodicity measure and the voiced minimum (0.25 to 0.2 s) were changed after it. The
-margins in the first table are what is left.
-"""
-    return body.replace("\n\n\n", "\n\n")
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=DEFAULT_DATASETS)
     parser.add_argument("--limit", type=int, default=None, help="first N files per corpus")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per non-speech signal")
     parser.add_argument("--synthetic", type=int, default=100, help="synthetic utterances")
-    parser.add_argument(
-        "--render-only", action="store_true", help="render docs/benchmarks.md from the JSON"
-    )
-    args = parser.parse_args()
-    if not args.render_only:
-        results = run(args)
-    else:
-        results = json.loads(RESULTS.read_text())
-    write_section("speech-gate", "Speech gate: real speech kept, non-speech gated", render(results))
-    print("rendered the speech-gate section of docs/benchmarks.md")
+    add_output_options(parser, "speech_gate")
+    args = parser.parse_args(argv)
+    config = SpeechGateConfig()
+    env = environment(("numpy", "soundfile"))
+    t0 = time.time()
+    data = {
+        "environment": env,
+        "settings": {
+            "datasets": str(args.datasets),
+            "limit": args.limit,
+            "seeds": args.seeds,
+            "synthetic": args.synthetic,
+            "processes": 1,
+            "config": asdict(config),
+        },
+        "corpora": measure_corpora(corpus_files(args.datasets, args.limit), config, args.datasets),
+        "nonspeech": measure_nonspeech(args.seeds, config),
+        "synthetic_speech": measure_synthetic(args.synthetic, config),
+        "cost": measure_cost(config),
+    }
+    data["wall_s"] = round(time.time() - t0, 1)
+    print(publish("speech_gate", data, **output_targets(args)))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -25,7 +25,13 @@ import numpy as np
 from edge_runtime.artifact import Artifact, load_artifact
 from edge_runtime.engines import open_engine
 from edge_runtime.features import Frontend, StreamStatistics, normalize
-from edge_runtime.speech import NO_SPEECH, SpeechDecision, SpeechGateConfig, detect_speech
+from edge_runtime.speech import (
+    NO_SPEECH,
+    SpeechDecision,
+    SpeechGateConfig,
+    SpeechTracker,
+    detect_speech,
+)
 from edge_runtime.wav import read_wav
 from edge_runtime.windows import aggregate, split_windows, tile_to_length, window_starts
 
@@ -163,7 +169,8 @@ class StreamRecognizer:
     heard) the last window is classified and the smoothed probabilities give a decision.
     Memory is one window of samples, whatever the stream's length. With the recognizer's
     speech gate on, a window without speech gives a `NO_SPEECH` decision (no emotion), is
-    left out of the running statistics, and restarts the smoothing.
+    left out of the running statistics, and restarts the smoothing; the gate analyses each
+    pushed sample once (`SpeechTracker`).
 
     Args:
         recognizer: the model to run.
@@ -195,6 +202,12 @@ class StreamRecognizer:
         self._total = 0
         self._unseen = 0  # samples not yet in the running feature statistics
         self._smoothed: np.ndarray | None = None
+        gate = recognizer.speech_gate
+        self._gate = (
+            None
+            if gate is None
+            else SpeechTracker(self.sample_rate, self.window / self.sample_rate, gate)
+        )
 
     def push(self, samples: np.ndarray) -> list[Decision]:
         """Add samples (float32 in [-1, 1]); return the decisions they complete."""
@@ -204,6 +217,8 @@ class StreamRecognizer:
             take = min(len(samples), self.hop - self._since_decision)
             chunk, samples = samples[:take], samples[take:]
             self._append(chunk)
+            if self._gate is not None:
+                self._gate.push(chunk)
             self._since_decision += take
             self._total += take
             self._unseen += take
@@ -225,10 +240,7 @@ class StreamRecognizer:
     def _decide(self) -> Decision:
         r = self.recognizer
         time_s = round(self._total / self.sample_rate, 3)
-        if (
-            r.speech_gate is not None
-            and not detect_speech(self._ring, self.sample_rate, r.speech_gate).has_speech
-        ):
+        if self._gate is not None and not self._gate.decision().has_speech:
             self._smoothed, self._unseen = None, 0
             return Decision(time_s=time_s, label=NO_SPEECH, probabilities={})
         feats = r.frontend.unnormalized(self._ring, self.sample_rate)

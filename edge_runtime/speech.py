@@ -46,6 +46,7 @@ __all__ = [
     "FrameAnalysis",
     "SpeechDecision",
     "SpeechGateConfig",
+    "SpeechTracker",
     "analyze_frames",
     "detect_speech",
     "speech_frames",
@@ -325,18 +326,41 @@ def analyze_frames(
             f"speech gate needs a sample rate of {config.min_sample_rate} Hz or more, "
             f"got {sample_rate}"
         )
+    x, rate = _decimate(_finite(samples), sample_rate)
+    length, hop = _frame_samples(rate, config)
+    return _voicing(*_measure(_frames(x, length, hop), rate, config), config)
+
+
+def _finite(samples: np.ndarray) -> np.ndarray:
+    """float32 (n,) view or copy of `samples`, non-finite values as 0."""
     x = np.asarray(samples, dtype=np.float32).reshape(-1)
-    if not np.isfinite(x).all():
-        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-    x, rate = _decimate(x, sample_rate)
-    length = max(2, round(config.frame_s * rate))
-    hop = max(1, round(config.hop_s * rate))
-    frames = _frames(x, length, hop)
+    return x if np.isfinite(x).all() else np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _frame_samples(rate: int, config: SpeechGateConfig) -> tuple[int, int]:
+    """Frame length and hop in samples at `rate` Hz."""
+    return max(2, round(config.frame_s * rate)), max(1, round(config.hop_s * rate))
+
+
+def _measure(
+    frames: np.ndarray, rate: int, config: SpeechGateConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """rms_db, periodicity, f0_hz, harmonics of (n, length) frames, in blocks of frames."""
     parts = [
         _analyze_block(frames[i : i + _BLOCK_FRAMES], rate, config)
         for i in range(0, len(frames), _BLOCK_FRAMES)
     ]
-    rms_db, periodicity, f0, harmonics = (np.concatenate(p) for p in zip(*parts, strict=True))
+    return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
+
+
+def _voicing(
+    rms_db: np.ndarray,
+    periodicity: np.ndarray,
+    f0: np.ndarray,
+    harmonics: np.ndarray,
+    config: SpeechGateConfig,
+) -> FrameAnalysis:
+    """Loud and voiced frames from the per-frame measures of one clip (or stream window)."""
     finite = rms_db[np.isfinite(rms_db)]
     noise = np.percentile(finite, config.noise_percentile) if len(finite) else -np.inf
     loud = (rms_db >= config.floor_db) & (rms_db >= noise + config.noise_margin_db)
@@ -410,8 +434,15 @@ def detect_speech(
         (tones, hum, buzz) or a flat loudness are "no speech", with the reason.
     """
     config = config or SpeechGateConfig()
-    n = int(np.asarray(samples).size)
-    duration = n / sample_rate if sample_rate > 0 else 0.0
+    duration = int(np.asarray(samples).size) / sample_rate if sample_rate > 0 else 0.0
+    early = _refuse_early(duration, sample_rate, config)
+    return early or _decide(analyze_frames(samples, sample_rate, config), config)
+
+
+def _refuse_early(
+    duration: float, sample_rate: int, config: SpeechGateConfig
+) -> SpeechDecision | None:
+    """ "No speech" for a rate or a duration too low to analyse, else None."""
     if sample_rate < config.min_sample_rate:
         return SpeechDecision(
             False, 0.0, f"sample rate {sample_rate} Hz is below {config.min_sample_rate} Hz"
@@ -420,7 +451,11 @@ def detect_speech(
         return SpeechDecision(
             False, 0.0, f"clip of {duration:.3f} s is shorter than {config.min_speech_s} s"
         )
-    a = analyze_frames(samples, sample_rate, config)
+    return None
+
+
+def _decide(a: FrameAnalysis, config: SpeechGateConfig) -> SpeechDecision:
+    """The clip-level rules (module docstring, step 4) on a clip's frame analysis."""
     seconds = round(float(a.voiced.sum() * a.hop_s), 3)
     pitch = pitch_range_st(a.f0_hz[a.voiced])
     modulation = syllable_modulation(a.rms_db, a.hop_s)
@@ -444,3 +479,59 @@ def detect_speech(
     else:
         reason = ""
     return SpeechDecision(not reason, seconds, reason, pitch, modulation, fraction)
+
+
+class SpeechTracker:
+    """The gate on a live stream: each sample is analysed once, decisions on the last window.
+
+    `push` analyses the frames that new samples complete and keeps the measures of the
+    frames of the last `window_s` seconds; `decision()` applies the clip rules to them, as
+    `detect_speech` would to that window (frames are aligned to the stream's start, and the
+    stream is analysed at its own rate, not decimated). Memory: a few floats per frame of
+    the window plus one frame of samples.
+
+    Args:
+        sample_rate: Hz of the pushed samples.
+        window_s: seconds of stream a decision covers.
+        config: thresholds (default `SpeechGateConfig()`).
+    """
+
+    def __init__(
+        self, sample_rate: int, window_s: float, config: SpeechGateConfig | None = None
+    ) -> None:
+        self.config = config or SpeechGateConfig()
+        self.sample_rate = int(sample_rate)
+        self.window_s = float(window_s)
+        self._length, self._hop = _frame_samples(max(1, self.sample_rate), self.config)
+        window = round(self.window_s * self.sample_rate)
+        self._capacity = max(1, 1 + (window - self._length) // self._hop)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream heard so far."""
+        self._pending = np.zeros(0, np.float32)  # samples from the next frame's start on
+        self._measures = [np.zeros(0, np.float64) for _ in range(3)] + [np.zeros(0, np.int64)]
+        self._heard = 0
+
+    def push(self, samples: np.ndarray) -> None:
+        """Analyse the frames that `samples` (float, mono, in [-1, 1]) complete."""
+        x = _finite(samples)
+        self._heard += len(x)
+        if self.sample_rate < self.config.min_sample_rate:
+            return
+        buf = np.concatenate([self._pending, x])
+        n = 0 if len(buf) < self._length else 1 + (len(buf) - self._length) // self._hop
+        if n:
+            frames = _frames(buf[: (n - 1) * self._hop + self._length], self._length, self._hop)
+            new = _measure(frames[-self._capacity :], self.sample_rate, self.config)
+            self._measures = [
+                np.concatenate([old, part])[-self._capacity :]
+                for old, part in zip(self._measures, new, strict=True)
+            ]
+        self._pending = buf[n * self._hop :]
+
+    def decision(self) -> SpeechDecision:
+        """The gate's answer for the last `window_s` seconds heard."""
+        duration = min(self._heard / max(1, self.sample_rate), self.window_s)
+        early = _refuse_early(duration, self.sample_rate, self.config)
+        return early or _decide(_voicing(*self._measures, self.config), self.config)

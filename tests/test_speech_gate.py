@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_runtime import speech
 from edge_runtime.engines import EngineError
 from edge_runtime.recognizer import DEFAULT_MODEL, EmotionRecognizer, StreamRecognizer
 from edge_runtime.speech import (
     NO_SPEECH,
     SpeechGateConfig,
+    SpeechTracker,
     analyze_frames,
     detect_speech,
     speech_frames,
@@ -143,6 +145,36 @@ def test_long_clip_memory_is_blocked():
         tracemalloc.stop()
         # A copy or two of the clip plus per-block temporaries, not frames x frame length.
         assert peak < 2 * clip.nbytes + 16_000_000, (rate, peak)
+
+
+def test_tracker_follows_a_stream_analysing_each_frame_once(monkeypatch):
+    rate, window = 16000, 3.0
+    stream = np.concatenate([np.zeros(2 * rate, np.float32), speech_like(seconds=3.0)])
+    measured = []
+    original = speech._measure
+    monkeypatch.setattr(
+        speech, "_measure", lambda f, r, c: measured.append(len(f)) or original(f, r, c)
+    )
+    whole = SpeechTracker(rate, window)
+    whole.push(stream[: 2 * rate])
+    assert not whole.decision().has_speech and "silent" in whole.decision().reason
+    whole.push(stream[2 * rate :])
+    chunked = SpeechTracker(rate, window)
+    rng = np.random.default_rng(0)
+    cuts = np.sort(rng.integers(0, len(stream), 200))
+    for piece in np.split(stream, cuts):  # odd sizes, some empty
+        chunked.push(piece)
+    assert chunked.decision() == whole.decision() and whole.decision().has_speech
+    offline = detect_speech(stream[-int(window * rate) :], rate)
+    assert abs(whole.decision().speech_seconds - offline.speech_seconds) < 0.1
+    frames = 1 + (len(stream) - 960) // 160
+    assert sum(measured) <= 2 * frames + 300  # each frame once (the big push: a window)
+    assert len(whole._measures[0]) == 1 + (int(window * rate) - 960) // 160
+    whole.reset()
+    assert "shorter than" in whole.decision().reason
+    low = SpeechTracker(1000, window)
+    low.push(np.ones(5000))
+    assert "sample rate 1000 Hz" in low.decision().reason
 
 
 @pytest.fixture(scope="module")
