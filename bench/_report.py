@@ -26,12 +26,13 @@ import os
 import platform
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
+
+from edge_runtime.files import atomic_write
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -121,15 +122,7 @@ def _jsonable(value: object) -> object:
 def save_json(path: Path, data: dict) -> Path:
     """Write `data` as JSON, atomically (a temporary file renamed over `path`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, default=_jsonable)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write(path, json.dumps(data, indent=1, default=_jsonable) + "\n")
     return path
 
 
@@ -161,9 +154,10 @@ def read_section(name: str, markdown: Path = BENCHMARKS_MD) -> str | None:
     return found.group(0) if found else None
 
 
-def write_section(name: str, title: str, body: str, markdown: Path = BENCHMARKS_MD) -> None:
-    """Replace (or append) section `name` of `markdown` with `title` and `body`; the text
-    outside the section's markers stays as it is."""
+def write_section(name: str, title: str, body: str, markdown: Path | None = None) -> None:
+    """Replace (or append) section `name` of `markdown` (default: `BENCHMARKS_MD`, looked up
+    at call time) with `title` and `body`; the text outside the section's markers stays."""
+    markdown = BENCHMARKS_MD if markdown is None else markdown
     start, end = _markers(name)
     block = section_block(name, title, body)
     text = markdown.read_text() if markdown.exists() else "# Benchmarks\n"

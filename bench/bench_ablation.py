@@ -204,7 +204,7 @@ def run_variant(
     name: str, seeds: list[int], workers: int, backend: str, resume: bool = False
 ) -> Path:
     """Train and score `name` for the `seeds` not yet in its results file; merge them in."""
-    from keras_dyconv.experiment import merge_results
+    from keras_dyconv.results import merge_results
 
     path = ABLATION / f"{name}.json"
     existing = json.loads(path.read_text()) if path.exists() else None
@@ -215,21 +215,22 @@ def run_variant(
     frontend = overrides.pop("frontend", {})
     window = overrides.pop("window", {})
     overrides["model"] = {**ABLATION_MODEL, **overrides.get("model", {})}
-    args = argparse.Namespace(
-        protocol="loso",
-        folds=10,
-        recipe="default",
-        seeds=todo,
-        workers=workers,
-        backend=backend,
-        name=f"ablation-{name}-seeds{'-'.join(map(str, todo))}",
-        results_dir=ABLATION,
-        overrides=json.dumps({**overrides, "name": name}),
-        frontend=json.dumps(frontend),
-        window=json.dumps(window),
-        resume=resume,
+    part = bench_training.run(
+        bench_training.BenchRun(
+            protocol="loso",
+            folds=10,
+            recipe="default",
+            seeds=todo,
+            workers=workers,
+            backend=backend,
+            name=f"ablation-{name}-seeds{'-'.join(map(str, todo))}",
+            results_dir=ABLATION,
+            overrides={**overrides, "name": name},
+            frontend=frontend,
+            window=window,
+            resume=resume,
+        )
     )
-    part = bench_training.run(args)
     new = json.loads(part.read_text())
     merged = new if existing is None else merge_results([existing, new])
     if existing is not None:
@@ -315,62 +316,63 @@ def seconds_per_epoch(run: dict) -> float:
     )
 
 
+def table_row(name: str, r: dict, runs: dict[str, dict]) -> list[str]:
+    """The ablation table's row of variant `name` (results `r`; `runs`: every variant's,
+    for the paired comparison)."""
+    adaptive = r["recipe"].get("normalization") == "stream"
+    # A "stream" model's non-adaptive score: every test utterance a fresh stream.
+    key = "pooled_independent" if adaptive else "pooled"
+    non_adaptive = (
+        (
+            with_ci(r[key]["wa"], r[f"{key}_ci95"]["wa"]),
+            with_ci(r[key]["ua"], r[f"{key}_ci95"]["ua"]),
+        )
+        if key in r
+        else ("—", "—")
+    )
+    pooled = (
+        with_ci(r["pooled"]["wa"], r["pooled_ci95"]["wa"]),
+        with_ci(r["pooled"]["ua"], r["pooled_ci95"]["ua"]),
+    )
+    online = pooled if adaptive else ("—", "—")
+    seeds_ua = f"{pct(r['seed_mean']['ua'])} ± {pct(r['seed_std']['ua'])}"
+    ens = r.get("ensemble")
+    ensemble = f"{pct(ens['pooled']['wa'])} / {pct(ens['pooled']['ua'])}" if ens else "—"
+    deltas = ["—", "—"]
+    base = runs.get(PAIRED_WITH.get(name, BASELINE))
+    if base is not None and name != BASELINE:
+        keys = ["metrics_independent" if adaptive else "metrics"]
+        keys += ["metrics"] if adaptive else []
+        for i, key in enumerate(keys):
+            if all(key in f for f in r["folds"]):
+                d_ua = paired_delta(r, base, "ua", key)
+                d_wa = paired_delta(r, base, "wa", key)
+                deltas[i] = (
+                    f"{100 * d_ua[0]:+.1f} [{100 * d_ua[1]:+.1f}, {100 * d_ua[2]:+.1f}] / "
+                    f"{100 * d_wa[0]:+.1f}"
+                ) + (f" (vs {PAIRED_WITH[name]})" if name in PAIRED_WITH else "")
+    ref = r.get("pooled_speaker_norm")
+    return [
+        name,
+        str(len(r["seeds"])),
+        *non_adaptive,
+        *online,
+        f"{pct(ref['wa'])} / {pct(ref['ua'])}" if ref else "—",
+        seeds_ua,
+        ensemble,
+        *deltas,
+        f"{r['timings'].get('wall_s', r['timings']['total_s']) / 60:.0f}",
+        f"{seconds_per_epoch(r):.1f}",
+    ]
+
+
 def render_table() -> None:
     runs = {p.stem: json.loads(p.read_text()) for p in sorted(ABLATION.glob("*.json"))}
     if not runs:
         print("no ablation results yet")
         return
-    rows = []
     order = [n for n in VARIANTS if n in runs] + [n for n in runs if n not in VARIANTS]
-    for name in order:
-        r = runs[name]
-        adaptive = r["recipe"].get("normalization") == "stream"
-        # A "stream" model's non-adaptive score: every test utterance a fresh stream.
-        key = "pooled_independent" if adaptive else "pooled"
-        non_adaptive = (
-            (
-                with_ci(r[key]["wa"], r[f"{key}_ci95"]["wa"]),
-                with_ci(r[key]["ua"], r[f"{key}_ci95"]["ua"]),
-            )
-            if key in r
-            else ("—", "—")
-        )
-        pooled = (
-            with_ci(r["pooled"]["wa"], r["pooled_ci95"]["wa"]),
-            with_ci(r["pooled"]["ua"], r["pooled_ci95"]["ua"]),
-        )
-        online = pooled if adaptive else ("—", "—")
-        seeds_ua = f"{pct(r['seed_mean']['ua'])} ± {pct(r['seed_std']['ua'])}"
-        ens = r.get("ensemble")
-        ensemble = f"{pct(ens['pooled']['wa'])} / {pct(ens['pooled']['ua'])}" if ens else "—"
-        deltas = ["—", "—"]
-        base = runs.get(PAIRED_WITH.get(name, BASELINE))
-        if base is not None and name != BASELINE:
-            keys = ["metrics_independent" if adaptive else "metrics"]
-            keys += ["metrics"] if adaptive else []
-            for i, key in enumerate(keys):
-                if all(key in f for f in r["folds"]):
-                    d_ua = paired_delta(r, base, "ua", key)
-                    d_wa = paired_delta(r, base, "wa", key)
-                    deltas[i] = (
-                        f"{100 * d_ua[0]:+.1f} [{100 * d_ua[1]:+.1f}, {100 * d_ua[2]:+.1f}] / "
-                        f"{100 * d_wa[0]:+.1f}"
-                    ) + (f" (vs {PAIRED_WITH[name]})" if name in PAIRED_WITH else "")
-        ref = r.get("pooled_speaker_norm")
-        rows.append(
-            [
-                name,
-                str(len(r["seeds"])),
-                *non_adaptive,
-                *online,
-                f"{pct(ref['wa'])} / {pct(ref['ua'])}" if ref else "—",
-                seeds_ua,
-                ensemble,
-                *deltas,
-                f"{r['timings'].get('wall_s', r['timings']['total_s']) / 60:.0f}",
-                f"{seconds_per_epoch(r):.1f}",
-            ]
-        )
+    rows = [table_row(name, runs[name], runs) for name in order]
     header = [
         "variant",
         "seeds",

@@ -73,15 +73,9 @@ HOP_S, CHUNK_S = 0.5, 0.1
 #: Untimed predicts before the timed ones, in each x86 measuring process.
 WARMUP = 3
 
-ALL_EXPORTS = [
-    *(("tflite", mode) for mode in ("none", "float16", "dynamic", "int8")),
-    *(("onnx", mode) for mode in ("none", "float16", "dynamic", "int8")),
-    ("numpy", "none"),
-]
 QUICK_EXPORTS = [("tflite", "none"), ("tflite", "int8"), ("onnx", "int8"), ("numpy", "none")]
 #: Models streamed and run under emulation: the two int8 interpreters and the numpy engine.
 KEY_EXPORTS = [("tflite", "int8"), ("onnx", "int8"), ("numpy", "none")]
-SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "numpy": ".npz"}
 
 
 # ----------------------------------------------------------------- measuring processes
@@ -378,11 +372,12 @@ def calibration_folder(workdir: Path, every: int, audio: Path) -> Path:
 
 def export_all(model: Path, exports: list, workdir: Path, calibration: Path) -> dict:
     """{(fmt, mode): dict(path, size_kb, agreement, export_s) or dict(error)}."""
+    from edge_runtime.formats import model_format
     from export.pipeline import ExportError, export_model
 
     results = {}
     for fmt, mode in exports:
-        out = workdir / f"model.{mode}{SUFFIX[fmt]}"
+        out = workdir / f"model.{mode}{model_format(fmt).suffix}"
         t0 = time.perf_counter()
         try:
             r = export_model(
@@ -441,7 +436,10 @@ def main(argv: list[str] | None = None) -> None:
     if not args.audio.is_dir():
         sys.exit(f"{args.audio} not found: the benchmark needs EmoDB (or --audio)")
     quick = args.quick
-    exports = QUICK_EXPORTS if quick else ALL_EXPORTS
+    from edge_runtime.formats import REGISTRY
+
+    every = [(f.name, mode) for f in REGISTRY.values() for mode in f.quantizations]
+    exports = QUICK_EXPORTS if quick else every
     runs = args.runs or (10 if quick else 40)
     n_rounds = 1 if quick else 3
     emu_runs = 2 if quick else 10

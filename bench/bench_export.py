@@ -42,6 +42,7 @@ from render_export import SPLIT_PARTS
 from edge_runtime.config import FrontendConfig, with_dataset_stats
 from edge_runtime.engines import open_engine
 from edge_runtime.features import normalize
+from edge_runtime.formats import QUANTIZATIONS
 from edge_runtime.metadata import ModelMetadata
 from edge_runtime.windows import WindowPolicy, aggregate, random_window, split_windows
 from export.parity import keras_probabilities, median_latency_ms
@@ -330,9 +331,7 @@ def interleaved_latency(predictors: dict, window: np.ndarray) -> dict:
     return {key: float(np.median(values)) for key, values in times.items()}
 
 
-EXPORTS = [
-    (fmt, mode) for fmt in ("tflite", "onnx") for mode in ("none", "float16", "dynamic", "int8")
-]
+EXPORTS = [(fmt, mode) for fmt in ("tflite", "onnx") for mode in QUANTIZATIONS]
 LATENCY_ROUNDS, LATENCY_RUNS = 15, 20
 if __name__ == "__main__":
     main()

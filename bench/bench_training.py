@@ -25,7 +25,9 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 # This checkout's packages, not whichever copy is pip-installed (runs from a git worktree
@@ -60,7 +62,7 @@ def worker(args: argparse.Namespace) -> None:
     from edge_runtime.windows import WindowPolicy
     from keras_dyconv.corpora import load_emodb
     from keras_dyconv.experiment import ProtocolSpec, run_experiment
-    from keras_dyconv.training import get_recipe
+    from keras_dyconv.recipes import get_recipe
 
     recipe = get_recipe(args.recipe).with_overrides(**json.loads(args.overrides))
     run_experiment(
@@ -79,17 +81,50 @@ def worker(args: argparse.Namespace) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> Path:
+@dataclass(frozen=True)
+class BenchRun:
+    """What one `run` trains and where it goes: the options of `build_parser` (the recipe,
+    frontend and window changes as dicts, not JSON text)."""
+
+    protocol: str = "loso"
+    folds: int = 10
+    recipe: str = "default"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    workers: int = 2
+    backend: str = "tensorflow"
+    #: Result name (default emodb-<protocol>-<recipe>).
+    name: str | None = None
+    #: Where the results JSON goes (default docs/results).
+    results_dir: Path | None = None
+    #: `Recipe` fields changed from the recipe's.
+    overrides: dict[str, Any] = field(default_factory=dict)
+    #: `FrontendConfig` fields changed from its defaults.
+    frontend: dict[str, Any] = field(default_factory=dict)
+    #: `WindowPolicy` fields changed from its defaults.
+    window: dict[str, Any] = field(default_factory=dict)
+    #: Checkpoint every epoch; resume an interrupted run.
+    resume: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> BenchRun:
+        """The run the command line asks for."""
+        values = {f.name: getattr(args, f.name) for f in fields(cls)}
+        for name in ("overrides", "frontend", "window"):
+            values[name] = json.loads(values[name])
+        return cls(**values)
+
+
+def run(args: BenchRun) -> Path:
     from edge_runtime.config import FrontendConfig
     from keras_dyconv.corpora import load_emodb
-    from keras_dyconv.experiment import merge_results
     from keras_dyconv.features import extract_corpus
+    from keras_dyconv.results import merge_results
 
     utts = load_emodb(EMODB)
     # Fill the feature cache once, in parallel, before the workers start.
     extract_corpus(
         [u.path for u in utts],
-        FrontendConfig(**json.loads(args.frontend)),
+        FrontendConfig(**args.frontend),
         cache_dir=ROOT / "runs" / "cache",
         n_jobs=args.workers,
     )
@@ -105,7 +140,10 @@ def run(args: argparse.Namespace) -> Path:
     # Checkpoints are keyed by the options too, so a changed command never reads back folds
     # of another configuration.
     options = [args.protocol, args.folds, args.recipe, args.seeds, args.backend]
-    options += [args.overrides, args.frontend, args.window]
+    overrides, frontend, window = (
+        json.dumps(d) for d in (args.overrides, args.frontend, args.window)
+    )
+    options += [overrides, frontend, window]
     key = hashlib.sha256(json.dumps(options).encode()).hexdigest()[:10]
     commands, t0 = [], time.time()
     for i in range(args.workers):
@@ -127,11 +165,11 @@ def run(args: argparse.Namespace) -> Path:
             "--out",
             str(run_dir / f"part{i}"),
             "--overrides",
-            args.overrides,
+            overrides,
             "--frontend",
-            args.frontend,
+            frontend,
             "--window",
-            args.window,
+            window,
             "--seeds",
             *map(str, args.seeds),
         ]
@@ -280,7 +318,7 @@ def plot_folds() -> str | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line (also what `bench_ablation` must fill in to call `run`)."""
+    """The command line (`BenchRun.from_args` turns it into a `run`)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", default="loso", choices=["loso", "stratified"])
     parser.add_argument("--folds", type=int, default=10, help="k for stratified")
@@ -341,7 +379,7 @@ def main() -> None:
     if not args.table_only:
         if not EMODB.exists():
             raise SystemExit(f"EmoDB not found at {EMODB}")
-        print(f"results -> {run(args)}")
+        print(f"results -> {run(BenchRun.from_args(args))}")
     render_table()
 
 

@@ -21,12 +21,12 @@ import numpy as np
 
 from edge_runtime.artifact import ArtifactError, load_artifact
 from edge_runtime.engines import ENGINES, EngineError, open_engine
+from edge_runtime.formats import MODEL_SUFFIXES
 from edge_runtime.recognizer import DEFAULT_MODEL, EmotionRecognizer, StreamRecognizer
 from edge_runtime.speech import NO_SPEECH, SpeechGateConfig
 from edge_runtime.wav import WavError
 
 EXIT_OK, EXIT_FILE, EXIT_USAGE, EXIT_NO_SPEECH = 0, 1, 2, 3
-MODEL_SUFFIXES = (".tflite", ".onnx", ".npz")
 
 
 def _recognizer(

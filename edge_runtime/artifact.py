@@ -27,27 +27,23 @@ the manifest, and labels or input shape that do not match the model's tensors.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.files import atomic_write, file_sha256
+from edge_runtime.formats import FORMATS, QUANTIZATIONS
 from edge_runtime.metadata import MetadataError, ModelMetadata
 
 __all__ = [
     "ARTIFACT_VERSION",
-    "FILE_MODE",
-    "FORMATS",
-    "QUANTIZATIONS",
     "Artifact",
     "ArtifactError",
     "ArtifactInfo",
     "TensorSpec",
-    "file_sha256",
     "load_artifact",
     "manifest_path",
     "write_manifest",
@@ -55,19 +51,7 @@ __all__ = [
 
 #: Version of the "artifact" section this runtime reads and writes.
 ARTIFACT_VERSION = 1
-FORMATS = ("tflite", "onnx", "numpy")
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 _DTYPES = ("float32", "int8", "uint8")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-#: Permissions of written artifacts: what open() would give (temporary files are 0600).
-FILE_MODE = 0o666 & ~_umask()
 
 
 class ArtifactError(ValueError):
@@ -227,15 +211,6 @@ def manifest_path(model_path: str | os.PathLike) -> Path:
     return model_path.with_name(model_path.name + ".json")
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_manifest(
     model_path: str | os.PathLike,
     metadata: ModelMetadata,
@@ -268,16 +243,7 @@ def write_manifest(
     info = ArtifactInfo.from_dict(info.to_dict(), str(target))  # the reader's checks
     _check_consistent(metadata, info, str(target))
     text = json.dumps({**metadata.to_dict(), "artifact": info.to_dict()}, indent=2)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+    return atomic_write(target, text + "\n")
 
 
 def load_artifact(path: str | os.PathLike, verify_hash: bool = True) -> Artifact:

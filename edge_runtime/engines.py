@@ -13,17 +13,25 @@ LSTM keeps its state in variable tensors that would otherwise carry over between
 
 The interpreters are imported lazily, inside the engine that needs them, so that
 `import edge_runtime` stays numpy + stdlib. LiteRT prefers `ai_edge_litert.interpreter`
-and falls back to `tflite_runtime.interpreter`.
+and falls back to `tflite_runtime.interpreter`. LiteRT's C++ code announces its XNNPACK
+delegate on stderr ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.") when the
+interpreter allocates its tensors; the engine drops that (`quiet_native_stderr`) unless
+opened with `quiet=False`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import sys
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import numpy as np
 
 from edge_runtime.artifact import Artifact, ArtifactError, TensorSpec, load_artifact
+from edge_runtime.formats import ENGINES, model_format
 
 __all__ = [
     "ENGINES",
@@ -35,10 +43,9 @@ __all__ = [
     "dequantize",
     "open_engine",
     "quantize",
+    "quiet_native_stderr",
 ]
 
-ENGINES = ("auto", "litert", "onnxruntime", "numpy")
-_DEFAULT_ENGINE = {"tflite": "litert", "onnx": "onnxruntime", "numpy": "numpy"}
 _NUMPY_DTYPES = (np.float32, np.int8, np.uint8, "float32", "int8", "uint8")
 
 
@@ -106,6 +113,50 @@ def _check_tensor(spec: TensorSpec, shape: Any, dtype: Any, quant: Any, source: 
             )
 
 
+@contextlib.contextmanager
+def quiet_native_stderr(enabled: bool = True, keep_python: bool = True) -> Iterator[None]:
+    """Drop what native code (TensorFlow, LiteRT) writes to file descriptor 2 in the block.
+
+    Their C++ logs bypass Python and go straight to fd 2. With `keep_python`, Python's own
+    `sys.stderr` keeps writing where it did: when it is fd 2 itself, it is replaced for the
+    block by a stream on a duplicate of the original descriptor (left open afterwards, as a
+    logging handler created in the block may hold it). `enabled=False` changes nothing.
+    """
+    if not enabled:
+        yield
+        return
+    python_stderr = sys.stderr
+    try:
+        python_stderr.flush()
+        on_fd2 = keep_python and python_stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        on_fd2 = False  # a capture buffer (pytest, click's CliRunner): leave it alone
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 at all
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    if on_fd2:
+        sys.stderr = open(
+            os.dup(saved),
+            "w",
+            buffering=1,
+            encoding=python_stderr.encoding,
+            errors=python_stderr.errors,
+        )
+    try:
+        yield
+    finally:
+        if on_fd2:
+            sys.stderr.flush()
+            sys.stderr = python_stderr
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _litert_interpreter_class() -> tuple[Any, str]:
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -127,7 +178,7 @@ def _litert_interpreter_class() -> tuple[Any, str]:
 class LiteRTEngine:
     """Runs a .tflite artifact with the LiteRT interpreter (one window per invoke)."""
 
-    def __init__(self, artifact: Artifact, threads: int = 1) -> None:
+    def __init__(self, artifact: Artifact, threads: int = 1, quiet: bool = True) -> None:
         interpreter_class, package = _litert_interpreter_class()
         self.artifact = artifact
         self.name = f"litert ({package})"
@@ -135,7 +186,8 @@ class LiteRTEngine:
             self._interpreter = interpreter_class(
                 model_path=os.fspath(artifact.model_path), num_threads=threads
             )
-            self._interpreter.allocate_tensors()
+            with quiet_native_stderr(quiet, keep_python=False):  # XNNPACK's INFO line
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as err:
             raise EngineError(f"{artifact.model_path}: LiteRT cannot load it ({err})") from None
         (inp,) = self._interpreter.get_input_details()
@@ -165,7 +217,7 @@ class LiteRTEngine:
 class OnnxRuntimeEngine:
     """Runs a .onnx artifact with onnxruntime on the CPU (one window per run)."""
 
-    def __init__(self, artifact: Artifact, threads: int = 1) -> None:
+    def __init__(self, artifact: Artifact, threads: int = 1, quiet: bool = True) -> None:
         try:
             import onnxruntime
         except ImportError:
@@ -217,7 +269,7 @@ class NumpyEngine:
     For boards with no interpreter wheel. All windows go through the graph as one batch.
     """
 
-    def __init__(self, artifact: Artifact, threads: int = 1) -> None:
+    def __init__(self, artifact: Artifact, threads: int = 1, quiet: bool = True) -> None:
         from edge_runtime.numpy_engine import GraphError, NumpyModel
 
         self.artifact = artifact
@@ -237,7 +289,10 @@ class NumpyEngine:
 
 
 def open_engine(
-    artifact: Artifact | str | os.PathLike, engine: str = "auto", threads: int = 1
+    artifact: Artifact | str | os.PathLike,
+    engine: str = "auto",
+    threads: int = 1,
+    quiet: bool = True,
 ) -> LiteRTEngine | OnnxRuntimeEngine | NumpyEngine:
     """An engine for `artifact` (an `Artifact` or the path of an exported model).
 
@@ -247,6 +302,8 @@ def open_engine(
             "numpy"), or "litert", "onnxruntime", "numpy" (must match the format).
         threads: CPU threads the interpreter may use (1 = single-threaded, the latency the
             export report quotes).
+        quiet: drop the interpreter's own informational lines on stderr (see the module
+            docstring); False shows them.
 
     Raises:
         ArtifactError: the artifact or its manifest is invalid or does not match the model.
@@ -259,13 +316,14 @@ def open_engine(
     if int(threads) < 1:
         raise EngineError(f"threads must be >= 1, got {threads}")
     fmt = artifact.artifact_info.format
-    chosen = _DEFAULT_ENGINE[fmt] if engine == "auto" else engine
-    if chosen != _DEFAULT_ENGINE[fmt]:
+    default = model_format(fmt).engine
+    chosen = default if engine == "auto" else engine
+    if chosen != default:
         raise EngineError(
             f"{artifact.model_path.name} is a {fmt} model; engine {engine!r} cannot run it "
-            f"(use {_DEFAULT_ENGINE[fmt]!r} or 'auto')"
+            f"(use {default!r} or 'auto')"
         )
     engine_class = {"litert": LiteRTEngine, "onnxruntime": OnnxRuntimeEngine, "numpy": NumpyEngine}[
         chosen
     ]
-    return engine_class(artifact, threads=int(threads))
+    return engine_class(artifact, threads=int(threads), quiet=quiet)

@@ -25,18 +25,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 import numpy as np
 
 from edge_runtime.features import Frontend
 from edge_runtime.metadata import ModelMetadata
 from edge_runtime.wav import WavError, read_wav
 from edge_runtime.windows import WindowPolicy, split_windows
+from keras_dyconv.console import Progress, track
 from keras_dyconv.corpora import CorpusError, load_manifest
 
 __all__ = [
@@ -152,27 +151,25 @@ def extract_windows(
     *,
     origin: str,
     gains_db: Sequence[float] = (0.0,),
-    progress: bool = True,
+    progress: Progress | None = None,
 ) -> WindowSet:
-    """Frontend features of each utterance cut into windows (progress bar on stderr).
+    """Frontend features of each utterance cut into windows.
 
     Utterance i is scaled by `gains_db[i % len(gains_db)]` decibels before the frontend.
+    `progress` (e.g. `keras_dyconv.console.terminal_progress`) shows the utterances go by.
     """
     frontend = Frontend(metadata.frontend)
     windows, owner = [], []
-    with click.progressbar(
-        items, label=f"{origin} audio", file=sys.stderr, hidden=not progress
-    ) as bar:
-        for i, item in enumerate(bar):
-            gain = np.float32(10 ** (gains_db[i % len(gains_db)] / 20))
-            try:
-                samples, rate = read_wav(item.path)
-                feats = frontend(samples * gain, rate)
-            except (WavError, ValueError) as err:
-                raise CalibrationError(f"{item.path}: cannot compute features ({err})") from None
-            cut = split_windows(feats, policy)
-            windows.append(cut)
-            owner.extend([i] * len(cut))
+    for i, item in enumerate(track(items, f"{origin} audio", len(items), progress)):
+        gain = np.float32(10 ** (gains_db[i % len(gains_db)] / 20))
+        try:
+            samples, rate = read_wav(item.path)
+            feats = frontend(samples * gain, rate)
+        except (WavError, ValueError) as err:
+            raise CalibrationError(f"{item.path}: cannot compute features ({err})") from None
+        cut = split_windows(feats, policy)
+        windows.append(cut)
+        owner.extend([i] * len(cut))
     labelled = all(item.label is not None for item in items)
     labels = np.array([metadata.labels.index(item.label) for item in items]) if labelled else None
     return WindowSet(

@@ -1,10 +1,15 @@
-"""`dyser-export`: turn a trained .keras model into a TFLite or ONNX artifact for CPU devices."""
+"""`dyser-export`: turn a trained .keras model into a TFLite or ONNX artifact for CPU devices.
+
+`--help` imports no TensorFlow (export.pipeline loads the converters when an export starts).
+Without `--verbose`, what TensorFlow's and LiteRT's native code writes to stderr (CUDA
+probing, oneDNN and XNNPACK notices) is dropped for the whole export; our own messages, the
+progress bars and the summary are kept.
+"""
 
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter off stderr
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # the converters need TensorFlow anyway
 
 import json
@@ -13,15 +18,17 @@ from pathlib import Path
 
 import click
 
+from edge_runtime.config import FrontendConfig
+from edge_runtime.engines import quiet_native_stderr
+from edge_runtime.formats import FORMATS, QUANTIZATIONS
 from export.pipeline import (
     DEFAULT_MIN_AGREEMENT,
     EXIT_PARITY,
-    FORMATS,
-    QUANTIZATIONS,
     ExportError,
     ExportResult,
     export_model,
 )
+from keras_dyconv.console import terminal_progress
 
 __all__ = ["main", "summary_table"]
 
@@ -75,11 +82,17 @@ HELP = f"""Export a trained MODEL.keras to a TFLite (LiteRT) or ONNX file that r
 device (e.g. a Raspberry Pi) with nothing but edge_runtime, numpy and an interpreter, or
 to a numpy graph (.npz) that edge_runtime runs with numpy alone.
 
+MODEL.keras is a file written by dyser-train or keras_dyconv.modelio.save_model, or by
+plain model.save() of a model from build_dycnn_bilstm(labels=..., frontend=...): its labels,
+frontend configuration (normalisation included) and window travel inside it. For a model
+that does not record them, --labels and --frontend supply them.
+
 The output is two files: the model (OUT) and its manifest OUT.json (labels, frontend
 configuration and normalisation, window/hop policy, input/output quantization, sha256 of
 the model, parity report). The edge runtime refuses a model without a matching manifest.
 Files are written to temporary names and renamed, so a failed export leaves a previous
-OUT untouched. Every export ends with a parity report against the Keras model and a
+OUT untouched; temporary files of an export that was killed are removed by the next
+export into the same folder. Every export ends with a parity report against the Keras model and a
 summary table on stderr; with --json a machine-readable report goes to stdout.
 
 \b
@@ -121,11 +134,12 @@ EXIT STATUS
   0  exported, parity passed
   1  exported, but top-1 agreement below --min-agreement (files written,
      manifest says "passed": false)
-  2  usage error (bad option, int8 without --calibration, wrong --out suffix)
+  2  usage error (bad option, int8 without --calibration, wrong --out suffix,
+     a model that records no labels or frontend and no --labels/--frontend)
   3  conversion failed (a layer the exporter does not know, a converter or
      quantizer error); the message names the layer or op
   4  cannot read MODEL.keras, its metadata or the calibration/held-out audio,
-     or cannot write OUT
+     or cannot write OUT (its folder is checked before the conversion starts)
   5  the exported file does not run in its interpreter (e.g. none installed)
 
 \b
@@ -137,7 +151,28 @@ EXAMPLES
 """
 
 
-@click.command(help=HELP, context_settings={"max_content_width": 100})
+def _labels(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple | None:
+    if value is None:
+        return None
+    labels = tuple(name.strip() for name in value.split(","))
+    if len(labels) < 2 or "" in labels or len(set(labels)) != len(labels):
+        raise click.BadParameter(f"expected >= 2 distinct comma-separated names, got {value!r}")
+    return labels
+
+
+def _frontend(ctx: click.Context, param: click.Parameter, value: Path | None):
+    if value is None:
+        return None
+    try:
+        return FrontendConfig.from_json(value.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise click.BadParameter(f"{value}: not a frontend configuration ({err})") from None
+
+
+@click.command(
+    help=HELP,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--format",
@@ -213,7 +248,27 @@ EXAMPLES
     metavar="N",
     help="Single-window invokes timed for the median latency.",
 )
+@click.option(
+    "--labels",
+    callback=_labels,
+    metavar="NAME,NAME,...",
+    help="Class names in the order of the model's outputs, for a MODEL that does not record "
+    "them (plain model.save() of a model built without labels=).",
+)
+@click.option(
+    "--frontend",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    callback=_frontend,
+    metavar="CONFIG.json",
+    help="The FrontendConfig JSON (FrontendConfig.to_json(), normalisation statistics "
+    "included) the model's features were made with, for a MODEL that does not record it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Show what TensorFlow's native code logs on stderr (CUDA probing, oneDNN notices).",
+)
 def main(
     model: Path,
     fmt: str,
@@ -226,27 +281,35 @@ def main(
     holdout_fraction: float,
     calibration_windows: int,
     latency_runs: int,
+    labels: tuple[str, ...] | None,
+    frontend: FrontendConfig | None,
     as_json: bool,
+    verbose: bool,
 ) -> None:
     def log(message: str) -> None:
         click.echo(f"dyser-export: {message}", err=True)
 
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        result = export_model(
-            model,
-            fmt,
-            quantize,
-            calibration=calibration,
-            holdout=holdout,
-            window_seconds=window_seconds,
-            out=out,
-            min_agreement=None if min_agreement is None else min_agreement / 100,
-            holdout_fraction=holdout_fraction,
-            calibration_windows=calibration_windows,
-            latency_runs=latency_runs,
-            progress=True,
-            log=log,
-        )
+        with quiet_native_stderr(not verbose):
+            result = export_model(
+                model,
+                fmt,
+                quantize,
+                calibration=calibration,
+                holdout=holdout,
+                window_seconds=window_seconds,
+                out=out,
+                min_agreement=None if min_agreement is None else min_agreement / 100,
+                holdout_fraction=holdout_fraction,
+                calibration_windows=calibration_windows,
+                latency_runs=latency_runs,
+                labels=labels,
+                frontend=frontend,
+                progress=terminal_progress,
+                log=log,
+            )
     except ExportError as err:
         click.echo(f"dyser-export: error: {err}", err=True)
         if as_json:

@@ -15,6 +15,11 @@
    `os.replace`: the model first, then its manifest. Any failure before this step removes the
    temporary files and leaves a previous export at `out` untouched.
 
+Before any of this, the output folder is checked: it must exist and take a new file (a
+read-only folder fails in a second, not after the conversion), and temporary files that an
+earlier export killed mid-way (SIGKILL runs no cleanup) left there are removed
+(`edge_runtime.files.sweep_stale_temporaries`).
+
 An artifact whose agreement is below the threshold is still written (to inspect it) and
 its manifest says ``"passed": false``; the CLI then exits with status 1.
 """
@@ -23,24 +28,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import click
 import numpy as np
 
-from edge_runtime.artifact import (
-    FILE_MODE,
-    ArtifactError,
-    load_artifact,
-    manifest_path,
-    write_manifest,
-)
+from edge_runtime.artifact import ArtifactError, load_artifact, manifest_path, write_manifest
+from edge_runtime.config import FrontendConfig
 from edge_runtime.engines import EngineError, open_engine
+from edge_runtime.files import atomic_output, check_writable_folder, sweep_stale_temporaries
+from edge_runtime.formats import FORMATS, QUANTIZATIONS, model_format
 from edge_runtime.metadata import MetadataError, ModelMetadata
 from edge_runtime.windows import WindowPolicy
 from export.calibration import (
@@ -53,23 +53,19 @@ from export.calibration import (
     split_holdout,
     synthetic_windows,
 )
-from export.parity import ParityReport, keras_probabilities, median_latency_ms, parity_report
-from export.tflite import ConversionError
+from keras_dyconv.console import Progress, track
+
+if TYPE_CHECKING:  # export.parity and the converters import Keras and TensorFlow: on use
+    from export.parity import ParityReport
 
 __all__ = [
     "DEFAULT_MIN_AGREEMENT",
-    "FORMATS",
-    "QUANTIZATIONS",
     "ExportError",
     "ExportResult",
     "default_output",
     "export_model",
 ]
 
-FORMATS = ("tflite", "onnx", "numpy")
-#: File name suffix of each format's model file.
-SUFFIXES = {"tflite": ".tflite", "onnx": ".onnx", "numpy": ".npz"}
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 #: Minimum top-1 agreement with the Keras model, per quantization mode: float modes must
 #: agree on practically every window, integer modes (int8 weights) on 98%.
 DEFAULT_MIN_AGREEMENT = {"none": 0.999, "float16": 0.999, "dynamic": 0.98, "int8": 0.98}
@@ -119,7 +115,7 @@ def default_output(model_path: str | os.PathLike, fmt: str, quantize: str) -> Pa
     """`<stem>.<ext>` for float32, `<stem>.<mode>.<ext>` otherwise, next to the model."""
     model_path = Path(model_path)
     tag = "" if quantize == "none" else f".{quantize}"
-    return model_path.with_name(f"{model_path.stem}{tag}{SUFFIXES[fmt]}")
+    return model_path.with_name(f"{model_path.stem}{tag}{model_format(fmt).suffix}")
 
 
 def exporter_version() -> str:
@@ -145,7 +141,7 @@ def _load_data(
     holdout: str | os.PathLike | None,
     holdout_fraction: float,
     need_calibration: bool,
-    progress: bool,
+    progress: Progress | None,
 ) -> tuple[WindowSet | None, WindowSet]:
     """(calibration windows, or None when the mode needs none; held-out windows)."""
     try:
@@ -174,19 +170,23 @@ def _load_data(
     return calib, held
 
 
-def _progress_windows(windows: np.ndarray, progress: bool, wrap: Callable) -> Iterator:
-    """Yield `wrap(window)` for each (frames, F) window, with a 'calibrating' progress bar."""
-    with click.progressbar(
-        windows, label="calibrating", file=sys.stderr, hidden=not progress
-    ) as bar:
-        for window in bar:
-            yield wrap(window[None])
+def _progress_windows(windows: np.ndarray, progress: Progress | None, wrap: Callable) -> Iterator:
+    """Yield `wrap(window)` for each (frames, F) window, through a 'calibrating' progress."""
+    for window in track(windows, "calibrating", len(windows), progress):
+        yield wrap(window[None])
 
 
 def _convert(
-    model, fmt: str, quantize: str, frames: int, calib: WindowSet | None, limit: int, progress: bool
+    model,
+    fmt: str,
+    quantize: str,
+    frames: int,
+    calib: WindowSet | None,
+    limit: int,
+    progress: Progress | None,
 ) -> tuple[bytes, dict[str, int], tuple]:
     """(model file bytes, op counts, (input spec, output spec)); raises ConversionError."""
+    from export.tflite import ConversionError
     from export.twin import TwinError, build_twin
 
     try:
@@ -245,36 +245,37 @@ def _install(
     log: Callable[[str], None],
 ) -> ParityReport:
     """Write model + manifest under temporary names, score parity, then rename into place."""
-    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=out.suffix)
-    tmp = Path(tmp_name)
-    tmp_manifest = manifest_path(tmp)
+    from export.parity import keras_probabilities, median_latency_ms, parity_report
+
+    tmp_manifest = None
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, FILE_MODE)
-        write_manifest(tmp, metadata, **manifest_args)
-        log(f"parity on {len(held)} {held.origin} windows")
-        try:
-            engine = open_engine(load_artifact(tmp), threads=1)
-            exported = engine.predict(held.windows)
-            latency = median_latency_ms(engine.predict, held.windows[:1], latency_runs)
-        except (EngineError, ArtifactError, RuntimeError) as err:
-            raise ExportError(f"the exported model does not run: {err}", EXIT_ENGINE) from None
-        report = parity_report(
-            keras_probabilities(model, held.windows),
-            exported,
-            held,
-            size_bytes=len(data),
-            latency_ms=latency,
-            min_agreement=threshold,
-            engine=engine.name,
-        )
-        write_manifest(tmp, metadata, **manifest_args, parity=report.to_dict())
-        os.replace(tmp, out)  # the model first: until its manifest follows, the hash refuses it
+        # The model is renamed into place first (when the block ends): until its manifest
+        # follows, the manifest's hash refuses it.
+        with atomic_output(out) as tmp:
+            tmp_manifest = manifest_path(tmp)
+            tmp.write_bytes(data)
+            write_manifest(tmp, metadata, **manifest_args)
+            log(f"parity on {len(held)} {held.origin} windows")
+            try:
+                engine = open_engine(load_artifact(tmp), threads=1)
+                exported = engine.predict(held.windows)
+                latency = median_latency_ms(engine.predict, held.windows[:1], latency_runs)
+            except (EngineError, ArtifactError, RuntimeError) as err:
+                raise ExportError(f"the exported model does not run: {err}", EXIT_ENGINE) from None
+            report = parity_report(
+                keras_probabilities(model, held.windows),
+                exported,
+                held,
+                size_bytes=len(data),
+                latency_ms=latency,
+                min_agreement=threshold,
+                engine=engine.name,
+            )
+            write_manifest(tmp, metadata, **manifest_args, parity=report.to_dict())
         os.replace(tmp_manifest, manifest_path(out))
     finally:
-        tmp.unlink(missing_ok=True)
-        tmp_manifest.unlink(missing_ok=True)
+        if tmp_manifest is not None:
+            tmp_manifest.unlink(missing_ok=True)
     return report
 
 
@@ -291,13 +292,17 @@ def export_model(
     holdout_fraction: float = 0.25,
     calibration_windows: int = 200,
     latency_runs: int = 50,
-    progress: bool = True,
+    labels: Sequence[str] | None = None,
+    frontend: FrontendConfig | None = None,
+    progress: Progress | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> ExportResult:
     """Export a trained `.keras` model to TFLite, ONNX or a numpy graph, and check it.
 
     Args:
-        model_path: a `.keras` file written by `keras_dyconv.modelio.save_model`.
+        model_path: a `.keras` file: written by `keras_dyconv.modelio.save_model` (or
+            dyser-train), or by plain `model.save()` (`keras_dyconv.modelio.read_metadata`
+            says where labels and frontend then come from).
         fmt: "tflite", "onnx" or "numpy" (`.npz` for `edge_runtime.numpy_engine`; float32
             only).
         quantize: "none", "float16", "dynamic" or "int8" (full integer; needs calibration).
@@ -310,7 +315,11 @@ def export_model(
         holdout_fraction: share of the calibration utterances held out when no `holdout`.
         calibration_windows: at most this many windows calibrate int8 activation ranges.
         latency_runs: single-window invokes timed for the median latency.
-        progress: draw progress bars on stderr.
+        labels: class names in output order, for a model that does not record them.
+        frontend: the features' `FrontendConfig` (normalisation statistics included), for a
+            model that does not record it.
+        progress: shows the audio and calibration windows go by (e.g.
+            `keras_dyconv.console.terminal_progress`); None: nothing.
         log: receives one-line progress messages.
 
     Raises:
@@ -321,9 +330,10 @@ def export_model(
         raise ExportError(f"format must be one of {FORMATS}, got {fmt!r}", EXIT_USAGE)
     if quantize not in QUANTIZATIONS:
         raise ExportError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}", EXIT_USAGE)
-    if fmt == "numpy" and quantize != "none":
+    allowed = model_format(fmt).quantizations
+    if quantize not in allowed:
         raise ExportError(
-            "the numpy format stores float32 weights: use --quantize none with --format numpy",
+            f"the {fmt} format takes --quantize {' or '.join(allowed)}, got {quantize!r}",
             EXIT_USAGE,
         )
     if quantize == "int8" and calibration is None:
@@ -337,15 +347,26 @@ def export_model(
         raise ExportError(f"minimum agreement must be in [0, 1], got {threshold}", EXIT_USAGE)
 
     out = Path(out) if out is not None else default_output(model_path, fmt, quantize)
-    if out.suffix != SUFFIXES[fmt]:
-        raise ExportError(f"--out {out} must end in {SUFFIXES[fmt]} for --format {fmt}", EXIT_USAGE)
+    suffix = model_format(fmt).suffix
+    if out.suffix != suffix:
+        raise ExportError(f"--out {out} must end in {suffix} for --format {fmt}", EXIT_USAGE)
     if not out.parent.is_dir():
         raise ExportError(f"--out {out}: folder {out.parent} does not exist", EXIT_USAGE)
+    try:
+        check_writable_folder(out.parent)
+    except OSError as err:
+        raise ExportError(f"--out {out}: {err.strerror or err}", EXIT_INPUT) from None
+    for stale in sweep_stale_temporaries(out.parent):
+        log(f"removed {stale.name}, left by an export that was killed")
 
-    from keras_dyconv.modelio import load_model
+    from keras_dyconv.modelio import IncompleteMetadata, load_model
 
     try:
-        model, metadata = load_model(model_path)
+        model, metadata = load_model(model_path, labels=labels, frontend=frontend)
+    except IncompleteMetadata as err:
+        options = {"labels": "--labels NAME,NAME,...", "frontend": "--frontend CONFIG.json"}
+        supply = " and ".join(options[name] for name in err.missing)
+        raise ExportError(f"{err}; pass {supply}", EXIT_USAGE) from None
     except (MetadataError, OSError, ValueError, TypeError) as err:
         raise ExportError(f"cannot load {model_path}: {err}", EXIT_INPUT) from None
     frames = _frames(metadata, window_seconds)
@@ -356,6 +377,8 @@ def export_model(
         metadata, policy, calibration, holdout, holdout_fraction, quantize == "int8", progress
     )
     log(f"converting to {fmt} ({quantize}), window {frames} frames")
+    from export.tflite import ConversionError
+
     try:
         data, ops, (spec_in, spec_out) = _convert(
             model, fmt, quantize, frames, calib, calibration_windows, progress

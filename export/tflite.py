@@ -26,9 +26,9 @@ import tensorflow as tf
 import tf_keras
 
 from edge_runtime.artifact import TensorSpec
+from edge_runtime.formats import QUANTIZATIONS
 
 __all__ = [
-    "QUANTIZATIONS",
     "ConversionError",
     "convert_tflite",
     "explain_failure",
@@ -36,8 +36,6 @@ __all__ = [
     "tflite_io",
     "tflite_ops",
 ]
-
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 
 
 class ConversionError(RuntimeError):

@@ -41,6 +41,7 @@ __all__ = ["TwinError", "build_twin", "supported_layers"]
 
 #: Layers that are the identity at inference and are left out of the twin.
 _INFERENCE_IDENTITY = (
+    keras.layers.Identity,  # keras_dyconv.models.ModelInfo among them
     keras.layers.Dropout,
     keras.layers.SpatialDropout1D,
     keras.layers.SpatialDropout2D,

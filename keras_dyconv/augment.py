@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import lfilter
 
 from edge_runtime.config import FrontendConfig
 from edge_runtime.features import hz_to_mel, mel_to_hz
@@ -165,6 +164,8 @@ def add_reverb(window: np.ndarray, rt60_s: float, drr_db: float, hop_s: float) -
         drr_db: direct-to-reverberant energy ratio in dB.
         hop_s: frame hop in seconds (`hop_length / sample_rate`).
     """
+    from scipy.signal import lfilter  # here: `dyser-train --help` reads this module's options
+
     power = np.power(10.0, window.astype(np.float64) / 10.0)
     decay = 10.0 ** (-6.0 * hop_s / rt60_s)
     # tail[t] = sum_{k>=1} decay^k power[t-k] = decay * (power[t-1] + tail[t-1])

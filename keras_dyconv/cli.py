@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+import types
+import typing
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from edge_runtime.config import FrontendConfig
 from edge_runtime.windows import WindowPolicy
+from keras_dyconv.augment import Augmentation
+from keras_dyconv.corpora import CORPORA
+from keras_dyconv.recipes import Recipe, field_docs, get_recipe, model_kwargs
 
-CORPUS_CHOICES = ["emodb", "casia", "iemocap", "ravdess", "folders", "manifest"]
+CORPUS_CHOICES = list(CORPORA)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -52,6 +60,109 @@ def _json_object(text: str) -> dict:
     if not isinstance(value, dict):
         raise ValueError(f"expected a JSON object such as '{{\"num_kernels\": 8}}', got {text!r}")
     return value
+
+
+# ------------------------------------------------------------------------------ recipe levers
+#: Option names from before the options were generated (docs and scripts use them); any
+#: other field `a_b` is `--a-b`.
+OPTION_NAMES = {"mixup_alpha": "--mixup", "snr_db": "--noise-snr", "rt60_s": "--reverb-rt60"}
+#: How the values of fields that take several are shown in the help.
+METAVARS = {"temperature": "START END EPOCHS", "spec_augment": "TM TW FM FW"}
+
+
+def recipe_levers() -> list[tuple[type, dataclasses.Field, Any]]:
+    """(owner, field, type) of every recipe lever: the fields of `Recipe` but its name, with
+    `augmentation` replaced by the fields of `Augmentation`."""
+    levers = []
+    for owner in (Recipe, Augmentation):
+        hints = typing.get_type_hints(owner)
+        for f in dataclasses.fields(owner):
+            if f.name not in ("name", "augmentation"):
+                levers.append((owner, f, hints[f.name]))
+    return levers
+
+
+def lever_option(name: str) -> str:
+    """The `dyser-train` option that sets the recipe field (or augmentation field) `name`."""
+    return OPTION_NAMES.get(name, "--" + name.replace("_", "-"))
+
+
+def _option(owner: type, f: dataclasses.Field, hint: Any, doc: str) -> Callable:
+    """The click option of one lever: its type from the field's, its help from its doc."""
+    option, kwargs = lever_option(f.name), {"help": doc[:1].upper() + doc[1:]}
+    values = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(values) == 1:
+        hint = values[0]  # "X | None": the option sets an X
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        return click.option(f"{option}/--no-{option[2:]}", f.name, default=None, **kwargs)
+    if origin is typing.Literal:
+        kwargs["type"] = click.Choice([str(a) for a in args])
+    elif origin is tuple:
+        kwargs["type"] = args
+        kwargs["metavar"] = METAVARS.get(f.name, " ".join(["LOW", "HIGH"][: len(args)]))
+    elif origin is dict:
+        kwargs["metavar"] = "JSON"
+        kwargs["help"] += " A JSON object, merged into the recipe's."
+    elif hint in (int, float, str):
+        kwargs["type"] = hint
+    else:
+        raise TypeError(f"{owner.__name__}.{f.name}: no command-line option for {hint}")
+    return click.option(option, f.name, **kwargs)
+
+
+def recipe_options(command: Callable) -> Callable:
+    """Add an option for every recipe lever (`recipe_levers`) to a click command; each
+    overrides the chosen recipe's field when given (`chosen_recipe`)."""
+    docs = {owner: field_docs(owner) for owner in (Recipe, Augmentation)}
+    for owner, f, hint in reversed(recipe_levers()):  # click lists the last added first
+        command = _option(owner, f, hint, docs[owner][f.name])(command)
+    return command
+
+
+def chosen_recipe(name: str, levers: dict[str, Any], config: FrontendConfig) -> Recipe:
+    """The recipe called `name` with the levers given on the command line (None: not
+    given); a bad value is a usage error naming its option."""
+    try:
+        recipe = get_recipe(name)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--recipe") from None
+    given = {
+        (owner, f.name): levers[f.name]
+        for owner, f, _ in recipe_levers()
+        if levers.get(f.name) is not None
+    }
+    augmentation = {n: v for (owner, n), v in given.items() if owner is Augmentation}
+    try:
+        recipe = dataclasses.replace(
+            recipe, augmentation=dataclasses.replace(recipe.augmentation, **augmentation)
+        )
+    except ValueError as err:
+        hint = "/".join(lever_option(n) for n in augmentation)
+        raise click.BadParameter(str(err), param_hint=hint) from None
+    for (owner, name), value in given.items():
+        if owner is not Recipe:
+            continue
+        try:
+            if isinstance(getattr(recipe, name), dict):
+                value = {**getattr(recipe, name), **_json_object(value)}
+            recipe = dataclasses.replace(recipe, **{name: value})
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint=lever_option(name)) from None
+    if "model" in levers and levers["model"] is not None:
+        _check_model(recipe, config, levers["model"])
+    return recipe
+
+
+def _check_model(recipe: Recipe, config: FrontendConfig, text: str) -> None:
+    """Build the recipe's model once: a wrong value type given with --model would otherwise
+    fail deep inside the first fit."""
+    from keras_dyconv.models import build_dycnn_bilstm
+
+    try:
+        build_dycnn_bilstm(**model_kwargs(recipe, config, num_classes=2))
+    except (TypeError, ValueError) as err:
+        raise click.BadParameter(f"{text}: {err}", param_hint=lever_option("model")) from None
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -118,97 +229,7 @@ def _json_object(text: str) -> dict:
     show_default=True,
     help="Seed; repeat for several seeds (results report mean and spread).",
 )
-@click.option("--epochs", type=int, help="Override the recipe's maximum epochs.")
-@click.option("--batch-size", type=int, help="Override the recipe's batch size.")
-@click.option("--learning-rate", type=float, help="Override the recipe's learning rate.")
-@click.option(
-    "--class-weighting/--no-class-weighting",
-    default=None,
-    help="Weight classes by inverse frequency.",
-)
-@click.option("--mixup", type=float, help="Mixup alpha (0 disables).")
-@click.option(
-    "--spec-augment",
-    type=int,
-    nargs=4,
-    metavar="TM TW FM FW",
-    help="SpecAugment masks per training window: time masks, max width (frames), frequency "
-    "masks, max width (mel bands); 0 0 0 0 turns them off.",
-)
-@click.option(
-    "--vtlp",
-    type=float,
-    help="Vocal-tract-length perturbation: frequency scale drawn from [1-x, 1+x] (e.g. 0.1).",
-)
-@click.option(
-    "--speed",
-    type=float,
-    help="Speed perturbation: time and frequency scaled by [1-x, 1+x] (e.g. 0.15).",
-)
-@click.option(
-    "--noise-snr",
-    type=float,
-    nargs=2,
-    metavar="LOW HIGH",
-    help="Add noise to half the training windows at an SNR drawn from LOW..HIGH dB.",
-)
-@click.option(
-    "--reverb-rt60",
-    type=float,
-    nargs=2,
-    metavar="LOW HIGH",
-    help="Add room reverberation to half the training windows: RT60 drawn from LOW..HIGH "
-    "seconds (e.g. 0.3 0.8), direct-to-reverberant ratio 0..12 dB.",
-)
-@click.option(
-    "--normalization",
-    type=click.Choice(["dataset", "gain", "stream"]),
-    help="Feature normalisation: dataset (training-set mean/std), gain (utterance level "
-    "removed first), stream (online CMVN: running statistics of each stream; trained per "
-    "speaker, evaluated online per test speaker, plus a transductive reference).",
-)
-@click.option(
-    "--stream-training",
-    type=click.Choice(["speaker", "online"]),
-    help="With --normalization stream, train on each speaker's whole-audio statistics "
-    "(speaker) or on running statistics drawn at random points of their stream (online: "
-    "the model also learns a voice it has just started hearing).",
-)
-@click.option(
-    "--average-checkpoints",
-    type=int,
-    help="Average the weights of the N best validation epochs (1: best epoch only).",
-)
-@click.option(
-    "--refit/--no-refit",
-    default=None,
-    help="After the validation speakers choose the epoch, train again on the training and "
-    "validation speakers together for that many epochs (about twice the time).",
-)
-@click.option(
-    "--distill",
-    type=int,
-    help="Train N teacher models (other seeds) first and distil their mean predictions into "
-    "the one model that is evaluated and exported (N+1 trainings per fold).",
-)
-@click.option("--patience", type=int, help="Early-stopping patience in epochs.")
-@click.option(
-    "--temperature",
-    type=(float, float, int),
-    metavar="START END EPOCHS",
-    help="Attention softmax temperature of the dynamic convolutions: START, lowered linearly "
-    "to END over the first EPOCHS epochs (default recipe: 30 1 10, as Chen et al.; 1 1 0 keeps "
-    "it at 1 throughout).",
-)
-@click.option(
-    "--model",
-    "model_json",
-    metavar="JSON",
-    help="Architecture: build_dycnn_bilstm keyword arguments as a JSON object, merged into the "
-    "recipe's, e.g. '{\"num_kernels\": 8}' (K kernels per dynamic convolution) or "
-    "'{\"conv_filters\": [32, 64, 128]}' (channels per block; its length is the depth). The "
-    "classes and feature sizes come from the data.",
-)
+@recipe_options
 @click.option(
     "--frontend",
     "frontend_file",
@@ -246,9 +267,10 @@ def _json_object(text: str) -> dict:
     "--checkpoints",
     type=click.Path(file_okay=False, path_type=Path),
     help="Checkpoint every epoch under this folder. Run the same command again to resume "
-    "after an interruption: finished folds are read back, the interrupted one continues "
-    "from its last epoch. A second run on the same folder while the first still trains "
-    "stops with an error instead of corrupting its checkpoints.",
+    "after an interruption: finished folds are read back, the interrupted one (with "
+    "--protocol all, the one fit) continues from its last complete epoch. A second run on "
+    "the same folder while the first still trains stops with an error instead of "
+    "corrupting its checkpoints.",
 )
 @click.option(
     "--stream-features",
@@ -268,24 +290,6 @@ def train(
     split_file,
     val_speakers,
     seeds,
-    epochs,
-    batch_size,
-    learning_rate,
-    class_weighting,
-    mixup,
-    spec_augment,
-    vtlp,
-    speed,
-    noise_snr,
-    reverb_rt60,
-    normalization,
-    stream_training,
-    average_checkpoints,
-    refit,
-    distill,
-    patience,
-    temperature,
-    model_json,
     frontend_file,
     window,
     window_hop,
@@ -296,6 +300,7 @@ def train(
     stream_features,
     save_models,
     quiet,
+    **levers,
 ):
     """Train and evaluate a DyCNN + Bi-LSTM speech-emotion model.
 
@@ -313,53 +318,8 @@ def train(
 
     Exit codes: 0 done, 1 training or evaluation failed, 2 bad arguments or corpus layout.
     """
-    import dataclasses
-
     from keras_dyconv.experiment import ProtocolSpec, run_experiment
-    from keras_dyconv.training import get_recipe
 
-    try:
-        base = get_recipe(recipe)
-        augmentation = dataclasses.replace(
-            base.augmentation,
-            **{
-                k: v
-                for k, v in {
-                    "vtlp": vtlp,
-                    "speed": speed,
-                    "snr_db": noise_snr,
-                    "rt60_s": reverb_rt60,
-                }.items()
-                if v is not None
-            },
-        )
-    except ValueError as err:
-        hint = "--vtlp/--speed/--noise-snr/--reverb-rt60"
-        raise click.BadParameter(str(err), param_hint=hint) from None
-    try:
-        if model_json:
-            base = base.with_overrides(model={**base.model, **_json_object(model_json)})
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--model") from None
-    try:
-        base = base.with_overrides(temperature=temperature)
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--temperature") from None
-    chosen = base.with_overrides(
-        augmentation=augmentation,
-        normalization=normalization,
-        stream_training=stream_training,
-        average_checkpoints=average_checkpoints,
-        refit=refit,
-        distill=distill,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        class_weighting=class_weighting,
-        mixup_alpha=mixup,
-        spec_augment=tuple(spec_augment) if spec_augment else None,
-        patience=patience,
-    )
     config = _frontend(frontend_file)
     if config.normalization != "none":
         raise click.BadParameter(
@@ -367,14 +327,7 @@ def train(
             "frontend config with normalization 'none'",
             param_hint="--frontend",
         )
-    if model_json:  # a wrong value type would otherwise fail deep inside the first fit
-        from keras_dyconv.models import build_dycnn_bilstm
-        from keras_dyconv.training import model_kwargs
-
-        try:
-            build_dycnn_bilstm(**model_kwargs(chosen, config, num_classes=2))
-        except (TypeError, ValueError) as err:
-            raise click.BadParameter(f"{model_json}: {err}", param_hint="--model") from None
+    chosen = chosen_recipe(recipe, levers, config)
     frames_per_s = config.sample_rate / config.hop_length
     policy = WindowPolicy(
         frames=round(window * frames_per_s), hop_frames=max(1, round(window_hop * frames_per_s))
@@ -442,9 +395,9 @@ def evaluate(model, corpus, data, speakers, cache, as_json):
     """
     from edge_runtime.metadata import MetadataError
     from keras_dyconv.features import extract_corpus
+    from keras_dyconv.feeding import predict_utterances
     from keras_dyconv.metrics import summarize
     from keras_dyconv.modelio import load_model
-    from keras_dyconv.training import predict_utterances
 
     try:
         net, metadata = load_model(model)

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.files import atomic_output
+
 __all__ = [
     "AUDIO_SUFFIXES",
     "CASIA_EMOTIONS",
@@ -665,21 +667,14 @@ def write_manifest(utts: Sequence[Utterance], manifest: str | os.PathLike) -> Pa
     manifest = Path(manifest)
     extra_keys = sorted({k for u in utts for k in u.extra} - set(_FIELDS))
     base = manifest.parent.resolve()
-    tmp = manifest.with_name(f".{manifest.name}.tmp")
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow([*_FIELDS, *extra_keys])
-            for u in utts:
-                path = u.path.resolve()
-                rel = path.relative_to(base) if path.is_relative_to(base) else path
-                fields = [u.label, u.speaker, u.gender or "", u.text or "", u.session or ""]
-                writer.writerow(
-                    [rel.as_posix(), *fields, *(u.extra.get(k, "") for k in extra_keys)]
-                )
-        os.replace(tmp, manifest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(manifest) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow([*_FIELDS, *extra_keys])
+        for u in utts:
+            path = u.path.resolve()
+            rel = path.relative_to(base) if path.is_relative_to(base) else path
+            fields = [u.label, u.speaker, u.gender or "", u.text or "", u.session or ""]
+            writer.writerow([rel.as_posix(), *fields, *(u.extra.get(k, "") for k in extra_keys)])
     return manifest
 
 

@@ -30,9 +30,11 @@ from edge_runtime.metadata import ModelMetadata
 from edge_runtime.windows import WindowPolicy
 from keras_dyconv.corpora import Utterance
 from keras_dyconv.features import extract_corpus
-from keras_dyconv.metrics import bootstrap_ci, pooled_and_mean, summarize
+from keras_dyconv.feeding import predict_utterances
+from keras_dyconv.metrics import summarize
 from keras_dyconv.modelio import save_model
 from keras_dyconv.models import build_dycnn_bilstm, model_arguments
+from keras_dyconv.normalization import FeatureSource
 from keras_dyconv.protocols import (
     Fold,
     assert_no_leak,
@@ -42,7 +44,17 @@ from keras_dyconv.protocols import (
     speaker_group_kfold,
     stratified_kfold,
 )
-from keras_dyconv.training import Recipe, model_kwargs, predict_utterances, train_model
+from keras_dyconv.recipes import Recipe, model_kwargs
+from keras_dyconv.results import (
+    AllResults,
+    FoldRecord,
+    Prediction,
+    Results,
+    Summary,
+    score_folds,
+    write_json,
+)
+from keras_dyconv.training import TrainResult, train_model
 
 PROTOCOLS = ("loso", "group-kfold", "stratified", "split", "all")
 
@@ -85,6 +97,52 @@ def _versions() -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What every fold of one `run_experiment` shares."""
+
+    utts: Sequence[Utterance]
+    feats: Sequence[FeatureSource]
+    #: Class index of every utterance, into `labels`.
+    y: np.ndarray
+    labels: list[str]
+    config: FrontendConfig
+    recipe: Recipe
+    policy: WindowPolicy
+    out: Path
+    checkpoint_dir: Path | None
+    verbose: int | str
+    log: Callable[[str], None]
+
+    def part(self, indices: Sequence[int]) -> tuple[list[FeatureSource], np.ndarray, list[str]]:
+        """Features, class indices and speakers of the utterances at `indices`."""
+        return (
+            [self.feats[i] for i in indices],
+            self.y[indices],
+            [self.utts[i].speaker for i in indices],
+        )
+
+    def train(self, train: Sequence[int], val: Sequence[int], seed: int, **kwargs) -> TrainResult:
+        """`train_model` on the utterances at `train`, selecting on those at `val`."""
+        train_feats, train_y, train_speakers = self.part(train)
+        val_feats, val_y, val_speakers = self.part(val)
+        return train_model(
+            train_feats,
+            train_y,
+            self.labels,
+            self.config,
+            self.recipe,
+            self.policy,
+            val_sources=val_feats,
+            val_labels=val_y,
+            seed=seed,
+            verbose=self.verbose,
+            train_speakers=train_speakers,
+            val_speakers=val_speakers,
+            **kwargs,
+        )
+
+
 def run_experiment(
     utts: Sequence[Utterance],
     out_dir: str | os.PathLike,
@@ -103,7 +161,7 @@ def run_experiment(
     stream_features: bool = False,
     verbose: int | str = "auto",
     log: Callable[[str], None] = print,
-) -> dict[str, Any]:
+) -> Results | AllResults:
     """Train and evaluate under `protocol` for each seed; write the run folder; return results.
 
     `config` must have normalization "none": the per-fold dataset statistics are computed
@@ -111,8 +169,9 @@ def run_experiment(
     model is trained on every speaker except the validation speakers (held out for model
     selection) and saved as `out_dir/model.keras`; nothing is tested. `max_folds` and
     `only_folds` run a subset of the folds (e.g. to spread folds over processes;
-    `merge_results` joins them). With `checkpoint_dir`, every epoch is checkpointed under
-    `checkpoint_dir/<fold>/seed<seed>/` and a finished fold leaves its record there: running
+    `keras_dyconv.results.merge_results` joins them). With `checkpoint_dir`, every epoch is
+    checkpointed under `checkpoint_dir/<fold>/seed<seed>/` (protocol "all":
+    `checkpoint_dir/all/seed<seed>/`) and a finished fold leaves its record there: running
     the same experiment again resumes it (finished folds are read back, an interrupted one
     continues from its last epoch). `stream_features` keeps the features in the cache's
     `.npy` files (memory-mapped) instead of memory; it needs `cache_dir`.
@@ -120,12 +179,7 @@ def run_experiment(
     t_start = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    policy = policy or WindowPolicy()
-    labels = list(labels) if labels is not None else sorted({u.label for u in utts})
-    unknown = {u.label for u in utts} - set(labels)
-    if unknown:
-        raise ValueError(f"utterances carry labels not in {labels}: {sorted(unknown)}")
-    y = np.array([labels.index(u.label) for u in utts])
+    labels, y = _class_indices(utts, labels)
     log(f"extracting features of {len(utts)} utterances")
     feats = extract_corpus(
         [u.path for u in utts],
@@ -135,24 +189,106 @@ def run_experiment(
         as_paths=stream_features,
     )
     t_features = time.time() - t_start
-
+    run = _Run(
+        utts,
+        feats,
+        y,
+        labels,
+        config,
+        recipe,
+        policy or WindowPolicy(),
+        out,
+        None if checkpoint_dir is None else Path(checkpoint_dir),
+        verbose,
+        log,
+    )
     if protocol.name == "all":
-        return _train_all(
-            utts,
-            feats,
-            y,
-            labels,
-            out,
-            config,
-            recipe,
-            protocol,
-            seeds[0],
-            policy,
-            verbose,
-            log,
-            t_start,
-        )
+        return _train_all(run, protocol, seeds[0], t_start)
+    folds = _chosen_folds(utts, protocol, only_folds, max_folds)
+    fold_records, curves = _run_folds(run, folds, seeds, save_models)
+    results = _results(run, protocol, folds, seeds, fold_records, t_features, t_start)
+    _write_run_folder(results, curves, out)
+    log(
+        f"pooled over {results['folds_run']} folds x {len(seeds)} seeds: "
+        f"WA {results['pooled']['wa']:.3f}  UA {results['pooled']['ua']:.3f}  -> {out}"
+    )
+    return results
 
+
+def _results(
+    run: _Run,
+    protocol: ProtocolSpec,
+    folds: Sequence[Fold],
+    seeds: Sequence[int],
+    fold_records: list[FoldRecord],
+    t_features: float,
+    t_start: float,
+) -> Results:
+    """The results.json of a cross-validated run: its settings, fold records and scores."""
+    results: Results = {
+        "protocol": {
+            **protocol.__dict__,
+            "speaker_independent": all(f.speaker_independent for f in folds),
+        },
+        "recipe": run.recipe.to_dict(),
+        "architecture": architecture(run.recipe, run.config, len(run.labels)),
+        "frontend": run.config.to_dict(),
+        "window": run.policy.to_dict(),
+        "labels": run.labels,
+        "seeds": list(seeds),
+        "versions": _versions(),
+        "folds": fold_records,
+        "timings": {"features_s": round(t_features, 1), "total_s": round(time.time() - t_start, 1)},
+        **score_folds(fold_records, run.labels),
+    }
+    return results
+
+
+def _class_indices(
+    utts: Sequence[Utterance], labels: Sequence[str] | None
+) -> tuple[list[str], np.ndarray]:
+    """The class names (`labels`, or the utterances' labels sorted) and each utterance's
+    class index into them."""
+    labels = list(labels) if labels is not None else sorted({u.label for u in utts})
+    unknown = {u.label for u in utts} - set(labels)
+    if unknown:
+        raise ValueError(f"utterances carry labels not in {labels}: {sorted(unknown)}")
+    return labels, np.array([labels.index(u.label) for u in utts])
+
+
+def _run_folds(
+    run: _Run, folds: Sequence[Fold], seeds: Sequence[int], save_models: bool
+) -> tuple[list[FoldRecord], dict[str, dict[str, list[float]]]]:
+    """Every fold with every seed: the fold records, and the training history of each
+    ("<fold>/seed<seed>"). With `save_models` the first seed's model of each fold is saved
+    as out/folds/<fold>/model.keras."""
+    fold_records, curves = [], {}
+    for fold in folds:
+        assert_no_leak(fold, run.utts)
+        for seed in seeds:
+            record, curves[f"{fold.name}/seed{seed}"], result = _run_fold(run, fold, seed)
+            fold_records.append(record)
+            if result is None:  # read back from an earlier run
+                continue
+            if save_models and seed == seeds[0]:
+                _save(
+                    result,
+                    run,
+                    run.out / "folds" / fold.name / "model.keras",
+                    {"fold": fold.name, "seed": seed, "recipe": run.recipe.name},
+                )
+            keras.backend.clear_session()
+    return fold_records, curves
+
+
+def _chosen_folds(
+    utts: Sequence[Utterance],
+    protocol: ProtocolSpec,
+    only_folds: Sequence[str] | None,
+    max_folds: int | None,
+) -> list[Fold]:
+    """The folds of `protocol` to run: those named in `only_folds` (all if None), the first
+    `max_folds` of them (all if None)."""
     folds = make_folds(utts, protocol)
     assert_test_partition(folds, len(utts))
     if only_folds is not None:
@@ -162,246 +298,84 @@ def run_experiment(
         folds = [f for f in folds if f.name in set(only_folds)]
     if max_folds is not None:
         folds = folds[:max_folds]
-    fold_records, curves = [], {}
-    for fold in folds:
-        assert_no_leak(fold, utts)
-        for seed in seeds:
-            t0 = time.time()
-            ckpt = (
-                None if checkpoint_dir is None else Path(checkpoint_dir) / fold.name / f"seed{seed}"
-            )
-            if ckpt is not None and (ckpt / "record.json").exists():
-                record = json.loads((ckpt / "record.json").read_text())
-                curves[f"{fold.name}/seed{seed}"] = record.pop("history")
-                fold_records.append(record)
-                log(f"fold {fold.name} seed {seed}: finished in an earlier run, read back")
-                continue
-            log(
-                f"fold {fold.name} seed {seed}: train {len(fold.train)}, val {len(fold.val)}, "
-                f"test {len(fold.test)}"
-            )
-            result = train_model(
-                [feats[i] for i in fold.train],
-                y[fold.train],
-                labels,
-                config,
-                recipe,
-                policy,
-                val_sources=[feats[i] for i in fold.val],
-                val_labels=y[fold.val],
-                seed=seed,
-                checkpoint_dir=ckpt,
-                verbose=verbose,
-                train_speakers=[utts[i].speaker for i in fold.train],
-                val_speakers=[utts[i].speaker for i in fold.val],
-            )
-            test_sources = [feats[i] for i in fold.test]
-            test_speakers = [utts[i].speaker for i in fold.test]
-            probs = predict_utterances(
-                result.model, test_sources, result.config, policy, speakers=test_speakers
-            )
-            pred = probs.argmax(axis=1)
-            summary = summarize(y[fold.test], pred, labels)
-            extra, other = {}, {}
-            if result.config.normalization == "stream":
-                # Without adaptation (each utterance a fresh stream: what one file on a new
-                # device gets) and the transductive reference (each test speaker's
-                # statistics over all their audio, which a device cannot know in advance).
-                for adapt, key in (("independent", "independent"), ("speaker", "speaker_norm")):
-                    other[key] = predict_utterances(
-                        result.model,
-                        test_sources,
-                        result.config,
-                        policy,
-                        speakers=test_speakers,
-                        adapt=adapt,
-                    ).argmax(axis=1)
-                    extra[f"metrics_{key}"] = summarize(y[fold.test], other[key], labels)
-            predictions = [
-                {
-                    "path": str(utts[i].path),
-                    "label": labels[y[i]],
-                    "predicted": labels[pred[k]],
-                    "probabilities": [round(float(v), 5) for v in probs[k]],
-                    **{f"predicted_{key}": labels[p[k]] for key, p in other.items()},
-                }
-                for k, i in enumerate(fold.test)
-            ]
-            log(
-                f"  WA {summary['wa']:.3f}  UA {summary['ua']:.3f}  "
-                f"(best epoch {result.best_epoch}, {result.epochs_run} run, "
-                f"{time.time() - t0:.0f} s)"
-            )
-            fold_records.append(
-                {
-                    "fold": fold.name,
-                    "seed": seed,
-                    "speaker_independent": fold.speaker_independent,
-                    "test_speakers": sorted({utts[i].speaker for i in fold.test}),
-                    "val_speakers": sorted({utts[i].speaker for i in fold.val}),
-                    "val_rule": fold.val_rule,
-                    "n_train": len(fold.train),
-                    "n_val": len(fold.val),
-                    "best_epoch": result.best_epoch,
-                    "averaged_epochs": result.averaged_epochs,
-                    "refit_epochs": result.refit_epochs,
-                    "epochs_run": result.epochs_run,
-                    "seconds": round(time.time() - t0, 1),
-                    "metrics": summary,
-                    **extra,
-                    "predictions": predictions,
-                }
-            )
-            curves[f"{fold.name}/seed{seed}"] = result.history
-            if ckpt is not None:
-                _write_json(ckpt / "record.json", {**fold_records[-1], "history": result.history})
-            if save_models and seed == seeds[0]:
-                _save(
-                    result,
-                    labels,
-                    policy,
-                    out / "folds" / fold.name / "model.keras",
-                    {"fold": fold.name, "seed": seed, "recipe": recipe.name},
-                )
-            keras.backend.clear_session()
+    return folds
 
-    results = {
-        "protocol": {
-            **protocol.__dict__,
-            "speaker_independent": all(f.speaker_independent for f in folds),
-        },
-        "recipe": recipe.to_dict(),
-        "architecture": architecture(recipe, config, len(labels)),
-        "frontend": config.to_dict(),
-        "window": policy.to_dict(),
-        "labels": labels,
-        "seeds": list(seeds),
-        "versions": _versions(),
-        "folds": fold_records,
-        "timings": {"features_s": round(t_features, 1), "total_s": round(time.time() - t_start, 1)},
-    }
-    results.update(score_folds(fold_records, labels))
-    pooled = results["pooled"]
-    _write_json(out / "results.json", results)
-    plot_confusion(pooled, out / "confusion_matrix.png")
-    plot_curves(curves, out / "training_curves.png")
-    log(
-        f"pooled over {results['folds_run']} folds x {len(seeds)} seeds: WA {pooled['wa']:.3f}  "
-        f"UA {pooled['ua']:.3f}  -> {out}"
+
+def _run_fold(
+    run: _Run, fold: Fold, seed: int
+) -> tuple[FoldRecord, dict[str, list[float]], TrainResult | None]:
+    """Train and test one fold with one seed: its record, its training history, and the
+    fitted model (None when the record was read back from a finished earlier run)."""
+    t0 = time.time()
+    ckpt = None if run.checkpoint_dir is None else run.checkpoint_dir / fold.name / f"seed{seed}"
+    if ckpt is not None and (ckpt / "record.json").exists():
+        record = json.loads((ckpt / "record.json").read_text())
+        history = record.pop("history")
+        run.log(f"fold {fold.name} seed {seed}: finished in an earlier run, read back")
+        return record, history, None
+    run.log(
+        f"fold {fold.name} seed {seed}: train {len(fold.train)}, val {len(fold.val)}, "
+        f"test {len(fold.test)}"
     )
-    return results
+    result = run.train(fold.train, fold.val, seed, checkpoint_dir=ckpt)
+    metrics, predictions = _test(run, result, fold.test)
+    run.log(
+        f"  WA {metrics['metrics']['wa']:.3f}  UA {metrics['metrics']['ua']:.3f}  "
+        f"(best epoch {result.best_epoch}, {result.epochs_run} run, "
+        f"{time.time() - t0:.0f} s)"
+    )
+    record: FoldRecord = {
+        "fold": fold.name,
+        "seed": seed,
+        "speaker_independent": fold.speaker_independent,
+        "test_speakers": sorted({run.utts[i].speaker for i in fold.test}),
+        "val_speakers": sorted({run.utts[i].speaker for i in fold.val}),
+        "val_rule": fold.val_rule,
+        "n_train": len(fold.train),
+        "n_val": len(fold.val),
+        "best_epoch": result.best_epoch,
+        "averaged_epochs": result.averaged_epochs,
+        "refit_epochs": result.refit_epochs,
+        "epochs_run": result.epochs_run,
+        "seconds": round(time.time() - t0, 1),
+        **metrics,  # type: ignore[typeddict-item]
+        "predictions": predictions,
+    }
+    if ckpt is not None:
+        write_json(ckpt / "record.json", {**record, "history": result.history})
+    return record, result.history, result
 
 
-def score_folds(fold_records: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict[str, Any]:
-    """Pooled, per-seed and across-seed metrics of fold records (from their predictions).
-
-    Also, when present: "pooled_independent" and "pooled_speaker_norm" (normalization
-    "stream" without adaptation, and its transductive per-speaker reference) and
-    "ensemble" (class probabilities averaged over the seeds of each fold: what a seed
-    ensemble scores).
-    """
-    seeds = sorted({r["seed"] for r in fold_records})
-
-    def pairs(records, key="predicted"):
-        return [
-            (
-                np.array([labels.index(p["label"]) for p in r["predictions"]]),
-                np.array([labels.index(p[key]) for p in r["predictions"]]),
-            )
-            for r in records
-        ]
-
-    def pooled(records, key="predicted"):
-        all_pairs = pairs(records, key)
-        t_all = np.concatenate([t for t, _ in all_pairs])
-        p_all = np.concatenate([p for _, p in all_pairs])
-        return summarize(t_all, p_all, labels), {
-            m: list(bootstrap_ci(t_all, p_all, m)) for m in ("wa", "ua")
+def _test(
+    run: _Run, result: TrainResult, test: Sequence[int]
+) -> tuple[dict[str, Summary], list[Prediction]]:
+    """Score the fitted model on the test utterances at `test`: the metrics ("metrics"; for
+    normalization "stream" also "metrics_independent" and "metrics_speaker_norm") and the
+    predictions, as a fold record holds them."""
+    sources, y, speakers = run.part(test)
+    probs = predict_utterances(result.model, sources, result.config, run.policy, speakers=speakers)
+    # Class index per test utterance, by the suffix of the record keys that hold them.
+    predicted = {"": probs.argmax(axis=1)}
+    if result.config.normalization == "stream":
+        # Without adaptation (each utterance a fresh stream: what one file on a new device
+        # gets) and the transductive reference (each test speaker's statistics over all
+        # their audio, which a device cannot know in advance).
+        for adapt, key in (("independent", "_independent"), ("speaker", "_speaker_norm")):
+            predicted[key] = predict_utterances(
+                result.model, sources, result.config, run.policy, speakers=speakers, adapt=adapt
+            ).argmax(axis=1)
+    metrics = {f"metrics{key}": summarize(y, pred, run.labels) for key, pred in predicted.items()}
+    predictions: list[Prediction] = [
+        {  # type: ignore[typeddict-item]
+            "path": str(run.utts[i].path),
+            "label": run.labels[run.y[i]],
+            "predicted": run.labels[predicted[""][k]],
+            "probabilities": [round(float(v), 5) for v in probs[k]],
+            **{f"predicted{key}": run.labels[p[k]] for key, p in predicted.items() if key},
         }
-
-    per_seed = {
-        str(seed): pooled_and_mean(pairs([r for r in fold_records if r["seed"] == seed]))
-        for seed in seeds
-    }
-    summary, ci = pooled(fold_records)
-    scores = {
-        "folds_run": len({r["fold"] for r in fold_records}),
-        "pooled": summary,
-        "pooled_ci95": ci,
-        "per_seed": per_seed,
-        "seed_mean": {
-            m: float(np.mean([r["pooled"][m] for r in per_seed.values()])) for m in ("wa", "ua")
-        },
-        "seed_std": {
-            m: float(np.std([r["pooled"][m] for r in per_seed.values()])) for m in ("wa", "ua")
-        },
-    }
-    predictions = [p for r in fold_records for p in r["predictions"]]
-    for key in ("independent", "speaker_norm"):
-        if predictions and all(f"predicted_{key}" in p for p in predictions):
-            summary, ci = pooled(fold_records, f"predicted_{key}")
-            scores[f"pooled_{key}"], scores[f"pooled_{key}_ci95"] = summary, ci
-    if len(seeds) > 1 and predictions and all("probabilities" in p for p in predictions):
-        summary, ci = pooled(_ensemble(fold_records, labels))
-        scores["ensemble"] = {"pooled": summary, "pooled_ci95": ci}
-    return scores
-
-
-def _ensemble(fold_records: Sequence[dict[str, Any]], labels: Sequence[str]) -> list[dict]:
-    """One record per fold whose predictions average the class probabilities of its seeds."""
-    by_fold: dict[str, list[dict[str, Any]]] = {}
-    for record in fold_records:
-        by_fold.setdefault(record["fold"], []).append(record)
-    out = []
-    for name, records in by_fold.items():
-        mean = np.mean([[p["probabilities"] for p in r["predictions"]] for r in records], axis=0)
-        out.append(
-            {
-                "fold": name,
-                "predictions": [
-                    {**p, "predicted": labels[int(m.argmax())], "probabilities": list(m)}
-                    for p, m in zip(records[0]["predictions"], mean, strict=True)
-                ],
-            }
-        )
-    return out
-
-
-def merge_results(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Join results of the same experiment run over disjoint fold subsets (or seeds)."""
-    if not parts:
-        raise ValueError("nothing to merge")
-    first = parts[0]
-
-    def canonical(part: dict[str, Any], key: str) -> str:
-        value = part[key]
-        if key == "recipe":  # fields added since the run take their defaults
-            value = Recipe(**value).to_dict()
-        return json.dumps(value, sort_keys=True, default=list)
-
-    for part in parts[1:]:
-        for key in ("labels", "recipe", "architecture", "frontend", "window"):
-            # Results written before a key existed (e.g. "architecture") merge with any.
-            if key in part and key in first and canonical(part, key) != canonical(first, key):
-                raise ValueError(f"cannot merge runs that differ in {key!r}")
-    records = [r for part in parts for r in part["folds"]]
-    keys = [(r["fold"], r["seed"]) for r in records]
-    if len(set(keys)) != len(keys):
-        raise ValueError("the runs to merge overlap (same fold and seed twice)")
-    merged = {**first, "folds": records, "seeds": sorted({r["seed"] for r in records})}
-    recorded = [p["architecture"] for p in parts if "architecture" in p]
-    if recorded:
-        merged["architecture"] = recorded[0]
-    merged["protocol"] = {
-        **first["protocol"],
-        "speaker_independent": all(p["protocol"]["speaker_independent"] for p in parts),
-    }
-    merged["timings"] = {
-        "total_s": round(sum(p["timings"]["total_s"] for p in parts), 1),
-        "max_part_s": max(p["timings"]["total_s"] for p in parts),
-    }
-    merged.update(score_folds(records, first["labels"]))
-    return merged
+        for k, i in enumerate(test)
+    ]
+    return metrics, predictions
 
 
 def architecture(recipe: Recipe, config: FrontendConfig, num_classes: int) -> dict[str, Any]:
@@ -414,71 +388,48 @@ def architecture(recipe: Recipe, config: FrontendConfig, num_classes: int) -> di
     }
 
 
-def _train_all(
-    utts, feats, y, labels, out, config, recipe, protocol, seed, policy, verbose, log, t_start
-) -> dict[str, Any]:
-    folds = list(leave_one_speaker_out(utts, val_speakers=protocol.val_speakers))
-    # Validation speakers of the first LOSO fold; the "test" speaker goes back to training.
+def _train_all(run: _Run, protocol: ProtocolSpec, seed: int, t_start: float) -> AllResults:
+    """Protocol "all": one model on every speaker but the validation speakers of the first
+    LOSO fold (its "test" speaker goes back to training), saved as out/model.keras."""
+    folds = list(leave_one_speaker_out(run.utts, val_speakers=protocol.val_speakers))
     val = folds[0].val
-    train = np.setdiff1d(np.arange(len(utts)), val)
-    log(f"training on {len(train)} utterances, selecting on {len(val)} validation utterances")
-    result = train_model(
-        [feats[i] for i in train],
-        y[train],
-        labels,
-        config,
-        recipe,
-        policy,
-        val_sources=[feats[i] for i in val],
-        val_labels=y[val],
-        seed=seed,
-        verbose=verbose,
-        train_speakers=[utts[i].speaker for i in train],
-        val_speakers=[utts[i].speaker for i in val],
-    )
-    path = _save(result, labels, policy, out / "model.keras", {"recipe": recipe.name})
-    results = {
+    train = np.setdiff1d(np.arange(len(run.utts)), val)
+    run.log(f"training on {len(train)} utterances, selecting on {len(val)} validation utterances")
+    ckpt = None if run.checkpoint_dir is None else run.checkpoint_dir / "all" / f"seed{seed}"
+    result = run.train(train, val, seed, checkpoint_dir=ckpt)
+    path = _save(result, run, run.out / "model.keras", {"recipe": run.recipe.name})
+    results: AllResults = {
         "protocol": {**protocol.__dict__},
-        "recipe": recipe.to_dict(),
-        "architecture": architecture(recipe, config, len(labels)),
-        "labels": labels,
+        "recipe": run.recipe.to_dict(),
+        "architecture": architecture(run.recipe, run.config, len(run.labels)),
+        "labels": run.labels,
         "versions": _versions(),
         "model": str(path),
-        "val_speakers": sorted({utts[i].speaker for i in val}),
+        "val_speakers": sorted({run.utts[i].speaker for i in val}),
         "val_rule": folds[0].val_rule,
         "best_epoch": result.best_epoch,
         "timings": {"total_s": round(time.time() - t_start, 1)},
     }
-    _write_json(out / "results.json", results)
-    plot_curves({"all": result.history}, out / "training_curves.png")
+    write_json(run.out / "results.json", results)
+    plot_curves({"all": result.history}, run.out / "training_curves.png")
     return results
 
 
-def _save(result, labels, policy, path: Path, info: dict[str, Any]) -> Path:
+def _save(result: TrainResult, run: _Run, path: Path, info: dict[str, Any]) -> Path:
     metadata = ModelMetadata(
-        labels=tuple(labels),
+        labels=tuple(run.labels),
         frontend=result.config,
-        window=policy,
+        window=run.policy,
         info={**info, "best_epoch": result.best_epoch, "backend": keras.backend.backend()},
     )
     return save_model(result.model, path, metadata)
 
 
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default))
-    os.replace(tmp, path)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (np.ndarray, tuple)):
-        return list(value)
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def _write_run_folder(results: Results, curves: dict[str, dict[str, list[float]]], out: Path):
+    """results.json and the plots of a cross-validated run."""
+    write_json(out / "results.json", results)
+    plot_confusion(results["pooled"], out / "confusion_matrix.png")
+    plot_curves(curves, out / "training_curves.png")
 
 
 def plot_confusion(summary: dict[str, Any], path: Path) -> None:

@@ -3,31 +3,28 @@
 `librosa_features(samples, config)` is the reference definition of the model input for a
 `FrontendConfig` (edge_runtime.features.Frontend must match it). `extract_corpus` runs it
 over many files in parallel, with a progress bar and an on-disk cache keyed by the config
-fingerprint and each file's content hash.
+fingerprint and each file's content hash (`edge_runtime.files.file_sha256`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import click
 import joblib
 import librosa
 import numpy as np
 
 from edge_runtime.config import N_MFCC, FrontendConfig
 from edge_runtime.features import delta_width_for, normalize
+from edge_runtime.files import atomic_write, file_sha256
+from keras_dyconv.console import terminal_progress, track
 
 __all__ = [
     "RESAMPLER",
     "FeatureCache",
-    "content_hash",
     "extract_corpus",
     "file_features",
     "librosa_features",
@@ -114,17 +111,9 @@ def file_features(path: str | os.PathLike, config: FrontendConfig) -> np.ndarray
     return librosa_features(load_audio(path, config), config)
 
 
-def content_hash(path: str | os.PathLike) -> str:
-    """sha256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class FeatureCache:
-    """Features on disk under `root/<config fingerprint>/<key>.npy`, key = `content_hash`.
+    """Features on disk under `root/<config fingerprint>/<key>.npy`, key = the file's sha256
+    (`edge_runtime.files.file_sha256`).
 
     Renaming or moving a file keeps its entry; changing its content or the config misses.
     Entries are written to a temporary file and renamed, so readers never see half a file.
@@ -153,10 +142,10 @@ class FeatureCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         config_file = self.directory / "config.json"
         if not config_file.exists():
-            _atomic_write(config_file, self.config.to_json().encode())
+            atomic_write(config_file, self.config.to_json())
         encoded = io.BytesIO()
         np.save(encoded, features, allow_pickle=False)
-        _atomic_write(self.path(key), encoded.getvalue())
+        atomic_write(self.path(key), encoded.getvalue())
 
 
 def extract_corpus(
@@ -171,7 +160,8 @@ def extract_corpus(
     """`file_features` for every path, in order, as (frames, n_features) float32 arrays.
 
     `n_jobs` worker processes (joblib; -1 = all cores, 1 = in this process); `cache_dir`
-    enables the on-disk `FeatureCache`; `progress` draws a progress bar on stderr.
+    enables the on-disk `FeatureCache`; `progress` draws a progress bar on stderr when it is
+    a terminal (`keras_dyconv.console.terminal_progress`; nothing in logs and pipes).
     `as_paths=True` (needs `cache_dir`) returns the cache's `.npy` files instead of arrays,
     so a corpus larger than memory can be streamed (`np.load(..., mmap_mode="r")`).
     """
@@ -185,12 +175,7 @@ def extract_corpus(
         results = parallel(
             joblib.delayed(_extract_one)(p, config, cache_dir, as_paths) for p in paths
         )
-    out: list = []
-    with click.progressbar(
-        results, length=len(paths), label="features", file=sys.stderr, hidden=not progress
-    ) as bar:
-        out.extend(bar)
-    return out
+    return list(track(results, "features", len(paths), terminal_progress if progress else None))
 
 
 def _extract_one(
@@ -198,14 +183,8 @@ def _extract_one(
 ) -> np.ndarray | Path:
     if cache_dir is None:
         return file_features(path, config)
-    cache, key = FeatureCache(cache_dir, config), content_hash(path)
+    cache, key = FeatureCache(cache_dir, config), file_sha256(path)
     if (hit := cache.load(key)) is None:
         hit = file_features(path, config)
         cache.store(key, hit)
     return cache.path(key) if as_path else hit
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
-        f.write(data)
-    os.replace(f.name, path)

@@ -1,8 +1,16 @@
-"""The DyCNN + Bi-LSTM emotion model: log-mel -> dynamic-conv blocks -> Bi-LSTM -> softmax."""
+"""The DyCNN + Bi-LSTM emotion model: log-mel -> dynamic-conv blocks -> Bi-LSTM -> softmax.
+
+The model carries what it needs to be exported in a `ModelInfo` layer (an identity right
+after the input): its labels, the frontend configuration its features were made with
+(normalisation statistics included) and its window policy. They are part of the layer's
+config, so they are in every `.keras` file, however it was saved: `model.save("m.keras")`
+exports like a model written by `keras_dyconv.modelio.save_model`.
+"""
 
 from __future__ import annotations
 
 import inspect
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -10,7 +18,83 @@ from typing import Any
 import keras
 from keras import ops
 
+from edge_runtime.config import FrontendConfig
+from edge_runtime.metadata import ModelMetadata
+from edge_runtime.windows import WindowPolicy
 from keras_dyconv.layers import DynamicConv2D, conv_output_length
+
+#: `build_dycnn_bilstm` arguments that describe the model's data, not its architecture.
+METADATA_ARGUMENTS = ("labels", "frontend")
+
+
+@keras.saving.register_keras_serializable(package="keras_dyconv")
+class ModelInfo(keras.layers.Identity):
+    """Identity layer whose config holds the model's labels, frontend and window policy.
+
+    Each of the three is None while unknown. Values are stored as plain JSON (the
+    `to_dict()` forms), so `keras_dyconv.modelio.read_metadata` reads them from a `.keras`
+    file's `config.json` without loading the network.
+
+    Args:
+        labels: class names in the order of the model's outputs.
+        frontend: `FrontendConfig` (or its `to_dict()`) the input features are made with.
+        window: `WindowPolicy` (or its `to_dict()`) of training and inference windows.
+    """
+
+    def __init__(
+        self,
+        labels: Sequence[str] | None = None,
+        frontend: FrontendConfig | dict[str, Any] | None = None,
+        window: WindowPolicy | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.set_info(labels, frontend, window)
+
+    def set_info(
+        self,
+        labels: Sequence[str] | None,
+        frontend: FrontendConfig | dict[str, Any] | None,
+        window: WindowPolicy | dict[str, Any] | None,
+    ) -> None:
+        """Replace the three values (validated: FrontendConfig/WindowPolicy rules)."""
+        if isinstance(frontend, dict):
+            frontend = FrontendConfig.from_dict(frontend)
+        if isinstance(window, dict):
+            window = WindowPolicy.from_dict(window)
+        # JSON text, not lists and dicts: Keras would wrap those in tracking containers.
+        self._info_json = json.dumps(
+            {
+                "labels": None if labels is None else [str(label) for label in labels],
+                "frontend": None if frontend is None else frontend.to_dict(),
+                "window": None if window is None else window.to_dict(),
+            }
+        )
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """{"labels": list | None, "frontend": dict | None, "window": dict | None}."""
+        return json.loads(self._info_json)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), **self.info}
+
+
+def model_info(model: keras.Model) -> ModelInfo | None:
+    """The `ModelInfo` layer of `model`, or None (models not built by `build_dycnn_bilstm`)."""
+    return next((layer for layer in model.layers if isinstance(layer, ModelInfo)), None)
+
+
+def set_model_metadata(model: keras.Model, metadata: ModelMetadata) -> bool:
+    """Record `metadata`'s labels, frontend and window in the model's `ModelInfo` layer.
+
+    Returns False (and changes nothing) for a model without one.
+    """
+    layer = model_info(model)
+    if layer is None:
+        return False
+    layer.set_info(metadata.labels, metadata.frontend, metadata.window)
+    return True
 
 
 @keras.saving.register_keras_serializable(package="keras_dyconv")
@@ -60,9 +144,9 @@ class AttentionPooling(keras.layers.Layer):
 
 
 def build_dycnn_bilstm(
-    num_classes: int = 7,
-    n_mels: int = 64,
-    input_channels: int = 1,
+    num_classes: int | None = None,
+    n_mels: int | None = None,
+    input_channels: int | None = None,
     frames: int | None = None,
     conv_filters: Sequence[int] = (16, 32, 64),
     kernel_size: int = 3,
@@ -77,6 +161,8 @@ def build_dycnn_bilstm(
     conv_mode: str = "auto",
     batch_size: int | None = None,
     name: str = "dycnn_bilstm",
+    labels: Sequence[str] | None = None,
+    frontend: FrontendConfig | None = None,
 ) -> keras.Model:
     """Build the DyCNN + Bi-LSTM classifier (uncompiled functional model).
 
@@ -94,10 +180,15 @@ def build_dycnn_bilstm(
     (`model_cost`; 15.7 M of them in the convolutions with the aggregate path; the K-branch
     form the exporter uses does K times the convolution work, 65 M per second in all).
 
+    The model records `labels` and `frontend` in its `ModelInfo` layer (the first after the
+    input), so that a plain `model.save("m.keras")` file exports with `dyser-export`.
+
     Args:
-        num_classes: number of emotion classes.
-        n_mels: mel bands (feature dimension of the input, per channel).
-        input_channels: values per band in the input (the frontend config's `channels`).
+        num_classes: number of emotion classes (default: len(labels), or 7).
+        n_mels: mel bands (feature dimension of the input, per channel; default: from
+            `frontend`, or 64).
+        input_channels: values per band in the input (the frontend config's `channels`;
+            default: from `frontend`, or 1).
         frames: fixed number of frames, or None for variable-length input.
         conv_filters: output channels of each dynamic-conv block (its length is the depth).
         kernel_size: conv kernel size (square).
@@ -122,7 +213,13 @@ def build_dycnn_bilstm(
             "branches").
         batch_size: fixed batch size of the input (export builds use 1), or None.
         name: model name.
+        labels: class names in output order (recorded for export; sets `num_classes`).
+        frontend: the `FrontendConfig` the input features are made with, normalisation
+            statistics included (recorded for export; sets `n_mels`, `input_channels`).
     """
+    num_classes, n_mels, input_channels = _data_sizes(
+        num_classes, n_mels, input_channels, labels, frontend
+    )
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     if not conv_filters:
@@ -147,7 +244,8 @@ def build_dycnn_bilstm(
     inputs = keras.Input(
         shape=(frames, n_mels * input_channels), batch_size=batch_size, name="log_mel"
     )
-    x = keras.layers.Reshape((-1, n_mels, input_channels), name="add_channel")(inputs)
+    x = ModelInfo(labels, frontend, name="model_info")(inputs)
+    x = keras.layers.Reshape((-1, n_mels, input_channels), name="add_channel")(x)
     for i, (filters, pool) in enumerate(zip(conv_filters, pools, strict=True), start=1):
         x = DynamicConv2D(
             filters,
@@ -173,13 +271,48 @@ def build_dycnn_bilstm(
     return keras.Model(inputs, outputs, name=name)
 
 
+def _data_sizes(
+    num_classes: int | None,
+    n_mels: int | None,
+    input_channels: int | None,
+    labels: Sequence[str] | None,
+    frontend: FrontendConfig | None,
+) -> tuple[int, int, int]:
+    """(num_classes, n_mels, input_channels): given values, else from labels/frontend, else
+    the defaults 7, 64, 1; ValueError when given values contradict labels or frontend."""
+    if labels is not None:
+        if num_classes is not None and num_classes != len(labels):
+            raise ValueError(f"num_classes={num_classes} but {len(labels)} labels {list(labels)}")
+        num_classes = len(labels)
+    if frontend is not None:
+        if not isinstance(frontend, FrontendConfig):
+            raise TypeError(f"frontend must be a FrontendConfig, got {type(frontend).__name__}")
+        given = (n_mels, input_channels)
+        n_mels, input_channels = frontend.n_features // frontend.channels, frontend.channels
+        if given[0] not in (None, n_mels) or given[1] not in (None, input_channels):
+            raise ValueError(
+                f"n_mels={given[0]}, input_channels={given[1]} do not match the frontend's "
+                f"{frontend.n_features} features ({n_mels} x {input_channels} channels)"
+            )
+    return (
+        7 if num_classes is None else int(num_classes),
+        64 if n_mels is None else int(n_mels),
+        1 if input_channels is None else int(input_channels),
+    )
+
+
 def model_arguments(**kwargs: Any) -> dict[str, Any]:
-    """Every argument `build_dycnn_bilstm(**kwargs)` builds with: defaults filled in and the
-    pooling resolved per block. Results record it, so they keep their meaning when a default
-    changes."""
+    """Every architecture argument `build_dycnn_bilstm(**kwargs)` builds with: defaults
+    filled in and the pooling resolved per block (`METADATA_ARGUMENTS` left out). Results
+    record it, so they keep their meaning when a default changes."""
     bound = inspect.signature(build_dycnn_bilstm).bind(**kwargs)
     bound.apply_defaults()
     args = dict(bound.arguments)
+    sizes = _data_sizes(
+        *(args[name] for name in ("num_classes", "n_mels", "input_channels")),
+        *(args.pop(name) for name in METADATA_ARGUMENTS),
+    )
+    args["num_classes"], args["n_mels"], args["input_channels"] = sizes
     args["conv_filters"] = filters = [int(f) for f in args["conv_filters"]]
     args["pool_size"] = [list(p) for p in _block_pools(args["pool_size"], len(filters))]
     return args

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from edge_runtime.artifact import (
-    FILE_MODE,
     ArtifactError,
     TensorSpec,
     load_artifact,
@@ -25,6 +24,7 @@ from edge_runtime.artifact import (
 )
 from edge_runtime.config import FrontendConfig
 from edge_runtime.engines import EngineError, dequantize, open_engine, quantize
+from edge_runtime.files import FILE_MODE
 from edge_runtime.metadata import ModelMetadata
 from edge_runtime.windows import WindowPolicy
 

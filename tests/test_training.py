@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -18,26 +19,24 @@ from click.testing import CliRunner
 from edge_runtime.config import FrontendConfig, dataset_statistics, with_dataset_stats
 from edge_runtime.features import StreamStatistics, normalize
 from edge_runtime.windows import WindowPolicy
-from keras_dyconv.callbacks import dynamic_conv_layers
-from keras_dyconv.cli import evaluate, train
-from keras_dyconv.corpora import load_manifest
-from keras_dyconv.experiment import ProtocolSpec, merge_results, run_experiment, score_folds
-from keras_dyconv.features import extract_corpus
-from keras_dyconv.modelio import load_model
-from keras_dyconv.synthetic import write_corpus
-from keras_dyconv.training import (
+from keras_dyconv.callbacks import EpochSnapshots, dynamic_conv_layers
+from keras_dyconv.checkpoints import (
     EPOCH_LOGS,
-    MODEL_RECIPE_ARGUMENTS,
-    EpochSnapshots,
-    Recipe,
-    WindowSequence,
-    get_recipe,
-    normalize_utterances,
-    online_statistics,
-    predict_utterances,
+    EpochBackup,
+    checkpoint_callbacks,
     read_epoch_logs,
-    train_model,
 )
+from keras_dyconv.cli import chosen_recipe, evaluate, lever_option, recipe_levers, train
+from keras_dyconv.corpora import load_manifest
+from keras_dyconv.experiment import ProtocolSpec, run_experiment
+from keras_dyconv.features import extract_corpus
+from keras_dyconv.feeding import WindowSequence, predict_utterances
+from keras_dyconv.modelio import load_model
+from keras_dyconv.normalization import normalize_utterances, online_statistics
+from keras_dyconv.recipes import MODEL_RECIPE_ARGUMENTS, RECIPES, Recipe, field_docs, get_recipe
+from keras_dyconv.results import merge_results, score_folds
+from keras_dyconv.synthetic import write_corpus
+from keras_dyconv.training import train_model
 
 EMOTIONS = ("anger", "neutral", "sadness")
 TINY = Recipe(
@@ -204,7 +203,8 @@ def test_two_fits_cannot_share_a_checkpoint_folder(tmp_path):
 def test_validation_selection_takes_back_the_epochs_before_a_resume(tmp_path):
     """The best epochs of a resumed fit may lie before the interruption: their weights come
     back from the epoch checkpoints."""
-    from keras_dyconv.training import EPOCH_WEIGHTS, ValidationSelection
+    from keras_dyconv.callbacks import ValidationSelection
+    from keras_dyconv.checkpoints import EPOCH_WEIGHTS
 
     feats, labels = synthetic_features(4)
     model = keras.Sequential([keras.Input((100, 16)), keras.layers.Dense(2)])
@@ -752,3 +752,158 @@ def test_streamed_features_checkpoints_and_resume(corpus, tmp_path):
     again = run_experiment(utts, tmp_path / "b", config, TINY, spec, **kwargs)
     assert any("read back" in m for m in messages)
     assert again["folds"] == first["folds"] and again["pooled"] == first["pooled"]
+
+
+def _literal(value) -> str:
+    """A Python literal of a recipe value as the lever table shows it (strings and keys in
+    double quotes, nested options objects as dicts)."""
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)}: {_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(map(_literal, value)) + ("," if len(value) == 1 else "") + ")"
+    return repr(value)
+
+
+def lever_table() -> str:
+    """The lever table of docs/tutorials/train.md, generated from the `Recipe` fields, their
+    documentation (`field_docs`) and `RECIPES`."""
+    docs = field_docs(Recipe)
+    lines = [
+        "| field | " + " | ".join(RECIPES) + " | meaning |",
+        "|---|" + "---|" * len(RECIPES) + "---|",
+    ]
+    for f in dataclasses.fields(Recipe):
+        values = [f"`{_literal(getattr(r, f.name))}`" for r in RECIPES.values()]
+        lines.append(f"| `{f.name}` | " + " | ".join(values) + f" | {docs[f.name]} |")
+    return "\n".join(lines)
+
+
+def test_lever_table_is_generated_from_the_recipe():
+    """Adding a lever means a `Recipe` field and its line in the docstring: the tutorial's
+    table must be what they generate (paste the expected table below when this fails)."""
+    text = (Path(__file__).parent.parent / "docs" / "tutorials" / "train.md").read_text()
+    marker = "<!-- test: fields keras_dyconv.recipes.Recipe values=keras_dyconv.recipes.RECIPES -->"
+    documented = text.split(marker + "\n", 1)[1].split("\n\n", 1)[0]
+    assert documented == lever_table(), "\n" + lever_table()
+
+
+def test_every_recipe_lever_is_a_dyser_train_option(corpus, tmp_path):
+    """Each option generated from a field sets that field (the run is refused before
+    training: a frontend with statistics)."""
+    options = {p.name: p for p in train.params}
+    for owner, f, _ in recipe_levers():
+        assert f.name in options and lever_option(f.name) in options[f.name].opts
+        assert options[f.name].help.lower().startswith(field_docs(owner)[f.name][:20].lower())
+    config = FrontendConfig(top_db=None)
+    levers = {
+        "optimizer": "rmsprop",
+        "cosine_decay": True,
+        "min_epochs": 3,
+        "spec_augment": (1, 2, 3, 4),
+        "gain_db": 2.0,
+        "model": '{"num_kernels": 2}',
+    }
+    recipe = chosen_recipe("fast", levers, config)
+    assert (recipe.optimizer, recipe.cosine_decay, recipe.min_epochs) == ("rmsprop", True, 3)
+    assert recipe.spec_augment == (1, 2, 3, 4) and recipe.augmentation.gain_db == 2.0
+    assert recipe.model == {**get_recipe("fast").model, "num_kernels": 2}
+    runner = CliRunner()
+    args = ["--corpus", "manifest", "--data", str(corpus), "--out", str(tmp_path / "x")]
+    for bad_args, message in [
+        (["--optimizer", "sgd"], "'sgd' is not one of"),
+        (["--gain-db", "-1"], "gain_db must be >= 0"),
+        (["--average-checkpoints", "0"], "average_checkpoints must be >= 1"),
+        (["--recipe", "magic"], "unknown recipe"),
+    ]:
+        bad = runner.invoke(train, [*args, *bad_args])
+        assert bad.exit_code == 2 and message in bad.output, (bad_args, bad.output)
+        assert "Invalid value for" in bad.output and bad_args[0] in bad.output, bad.output
+
+
+class Killed(BaseException):
+    """Stands for a SIGKILL: nothing in the fit catches it and no cleanup runs."""
+
+
+@pytest.mark.parametrize("torn", ["epoch-002.weights.h5", ".partial.weights.h5"])
+def test_a_kill_during_a_checkpoint_write_resumes_from_the_last_complete_epoch(
+    tmp_path, monkeypatch, torn
+):
+    """The run is killed while it writes epoch 2's weights (`ModelCheckpoint`) or its
+    backup (`EpochBackup`), leaving half a file: the next run resumes after epoch 1."""
+    feats, labels = synthetic_features(20)
+    ckpt = tmp_path / "ckpt"
+    args = (feats[:16], labels[:16], ["a", "b"], FrontendConfig(n_mels=16), TINY, POLICY)
+    kwargs = dict(val_sources=feats[16:], val_labels=labels[16:], seed=0, verbose=0)
+    save_weights = keras.Model.save_weights
+    written = []
+
+    def torn_write(self, filepath, *args, **kwargs):
+        save_weights(self, filepath, *args, **kwargs)
+        written.append(Path(filepath).name)
+        if Path(filepath).name == torn and len(written) > 2:  # epoch 2, not epoch 1
+            data = Path(filepath).read_bytes()
+            Path(filepath).write_bytes(data[: len(data) // 2])
+            raise Killed
+
+    monkeypatch.setattr(keras.Model, "save_weights", torn_write)
+    with pytest.raises(Killed):
+        train_model(*args, checkpoint_dir=ckpt, **kwargs)
+    monkeypatch.setattr(keras.Model, "save_weights", save_weights)
+    assert sorted(p.name for p in (ckpt / "backup").glob("state-*")) == ["state-001.weights.h5"]
+    resumed = train_model(*args, checkpoint_dir=ckpt, **kwargs)
+    # Epoch index 1 was logged before the kill, then run again: the resume began after the
+    # last complete epoch, and the history has each of the 3 epochs once.
+    logged = [line.split(",")[0] for line in (ckpt / EPOCH_LOGS).read_text().splitlines()[1:]]
+    assert logged == ["0", "1", "1", "2"]
+    assert resumed.epochs_run == 3 and len(resumed.history["val_ua"]) == 3
+    assert not (ckpt / "backup").exists() or not list((ckpt / "backup").iterdir())
+
+
+def test_a_torn_log_line_is_dropped_before_the_logs_are_appended_to(tmp_path):
+    log = tmp_path / EPOCH_LOGS
+    log.write_text("epoch,loss,val_ua\n0,1.0,0.5\n1,0.9")  # killed while appending epoch 1
+    checkpoint_callbacks(tmp_path)
+    assert log.read_text() == "epoch,loss,val_ua\n0,1.0,0.5\n"
+    assert read_epoch_logs(log) == {"loss": [1.0], "val_ua": [0.5]}
+
+
+def test_protocol_all_checkpoints_and_resumes(corpus, tmp_path):
+    """`--checkpoints` with `--protocol all` checkpoints the one fit (it used to be ignored)."""
+    ckpt = tmp_path / "ckpt"
+    args = ["--corpus", "manifest", "--data", str(corpus), "--out", str(tmp_path / "all")]
+    args += ["--protocol", "all", "--recipe", "fast", "--epochs", "2", "--window", "1.0"]
+    args += ["--val-speakers", "1", "--quiet", "--checkpoints", str(ckpt)]
+    result = CliRunner().invoke(train, args)
+    assert result.exit_code == 0, result.output
+    assert read_epoch_logs(ckpt / "all" / "seed0" / EPOCH_LOGS)["val_ua"]
+    assert sorted(p.name for p in (ckpt / "all" / "seed0").glob("epoch-*")) == [
+        "epoch-001.weights.h5",
+        "epoch-002.weights.h5",
+    ]
+    assert (tmp_path / "all" / "model.keras").exists()
+
+
+def test_epoch_backup_resumes_a_backup_that_keras_wrote(tmp_path):
+    """A run interrupted before `EpochBackup` replaced `keras.callbacks.BackupAndRestore`
+    resumes from the files Keras left, which the next epoch's own state then replaces."""
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    model.set_weights([np.full_like(w, 3) for w in model.get_weights()])
+    model.save_weights(backup / "latest.weights.h5")
+    (backup / "training_metadata.json").write_text('{"epoch": 2, "batch": 0}')
+    model.set_weights([np.zeros_like(w) for w in model.get_weights()])
+    callback = EpochBackup(backup)
+    callback.set_model(model)
+    callback.on_train_begin()
+    assert model._initial_epoch == 2 and all((w == 3).all() for w in model.get_weights())
+    callback.on_epoch_end(2)
+    assert sorted(p.name for p in backup.iterdir()) == ["state-003.weights.h5"]
+    callback.on_train_end()  # a finished fit leaves no state to resume from
+    assert not list(backup.iterdir())

@@ -1,0 +1,418 @@
+"""The classical floor: openSMILE eGeMAPSv02 functionals + a linear SVM, on the project's folds.
+
+Every neural number is read against this baseline, measured on exactly the same folds
+(`keras_dyconv.experiment.make_folds`) and scored by the same code
+(`keras_dyconv.results.score_folds`: pooled WA / UA with bootstrap intervals).
+
+    from keras_dyconv.baseline import extract_egemaps, run_baseline
+    from keras_dyconv.experiment import ProtocolSpec, make_folds
+    utts = load_corpus("emodb", "/data/emodb")
+    feats = extract_egemaps([u.path for u in utts], cache_dir="runs/cache", n_jobs=2)
+    results = run_baseline(utts, feats, make_folds(utts, ProtocolSpec("loso")))
+
+Per fold, the SVM trains on the fold's training AND validation utterances (the neural
+model's validation speakers are training speakers; the SVM does its own model selection)
+and predicts the test utterances. Model selection never sees a test utterance:
+
+- the features are standardised by a scaler fitted on the training part only;
+- C is chosen from `C_GRID` by an inner cross-validation over the training part, grouped by
+  speaker (`GroupKFold`, at most `INNER_SPLITS` folds), scored by UA; then the scaler and
+  SVM are refitted on the whole training part with that C.
+
+Normalisations (`NORMALIZATIONS`), applied to the features before the above:
+
+- "none": only the training-set scaler.
+- "speaker": each speaker's features z-scored by that speaker's own mean and std over all
+  of their utterances (a strong known variant). For a test speaker this uses their
+  unlabelled test audio (transductive, like the neural "per-speaker reference"): a device
+  has to gather a new speaker's statistics first. Report it in its own column.
+- "corpus": each corpus z-scored by its own statistics (for multi-corpus training and
+  leave-one-corpus-out; the held-out corpus's unlabelled audio gives its statistics).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import joblib
+import numpy as np
+
+from edge_runtime.files import atomic_write, file_sha256
+from keras_dyconv.corpora import Utterance
+from keras_dyconv.metrics import unweighted_accuracy
+from keras_dyconv.protocols import Fold, assert_no_leak, assert_test_partition
+
+__all__ = [
+    "C_GRID",
+    "FEATURE_SET",
+    "INNER_SPLITS",
+    "NORMALIZATIONS",
+    "N_FEATURES",
+    "EgemapsCache",
+    "FittedSVM",
+    "extract_egemaps",
+    "file_egemaps",
+    "fit_svm",
+    "normalize_by_group",
+    "predict_folds",
+    "run_baseline",
+]
+
+#: The openSMILE feature set and its number of functionals per utterance.
+FEATURE_SET = "eGeMAPSv02"
+N_FEATURES = 88
+#: SVM regularisation values tried by the inner cross-validation.
+C_GRID: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+#: Inner cross-validation folds (fewer when the training part has fewer speakers).
+INNER_SPLITS = 5
+NORMALIZATIONS = ("none", "speaker", "corpus")
+
+
+# ----------------------------------------------------------------------------------- features
+
+
+@functools.lru_cache(maxsize=1)
+def _smile():
+    import opensmile
+
+    return opensmile.Smile(
+        feature_set=getattr(opensmile.FeatureSet, FEATURE_SET),
+        feature_level=opensmile.FeatureLevel.Functionals,
+    )
+
+
+def _opensmile_version() -> str:
+    import opensmile
+
+    return opensmile.__version__
+
+
+def file_egemaps(path: str | os.PathLike) -> np.ndarray:
+    """eGeMAPSv02 functionals of one audio file (.wav, .flac, ...), shape (88,) float32.
+
+    The file is read with soundfile at its own sample rate; several channels are averaged.
+
+    Raises:
+        ValueError: naming the file when it cannot be decoded, holds no samples, or gives
+            non-finite functionals.
+    """
+    import soundfile as sf
+
+    try:
+        samples, rate = sf.read(os.fspath(path), dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises several types for unreadable files
+        raise ValueError(f"{os.fspath(path)}: cannot load audio ({err})") from err
+    if samples.size == 0:
+        raise ValueError(f"{os.fspath(path)}: no audio samples")
+    mono = samples.mean(axis=1)
+    feats = _smile().process_signal(mono, rate).to_numpy(dtype=np.float32).reshape(-1)
+    if feats.shape != (N_FEATURES,) or not np.all(np.isfinite(feats)):
+        raise ValueError(
+            f"{os.fspath(path)}: expected {N_FEATURES} finite {FEATURE_SET} functionals, got "
+            f"shape {feats.shape} with {int(np.sum(~np.isfinite(feats)))} non-finite values"
+        )
+    return feats
+
+
+class EgemapsCache:
+    """Functionals on disk: ``root/<FEATURE_SET>-opensmile<version>/<content hash>.npy``.
+
+    Keyed by the file's bytes (renaming keeps the entry), the feature set and the openSMILE
+    version; entries are written atomically.
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.directory = Path(root) / f"{FEATURE_SET}-opensmile{_opensmile_version()}"
+
+    def path(self, key: str) -> Path:
+        """The `.npy` file of `key`."""
+        return self.directory / f"{key}.npy"
+
+    def load(self, key: str) -> np.ndarray | None:
+        """Cached functionals of `key`, or None on a miss (or an unreadable entry)."""
+        try:
+            feats = np.load(self.path(key), allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            return None
+        return feats if feats.shape == (N_FEATURES,) else None
+
+    def store(self, key: str, feats: np.ndarray) -> None:
+        """Write `feats` under `key`, atomically."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        encoded = io.BytesIO()
+        np.save(encoded, feats, allow_pickle=False)
+        atomic_write(self.path(key), encoded.getvalue())
+
+
+def _extract_one(path: str, cache_dir: str | os.PathLike | None) -> np.ndarray:
+    if cache_dir is None:
+        return file_egemaps(path)
+    cache, key = EgemapsCache(cache_dir), file_sha256(path)
+    if (hit := cache.load(key)) is None:
+        hit = file_egemaps(path)
+        cache.store(key, hit)
+    return hit
+
+
+def extract_egemaps(
+    paths: Sequence[str | os.PathLike],
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    n_jobs: int = 1,
+    progress: bool = False,
+) -> np.ndarray:
+    """`file_egemaps` of every path, in order: shape (len(paths), 88) float32.
+
+    `n_jobs` worker processes (joblib); `cache_dir` enables the on-disk `EgemapsCache`, so
+    a second run reads the functionals back instead of recomputing them.
+    """
+    paths = [os.fspath(p) for p in paths]
+    if n_jobs == 1:
+        results: Any = (_extract_one(p, cache_dir) for p in paths)
+    else:
+        parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator")
+        results = parallel(joblib.delayed(_extract_one)(p, cache_dir) for p in paths)
+    with click.progressbar(
+        results, length=len(paths), label="eGeMAPS", file=sys.stderr, hidden=not progress
+    ) as bar:
+        rows = list(bar)
+    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, N_FEATURES), np.float32)
+
+
+# ------------------------------------------------------------------------------ normalisation
+
+
+def normalize_by_group(feats: np.ndarray, groups: Sequence[str]) -> np.ndarray:
+    """Z-score the rows of each group (speaker, corpus) by that group's own mean and std.
+
+    Args:
+        feats: (n, d) features.
+        groups: length n, the group of each row.
+
+    Returns:
+        (n, d) float64; a feature constant within a group becomes 0 there.
+    """
+    feats = np.asarray(feats, dtype=np.float64)
+    groups = np.asarray(groups)
+    if feats.ndim != 2 or len(groups) != len(feats):
+        raise ValueError(
+            f"feats must be (n, d) with one group per row, got {feats.shape} and {len(groups)}"
+        )
+    out = np.empty_like(feats)
+    for g in np.unique(groups):
+        rows = groups == g
+        mean, std = feats[rows].mean(axis=0), feats[rows].std(axis=0)
+        out[rows] = (feats[rows] - mean) / np.where(std > 0, std, 1.0)
+    return out
+
+
+# ------------------------------------------------------------------------------------- the SVM
+
+
+@dataclass
+class FittedSVM:
+    """A scaler + linear SVM fitted on one training part, with how C was chosen.
+
+    Attributes:
+        pipeline: scikit-learn ``StandardScaler -> SVC(kernel="linear")``, refitted on the
+            whole training part with the chosen C.
+        c: the chosen C.
+        inner_ua: mean inner-CV UA of each C in the grid (C as a string key).
+        inner_groups: the speakers the inner CV split (exactly the training speakers).
+        inner_splits: the inner CV's (train, validation) speaker sets, one pair per split.
+    """
+
+    pipeline: Any
+    c: float
+    inner_ua: dict[str, float]
+    inner_groups: list[str]
+    inner_splits: list[tuple[list[str], list[str]]] = field(default_factory=list)
+
+    def predict(self, feats: np.ndarray) -> np.ndarray:
+        """Class indices, shape (n,)."""
+        return self.pipeline.predict(feats)
+
+
+def _pipeline(c: float):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    return make_pipeline(StandardScaler(), SVC(kernel="linear", C=c, class_weight="balanced"))
+
+
+def fit_svm(
+    feats: np.ndarray,
+    y: np.ndarray,
+    groups: Sequence[str],
+    c_grid: Sequence[float] = C_GRID,
+    inner_splits: int = INNER_SPLITS,
+) -> FittedSVM:
+    """Choose C by speaker-grouped inner CV (UA) on (feats, y), then refit on all of it.
+
+    Only pass the training part: everything given here is training data.
+
+    Args:
+        feats: (n, d) training features.
+        y: (n,) integer class indices.
+        groups: (n,) speaker of each row; inner folds never split a speaker.
+        c_grid: the C values tried (ties go to the earlier value).
+        inner_splits: at most this many inner folds (fewer with fewer speakers; >= 2
+            speakers needed).
+    """
+    from sklearn.model_selection import GroupKFold
+
+    feats, y, groups = np.asarray(feats), np.asarray(y), np.asarray(groups)
+    speakers = sorted(set(groups.tolist()))
+    if len(speakers) < 2:
+        raise ValueError(f"inner CV needs >= 2 training speakers, got {speakers}")
+    splitter = GroupKFold(n_splits=min(inner_splits, len(speakers)))
+    splits = list(splitter.split(feats, y, groups))
+    scores = {c: [] for c in c_grid}
+    for tr, va in splits:
+        for c in c_grid:
+            model = _pipeline(c).fit(feats[tr], y[tr])
+            scores[c].append(unweighted_accuracy(y[va], model.predict(feats[va])))
+    mean = {c: float(np.mean(v)) for c, v in scores.items()}
+    best = max(c_grid, key=lambda c: (mean[c], -list(c_grid).index(c)))
+    pipeline = _pipeline(best).fit(feats, y)
+    return FittedSVM(
+        pipeline=pipeline,
+        c=float(best),
+        inner_ua={f"{c:g}": v for c, v in mean.items()},
+        inner_groups=speakers,
+        inner_splits=[
+            (sorted(set(groups[tr].tolist())), sorted(set(groups[va].tolist())))
+            for tr, va in splits
+        ],
+    )
+
+
+def _normalized(
+    feats: np.ndarray, utts: Sequence[Utterance], normalization: str, corpora: Sequence[str] | None
+) -> np.ndarray:
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    if normalization == "speaker":
+        return normalize_by_group(feats, [u.speaker for u in utts])
+    if normalization == "corpus":
+        if corpora is None:
+            raise ValueError("normalization 'corpus' needs the corpus of every utterance")
+        return normalize_by_group(feats, corpora)
+    return np.asarray(feats, dtype=np.float64)
+
+
+def predict_folds(
+    utts: Sequence[Utterance],
+    feats: np.ndarray,
+    folds: Sequence[Fold],
+    labels: Sequence[str] | None = None,
+    normalization: str = "none",
+    corpora: Sequence[str] | None = None,
+    c_grid: Sequence[float] = C_GRID,
+    inner_splits: int = INNER_SPLITS,
+) -> list[dict[str, Any]]:
+    """Fit and test the baseline on every fold; fold records in `run_experiment`'s format.
+
+    Args:
+        utts: the utterances the folds index.
+        feats: (len(utts), 88) functionals (`extract_egemaps`).
+        folds: e.g. `make_folds(utts, spec)`; checked with `assert_no_leak` and
+            `assert_test_partition` (every utterance tested exactly once).
+        labels: class names (default: sorted labels of `utts`).
+        normalization: one of `NORMALIZATIONS`.
+        corpora: the corpus of each utterance, for normalization "corpus".
+
+    Returns:
+        One record per fold: fold, seed (0), speaker_independent, test/train speakers,
+        n_train, c, inner_ua, metrics (`summarize`), predictions (path, speaker, label,
+        predicted): what `score_folds` pools.
+    """
+    from keras_dyconv.metrics import summarize
+
+    feats = np.asarray(feats)
+    if feats.shape != (len(utts), N_FEATURES):
+        raise ValueError(
+            f"feats must be ({len(utts)}, {N_FEATURES}) for {len(utts)} utterances, "
+            f"got {feats.shape}"
+        )
+    labels = list(labels) if labels is not None else sorted({u.label for u in utts})
+    unknown = {u.label for u in utts} - set(labels)
+    if unknown:
+        raise ValueError(f"utterances carry labels not in {labels}: {sorted(unknown)}")
+    assert_test_partition(folds, len(utts))
+    x = _normalized(feats, utts, normalization, corpora)
+    y = np.array([labels.index(u.label) for u in utts])
+    speakers = np.array([u.speaker for u in utts])
+    records = []
+    for fold in folds:
+        assert_no_leak(fold, utts)
+        train = np.union1d(fold.train, fold.val)
+        model = fit_svm(x[train], y[train], speakers[train], c_grid, inner_splits)
+        pred = model.predict(x[fold.test])
+        records.append(
+            {
+                "fold": fold.name,
+                "seed": 0,
+                "speaker_independent": fold.speaker_independent,
+                "test_speakers": sorted(set(speakers[fold.test].tolist())),
+                "train_speakers": model.inner_groups,
+                "n_train": len(train),
+                "c": model.c,
+                "inner_ua": model.inner_ua,
+                "metrics": summarize(y[fold.test], pred, labels),
+                "predictions": [
+                    {
+                        "path": str(utts[i].path),
+                        "speaker": str(utts[i].speaker),
+                        "label": labels[y[i]],
+                        "predicted": labels[int(p)],
+                    }
+                    for i, p in zip(fold.test, pred, strict=True)
+                ],
+            }
+        )
+    return records
+
+
+def run_baseline(
+    utts: Sequence[Utterance],
+    feats: np.ndarray,
+    folds: Sequence[Fold],
+    labels: Sequence[str] | None = None,
+    normalization: str = "none",
+    corpora: Sequence[str] | None = None,
+    c_grid: Sequence[float] = C_GRID,
+) -> dict[str, Any]:
+    """`predict_folds` plus the project's scoring (`score_folds`): a JSON-ready dict.
+
+    Returns:
+        ``{"model", "labels", "normalization", "folds" (records), "folds_run", "pooled",
+        "pooled_ci95" (bootstrap over utterances), "per_seed", ...}`` as in `results.json`.
+    """
+    from keras_dyconv.results import score_folds
+
+    labels = list(labels) if labels is not None else sorted({u.label for u in utts})
+    records = predict_folds(utts, feats, folds, labels, normalization, corpora, c_grid)
+    return {
+        "model": {
+            "features": f"openSMILE {FEATURE_SET} functionals ({N_FEATURES})",
+            "opensmile": _opensmile_version(),
+            "classifier": "SVC(kernel='linear', class_weight='balanced') after StandardScaler",
+            "c_grid": list(c_grid),
+            "inner_cv": f"GroupKFold by speaker, <= {INNER_SPLITS} splits, UA",
+        },
+        "labels": labels,
+        "normalization": normalization,
+        "speaker_independent": all(f.speaker_independent for f in folds),
+        "folds": records,
+        **score_folds(records, labels),
+    }

@@ -1,0 +1,194 @@
+"""Feeding features to a model: random training windows, and evaluation windows per utterance.
+
+* `WindowSequence`: a `keras.utils.PyDataset` of random fixed-length windows of each
+  training utterance, perturbed and normalised with the training data's statistics.
+  Features can be in-memory arrays or `.npy` files (memory-mapped), so corpora larger than
+  memory train.
+* `utterance_windows` and `predict_utterances`: the evaluation and edge policy, windows
+  every hop + tail, class probabilities averaged per utterance (`edge_runtime.windows`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from edge_runtime.config import FrontendConfig
+from edge_runtime.features import normalize
+from edge_runtime.windows import WindowPolicy, aggregate, random_window, split_windows
+from keras_dyconv.augment import Augmentation, augment_window, mel_band_centres
+from keras_dyconv.normalization import FeatureSource, load_features, normalize_utterances
+from keras_dyconv.recipes import DISTILL_WEIGHT
+
+
+class WindowSequence(keras.utils.PyDataset):
+    """Random fixed-length training windows, one per utterance per epoch.
+
+    Args:
+        sources: per-utterance raw features (arrays or `.npy` paths), computed with the
+            frontend config *without* normalisation; `config` normalises them.
+        labels: class index per utterance.
+        num_classes: number of classes (one-hot targets, needed for mixup/smoothing).
+        config: frontend config whose normalisation (e.g. dataset statistics) is applied.
+        frames: window length in frames.
+        batch_size: windows per batch.
+        seed: seed of the window positions, shuffling and augmentation.
+        spec_augment: (time masks, max width, freq masks, max width); masked cells are set
+            to 0, the normalised mean.
+        mixup_alpha: mixup Beta parameter (0 disables).
+        class_weights: per-class loss weights (class weighting), or None.
+        augmentation: log-mel perturbations applied to each raw window before normalisation.
+        statistics: per utterance, one or more (mean, std) to normalise with instead of
+            `config`, one drawn at random for each window (normalization "stream": the
+            speaker's own statistics, or `online_statistics` draws).
+        teachers: models whose mean class probabilities for each window are mixed into its
+            target (weight `DISTILL_WEIGHT`): knowledge distillation.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[FeatureSource],
+        labels: Sequence[int],
+        num_classes: int,
+        config: FrontendConfig,
+        frames: int,
+        batch_size: int,
+        seed: int = 0,
+        spec_augment: tuple[int, int, int, int] = (0, 0, 0, 0),
+        mixup_alpha: float = 0.0,
+        class_weights: np.ndarray | None = None,
+        augmentation: Augmentation | None = None,
+        statistics: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]] | None = None,
+        teachers: Sequence[keras.Model] = (),
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if len(sources) != len(labels):
+            raise ValueError(f"{len(sources)} feature sources but {len(labels)} labels")
+        if not len(sources):
+            raise ValueError("no training utterances")
+        self.augmentation = augmentation or Augmentation()
+        if self.augmentation.active and config.feature != "logmel":
+            raise ValueError(
+                f"augmentation works on log-mel features, not feature={config.feature!r}"
+            )
+        if statistics is None and config.normalization == "stream":
+            raise ValueError('normalization "stream" trains with per-speaker `statistics`')
+        if statistics is not None and len(statistics) != len(sources):
+            raise ValueError(f"{len(sources)} feature sources but {len(statistics)} statistics")
+        self.statistics = statistics
+        self.teachers = list(teachers)
+        self.centres = mel_band_centres(config)
+        self.sources = list(sources)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.num_classes = num_classes
+        self.config = config
+        self.frames = frames
+        self.batch_size = batch_size
+        self.spec_augment = spec_augment
+        self.mixup_alpha = mixup_alpha
+        self.class_weights = class_weights
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(self.sources))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sources) / self.batch_size)
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.sources))
+
+    def __getitem__(self, index: int):
+        batch = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        rng = np.random.default_rng(self.rng.integers(1 << 62) + index)
+        x = np.stack([self._window(i, rng) for i in batch]).astype(np.float32)
+        y = np.eye(self.num_classes, dtype=np.float32)[self.labels[batch]]
+        x = self._spec_augment(x, rng)
+        if self.teachers:
+            soft = np.mean(
+                [keras.ops.convert_to_numpy(t(x, training=False)) for t in self.teachers], axis=0
+            )
+            y = ((1 - DISTILL_WEIGHT) * y + DISTILL_WEIGHT * soft).astype(np.float32)
+        if self.mixup_alpha > 0 and len(batch) > 1:
+            lam = rng.beta(self.mixup_alpha, self.mixup_alpha, size=(len(batch), 1))
+            perm = rng.permutation(len(batch))
+            x = (lam[:, :, None] * x + (1 - lam[:, :, None]) * x[perm]).astype(np.float32)
+            y = (lam * y + (1 - lam) * y[perm]).astype(np.float32)
+        if self.class_weights is not None:
+            return x, y, self.class_weights[self.labels[batch]].astype(np.float32)
+        return x, y
+
+    def _window(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        """A random, possibly perturbed, normalised window of utterance `i`."""
+        raw = load_features(self.sources[i])
+        if self.augmentation.active:
+            window = augment_window(
+                raw,
+                self.frames,
+                self.augmentation,
+                self.centres,
+                rng,
+                random_window,
+                hop_s=self.config.hop_length / self.config.sample_rate,
+            )
+        else:
+            window = np.array(random_window(raw, self.frames, rng), dtype=np.float32)
+        if self.statistics is None:
+            return normalize(window, self.config)
+        choices = self.statistics[i]
+        # A single choice draws nothing, so whole-speaker runs keep their random stream.
+        mean, std = choices[int(rng.integers(len(choices)))] if len(choices) > 1 else choices[0]
+        return (window - mean) / std
+
+    def _spec_augment(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        time_masks, time_width, freq_masks, freq_width = self.spec_augment
+        for sample in x:
+            for _ in range(time_masks):
+                w = int(rng.integers(0, time_width + 1))
+                t0 = int(rng.integers(0, max(1, sample.shape[0] - w)))
+                sample[t0 : t0 + w] = 0.0
+            for _ in range(freq_masks):
+                w = int(rng.integers(0, freq_width + 1))
+                f0 = int(rng.integers(0, max(1, sample.shape[1] - w)))
+                sample[:, f0 : f0 + w] = 0.0
+        return x
+
+
+# ----------------------------------------------------------------------------- prediction
+def utterance_windows(
+    sources: Sequence[FeatureSource],
+    config: FrontendConfig,
+    policy: WindowPolicy,
+    speakers: Sequence[str] | None = None,
+    adapt: str = "online",
+) -> tuple[np.ndarray, np.ndarray]:
+    """All evaluation windows of all utterances, (n_windows, frames, F), and their owners
+    (normalised by `normalize_utterances`)."""
+    windows, owners = [], []
+    for i, feats in enumerate(normalize_utterances(sources, config, speakers, adapt)):
+        w = split_windows(feats, policy)
+        windows.append(w.astype(np.float32))
+        owners.append(np.full(len(w), i))
+    return np.concatenate(windows), np.concatenate(owners)
+
+
+def predict_utterances(
+    model: keras.Model,
+    sources: Sequence[FeatureSource],
+    config: FrontendConfig,
+    policy: WindowPolicy,
+    batch_size: int = 64,
+    speakers: Sequence[str] | None = None,
+    adapt: str = "online",
+) -> np.ndarray:
+    """Utterance-level class probabilities (n_utterances, C): mean over each one's windows.
+
+    `speakers` (and `adapt`) are needed for normalization "stream": each speaker's
+    utterances form one stream, in the order given (see `normalize_utterances`).
+    """
+    windows, owners = utterance_windows(sources, config, policy, speakers, adapt)
+    probs = np.asarray(model.predict(windows, batch_size=batch_size, verbose=0))
+    return np.stack([aggregate(probs[owners == i]) for i in range(len(sources))])

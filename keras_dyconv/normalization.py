@@ -1,0 +1,129 @@
+"""Normalisation statistics of training features, and features normalised as a device sees them.
+
+Features are cached unnormalised (frontend normalization "none"); a fit computes the
+training set's statistics (`edge_runtime.config.with_dataset_stats`) and, for normalization
+"stream", each training speaker's own statistics (`speaker_statistics`) or the running
+statistics a device would have at random points of the speaker's stream
+(`online_statistics`). `normalize_utterances` applies them as the deployed model would.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from edge_runtime.config import FrontendConfig, dataset_statistics
+from edge_runtime.features import StreamStatistics, normalize
+
+#: Utterance features: an in-memory (frames, n_features) array or a `.npy` file path.
+FeatureSource = np.ndarray | str | os.PathLike
+#: Random orderings of each training speaker's utterances that `online_statistics` streams.
+STREAM_ORDERINGS = 7
+
+
+def load_features(source: FeatureSource) -> np.ndarray:
+    """(frames, n_features) float32 features from an array or a `.npy` file (memory-mapped)."""
+    if isinstance(source, np.ndarray):
+        return source
+    return np.load(source, mmap_mode="r", allow_pickle=False)
+
+
+def normalized(features: np.ndarray, config: FrontendConfig) -> np.ndarray:
+    """A normalised float32 copy of `features` (edge_runtime's `normalize` works in place,
+    and training must never change the stored features: they are reused every epoch)."""
+    return normalize(np.array(features, dtype=np.float32), config)
+
+
+def speaker_statistics(
+    sources: Sequence[FeatureSource], speakers: Sequence[str]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-feature (mean, std) float32 of each speaker over all their utterances."""
+    if len(sources) != len(speakers):
+        raise ValueError(f"{len(sources)} feature sources but {len(speakers)} speakers")
+    stats = {}
+    for speaker in dict.fromkeys(speakers):
+        mine = [s for s, who in zip(sources, speakers, strict=True) if who == speaker]
+        mean, std = dataset_statistics(load_features(s) for s in mine)
+        stats[speaker] = (np.float32(mean), np.float32(std))
+    return stats
+
+
+def online_statistics(
+    sources: Sequence[FeatureSource],
+    speakers: Sequence[str],
+    config: FrontendConfig,
+    orderings: int = STREAM_ORDERINGS,
+    seed: int = 0,
+) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """Running statistics a device could have when it hears each utterance, several per
+    utterance: (mean, std) float32 lists, one list per utterance.
+
+    Each speaker's utterances are streamed through `StreamStatistics` in `orderings`
+    random orders; the statistics right after an utterance (itself included, as at test
+    time) are one draw for it, so its draws sit at random points of its speaker's stream.
+    One more draw is a fresh stream (the training prior plus the utterance alone): the
+    cold start of a voice the device has never heard.
+    """
+    if len(sources) != len(speakers):
+        raise ValueError(f"{len(sources)} feature sources but {len(speakers)} speakers")
+    rng = np.random.default_rng(seed)
+    draws: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in sources]
+    stream = StreamStatistics(config)
+
+    def draw(i: int) -> None:
+        stream.update(load_features(sources[i]))
+        draws[i].append((np.float32(stream.mean), np.float32(stream.std)))
+
+    for i in range(len(sources)):
+        stream.reset()
+        draw(i)
+    owners = np.asarray(speakers)
+    for speaker in dict.fromkeys(speakers):
+        mine = np.flatnonzero(owners == speaker)
+        for _ in range(orderings):
+            stream.reset()
+            for i in rng.permutation(mine):
+                draw(int(i))
+    return draws
+
+
+ADAPTATIONS = ("online", "independent", "speaker")
+
+
+def normalize_utterances(
+    sources: Sequence[FeatureSource],
+    config: FrontendConfig,
+    speakers: Sequence[str] | None = None,
+    adapt: str = "online",
+) -> list[np.ndarray]:
+    """Normalised float32 copies of utterance features, as the deployed model would see them.
+
+    For normalization "stream" the utterances of each speaker are one stream, in the order
+    given: with `adapt="online"` each is normalised by the running statistics of its
+    speaker's audio so far, itself included (`StreamStatistics`, what a device can do);
+    with `adapt="independent"` each utterance starts a fresh stream (the training prior
+    plus itself: no adaptation across utterances, `speakers` not needed); with
+    `adapt="speaker"` by the statistics of all the speaker's utterances (transductive when
+    used on test speakers: a reference only, or for training speakers). Other
+    normalizations ignore `speakers` and `adapt`.
+    """
+    if adapt not in ADAPTATIONS:
+        raise ValueError(f"adapt must be one of {ADAPTATIONS}, got {adapt!r}")
+    if config.normalization != "stream" or adapt == "independent":
+        return [normalized(load_features(s), config) for s in sources]
+    if speakers is None:
+        raise ValueError('normalization "stream" needs the speaker of every utterance')
+    out = []
+    if adapt == "speaker":
+        stats = speaker_statistics(sources, speakers)
+        for source, speaker in zip(sources, speakers, strict=True):
+            mean, std = stats[speaker]
+            out.append((np.asarray(load_features(source), np.float32) - mean) / std)
+        return out
+    streams: dict[str, StreamStatistics] = {}
+    for source, speaker in zip(sources, speakers, strict=True):
+        stream = streams.setdefault(speaker, StreamStatistics(config))
+        out.append(normalize(np.array(load_features(source), np.float32), config, stream))
+    return out

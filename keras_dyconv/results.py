@@ -1,0 +1,266 @@
+"""What a run records: the declared layout of results.json, and scoring and merging runs.
+
+`run_experiment` writes a `Results` (cross-validation) or an `AllResults` (protocol "all")
+as results.json; `score_folds` computes the pooled, per-seed and ensemble metrics from the
+fold records' predictions, and `merge_results` joins runs over disjoint folds or seeds
+(the benchmarks spread folds over processes). The types are `TypedDict`s: results are
+plain JSON objects on disk and in memory, and keys written by older runs still load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NotRequired, TypedDict
+
+import numpy as np
+
+from edge_runtime.files import atomic_write
+from keras_dyconv.metrics import bootstrap_ci, pooled_and_mean, summarize
+from keras_dyconv.recipes import Recipe
+
+#: `keras_dyconv.metrics.summarize` of one evaluation: n, wa, ua, macro_f1, labels,
+#: confusion (rows = true class), per_class.
+Summary = dict[str, Any]
+#: Per metric ("wa", "ua"), the bootstrap 95% interval [low, high].
+Interval = dict[str, list[float]]
+
+
+class Prediction(TypedDict):
+    """One test utterance of a fold record."""
+
+    path: str
+    label: str
+    #: The predicted class (for normalization "stream": online adaptation per test speaker).
+    predicted: str
+    #: Mean class probabilities over the utterance's windows, rounded to 5 decimals.
+    probabilities: list[float]
+    #: Normalization "stream" only: each utterance a fresh stream (no adaptation).
+    predicted_independent: NotRequired[str]
+    #: Normalization "stream" only: each test speaker's statistics over all their audio.
+    predicted_speaker_norm: NotRequired[str]
+
+
+class FoldRecord(TypedDict):
+    """One fold trained and tested with one seed (the keys in results.json's order)."""
+
+    fold: str
+    seed: int
+    speaker_independent: bool
+    test_speakers: list[str]
+    val_speakers: list[str]
+    #: How the validation speakers were chosen (`keras_dyconv.protocols.Fold.val_rule`);
+    #: absent in runs made before the rule was recorded.
+    val_rule: NotRequired[dict[str, Any]]
+    n_train: int
+    n_val: int
+    best_epoch: int | None
+    averaged_epochs: list[int]
+    refit_epochs: int
+    epochs_run: int
+    seconds: float
+    metrics: Summary
+    metrics_independent: NotRequired[Summary]
+    metrics_speaker_norm: NotRequired[Summary]
+    predictions: list[Prediction]
+
+
+class Scores(TypedDict):
+    """The metrics `score_folds` computes from fold records."""
+
+    #: Distinct folds among the records.
+    folds_run: int
+    #: Every record's predictions concatenated (all seeds).
+    pooled: Summary
+    pooled_ci95: Interval
+    #: Per seed (the key is the seed as a string): `keras_dyconv.metrics.pooled_and_mean`.
+    per_seed: dict[str, dict[str, Any]]
+    #: Mean and population std over seeds of each seed's pooled "wa" and "ua".
+    seed_mean: dict[str, float]
+    seed_std: dict[str, float]
+    pooled_independent: NotRequired[Summary]
+    pooled_independent_ci95: NotRequired[Interval]
+    pooled_speaker_norm: NotRequired[Summary]
+    pooled_speaker_norm_ci95: NotRequired[Interval]
+    #: Several seeds: the seeds' class probabilities averaged per fold, {"pooled", "pooled_ci95"}.
+    ensemble: NotRequired[dict[str, Any]]
+
+
+class Timings(TypedDict):
+    """Seconds a run took (merged runs: the sum, and the longest part)."""
+
+    features_s: NotRequired[float]
+    total_s: float
+    max_part_s: NotRequired[float]
+    #: Set by the benchmarks: wall time over parallel workers, and how many there were.
+    wall_s: NotRequired[float]
+    workers: NotRequired[int]
+
+
+class Results(Scores):
+    """results.json of a cross-validated run (the keys in its order, then `Scores`')."""
+
+    #: `ProtocolSpec` fields and whether every fold is speaker-independent.
+    protocol: dict[str, Any]
+    #: `Recipe.to_dict()`.
+    recipe: dict[str, Any]
+    #: `keras_dyconv.experiment.architecture`: {"arguments", "params"}.
+    architecture: dict[str, Any]
+    #: `FrontendConfig.to_dict()` of the features (normalization "none").
+    frontend: dict[str, Any]
+    #: `WindowPolicy.to_dict()`.
+    window: dict[str, Any]
+    labels: list[str]
+    seeds: list[int]
+    #: Python, Keras, backend, numpy and librosa versions.
+    versions: dict[str, str]
+    folds: list[FoldRecord]
+    timings: Timings
+
+
+class AllResults(TypedDict):
+    """results.json of protocol "all": one model trained, nothing tested."""
+
+    protocol: dict[str, Any]
+    recipe: dict[str, Any]
+    architecture: dict[str, Any]
+    labels: list[str]
+    versions: dict[str, str]
+    #: Path of the saved model.keras.
+    model: str
+    val_speakers: list[str]
+    val_rule: NotRequired[dict[str, Any]]
+    best_epoch: int | None
+    timings: Timings
+
+
+def score_folds(fold_records: Sequence[FoldRecord], labels: Sequence[str]) -> Scores:
+    """Pooled, per-seed and across-seed metrics of fold records (from their predictions).
+
+    Also, when present: "pooled_independent" and "pooled_speaker_norm" (normalization
+    "stream" without adaptation, and its transductive per-speaker reference) and
+    "ensemble" (class probabilities averaged over the seeds of each fold: what a seed
+    ensemble scores).
+    """
+    seeds = sorted({r["seed"] for r in fold_records})
+
+    def pairs(records, key="predicted"):
+        return [
+            (
+                np.array([labels.index(p["label"]) for p in r["predictions"]]),
+                np.array([labels.index(p[key]) for p in r["predictions"]]),
+            )
+            for r in records
+        ]
+
+    def pooled(records, key="predicted"):
+        all_pairs = pairs(records, key)
+        t_all = np.concatenate([t for t, _ in all_pairs])
+        p_all = np.concatenate([p for _, p in all_pairs])
+        return summarize(t_all, p_all, labels), {
+            m: list(bootstrap_ci(t_all, p_all, m)) for m in ("wa", "ua")
+        }
+
+    per_seed = {
+        str(seed): pooled_and_mean(pairs([r for r in fold_records if r["seed"] == seed]))
+        for seed in seeds
+    }
+    summary, ci = pooled(fold_records)
+    scores: Scores = {
+        "folds_run": len({r["fold"] for r in fold_records}),
+        "pooled": summary,
+        "pooled_ci95": ci,
+        "per_seed": per_seed,
+        "seed_mean": {
+            m: float(np.mean([r["pooled"][m] for r in per_seed.values()])) for m in ("wa", "ua")
+        },
+        "seed_std": {
+            m: float(np.std([r["pooled"][m] for r in per_seed.values()])) for m in ("wa", "ua")
+        },
+    }
+    predictions = [p for r in fold_records for p in r["predictions"]]
+    for key in ("independent", "speaker_norm"):
+        if predictions and all(f"predicted_{key}" in p for p in predictions):
+            summary, ci = pooled(fold_records, f"predicted_{key}")
+            scores[f"pooled_{key}"], scores[f"pooled_{key}_ci95"] = summary, ci
+    if len(seeds) > 1 and predictions and all("probabilities" in p for p in predictions):
+        summary, ci = pooled(_ensemble(fold_records, labels))
+        scores["ensemble"] = {"pooled": summary, "pooled_ci95": ci}
+    return scores
+
+
+def _ensemble(fold_records: Sequence[FoldRecord], labels: Sequence[str]) -> list[dict[str, Any]]:
+    """One record per fold whose predictions average the class probabilities of its seeds."""
+    by_fold: dict[str, list[FoldRecord]] = {}
+    for record in fold_records:
+        by_fold.setdefault(record["fold"], []).append(record)
+    out = []
+    for name, records in by_fold.items():
+        mean = np.mean([[p["probabilities"] for p in r["predictions"]] for r in records], axis=0)
+        out.append(
+            {
+                "fold": name,
+                "predictions": [
+                    {**p, "predicted": labels[int(m.argmax())], "probabilities": list(m)}
+                    for p, m in zip(records[0]["predictions"], mean, strict=True)
+                ],
+            }
+        )
+    return out
+
+
+def merge_results(parts: Sequence[Results]) -> Results:
+    """Join results of the same experiment run over disjoint fold subsets (or seeds)."""
+    if not parts:
+        raise ValueError("nothing to merge")
+    first = parts[0]
+
+    def canonical(part: Results, key: str) -> str:
+        value: Any = part[key]  # type: ignore[literal-required]
+        if key == "recipe":  # fields added since the run take their defaults
+            value = Recipe(**value).to_dict()
+        return json.dumps(value, sort_keys=True, default=list)
+
+    for part in parts[1:]:
+        for key in ("labels", "recipe", "architecture", "frontend", "window"):
+            # Results written before a key existed (e.g. "architecture") merge with any.
+            if key in part and key in first and canonical(part, key) != canonical(first, key):
+                raise ValueError(f"cannot merge runs that differ in {key!r}")
+    records = [r for part in parts for r in part["folds"]]
+    keys = [(r["fold"], r["seed"]) for r in records]
+    if len(set(keys)) != len(keys):
+        raise ValueError("the runs to merge overlap (same fold and seed twice)")
+    merged = {**first, "folds": records, "seeds": sorted({r["seed"] for r in records})}
+    recorded = [p["architecture"] for p in parts if "architecture" in p]
+    if recorded:
+        merged["architecture"] = recorded[0]
+    merged["protocol"] = {
+        **first["protocol"],
+        "speaker_independent": all(p["protocol"]["speaker_independent"] for p in parts),
+    }
+    merged["timings"] = {
+        "total_s": round(sum(p["timings"]["total_s"] for p in parts), 1),
+        "max_part_s": max(p["timings"]["total_s"] for p in parts),
+    }
+    merged.update(score_folds(records, first["labels"]))
+    return merged
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """`data` as indented JSON (numpy values, tuples and paths converted), written to a
+    temporary file and renamed into place: a kill never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(data, indent=2, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (np.ndarray, tuple)):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
