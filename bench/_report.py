@@ -44,6 +44,7 @@ RENDERERS = {
     "frontend": "render_frontend",
     "dynconv": "render_dynconv",
     "edge": "render_edge",
+    "speech_gate": "render_speech_gate",
 }
 
 

@@ -27,13 +27,15 @@ from edge_runtime.artifact import ArtifactError, load_artifact
 from edge_runtime.engines import ENGINES, EngineError, open_engine
 from edge_runtime.formats import MODEL_SUFFIXES
 from edge_runtime.recognizer import DEFAULT_MODEL, EmotionRecognizer, StreamRecognizer
+from edge_runtime.speech import NO_SPEECH, SpeechGateConfig
 from edge_runtime.wav import DEFAULT_LIMITS, WavError, WavLimits
 
-EXIT_OK, EXIT_FILE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FILE, EXIT_USAGE, EXIT_NO_SPEECH = 0, 1, 2, 3
 EXIT_CODES = (
     "exit status: 0 ok; 1 an audio file (or folder) could not be read or classified (the "
     "other files are still processed); 2 usage error (bad option or value) or model error "
-    "(missing, modified or unsupported model, no interpreter)"
+    "(missing, modified or unsupported model, no interpreter); 3 (predict) a file held no "
+    f"speech (label '{NO_SPEECH}'; 1 wins if a file also failed)"
 )
 
 
@@ -42,10 +44,17 @@ def _error(message: object) -> None:
 
 
 def _recognizer(
-    model: str | None, engine: str, threads: int, limits: WavLimits = DEFAULT_LIMITS
+    model: str | None,
+    engine: str,
+    threads: int,
+    limits: WavLimits = DEFAULT_LIMITS,
+    speech_gate: bool = True,
 ) -> EmotionRecognizer:
     try:
-        return EmotionRecognizer(model, engine=engine, threads=threads, limits=limits)
+        gate = SpeechGateConfig() if speech_gate else None
+        return EmotionRecognizer(
+            model, engine=engine, threads=threads, limits=limits, speech_gate=gate
+        )
     except (ArtifactError, EngineError) as err:
         _error(err)
         raise SystemExit(EXIT_USAGE) from None
@@ -69,7 +78,8 @@ def _audio_files(paths: list[str]) -> tuple[list[str], list[str]]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """`predict`: one line (or JSON object) per audio file; exit 1 if any file failed."""
+    """`predict`: one line (or JSON object) per audio file; exit 1 if any file failed, else
+    3 if any file had no speech."""
     paths = list(args.audio)
     model = args.model
     # A manifest (.json) in the model's place is taken as the model, for load_artifact to
@@ -80,7 +90,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _error("no audio files given")
         return EXIT_USAGE
     limits = WavLimits(max_seconds=args.max_seconds, max_bytes=args.max_mib << 20)
-    recognizer = _recognizer(model, args.engine, args.threads, limits)
+    recognizer = _recognizer(
+        model, args.engine, args.threads, limits, speech_gate=not args.no_speech_gate
+    )
     files, empty = _audio_files(paths)
     status = EXIT_OK
     for folder in empty:
@@ -99,8 +111,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
             _error(f"{path}: out of memory (lower --max-seconds or free memory)")
             status = EXIT_FILE
             continue
+        if not prediction.has_speech and status == EXIT_OK:
+            status = EXIT_NO_SPEECH
         if args.json:
             print(json.dumps({"file": path, **prediction.to_dict()}), flush=True)
+        elif not prediction.has_speech:
+            print(f"{path}: {NO_SPEECH}  ({prediction.speech.reason})", flush=True)
         else:
             ranked = sorted(prediction.probabilities.items(), key=lambda kv: -kv[1])
             top = "  ".join(f"{name} {p:.2f}" for name, p in ranked[:3])
@@ -110,7 +126,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_stream(args: argparse.Namespace) -> int:
     """`stream`: PCM16 mono from stdin, one decision per hop until the stream ends."""
-    recognizer = _recognizer(args.model, args.engine, args.threads)
+    recognizer = _recognizer(
+        args.model, args.engine, args.threads, speech_gate=not args.no_speech_gate
+    )
     stream = StreamRecognizer(
         recognizer, sample_rate=args.rate, hop_s=args.hop, smoothing=args.smoothing
     )
@@ -134,6 +152,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
                         "probabilities": decision.probabilities,
                     }
                 )
+            elif decision.label == NO_SPEECH:
+                line = f"{decision.time_s:9.2f}s  {NO_SPEECH}"
             else:
                 line = (
                     f"{decision.time_s:9.2f}s  {decision.label:<10} "
@@ -254,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--threads", type=number(int, 1, 256), default=1, help="interpreter threads, 1..256 (1)"
         )
+        p.add_argument(
+            "--no-speech-gate",
+            action="store_true",
+            help=f"classify everything: no '{NO_SPEECH}' for silence, noise, tones or "
+            "clips too short (see edge_runtime.speech)",
+        )
 
     limits = DEFAULT_LIMITS
     p = sub.add_parser(
@@ -261,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="classify WAV files",
         description="Label and probabilities per file. The first argument may "
         "be a model (.tflite/.onnx/.npz); otherwise the shipped "
-        "EmoDB model is used. A folder stands for its .wav files (sorted, not "
+        "EmoDB model is used. A file without speech is labelled "
+        f"'{NO_SPEECH}' (exit status 3). A folder stands for its .wav files (sorted, not "
         f"recursive). Accepted WAVs: PCM 8/16/24/32-bit or float, {limits.min_rate}.."
         f"{limits.max_rate} Hz, up to {limits.max_channels} channels; other formats "
         "(FLAC, MP3, Ogg, ...) are refused by name.",
@@ -299,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="classify raw PCM16 mono audio from stdin",
         description="Reads little-endian 16-bit mono PCM from stdin (e.g. "
         "`arecord -f S16_LE -r 16000 -c 1`) and prints one "
-        "decision per hop.",
+        f"decision per hop ('{NO_SPEECH}' for a window without speech).",
         epilog=EXIT_CODES,
     )
     p.add_argument("model", nargs="?", help="exported model (default: shipped EmoDB model)")

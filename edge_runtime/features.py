@@ -35,6 +35,7 @@ __all__ = [
     "Frontend",
     "StreamStatistics",
     "band_deltas",
+    "check_sample_rate",
     "dct_matrix",
     "delta",
     "delta_width_for",
@@ -345,6 +346,14 @@ def _banded_blocks(
     return blocks
 
 
+def check_sample_rate(sample_rate: int) -> None:
+    """Raise ValueError unless `sample_rate` (Hz) is within the WAV reader's default limits
+    (`edge_runtime.wav.DEFAULT_LIMITS`, 4,000..384,000 Hz)."""
+    low, high = DEFAULT_LIMITS.min_rate, DEFAULT_LIMITS.max_rate
+    if isinstance(sample_rate, bool) or not low <= sample_rate <= high:
+        raise ValueError(f"sample rate {sample_rate!r} Hz not in {low}..{high} Hz")
+
+
 class Frontend:
     """Features per `FrontendConfig`, with the window, mel matrix and DCT cached.
 
@@ -401,10 +410,7 @@ class Frontend:
         """Features (frames, n_features) float32 before normalization."""
         x = self._check(samples)
         if sample_rate is not None and sample_rate != self.config.sample_rate:
-            low, high = DEFAULT_LIMITS.min_rate, DEFAULT_LIMITS.max_rate
-            if isinstance(sample_rate, bool) or not low <= sample_rate <= high:
-                # Checked before resampling: 1 Hz would make 16,000 samples of each one.
-                raise ValueError(f"sample rate {sample_rate!r} Hz not in {low}..{high} Hz")
+            check_sample_rate(sample_rate)  # before resampling: 1 Hz would make 16,000 of each
             x = resample(x, sample_rate, self.config.sample_rate)
             x = self._check(x)
         spec = self.log_mel(x)

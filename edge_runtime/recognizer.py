@@ -5,6 +5,10 @@ mean of the window probabilities, as in training and export). `StreamRecognizer`
 an endless stream of samples with bounded memory: a ring buffer of one window, a decision
 every hop, and exponential smoothing of the probabilities over time.
 
+Both gate their input with `edge_runtime.speech` first: a clip (or stream window) without
+voiced speech gets the label `NO_SPEECH` ("no speech") and no emotion; `speech_gate=None`
+turns the gate off.
+
 A model trained with normalization "stream" adapts to the audio it hears: both keep a
 `StreamStatistics` (online CMVN) that every new frame updates, across calls and files,
 until `reset_stream()` (e.g. when the speaker or device changes).
@@ -20,7 +24,14 @@ import numpy as np
 
 from edge_runtime.artifact import Artifact, load_artifact
 from edge_runtime.engines import open_engine
-from edge_runtime.features import Frontend, StreamStatistics, normalize
+from edge_runtime.features import Frontend, StreamStatistics, check_sample_rate, normalize
+from edge_runtime.speech import (
+    NO_SPEECH,
+    SpeechDecision,
+    SpeechGateConfig,
+    SpeechTracker,
+    detect_speech,
+)
 from edge_runtime.wav import DEFAULT_LIMITS, WavError, WavLimits, read_wav
 from edge_runtime.windows import aggregate, split_windows, tile_to_length, window_starts
 
@@ -34,19 +45,27 @@ class Prediction:
     """An utterance-level decision.
 
     Attributes:
-        label: the most probable class.
-        probabilities: class name -> probability (mean over windows).
-        window_starts: start of each window in seconds.
+        label: the most probable class, or `NO_SPEECH` when the speech gate found none.
+        probabilities: class name -> probability (mean over windows); empty for no speech.
+        window_starts: start of each window in seconds (none for no speech).
         window_probabilities: (n_windows, n_classes) per-window probabilities.
+        speech: the speech gate's decision (None when the gate is off).
     """
 
     label: str
     probabilities: dict[str, float]
     window_starts: tuple[float, ...]
     window_probabilities: np.ndarray
+    speech: SpeechDecision | None = None
+
+    @property
+    def has_speech(self) -> bool:
+        """False when the speech gate found no speech (True when the gate is off)."""
+        return self.speech is None or self.speech.has_speech
 
     def to_dict(self) -> dict:
-        """JSON form: label, probabilities, and each window's start, label and confidence."""
+        """JSON form: label, probabilities, each window's start, label and confidence, and
+        the speech gate's {"seconds", "reason"} (null when the gate is off)."""
         labels = list(self.probabilities)
         return {
             "label": self.label,
@@ -55,6 +74,7 @@ class Prediction:
                 {"start_s": s, "label": labels[int(p.argmax())], "confidence": float(p.max())}
                 for s, p in zip(self.window_starts, self.window_probabilities, strict=True)
             ],
+            "speech": None if self.speech is None else self.speech.to_dict(),
         }
 
 
@@ -68,6 +88,8 @@ class EmotionRecognizer:
         threads: interpreter threads.
         limits: what `predict_file` accepts (rates, channels, duration, bytes); see
             `edge_runtime.wav.WavLimits` for the defaults.
+        speech_gate: thresholds of the speech gate (`edge_runtime.speech`); None turns it
+            off (every clip gets an emotion, as before the gate existed).
     """
 
     def __init__(
@@ -76,6 +98,7 @@ class EmotionRecognizer:
         engine: str = "auto",
         threads: int = 1,
         limits: WavLimits = DEFAULT_LIMITS,
+        speech_gate: SpeechGateConfig | None = SpeechGateConfig(),  # noqa: B008 (frozen)
     ) -> None:
         self.limits = limits
         self.artifact = (
@@ -87,6 +110,7 @@ class EmotionRecognizer:
         self.frontend = Frontend(self.artifact.metadata.frontend)
         self.policy = self.artifact.metadata.window
         self.labels = self.artifact.labels
+        self.speech_gate = speech_gate
         config = self.frontend.config
         self.stream = StreamStatistics(config) if config.normalization == "stream" else None
 
@@ -101,7 +125,18 @@ class EmotionRecognizer:
         return (self.policy.frames - 1) * self.frontend.config.hop_length
 
     def predict_samples(self, samples: np.ndarray, sample_rate: int) -> Prediction:
-        """Decision for a mono float signal in [-1, 1] at `sample_rate` Hz."""
+        """Decision for a mono float signal in [-1, 1] at `sample_rate` Hz.
+
+        With the speech gate on, a clip without speech is not classified (nor added to the
+        running statistics): label `NO_SPEECH`, no probabilities, no windows.
+        """
+        speech = None
+        if self.speech_gate is not None:
+            check_sample_rate(sample_rate)  # an absurd rate is an error, not "no speech"
+            speech = detect_speech(samples, sample_rate, self.speech_gate)
+            if not speech.has_speech:
+                empty = np.zeros((0, len(self.labels)), np.float32)
+                return Prediction(NO_SPEECH, {}, (), empty, speech)
         feats = self.frontend(samples, sample_rate, self.stream)
         windows = split_windows(feats, self.policy).astype(np.float32)
         # Batches of windows: a long recording costs the engine one batch's memory.
@@ -116,6 +151,7 @@ class EmotionRecognizer:
             probabilities={name: float(p) for name, p in zip(self.labels, mean, strict=True)},
             window_starts=tuple(round(s * hop_s, 3) for s in starts),
             window_probabilities=probs,
+            speech=speech,
         )
 
     def predict_file(self, path: str | os.PathLike) -> Prediction:
@@ -132,7 +168,10 @@ class EmotionRecognizer:
 
 @dataclass(frozen=True)
 class Decision:
-    """One streaming decision: the window ending at `time_s` seconds of stream."""
+    """One streaming decision: the window ending at `time_s` seconds of stream.
+
+    `label` is `NO_SPEECH` with empty `probabilities` when the window holds no speech.
+    """
 
     time_s: float
     label: str
@@ -144,7 +183,10 @@ class StreamRecognizer:
 
     Feed samples with `push`; every `hop_s` seconds of audio (once a full window has been
     heard) the last window is classified and the smoothed probabilities give a decision.
-    Memory is one window of samples, whatever the stream's length.
+    Memory is one window of samples, whatever the stream's length. With the recognizer's
+    speech gate on, a window without speech gives a `NO_SPEECH` decision (no emotion), is
+    left out of the running statistics, and restarts the smoothing; the gate analyses each
+    pushed sample once (`SpeechTracker`).
 
     Args:
         recognizer: the model to run.
@@ -183,6 +225,12 @@ class StreamRecognizer:
         self._total = 0
         self._unseen = 0  # samples not yet in the running feature statistics
         self._smoothed: np.ndarray | None = None
+        gate = recognizer.speech_gate
+        self._gate = (
+            None
+            if gate is None
+            else SpeechTracker(self.sample_rate, self.window / self.sample_rate, gate)
+        )
 
     def push(self, samples: np.ndarray) -> list[Decision]:
         """Add samples (float32 in [-1, 1]); return the decisions they complete."""
@@ -192,6 +240,8 @@ class StreamRecognizer:
             take = min(len(samples), self.hop - self._since_decision)
             chunk, samples = samples[:take], samples[take:]
             self._append(chunk)
+            if self._gate is not None:
+                self._gate.push(chunk)
             self._since_decision += take
             self._total += take
             self._unseen += take
@@ -212,6 +262,10 @@ class StreamRecognizer:
 
     def _decide(self) -> Decision:
         r = self.recognizer
+        time_s = round(self._total / self.sample_rate, 3)
+        if self._gate is not None and not self._gate.decision().has_speech:
+            self._smoothed, self._unseen = None, 0
+            return Decision(time_s=time_s, label=NO_SPEECH, probabilities={})
         feats = r.frontend.unnormalized(self._ring, self.sample_rate)
         if r.stream is not None:
             # Only the frames this hop added update the running statistics.
@@ -228,7 +282,7 @@ class StreamRecognizer:
         else:
             self._smoothed = self.smoothing * self._smoothed + (1 - self.smoothing) * probs
         return Decision(
-            time_s=round(self._total / self.sample_rate, 3),
+            time_s=time_s,
             label=r.labels[int(self._smoothed.argmax())],
             probabilities={n: float(p) for n, p in zip(r.labels, self._smoothed, strict=True)},
         )

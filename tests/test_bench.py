@@ -26,6 +26,8 @@ import render_dynconv
 import render_edge
 import render_export
 import render_frontend
+import render_speech_gate
+from test_speech_gate import speech_like
 
 
 def test_ablation_calls_bench_training_with_every_option(monkeypatch, tmp_path):
@@ -543,11 +545,90 @@ def test_render_edge():
     assert "(arm64 emulation skipped.)" in render_edge.render(no_emulator)
 
 
+def speech_gate_results() -> dict:
+    stats = {"min": 0.3, "p1": 0.5, "median": 1.2}
+    corpus = {
+        "utterances": 2,
+        "expected": 2,
+        "rejected": 1,
+        "rejections": [{"file": "emodb/wav/a.wav", "seconds": 0.1, "reason": "too quiet"}],
+        "quiet_files_peak_below_-37dBFS": 1,
+        "quietest_peak_dbfs": -46.8,
+        "voiced_s": stats,
+        "pitch_range_st": stats,
+        "modulation": stats,
+        "voiced_fraction": stats,
+        "audio_s": 6.0,
+        "gate_s": 0.12,
+    }
+    config = {
+        "frame_s": 0.06,
+        "hop_s": 0.01,
+        "floor_db": -75.0,
+        "noise_margin_db": 3.0,
+        "noise_percentile": 10.0,
+        "min_periodicity": 0.3,
+        "f0_min_hz": 60.0,
+        "f0_max_hz": 600.0,
+        "min_harmonics": 3,
+        "min_voiced_run_s": 0.05,
+        "min_speech_s": 0.2,
+        "min_voiced_fraction": 0.1,
+        "min_pitch_range_st": 0.3,
+        "min_modulation": 0.1,
+    }
+    tone = {"signals": 2, "gated": 2, "max_voiced_s": 0.0, "passed": [], "kinds": ["100 Hz"]}
+    melody = {
+        "signals": 1,
+        "gated": 0,
+        "max_voiced_s": 2.35,
+        "passed": ["harmonic notes (seed 0, 2.35 s)"],
+        "kinds": ["harmonic notes"],
+    }
+    return {
+        "environment": ENV,
+        "settings": {
+            "datasets": "/data",
+            "limit": None,
+            "seeds": 1,
+            "synthetic": 2,
+            "processes": 1,
+            "config": config,
+        },
+        "corpora": {"emodb": corpus},
+        "nonspeech": {"pure tone": tone, "melody": melody},
+        "synthetic_speech": {"utterances": 2, "rejected": 0, "rejections": []},
+        "cost": {"window_s": 3.0, "hop_s": 0.5, "clip_ms": 40.0, "hop_ms": 10.0, "stream_s": 24},
+        "wall_s": 12.0,
+    }
+
+
+def test_render_speech_gate():
+    text = render_speech_gate.render(speech_gate_results())
+    assert text.startswith(f"Script: `bench/bench_speech_gate.py`. {MACHINE} numpy 2.4.6, ")
+    assert "**Real speech gated out: 1 of 2** (target 0 of 2: **missed**)" in text
+    assert "| emodb | 2 | 1 | 50.00 % | 0.3 | 1.2 | 0.3 | 0.3 | 0.3 | -46.8 | 20.0 |" in text
+    assert "- `emodb/wav/a.wav`: too quiet (0.1 s voiced)" in text
+    assert (
+        '"no speech": 2 of 3**' in text and "| pure tone | 100 Hz | 2 | 2 (100 %) | 0.0 |" in text
+    )
+    assert "- melody: harmonic notes (seed 0, 2.35 s)" in text
+    assert "40.0 ms to gate a 3 s clip" in text and "10.0 ms per 0.5 s hop" in text
+    assert "2.0 % of a core" in text
+    kept = speech_gate_results()
+    kept["corpora"]["emodb"].update(rejected=0, rejections=[])
+    assert "(target 0 of 2: met)" in render_speech_gate.render(kept)
+    partial = speech_gate_results()
+    partial["corpora"]["emodb"].update(expected=535, rejected=0, rejections=[])
+    assert "(target 0 of 535: **missed**)" in render_speech_gate.render(partial)
+
+
 RESULTS = {
     "frontend": frontend_results,
     "dynconv": dynconv_results,
     "export": export_results,
     "edge": edge_results,
+    "speech_gate": speech_gate_results,
 }
 
 
@@ -736,3 +817,27 @@ def test_edge_bench_round_trip(tmp_path, trained):
     ]
     assert all(m["predict"]["runs"] == 2 for m in data["models"])
     _assert_round_trip("edge", out, markdown, proc.stdout)
+
+
+def test_speech_gate_bench_round_trip(tmp_path):
+    wav_dir = tmp_path / "datasets" / "emodb" / "wav"
+    wav_dir.mkdir(parents=True)
+    for seed in range(2):
+        samples = speech_like(seed=seed) if seed else np.zeros(16000, np.float32)
+        with wave.open(str(wav_dir / f"{seed}.wav"), "wb") as f:
+            f.setnchannels(1)
+            f.setsampwidth(2)
+            f.setframerate(16000)
+            f.writeframes((samples * 32767).astype("<i2").tobytes())
+    out, markdown = tmp_path / "speech_gate.json", tmp_path / "benchmarks.md"
+    proc = _run_bench(
+        "bench_speech_gate.py",
+        *("--datasets", str(tmp_path / "datasets"), "--seeds", "1", "--synthetic", "2"),
+        *("--results", str(out), "--markdown", str(markdown)),
+        timeout=300,
+    )
+    data = json.loads(out.read_text())
+    (rejection,) = data["corpora"]["emodb"]["rejections"]  # the silent file
+    assert rejection["file"] == "emodb/wav/0.wav" and rejection["reason"].startswith("silent")
+    assert data["nonspeech"]["white noise"]["gated"] == 6 and data["settings"]["seeds"] == 1
+    _assert_round_trip("speech_gate", out, markdown, proc.stdout)

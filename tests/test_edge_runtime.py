@@ -1,7 +1,8 @@
 """edge_runtime end to end: engines, recognizer, streaming and the `python -m edge_runtime` CLI.
 
 Artifacts are exported from the tiny tone model (conftest `trained`) in every engine's
-format, then run the way a device runs them.
+format, then run the way a device runs them. Tones are not speech, so these runs turn the
+speech gate off (`speech_gate=None`, `--no-speech-gate`); tests/test_speech_gate.py tests it.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def test_numpy_graph_is_refused_when_malformed(tmp_path):
 
 @pytest.mark.parametrize("name", ["int8", "numpy", "onnx"])
 def test_recognizer_classifies_files(trained, exported, name):
-    recognizer = EmotionRecognizer(getattr(exported, name))
+    recognizer = EmotionRecognizer(getattr(exported, name), speech_gate=None)
     files = heldout_files(trained)
     predictions = [recognizer.predict_file(path) for path, _ in files]
     accuracy = np.mean([p.label == label for p, (_, label) in zip(predictions, files, strict=True)])
@@ -104,7 +105,7 @@ def test_recognizer_classifies_files(trained, exported, name):
 
 
 def test_recognizer_resamples_other_rates(trained, exported, tmp_path):
-    recognizer = EmotionRecognizer(exported.numpy)
+    recognizer = EmotionRecognizer(exported.numpy, speech_gate=None)
     rng = np.random.default_rng(5)
     rate = recognizer.frontend.config.sample_rate
     samples = np.concatenate([tone("high", rng) for _ in range(4)])
@@ -125,10 +126,12 @@ def run_edge(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProc
 
 def test_cli_predict_text_json_and_errors(trained, exported, tmp_path):
     (path, label), *_ = heldout_files(trained)
-    text = run_edge("predict", str(exported.numpy), str(path))
+    text = run_edge("predict", str(exported.numpy), str(path), "--no-speech-gate")
     assert text.returncode == 0, text.stderr
     assert text.stdout.decode().startswith(f"{path}: {label}")
-    as_json = run_edge("predict", "--model", str(exported.int8), str(path), "--json")
+    as_json = run_edge(
+        "predict", "--model", str(exported.int8), str(path), "--json", "--no-speech-gate"
+    )
     assert as_json.returncode == 0, as_json.stderr
     record = json.loads(as_json.stdout)
     assert record["file"] == str(path) and set(record["probabilities"]) == set(LABELS)
@@ -156,7 +159,9 @@ def test_cli_predict_adapts_across_files_unless_independent(trained, exported, t
     (path, _), *_ = heldout_files(trained)
 
     def probabilities(*extra: str) -> list[dict]:
-        out = run_edge("predict", str(model), str(path), str(path), "--json", *extra)
+        out = run_edge(
+            "predict", str(model), str(path), str(path), "--json", "--no-speech-gate", *extra
+        )
         assert out.returncode == 0, out.stderr
         return [json.loads(line)["probabilities"] for line in out.stdout.splitlines()]
 
@@ -193,6 +198,7 @@ def test_cli_stream_decisions_partial_frames_and_closed_pipe(trained, exported):
         "0",
         "--rate",
         str(rate),
+        "--no-speech-gate",
         stdin=pcm,
     )
     assert result.returncode == 0, result.stderr
@@ -227,7 +233,7 @@ def test_recognizers_adapt_to_the_stream(trained, exported):
     artifact = stream_normalised(load_artifact(exported.numpy))
     rate = artifact.metadata.frontend.sample_rate
     clip = tone("low", np.random.default_rng(3)) * 0.05  # a quiet device
-    recognizer = EmotionRecognizer(artifact, engine="numpy")
+    recognizer = EmotionRecognizer(artifact, engine="numpy", speech_gate=None)
     first = recognizer.predict_samples(clip, rate)
     again = recognizer.predict_samples(clip, rate)  # the statistics now include clip twice
     assert not np.allclose(first.window_probabilities, again.window_probabilities)
@@ -237,7 +243,7 @@ def test_recognizers_adapt_to_the_stream(trained, exported):
         recognizer.predict_samples(clip, rate).window_probabilities, first.window_probabilities
     )
     # Streaming feeds every frame to the statistics about once, however small the hop.
-    live = EmotionRecognizer(artifact, engine="numpy")
+    live = EmotionRecognizer(artifact, engine="numpy", speech_gate=None)
     stream = StreamRecognizer(live, sample_rate=rate, hop_s=0.1)
     signal = np.tile(clip, 4)
     decisions = stream.push(signal)
@@ -304,7 +310,8 @@ def test_shipped_default_model(tmp_path):
         f.setsampwidth(2)
         f.setframerate(16000)
         f.writeframes((samples * 32767).astype("<i2").tobytes())
-    result = run_edge("predict", str(clip), "--json")  # no model argument: the shipped one
+    # No model argument: the shipped one. A tone is not speech: the gate is turned off.
+    result = run_edge("predict", str(clip), "--json", "--no-speech-gate")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["label"] in recognizer.labels
 
@@ -346,7 +353,8 @@ def test_numpy_only_install_predicts(exported, trained, tmp_path):
         "assert importlib.util.find_spec('keras') is None and "
         "importlib.util.find_spec('ai_edge_litert') is None\n"
         "from edge_runtime.recognizer import EmotionRecognizer\n"
-        f"print(EmotionRecognizer({str(exported.numpy)!r}).predict_file({str(path)!r}).label)\n"
+        f"print(EmotionRecognizer({str(exported.numpy)!r}, speech_gate=None)"
+        f".predict_file({str(path)!r}).label)\n"
     )
     run = subprocess.run(
         [str(python), "-c", script],
@@ -500,7 +508,8 @@ def test_cli_bad_files_name_the_file(hostile, capsys):
     long = pcm16_wav(hostile.dir / "long.wav", np.zeros(16000 * 3), 16000)
     status, _, err = run_main(["predict", model, str(long), "--max-seconds", "2"], capsys)
     assert status == 1 and "longer than the 2 s limit" in err
-    assert run_main(["predict", model, str(long), "--max-seconds", "3"], capsys)[0] == 0
+    # 3 s of zeros are accepted, then gated: no speech (exit 3).
+    assert run_main(["predict", model, str(long), "--max-seconds", "3"], capsys)[0] == 3
 
 
 def test_cli_bad_models_are_usage_errors(hostile, capsys, tmp_path):
@@ -532,7 +541,8 @@ def test_cli_bad_models_are_usage_errors(hostile, capsys, tmp_path):
 
 def test_cli_predict_accepts_a_folder(hostile, capsys):
     status, out, err = run_main(
-        ["predict", str(hostile.model), str(hostile.dir / "folder"), "--json"], capsys
+        ["predict", str(hostile.model), str(hostile.dir / "folder"), "--json", "--no-speech-gate"],
+        capsys,
     )
     assert status == 0, err
     files = [json.loads(line)["file"] for line in out.splitlines()]
@@ -594,7 +604,7 @@ def test_long_recordings_run_in_bounded_memory(hostile, monkeypatch):
     features = importlib.import_module("edge_runtime.features")
     rng = np.random.default_rng(11)
     signal = rng.normal(0, 0.1, 16000 * 180).astype(np.float32)
-    recognizer = EmotionRecognizer(hostile.model, engine="numpy")
+    recognizer = EmotionRecognizer(hostile.model, engine="numpy", speech_gate=None)
     whole = recognizer.frontend.unnormalized(signal[: 16000 * 20])
     monkeypatch.setattr(features, "_MAX_SCRATCH_BYTES", 512 * 8 * 300)  # 300-frame blocks
     np.testing.assert_allclose(

@@ -1,0 +1,282 @@
+"""The speech gate (edge_runtime.speech) and "no speech" in the recognizer and the CLI.
+
+Speech-like clips are made here in numpy (no Keras): a harmonic source with a moving pitch,
+shaped by vowel formants that change every syllable, with syllable envelopes and pauses.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_runtime import speech
+from edge_runtime.engines import EngineError
+from edge_runtime.recognizer import DEFAULT_MODEL, EmotionRecognizer, StreamRecognizer
+from edge_runtime.speech import (
+    NO_SPEECH,
+    SpeechGateConfig,
+    SpeechTracker,
+    analyze_frames,
+    detect_speech,
+    speech_frames,
+)
+from edge_runtime.wav import read_wav
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASETS = Path("/work/shared/datasets")
+VOWELS = [(730, 1090, 2440), (270, 2290, 3010), (300, 870, 2240), (530, 1840, 2480)]  # Hz
+
+
+def speech_like(
+    rate: int = 16000, f0: float = 120.0, seconds: float = 2.0, seed: int = 0
+) -> np.ndarray:
+    """Voiced syllables (~4 per s) with intonation, formants and pauses; float32, -20 dBFS."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * rate)
+    t = np.arange(n) / rate
+    # Declining pitch with an accent per syllable (a few semitones) and 0.5 % jitter.
+    pitch = f0 * 2 ** ((2 * np.sin(2 * np.pi * 1.3 * t) - 1.5 * t / seconds) / 12)
+    pitch *= 1 + 0.005 * rng.standard_normal(n).cumsum() / np.sqrt(np.arange(1, n + 1))
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    syllable = int(0.25 * rate)
+    out = np.zeros(n)
+    for k, start in enumerate(range(int(0.2 * rate), n - syllable, syllable)):
+        if k % 5 == 4:
+            continue  # a pause every fifth syllable
+        formants = VOWELS[rng.integers(len(VOWELS))]
+        seg = slice(start, start + int(0.8 * syllable))
+        env = np.hanning(seg.stop - seg.start)
+        f = pitch[seg]
+        voice = np.zeros(len(env))
+        for h in range(1, int(0.45 * rate / f.max()) + 1):
+            gain = sum(1 / (1 + ((h * f - fm) / 90.0) ** 2) for fm in formants) / h**0.5
+            voice += gain * np.sin(h * phase[seg])
+        out[seg] += env * voice
+    out += 1e-3 * rng.standard_normal(n)
+    return (0.1 * out / np.sqrt(np.mean(out**2))).astype(np.float32)
+
+
+def non_speech(rate: int = 16000, seconds: float = 2.0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    n = int(seconds * rate)
+    t = np.arange(n) / rate
+    brown = np.cumsum(rng.standard_normal(n))
+    hum = sum(np.sin(2 * np.pi * 50 * h * t) / h for h in range(1, 8))
+    train = np.zeros(n)
+    train[:: rate // 100] = 0.5  # a 100 Hz buzz
+    clicks = np.zeros(n)
+    clicks[rng.integers(0, n, 20)] = 0.8
+    return {
+        "silence": np.zeros(n),
+        "white noise": 0.1 * rng.standard_normal(n),
+        "brown noise": 0.1 * (brown - brown.mean()) / brown.std(),
+        "hum": 0.05 * hum + 1e-4 * rng.standard_normal(n),
+        "tone 180 Hz": 0.3 * np.sin(2 * np.pi * 180 * t) + rng.normal(0, 0.01, n),
+        "tone 1 kHz": 0.3 * np.sin(2 * np.pi * 1000 * t),
+        "buzz": train,
+        "clicks": clicks,
+        "random bytes": rng.integers(-32768, 32768, n) / 32768,
+        "2 samples": np.array([0.3, -0.2]),
+        "0.01 s": speech_like(rate)[int(0.3 * rate) : int(0.31 * rate)],
+        "0.1 s of speech": speech_like(rate)[int(0.25 * rate) : int(0.35 * rate)],
+    }
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 44100])
+@pytest.mark.parametrize("f0", [95.0, 220.0])
+def test_speech_like_clips_pass(rate, f0):
+    decision = detect_speech(speech_like(rate, f0), rate)
+    assert decision.has_speech, decision.reason
+    assert decision.reason == "" and 0.5 <= decision.speech_seconds <= 2.0
+
+
+def test_quiet_speech_passes():
+    """Speech peaking near -40 dBFS (like RAVDESS's quietest files) is still speech."""
+    clip = speech_like(seed=3)
+    quiet = clip * (10 ** (-40 / 20) / np.abs(clip).max())
+    assert detect_speech(quiet, 16000).has_speech
+
+
+@pytest.mark.parametrize("name", list(non_speech()))
+def test_non_speech_is_gated(name):
+    decision = detect_speech(non_speech()[name], 16000)
+    assert not decision.has_speech and decision.reason, name
+    assert decision.speech_seconds < SpeechGateConfig().min_speech_s
+
+
+def test_reasons_and_rates():
+    assert "shorter than" in detect_speech(np.zeros(2), 16000).reason
+    assert "silent" in detect_speech(np.zeros(16000), 16000).reason
+    assert "steady" in detect_speech(non_speech()["tone 1 kHz"], 16000).reason
+    assert "sample rate 1 Hz" in detect_speech(np.zeros(4000), 1).reason
+    assert not detect_speech(np.full(16000, np.nan), 16000).has_speech  # no exception
+    with pytest.raises(ValueError, match="hop_s"):
+        SpeechGateConfig(hop_s=0)
+    with pytest.raises(ValueError, match="4000 Hz"):
+        speech_frames(np.zeros(100), 2000)
+
+
+def test_speech_frames_mark_the_syllables():
+    rate, config = 16000, SpeechGateConfig()
+    hop = config.hop_s
+    clip = np.concatenate([np.zeros(rate, np.float32), speech_like(rate)])
+    mask = speech_frames(clip, rate)
+    assert mask.dtype == bool and mask.shape == analyze_frames(clip, rate).rms_db.shape
+    assert len(mask) == 1 + (len(clip) - round(config.frame_s * rate)) // round(hop * rate)
+    assert not mask[: int(1.0 / hop) - 4].any()  # the leading second of silence
+    assert mask[int(1.2 / hop) :].mean() > 0.3  # voiced syllables after it
+
+
+def test_long_clip_memory_is_blocked():
+    """An hour-long analysis stays in blocks: the frames matrix is never built at once."""
+    import tracemalloc
+
+    for rate, seconds in ((8000, 300), (48000, 60)):  # 48 kHz: decimated first
+        clip = np.zeros(seconds * rate, np.float32)
+        tracemalloc.start()
+        detect_speech(clip, rate)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        # A copy or two of the clip plus per-block temporaries, not frames x frame length.
+        assert peak < 2 * clip.nbytes + 16_000_000, (rate, peak)
+
+
+def test_tracker_follows_a_stream_analysing_each_frame_once(monkeypatch):
+    rate, window = 16000, 3.0
+    stream = np.concatenate([np.zeros(2 * rate, np.float32), speech_like(seconds=3.0)])
+    measured = []
+    original = speech._measure
+    monkeypatch.setattr(
+        speech, "_measure", lambda f, r, c: measured.append(len(f)) or original(f, r, c)
+    )
+    whole = SpeechTracker(rate, window)
+    whole.push(stream[: 2 * rate])
+    assert not whole.decision().has_speech and "silent" in whole.decision().reason
+    whole.push(stream[2 * rate :])
+    chunked = SpeechTracker(rate, window)
+    rng = np.random.default_rng(0)
+    cuts = np.sort(rng.integers(0, len(stream), 200))
+    for piece in np.split(stream, cuts):  # odd sizes, some empty
+        chunked.push(piece)
+    assert chunked.decision() == whole.decision() and whole.decision().has_speech
+    offline = detect_speech(stream[-int(window * rate) :], rate)
+    assert abs(whole.decision().speech_seconds - offline.speech_seconds) < 0.1
+    frames = 1 + (len(stream) - 960) // 160
+    assert sum(measured) <= 2 * frames + 300  # each frame once (the big push: a window)
+    assert len(whole._measures[0]) == 1 + (int(window * rate) - 960) // 160
+    whole.reset()
+    assert "shorter than" in whole.decision().reason
+    low = SpeechTracker(1000, window)
+    low.push(np.ones(5000))
+    assert "sample rate 1000 Hz" in low.decision().reason
+
+
+@pytest.fixture(scope="module")
+def shipped() -> EmotionRecognizer:
+    if not DEFAULT_MODEL.exists():
+        pytest.skip("no shipped default model")
+    try:
+        return EmotionRecognizer()
+    except EngineError as err:
+        pytest.skip(f"no interpreter for the shipped model: {err}")
+
+
+def test_recognizer_says_no_speech(shipped):
+    silent = shipped.predict_samples(np.zeros(32000, np.float32), 16000)
+    assert silent.label == NO_SPEECH and not silent.has_speech
+    assert silent.probabilities == {} and silent.window_probabilities.shape == (0, 7)
+    assert silent.to_dict()["speech"]["reason"].startswith("silent")
+    spoken = shipped.predict_samples(speech_like(), 16000)
+    assert spoken.has_speech and spoken.label in shipped.labels
+    assert spoken.to_dict()["speech"] == {"seconds": spoken.speech.speech_seconds, "reason": ""}
+    ungated = EmotionRecognizer(shipped.artifact, speech_gate=None)
+    forced = ungated.predict_samples(np.zeros(32000, np.float32), 16000)
+    assert forced.label in shipped.labels and forced.speech is None
+    assert forced.to_dict()["speech"] is None
+
+
+def test_stream_gives_no_emotion_without_speech(shipped):
+    stream = StreamRecognizer(shipped, sample_rate=16000, hop_s=0.5, smoothing=0.5)
+    silence = stream.push(np.zeros(4 * 16000, np.float32))
+    assert silence and all(d.label == NO_SPEECH and d.probabilities == {} for d in silence)
+    speech = stream.push(np.concatenate([speech_like(seed=s) for s in range(2)]))
+    assert speech[-1].label in shipped.labels
+    assert sum(speech[-1].probabilities.values()) == pytest.approx(1.0, abs=0.02)
+    after = stream.push(np.zeros(4 * 16000, np.float32))
+    assert after[-1].label == NO_SPEECH and stream._smoothed is None  # smoothing restarts
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def run_edge(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "edge_runtime", *args],
+        input=stdin,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=120,
+        text=stdin is None,
+    )
+
+
+def test_cli_predict_no_speech(shipped, tmp_path):
+    silent = write_wav(tmp_path / "silent.wav", np.zeros(48000))
+    short = write_wav(tmp_path / "short.wav", np.zeros(160))
+    spoken = write_wav(tmp_path / "spoken.wav", speech_like())
+    text = run_edge("predict", str(silent))
+    assert text.returncode == 3, text.stderr
+    assert text.stdout.startswith(f"{silent}: no speech  (silent")
+    as_json = run_edge("predict", str(spoken), str(short), "--json")
+    assert as_json.returncode == 3, as_json.stderr
+    first, second = (json.loads(line) for line in as_json.stdout.splitlines())
+    assert first["label"] in shipped.labels and first["speech"]["reason"] == ""
+    assert second["label"] == NO_SPEECH and second["probabilities"] == {}
+    assert second["windows"] == [] and "shorter than" in second["speech"]["reason"]
+    ok = run_edge("predict", str(spoken))
+    assert ok.returncode == 0 and NO_SPEECH not in ok.stdout
+    ungated = run_edge("predict", str(silent), "--json", "--no-speech-gate")
+    assert ungated.returncode == 0 and json.loads(ungated.stdout)["label"] in shipped.labels
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    failed = run_edge("predict", str(silent), str(broken))
+    assert failed.returncode == 1  # an unreadable file wins over "no speech"
+    helped = run_edge("predict", "--help")
+    assert "no-speech-gate" in helped.stdout
+    epilog = " ".join(run_edge("--help").stdout.split())
+    assert "3 (predict)" in epilog and "no speech" in epilog.split("3 (predict)")[1]
+
+
+def test_cli_stream_no_speech(shipped):
+    pcm = np.concatenate([np.zeros(4 * 16000, np.float32), speech_like(seconds=4.0)])
+    data = (pcm * 32767).astype("<i2").tobytes()
+    result = run_edge("stream", "--json", "--hop", "1", stdin=data)
+    assert result.returncode == 0, result.stderr
+    labels = [json.loads(line)["label"] for line in result.stdout.decode().splitlines()]
+    assert labels[0] == NO_SPEECH and labels[-1] in shipped.labels
+    text = run_edge("stream", "--hop", "1", stdin=data[: 8 * 16000]).stdout.decode()
+    assert text.split()[1:3] == ["no", "speech"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATASETS / "emodb" / "wav").is_dir(), reason="no EmoDB")
+def test_every_emodb_utterance_is_speech():
+    """535 real utterances, none gated out (all corpora: bench/bench_speech_gate.py)."""
+    gated = []
+    for path in sorted((DATASETS / "emodb" / "wav").glob("*.wav")):
+        decision = detect_speech(*read_wav(path))
+        if not decision.has_speech:
+            gated.append(f"{path.name}: {decision.reason}")
+    assert not gated, gated
