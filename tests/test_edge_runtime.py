@@ -490,10 +490,14 @@ def test_cli_bad_options_are_usage_errors(argv, capsys):
 def test_cli_bad_files_name_the_file(hostile, capsys):
     model = str(hostile.model)
     for name in hostile.bad:
-        status, out, err = run_main(["predict", model, str(hostile.dir / name)], capsys)
+        argv = ["predict", model, str(hostile.dir / name), "--no-speech-gate"]
+        status, out, err = run_main(argv, capsys)
         assert status == 1 and out == "", name
         assert_clean(err, name)
         assert len(err.strip().splitlines()) == 1, err
+    # With the speech gate on (the default), one sample is a clip without speech (B5).
+    status, out, _ = run_main(["predict", model, str(hostile.dir / "b4_one_sample.wav")], capsys)
+    assert status == 3 and "no speech" in out
     _, _, err = run_main(["predict", model, str(hostile.dir / "b1_rate_9999991.wav")], capsys)
     assert "sample rate 9999991 Hz not in 4000..384000" in err
     _, _, err = run_main(["predict", model, str(hostile.dir / "b4_float_1e30.wav")], capsys)
