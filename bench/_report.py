@@ -44,6 +44,7 @@ RENDERERS = {
     "frontend": "render_frontend",
     "dynconv": "render_dynconv",
     "edge": "render_edge",
+    "memory": "render_memory",
 }
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from edge_runtime.config import FrontendConfig
 from edge_runtime.windows import WindowPolicy, aggregate
 from keras_dyconv.checkpoints import EPOCH_LOGS, EPOCH_WEIGHTS, read_epoch_logs
+from keras_dyconv.distribute import predict
 from keras_dyconv.feeding import utterance_windows
 from keras_dyconv.layers import BaseDynamicConv
 from keras_dyconv.metrics import unweighted_accuracy
@@ -144,7 +145,7 @@ class ValidationSelection(keras.callbacks.Callback):
         self.kept, self.history = kept, scores
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        probs = np.asarray(self.model.predict(self.windows, batch_size=64, verbose=0))
+        probs = predict(self.model, self.windows, batch_size=64)
         utt = np.stack([aggregate(probs[self.owners == i]) for i in range(len(self.labels))])
         ua = unweighted_accuracy(self.labels, utt.argmax(axis=1))
         self.history.append(ua)

@@ -253,7 +253,9 @@ def _check_model(recipe: Recipe, config: FrontendConfig, text: str) -> None:
 @click.option(
     "--cache",
     type=click.Path(path_type=Path),
-    help="Feature cache folder (keyed by frontend config and file content).",
+    help="Feature cache folder (keyed by frontend config and file content). Training reads "
+    "its windows from the cache's files, memory-mapped, instead of holding the corpus in "
+    "memory: corpora larger than RAM train, with the same results.",
 )
 @click.option(
     "--jobs",
@@ -271,12 +273,6 @@ def _check_model(recipe: Recipe, config: FrontendConfig, text: str) -> None:
     "--protocol all, the one fit) continues from its last complete epoch. A second run on "
     "the same folder while the first still trains stops with an error instead of "
     "corrupting its checkpoints.",
-)
-@click.option(
-    "--stream-features",
-    is_flag=True,
-    help="Read features from the --cache files (memory-mapped) instead of holding the "
-    "corpus in memory: for corpora larger than RAM.",
 )
 @click.option("--save-models", is_flag=True, help="Save each fold's model (first seed).")
 @click.option("--quiet", is_flag=True, help="No Keras progress bars.")
@@ -297,7 +293,6 @@ def train(
     jobs,
     max_folds,
     checkpoints,
-    stream_features,
     save_models,
     quiet,
     **levers,
@@ -332,10 +327,6 @@ def train(
     policy = WindowPolicy(
         frames=round(window * frames_per_s), hop_frames=max(1, round(window_hop * frames_per_s))
     )
-    if stream_features and cache is None:
-        raise click.BadParameter(
-            "needs --cache (the feature files to stream from)", param_hint="--stream-features"
-        )
     utts = _load_utterances(corpus, data)
     spec = ProtocolSpec(
         protocol,
@@ -357,7 +348,6 @@ def train(
             n_jobs=jobs,
             max_folds=max_folds,
             checkpoint_dir=checkpoints,
-            stream_features=stream_features,
             save_models=save_models,
             verbose=0 if quiet else "auto",
             log=lambda msg: click.echo(msg, err=True),

@@ -21,6 +21,7 @@ from edge_runtime.config import FrontendConfig
 from edge_runtime.features import normalize
 from edge_runtime.windows import WindowPolicy, aggregate, random_window, split_windows
 from keras_dyconv.augment import Augmentation, augment_window, mel_band_centres
+from keras_dyconv.distribute import predict
 from keras_dyconv.normalization import FeatureSource, load_features, normalize_utterances
 from keras_dyconv.recipes import DISTILL_WEIGHT
 
@@ -190,5 +191,5 @@ def predict_utterances(
     utterances form one stream, in the order given (see `normalize_utterances`).
     """
     windows, owners = utterance_windows(sources, config, policy, speakers, adapt)
-    probs = np.asarray(model.predict(windows, batch_size=batch_size, verbose=0))
+    probs = predict(model, windows, batch_size=batch_size)
     return np.stack([aggregate(probs[owners == i]) for i in range(len(sources))])

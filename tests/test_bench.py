@@ -26,6 +26,7 @@ import render_dynconv
 import render_edge
 import render_export
 import render_frontend
+import render_memory
 
 
 def test_ablation_calls_bench_training_with_every_option(monkeypatch, tmp_path):
@@ -543,11 +544,92 @@ def test_render_edge():
     assert "(arm64 emulation skipped.)" in render_edge.render(no_emulator)
 
 
+def memory_results() -> dict:
+    def run(mode, peak, total):
+        return {
+            "mode": mode,
+            "floor_rss_mb": 860.0,
+            "peak_rss_mb": peak,
+            "load_s": 0.1,
+            "stats_s": 0.2,
+            "epoch_s": total - 0.3,
+            "total_s": total,
+            "batches": 28,
+            "sha256": "ab" * 32,
+        }
+
+    return {
+        "environment": {**ENV, "versions": {"numpy": "2.4.6", "keras": "3.15.1"}},
+        "settings": {
+            "hours": [1.0, 4.0],
+            "utterance_s": [1.5, 5.0],
+            "window_frames": 300,
+            "batch_size": 32,
+            "n_features": 64,
+            "backend": "tensorflow",
+        },
+        "sizes": [
+            {
+                "hours": 1.0,
+                "utterances": 1107,
+                "frames": 360000,
+                "bytes": 92_274_688,
+                "identical": True,
+                "runs": [run("memory", 961.0, 2.5), run("stream", 875.0, 3.0)],
+            },
+            {
+                "hours": 4.0,
+                "utterances": 4430,
+                "frames": 1440000,
+                "bytes": 369_098_752,
+                "identical": True,
+                "runs": [run("memory", 1231.0, 9.5), run("stream", 876.5, 11.0)],
+            },
+        ],
+    }
+
+
+def test_render_memory():
+    text = render_memory.render(memory_results())
+    assert "utterances of 1.5-5 s" in text and "batch 32" in text
+    assert "| 1 | 1107 | 88 | 961 | 875 | 2.5 | 3.0 | yes |" in text
+    assert "| 4 | 4430 | 352 | 1231 | 876 | 9.5 | 11.0 | yes |" in text
+    assert "grows by 90 MB per hour of features in RAM and by 0.5 MB per hour" in text
+    assert "imports alone: 860-860 MB" in text
+    assert f"load average {ENV['load_1min']:.1f} at the start" in text
+
+
+def test_memory_bench_round_trip(tmp_path):
+    """The bench on two tiny caches (Keras's numpy backend: the feeding is numpy), both
+    modes, with the same batches."""
+    out, markdown = tmp_path / "memory.json", tmp_path / "benchmarks.md"
+    proc = subprocess.run(
+        [
+            *(sys.executable, str(REPO / "bench" / "bench_memory.py"), "--hours", "0.01", "0.03"),
+            *("--cache", str(tmp_path), "--results", str(out), "--markdown", str(markdown)),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), "KERAS_BACKEND": "numpy"},
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert [s["hours"] for s in data["sizes"]] == [0.01, 0.03]
+    for size in data["sizes"]:
+        assert [r["mode"] for r in size["runs"]] == ["memory", "stream"]
+        assert size["runs"][0]["sha256"] == size["runs"][1]["sha256"]
+        assert size["frames"] >= size["hours"] * 360_000
+    assert list(tmp_path.glob("bench-memory-*")) == []  # the caches are removed
+    _assert_round_trip("memory", out, markdown, proc.stdout)
+
+
 RESULTS = {
     "frontend": frontend_results,
     "dynconv": dynconv_results,
     "export": export_results,
     "edge": edge_results,
+    "memory": memory_results,
 }
 
 
