@@ -16,6 +16,7 @@ import pytest
 
 from edge_runtime.config import FrontendConfig, with_dataset_stats
 from edge_runtime.windows import WindowPolicy
+from keras_dyconv.augment import Augmentation
 from keras_dyconv.distribute import DivisibleBatches, data_parallel_scope, data_shards, predict
 from keras_dyconv.experiment import ProtocolSpec, run_experiment
 from keras_dyconv.features import FeatureCache
@@ -67,17 +68,27 @@ def test_cache_entries_memory_map_and_refuse_bad_shapes(tmp_path):
 
 
 def test_memory_mapped_features_feed_the_same_windows(tmp_path):
-    """Training statistics, two epochs of training windows (augmented and mixed) and the
-    evaluation windows are bit-identical from the memory map and from RAM."""
+    """Training statistics, two epochs of training windows (perturbed, masked and mixed)
+    and the evaluation windows are bit-identical from the memory map and from RAM."""
     arrays, paths = _cached(tmp_path)
     stats = [with_dataset_stats(CONFIG, map(load_features, s), "dataset") for s in (arrays, paths)]
     assert stats[0] == stats[1]
     config = stats[0]
     labels = np.arange(len(arrays)) % 3
+    augmentation = Augmentation(vtlp=0.1, speed=0.1, snr_db=(10, 30), gain_db=2, rt60_s=(0.3, 0.6))
 
     def epochs(sources):
         data = WindowSequence(
-            sources, labels, 3, config, 50, 4, seed=3, spec_augment=(1, 5, 1, 3), mixup_alpha=0.2
+            sources,
+            labels,
+            3,
+            config,
+            50,
+            4,
+            seed=3,
+            spec_augment=(1, 5, 1, 3),
+            mixup_alpha=0.2,
+            augmentation=augmentation,
         )
         batches = []
         for _ in range(2):
