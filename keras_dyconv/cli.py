@@ -372,7 +372,11 @@ def train(
     help="Corpus root folder or manifest.",
 )
 @click.option("--speakers", help="Comma-separated speakers to score (default: all).")
-@click.option("--cache", type=click.Path(path_type=Path), help="Feature cache folder.")
+@click.option(
+    "--cache",
+    type=click.Path(path_type=Path),
+    help="Feature cache folder (the features are read from its files, memory-mapped).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 def evaluate(model, corpus, data, speakers, cache, as_json):
     """Re-score a saved MODEL (.keras from dyser-train) on a corpus.
@@ -404,7 +408,8 @@ def evaluate(model, corpus, data, speakers, cache, as_json):
     raw = FrontendConfig.from_dict(
         {**metadata.frontend.to_dict(), "normalization": "none", "mean": None, "std": None}
     )
-    feats = extract_corpus([u.path for u in known], raw, cache_dir=cache)
+    paths = [u.path for u in known]  # with a cache: memory-mapped from its files
+    feats = extract_corpus(paths, raw, cache_dir=cache, as_paths=cache is not None)
     # normalization "stream": each speaker's utterances are one stream, in corpus order.
     speaker_of = [u.speaker for u in known]
     probs = predict_utterances(net, feats, metadata.frontend, metadata.window, speakers=speaker_of)

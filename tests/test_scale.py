@@ -16,6 +16,7 @@ import pytest
 
 from edge_runtime.config import FrontendConfig, with_dataset_stats
 from edge_runtime.windows import WindowPolicy
+from keras_dyconv import feeding
 from keras_dyconv.augment import Augmentation
 from keras_dyconv.distribute import DivisibleBatches, data_parallel_scope, data_shards, predict
 from keras_dyconv.experiment import ProtocolSpec, run_experiment
@@ -104,6 +105,33 @@ def test_memory_mapped_features_feed_the_same_windows(tmp_path):
     windows = [utterance_windows(s, config, POLICY) for s in (arrays, paths)]
     for a, b in zip(*windows, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_predictions_stream_in_chunks_with_the_batches_of_one_predict(tmp_path, monkeypatch):
+    """`predict_utterances` cuts and predicts the windows a few batches at a time (bounded
+    memory) and gives exactly what one `model.predict` over all of them gives."""
+    arrays, paths = _cached(tmp_path, n=11)
+    config = with_dataset_stats(CONFIG, arrays, "dataset")
+    model = keras.Sequential(
+        [keras.Input((40, 16)), keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(3)]
+    )
+    windows = list(utterance_windows(paths, config, POLICY))
+    probs = model.predict(np.concatenate(windows), batch_size=4, verbose=0)
+    bounds = np.cumsum([len(w) for w in windows])[:-1]
+    expected = np.stack([p.mean(axis=0, dtype=np.float64) for p in np.split(probs, bounds)])
+    calls = []
+    predict_once = model.predict
+
+    def spy(x, batch_size, verbose):
+        calls.append(len(x))
+        return predict_once(x, batch_size=batch_size, verbose=verbose)
+
+    monkeypatch.setattr(model, "predict", spy)
+    monkeypatch.setattr(feeding, "PREDICT_BATCHES", 2)
+    got = predict_utterances(model, paths, config, POLICY, batch_size=4)
+    np.testing.assert_array_equal(got, expected)
+    assert sum(calls) == len(probs) and len(calls) > 2
+    assert all(n % 4 == 0 and n < 2 * 4 + max(map(len, windows)) for n in calls[:-1])
 
 
 def test_training_from_the_memory_map_equals_training_from_ram(tmp_path):

@@ -331,7 +331,8 @@ def test_run_folder_and_reloaded_model(corpus, tmp_path):
     assert metadata.labels == EMOTIONS and model.output_shape == (None, len(EMOTIONS))
     assert model.count_params() == arch["params"]
     assert metadata.frontend.normalization == "dataset" and metadata.window == POLICY
-    # dyser-eval on the test speaker reproduces the fold's score from the saved model alone.
+    # dyser-eval on the test speaker reproduces the fold's score from the saved model alone
+    # (its features memory-mapped from a cache).
     runner = CliRunner()
     cli = runner.invoke(
         evaluate,
@@ -343,6 +344,8 @@ def test_run_folder_and_reloaded_model(corpus, tmp_path):
             str(corpus),
             "--speakers",
             fold["test_speakers"][0],
+            "--cache",
+            str(out / "eval-cache"),
             "--json",
         ],
     )
