@@ -6,16 +6,18 @@ config's fingerprint; random log-mel-like values, 1.5-5 s utterances; no audio n
 Then, in a fresh process per mode, the feeding side of one training epoch runs exactly as
 `keras_dyconv.training` does it: the training set's normalisation statistics
 (`with_dataset_stats` over every utterance), then one epoch of `WindowSequence` batches
-(one random 3 s window per utterance, batch 32). Modes:
+(one random 3 s window per utterance, batch 32), then every utterance is scored as a test
+set is (`predict_utterances`: 3 s windows every 1 s, a minimal Keras model). Modes:
 
 * "memory": every utterance loaded into RAM (`FeatureCache.load`, what `extract_corpus`
   returns without `as_paths`: `dyser-train` without `--cache`);
 * "stream": the `.npy` files, memory-mapped (`dyser-train --cache DIR`): a window reads
   its own frames from the file.
 
-Each child reports its peak resident set size (`ru_maxrss`), the RSS after its imports
-(the floor: Python, numpy, Keras), the epoch's seconds and a SHA-256 of every batch; the
-two modes must give the same digest (bit-identical windows), or the bench fails.
+Each child reports its peak resident set size (`ru_maxrss`) after the epoch and after the
+scoring, the RSS after its imports (the floor: Python, numpy, Keras), the seconds, and a
+SHA-256 of every batch and of the predictions; the two modes must give the same digest
+(bit-identical windows and scores), or the bench fails.
 
     python bench/bench_memory.py [--hours 1 4 16] [--cache DIR]
 
@@ -45,7 +47,7 @@ MODES = ("memory", "stream")
 #: Synthetic utterance lengths, uniform in this range (seconds).
 UTTERANCE_S = (1.5, 5.0)
 #: Window and batch of the default recipe and window policy.
-WINDOW_FRAMES, BATCH_SIZE, NUM_CLASSES = 300, 32, 4
+WINDOW_FRAMES, WINDOW_HOP, BATCH_SIZE, NUM_CLASSES = 300, 100, 32, 4
 
 
 def _config():
@@ -79,9 +81,12 @@ def write_cache(root: Path, hours: float, seed: int = 0) -> dict:
 
 def run_epoch(root: Path, mode: str) -> dict:
     """The child: statistics + one WindowSequence epoch over the cache at `root`."""
+    import keras
+
     from edge_runtime.config import with_dataset_stats
+    from edge_runtime.windows import WindowPolicy
     from keras_dyconv.features import FeatureCache
-    from keras_dyconv.feeding import WindowSequence
+    from keras_dyconv.feeding import WindowSequence, predict_utterances
     from keras_dyconv.normalization import load_features
 
     floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -104,14 +109,31 @@ def run_epoch(root: Path, mode: str) -> dict:
         digest.update(x.tobytes())
         digest.update(y.tobytes())
     seconds = time.perf_counter() - t0
+    train_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Scoring every utterance as a test set would be (a minimal model: the feeding, not
+    # the network, is measured; the same weights in both modes).
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((WINDOW_FRAMES, config.n_features)),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(NUM_CLASSES, activation="softmax"),
+        ]
+    )
+    policy = WindowPolicy(frames=WINDOW_FRAMES, hop_frames=WINDOW_HOP)
+    t1 = time.perf_counter()
+    probs = predict_utterances(model, sources, config, policy)
+    digest.update(probs.tobytes())
     return {
         "mode": mode,
         "floor_rss_mb": floor / 1024,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": train_peak / 1024,
+        "scoring_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "load_s": t_load,
         "stats_s": t_stats,
         "epoch_s": seconds - t_load - t_stats,
         "total_s": seconds,
+        "scoring_s": time.perf_counter() - t1,
         "batches": len(data),
         "sha256": digest.hexdigest(),
     }
@@ -170,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
             "hours": args.hours,
             "utterance_s": list(UTTERANCE_S),
             "window_frames": WINDOW_FRAMES,
+            "window_hop_frames": WINDOW_HOP,
             "batch_size": BATCH_SIZE,
             "n_features": _config().n_features,
             "backend": os.environ.get("KERAS_BACKEND", "tensorflow"),

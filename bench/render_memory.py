@@ -12,14 +12,15 @@ NAME = "memory"
 TITLE = "Training memory against corpus size: features in RAM vs memory-mapped"
 
 
-def _growth(sizes: list[dict], mode: str) -> float:
-    """Peak-RSS growth per hour of features (MB/h) between the smallest and largest size."""
+def _growth(sizes: list[dict], mode: str, key: str = "peak_rss_mb") -> float:
+    """Growth of `key` (a peak RSS, MB) per hour of features between the smallest and the
+    largest size."""
     first, last = sizes[0], sizes[-1]
     peak = {s["hours"]: next(r for r in s["runs"] if r["mode"] == mode) for s in (first, last)}
     span = last["hours"] - first["hours"]
     if span <= 0:
         return float("nan")
-    return (peak[last["hours"]]["peak_rss_mb"] - peak[first["hours"]]["peak_rss_mb"]) / span
+    return (peak[last["hours"]][key] - peak[first["hours"]][key]) / span
 
 
 def render(data: dict) -> str:
@@ -28,6 +29,7 @@ def render(data: dict) -> str:
     for size in sizes:
         runs = {r["mode"]: r for r in size["runs"]}
         mem, stream = runs["memory"], runs["stream"]
+        scoring = [f"{r['scoring_peak_rss_mb']:.0f}" for r in (mem, stream)]
         rows.append(
             [
                 f"{size['hours']:g}",
@@ -35,6 +37,7 @@ def render(data: dict) -> str:
                 f"{size['bytes'] / 2**20:.0f}",
                 f"{mem['peak_rss_mb']:.0f}",
                 f"{stream['peak_rss_mb']:.0f}",
+                *scoring,
                 f"{mem['total_s']:.1f}",
                 f"{stream['total_s']:.1f}",
                 "yes" if size["identical"] else "**no**",
@@ -44,11 +47,13 @@ def render(data: dict) -> str:
         "hours",
         "utterances",
         "features on disk (MiB)",
-        "peak RSS in RAM (MB)",
-        "peak RSS memory-mapped (MB)",
+        "peak RSS, epoch, in RAM (MB)",
+        "peak RSS, epoch, memory-mapped (MB)",
+        "peak RSS with scoring, in RAM (MB)",
+        "peak RSS with scoring, memory-mapped (MB)",
         "epoch s, in RAM",
         "epoch s, memory-mapped",
-        "same batches",
+        "same batches and scores",
     ]
     floors = [r["floor_rss_mb"] for s in sizes for r in s["runs"]]
     lo, hi = settings["utterance_s"]
@@ -59,18 +64,24 @@ def render(data: dict) -> str:
         f"float32, utterances of {lo:g}-{hi:g} s) in the `FeatureCache` format; each mode "
         "runs in its own process: the training set's normalisation statistics, then one "
         f"epoch of `WindowSequence` ({settings['window_frames']}-frame windows, batch "
-        f"{settings['batch_size']}). "
+        f"{settings['batch_size']}), then every utterance scored as a test set is "
+        f"(`predict_utterances`: {settings['window_frames']}-frame windows every "
+        f"{settings['window_hop_frames']} frames, a minimal Keras model; the peak after "
+        'it is the "with scoring" column). '
         '"In RAM" holds every utterance in memory (`dyser-train` without `--cache`); '
         '"memory-mapped" reads each window from the cache\'s `.npy` files (`dyser-train '
-        '--cache DIR`). Epoch seconds include loading and the statistics. "Same batches": '
-        "SHA-256 of every batch equal in both modes. The machine was shared (1-min load "
-        f"average {data['environment']['load_1min']:.1f} at the start): the seconds are "
-        "indicative, the memory is not affected.",
+        '--cache DIR`). Epoch seconds include loading and the statistics. "Same batches and '
+        'scores": SHA-256 of every batch and of the predictions equal in both modes. The '
+        "machine was shared (1-min load average "
+        f"{data['environment']['load_1min']:.1f} at the start): the seconds are indicative, "
+        "the memory is not affected.",
         "",
         markdown_table(header, rows),
         "",
         f"Peak RSS grows by {_growth(sizes, 'memory'):.0f} MB per hour of features in RAM "
-        f"and by {_growth(sizes, 'stream'):.1f} MB per hour memory-mapped (RSS after the "
+        f"and by {_growth(sizes, 'stream'):.1f} MB per hour memory-mapped; with the "
+        f"scoring, by {_growth(sizes, 'memory', 'scoring_peak_rss_mb'):.0f} and "
+        f"{_growth(sizes, 'stream', 'scoring_peak_rss_mb'):.1f} MB per hour (RSS after the "
         f"imports alone: {min(floors):.0f}-{max(floors):.0f} MB).",
     ]
     return "\n".join(text)

@@ -550,10 +550,12 @@ def memory_results() -> dict:
             "mode": mode,
             "floor_rss_mb": 860.0,
             "peak_rss_mb": peak,
+            "scoring_peak_rss_mb": peak + 50,
             "load_s": 0.1,
             "stats_s": 0.2,
             "epoch_s": total - 0.3,
             "total_s": total,
+            "scoring_s": 1.0,
             "batches": 28,
             "sha256": "ab" * 32,
         }
@@ -564,6 +566,7 @@ def memory_results() -> dict:
             "hours": [1.0, 4.0],
             "utterance_s": [1.5, 5.0],
             "window_frames": 300,
+            "window_hop_frames": 100,
             "batch_size": 32,
             "n_features": 64,
             "backend": "tensorflow",
@@ -592,9 +595,11 @@ def memory_results() -> dict:
 def test_render_memory():
     text = render_memory.render(memory_results())
     assert "utterances of 1.5-5 s" in text and "batch 32" in text
-    assert "| 1 | 1107 | 88 | 961 | 875 | 2.5 | 3.0 | yes |" in text
-    assert "| 4 | 4430 | 352 | 1231 | 876 | 9.5 | 11.0 | yes |" in text
+    assert "300-frame windows every 100 frames" in text
+    assert "| 1 | 1107 | 88 | 961 | 875 | 1011 | 925 | 2.5 | 3.0 | yes |" in text
+    assert "| 4 | 4430 | 352 | 1231 | 876 | 1281 | 926 | 9.5 | 11.0 | yes |" in text
     assert "grows by 90 MB per hour of features in RAM and by 0.5 MB per hour" in text
+    assert "with the scoring, by 90 and 0.5 MB per hour" in text
     assert "imports alone: 860-860 MB" in text
     assert f"load average {ENV['load_1min']:.1f} at the start" in text
 
