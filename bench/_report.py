@@ -45,6 +45,7 @@ RENDERERS = {
     "dynconv": "render_dynconv",
     "edge": "render_edge",
     "speech_gate": "render_speech_gate",
+    "memory": "render_memory",
 }
 
 

@@ -16,9 +16,9 @@ import keras
 import numpy as np
 
 from edge_runtime.config import FrontendConfig
-from edge_runtime.windows import WindowPolicy, aggregate
+from edge_runtime.windows import WindowPolicy
 from keras_dyconv.checkpoints import EPOCH_LOGS, EPOCH_WEIGHTS, read_epoch_logs
-from keras_dyconv.feeding import utterance_windows
+from keras_dyconv.feeding import predict_utterances
 from keras_dyconv.layers import BaseDynamicConv
 from keras_dyconv.metrics import unweighted_accuracy
 from keras_dyconv.normalization import FeatureSource
@@ -111,7 +111,7 @@ class ValidationSelection(keras.callbacks.Callback):
     ):
         super().__init__()
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
-        self.windows, self.owners = utterance_windows(sources, config, policy, speakers)
+        self.sources, self.config, self.policy, self.speakers = sources, config, policy, speakers
         self.labels = np.asarray(labels)
         self.patience, self.min_epochs, self.average = patience, min_epochs, average
         # (UA, epoch, weights) of the best epochs, best first; ties keep the earlier epoch.
@@ -144,8 +144,9 @@ class ValidationSelection(keras.callbacks.Callback):
         self.kept, self.history = kept, scores
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        probs = np.asarray(self.model.predict(self.windows, batch_size=64, verbose=0))
-        utt = np.stack([aggregate(probs[self.owners == i]) for i in range(len(self.labels))])
+        utt = predict_utterances(
+            self.model, self.sources, self.config, self.policy, 64, self.speakers
+        )
         ua = unweighted_accuracy(self.labels, utt.argmax(axis=1))
         self.history.append(ua)
         if logs is not None:

@@ -253,7 +253,9 @@ def _check_model(recipe: Recipe, config: FrontendConfig, text: str) -> None:
 @click.option(
     "--cache",
     type=click.Path(path_type=Path),
-    help="Feature cache folder (keyed by frontend config and file content).",
+    help="Feature cache folder (keyed by frontend config and file content). Training reads "
+    "its windows from the cache's files, memory-mapped, instead of holding the corpus in "
+    "memory: corpora larger than RAM train, with the same results.",
 )
 @click.option(
     "--jobs",
@@ -271,12 +273,6 @@ def _check_model(recipe: Recipe, config: FrontendConfig, text: str) -> None:
     "--protocol all, the one fit) continues from its last complete epoch. A second run on "
     "the same folder while the first still trains stops with an error instead of "
     "corrupting its checkpoints.",
-)
-@click.option(
-    "--stream-features",
-    is_flag=True,
-    help="Read features from the --cache files (memory-mapped) instead of holding the "
-    "corpus in memory: for corpora larger than RAM.",
 )
 @click.option("--save-models", is_flag=True, help="Save each fold's model (first seed).")
 @click.option("--quiet", is_flag=True, help="No Keras progress bars.")
@@ -297,7 +293,6 @@ def train(
     jobs,
     max_folds,
     checkpoints,
-    stream_features,
     save_models,
     quiet,
     **levers,
@@ -332,10 +327,6 @@ def train(
     policy = WindowPolicy(
         frames=round(window * frames_per_s), hop_frames=max(1, round(window_hop * frames_per_s))
     )
-    if stream_features and cache is None:
-        raise click.BadParameter(
-            "needs --cache (the feature files to stream from)", param_hint="--stream-features"
-        )
     utts = _load_utterances(corpus, data)
     spec = ProtocolSpec(
         protocol,
@@ -357,7 +348,6 @@ def train(
             n_jobs=jobs,
             max_folds=max_folds,
             checkpoint_dir=checkpoints,
-            stream_features=stream_features,
             save_models=save_models,
             verbose=0 if quiet else "auto",
             log=lambda msg: click.echo(msg, err=True),
@@ -382,7 +372,11 @@ def train(
     help="Corpus root folder or manifest.",
 )
 @click.option("--speakers", help="Comma-separated speakers to score (default: all).")
-@click.option("--cache", type=click.Path(path_type=Path), help="Feature cache folder.")
+@click.option(
+    "--cache",
+    type=click.Path(path_type=Path),
+    help="Feature cache folder (the features are read from its files, memory-mapped).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 def evaluate(model, corpus, data, speakers, cache, as_json):
     """Re-score a saved MODEL (.keras from dyser-train) on a corpus.
@@ -414,7 +408,8 @@ def evaluate(model, corpus, data, speakers, cache, as_json):
     raw = FrontendConfig.from_dict(
         {**metadata.frontend.to_dict(), "normalization": "none", "mean": None, "std": None}
     )
-    feats = extract_corpus([u.path for u in known], raw, cache_dir=cache)
+    paths = [u.path for u in known]  # with a cache: memory-mapped from its files
+    feats = extract_corpus(paths, raw, cache_dir=cache, as_paths=cache is not None)
     # normalization "stream": each speaker's utterances are one stream, in corpus order.
     speaker_of = [u.speaker for u in known]
     probs = predict_utterances(net, feats, metadata.frontend, metadata.window, speakers=speaker_of)

@@ -29,6 +29,7 @@ from edge_runtime.config import FrontendConfig
 from edge_runtime.metadata import ModelMetadata
 from edge_runtime.windows import WindowPolicy
 from keras_dyconv.corpora import Utterance
+from keras_dyconv.distribute import data_parallel_devices
 from keras_dyconv.features import extract_corpus
 from keras_dyconv.feeding import predict_utterances
 from keras_dyconv.metrics import summarize
@@ -158,7 +159,6 @@ def run_experiment(
     only_folds: Sequence[str] | None = None,
     save_models: bool = False,
     checkpoint_dir: str | os.PathLike | None = None,
-    stream_features: bool = False,
     verbose: int | str = "auto",
     log: Callable[[str], None] = print,
 ) -> Results | AllResults:
@@ -173,10 +173,13 @@ def run_experiment(
     checkpointed under `checkpoint_dir/<fold>/seed<seed>/` (protocol "all":
     `checkpoint_dir/all/seed<seed>/`) and a finished fold leaves its record there: running
     the same experiment again resumes it (finished folds are read back, an interrupted one
-    continues from its last epoch). `stream_features` keeps the features in the cache's
-    `.npy` files (memory-mapped) instead of memory; it needs `cache_dir`.
+    continues from its last epoch). With `cache_dir` the features stay in the cache's `.npy`
+    files and every window is read from them, memory-mapped (bit-identical to features held
+    in memory, which they are without a cache), so corpora larger than memory train.
     """
     t_start = time.time()
+    if recipe.data_parallel:
+        data_parallel_devices(recipe.batch_size)  # refuse now, not after the features
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     labels, y = _class_indices(utts, labels)
@@ -186,7 +189,7 @@ def run_experiment(
         config,
         cache_dir=cache_dir,
         n_jobs=n_jobs,
-        as_paths=stream_features,
+        as_paths=cache_dir is not None,
     )
     t_features = time.time() - t_start
     run = _Run(

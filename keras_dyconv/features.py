@@ -127,10 +127,14 @@ class FeatureCache:
         """The `.npy` file of `key`."""
         return self.directory / f"{key}.npy"
 
-    def load(self, key: str) -> np.ndarray | None:
-        """Cached features for `key`, or None on a miss (or an unreadable entry)."""
+    def load(self, key: str, mmap: bool = False) -> np.ndarray | None:
+        """Cached features for `key`, or None on a miss (or an unreadable entry).
+
+        With `mmap` the array is memory-mapped read-only (`np.load(mmap_mode="r")`): only
+        the header is read now, and a window of it reads only its own frames from disk.
+        """
         try:
-            feats = np.load(self.path(key), allow_pickle=False)
+            feats = np.load(self.path(key), mmap_mode="r" if mmap else None, allow_pickle=False)
         except (OSError, ValueError, EOFError):
             return None
         if feats.ndim != 2 or feats.shape[1] != self.config.n_features:
@@ -138,7 +142,14 @@ class FeatureCache:
         return feats
 
     def store(self, key: str, features: np.ndarray) -> None:
-        """Write `features` under `key` (atomically), and the config beside the entries."""
+        """Write (frames, n_features) `features` under `key` (atomically, as C-ordered
+        float32: `load(key, mmap=True)` maps it), and the config beside the entries."""
+        if features.ndim != 2 or features.shape[1] != self.config.n_features:
+            raise ValueError(
+                f"{self.path(key)}: expected features of shape (frames, "
+                f"{self.config.n_features}), got {features.shape}"
+            )
+        features = np.ascontiguousarray(features, dtype=np.float32)
         self.directory.mkdir(parents=True, exist_ok=True)
         config_file = self.directory / "config.json"
         if not config_file.exists():
@@ -184,7 +195,7 @@ def _extract_one(
     if cache_dir is None:
         return file_features(path, config)
     cache, key = FeatureCache(cache_dir, config), file_sha256(path)
-    if (hit := cache.load(key)) is None:
+    if (hit := cache.load(key, mmap=as_path)) is None:
         hit = file_features(path, config)
         cache.store(key, hit)
     return cache.path(key) if as_path else hit

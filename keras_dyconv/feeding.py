@@ -5,13 +5,14 @@
   Features can be in-memory arrays or `.npy` files (memory-mapped), so corpora larger than
   memory train.
 * `utterance_windows` and `predict_utterances`: the evaluation and edge policy, windows
-  every hop + tail, class probabilities averaged per utterance (`edge_runtime.windows`).
+  every hop + tail, class probabilities averaged per utterance (`edge_runtime.windows`),
+  one utterance at a time (bounded memory, whatever the number of utterances).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import keras
@@ -21,7 +22,8 @@ from edge_runtime.config import FrontendConfig
 from edge_runtime.features import normalize
 from edge_runtime.windows import WindowPolicy, aggregate, random_window, split_windows
 from keras_dyconv.augment import Augmentation, augment_window, mel_band_centres
-from keras_dyconv.normalization import FeatureSource, load_features, normalize_utterances
+from keras_dyconv.distribute import predict
+from keras_dyconv.normalization import FeatureSource, iter_normalized, load_features
 from keras_dyconv.recipes import DISTILL_WEIGHT
 
 
@@ -158,21 +160,23 @@ class WindowSequence(keras.utils.PyDataset):
 
 
 # ----------------------------------------------------------------------------- prediction
+#: Evaluation windows predicted per `model.predict` call, in batches (bounds the memory of
+#: scoring an arbitrarily large set of utterances: 16 x 64 windows of 3 s of 64 log-mels
+#: are 79 MB).
+PREDICT_BATCHES = 16
+
+
 def utterance_windows(
     sources: Sequence[FeatureSource],
     config: FrontendConfig,
     policy: WindowPolicy,
     speakers: Sequence[str] | None = None,
     adapt: str = "online",
-) -> tuple[np.ndarray, np.ndarray]:
-    """All evaluation windows of all utterances, (n_windows, frames, F), and their owners
-    (normalised by `normalize_utterances`)."""
-    windows, owners = [], []
-    for i, feats in enumerate(normalize_utterances(sources, config, speakers, adapt)):
-        w = split_windows(feats, policy)
-        windows.append(w.astype(np.float32))
-        owners.append(np.full(len(w), i))
-    return np.concatenate(windows), np.concatenate(owners)
+) -> Iterator[np.ndarray]:
+    """Each utterance's evaluation windows, (n_windows, frames, F) float32, one utterance at
+    a time, in order (normalised by `iter_normalized`)."""
+    for feats in iter_normalized(sources, config, speakers, adapt):
+        yield split_windows(feats, policy).astype(np.float32)
 
 
 def predict_utterances(
@@ -187,8 +191,24 @@ def predict_utterances(
     """Utterance-level class probabilities (n_utterances, C): mean over each one's windows.
 
     `speakers` (and `adapt`) are needed for normalization "stream": each speaker's
-    utterances form one stream, in the order given (see `normalize_utterances`).
+    utterances form one stream, in the order given (see `iter_normalized`). The windows
+    are predicted `PREDICT_BATCHES` batches at a time, as they are cut, so memory does not
+    grow with the number of utterances; the batches are those of one `model.predict` over
+    all the windows, so are the results.
     """
-    windows, owners = utterance_windows(sources, config, policy, speakers, adapt)
-    probs = np.asarray(model.predict(windows, batch_size=batch_size, verbose=0))
-    return np.stack([aggregate(probs[owners == i]) for i in range(len(sources))])
+    chunk = PREDICT_BATCHES * batch_size
+    pending: list[np.ndarray] = []
+    counts, probs = [], []
+    for windows in utterance_windows(sources, config, policy, speakers, adapt):
+        pending.append(windows)
+        counts.append(len(windows))
+        if sum(map(len, pending)) >= chunk:
+            ready = np.concatenate(pending)
+            whole = len(ready) - len(ready) % batch_size  # full batches only
+            probs.append(predict(model, ready[:whole], batch_size=batch_size))
+            pending = [ready[whole:]]
+    if pending and sum(map(len, pending)):
+        probs.append(predict(model, np.concatenate(pending), batch_size=batch_size))
+    per_window = np.concatenate(probs)
+    bounds = np.cumsum(counts)[:-1]
+    return np.stack([aggregate(p) for p in np.split(per_window, bounds)])

@@ -4,13 +4,14 @@ Features are cached unnormalised (frontend normalization "none"); a fit computes
 training set's statistics (`edge_runtime.config.with_dataset_stats`) and, for normalization
 "stream", each training speaker's own statistics (`speaker_statistics`) or the running
 statistics a device would have at random points of the speaker's stream
-(`online_statistics`). `normalize_utterances` applies them as the deployed model would.
+(`online_statistics`). `iter_normalized` (and `normalize_utterances`, its list) applies
+them as the deployed model would.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -98,7 +99,20 @@ def normalize_utterances(
     speakers: Sequence[str] | None = None,
     adapt: str = "online",
 ) -> list[np.ndarray]:
-    """Normalised float32 copies of utterance features, as the deployed model would see them.
+    """Normalised float32 copies of utterance features, as the deployed model would see them
+    (the list of `iter_normalized`: see there)."""
+    return list(iter_normalized(sources, config, speakers, adapt))
+
+
+def iter_normalized(
+    sources: Sequence[FeatureSource],
+    config: FrontendConfig,
+    speakers: Sequence[str] | None = None,
+    adapt: str = "online",
+) -> Iterator[np.ndarray]:
+    """Normalised float32 copies of utterance features, one at a time, in order, as the
+    deployed model would see them (only the current one is held: features memory-mapped
+    from a cache are normalised in bounded memory).
 
     For normalization "stream" the utterances of each speaker are one stream, in the order
     given: with `adapt="online"` each is normalised by the running statistics of its
@@ -112,18 +126,18 @@ def normalize_utterances(
     if adapt not in ADAPTATIONS:
         raise ValueError(f"adapt must be one of {ADAPTATIONS}, got {adapt!r}")
     if config.normalization != "stream" or adapt == "independent":
-        return [normalized(load_features(s), config) for s in sources]
+        for source in sources:
+            yield normalized(load_features(source), config)
+        return
     if speakers is None:
         raise ValueError('normalization "stream" needs the speaker of every utterance')
-    out = []
     if adapt == "speaker":
         stats = speaker_statistics(sources, speakers)
         for source, speaker in zip(sources, speakers, strict=True):
             mean, std = stats[speaker]
-            out.append((np.asarray(load_features(source), np.float32) - mean) / std)
-        return out
+            yield (np.asarray(load_features(source), np.float32) - mean) / std
+        return
     streams: dict[str, StreamStatistics] = {}
     for source, speaker in zip(sources, speakers, strict=True):
         stream = streams.setdefault(speaker, StreamStatistics(config))
-        out.append(normalize(np.array(load_features(source), np.float32), config, stream))
-    return out
+        yield normalize(np.array(load_features(source), np.float32), config, stream)

@@ -115,6 +115,12 @@ class Recipe:
             `MODEL_RECIPE_ARGUMENTS`, e.g. `{"num_kernels": 8}` (K kernels per dynamic
             convolution) or `{"conv_filters": [32, 64, 128]}` (channels per block; its length
             is the depth). The classes and feature sizes come from the data.
+        data_parallel: train data-parallel over every device present (all GPUs of the
+            machine, else its CPU devices) with Keras's distribution API
+            (`keras.distribution.DataParallel`, JAX backend only: KERAS_BACKEND=jax):
+            `batch_size` must be a multiple of the device count, each batch is split evenly
+            between the devices; an epoch's last batch is cut to a multiple of it (see
+            `keras_dyconv.distribute`).
     """
 
     name: str = "default"
@@ -139,6 +145,7 @@ class Recipe:
     refit: bool = False
     distill: int = 0
     model: dict[str, Any] = field(default_factory=dict)
+    data_parallel: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.augmentation, dict):  # read back from results.json

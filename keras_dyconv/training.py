@@ -35,6 +35,7 @@ from keras_dyconv.checkpoints import (
     exclusive_folder,
     read_epoch_logs,
 )
+from keras_dyconv.distribute import DivisibleBatches, data_parallel_scope
 from keras_dyconv.feeding import WindowSequence
 from keras_dyconv.models import build_dycnn_bilstm, time_reduction
 from keras_dyconv.normalization import (
@@ -252,6 +253,42 @@ def _fit(
         epochs = recipe.epochs
         if recipe.iterations:
             epochs = math.ceil(recipe.iterations / len(data))
+    with data_parallel_scope(recipe.data_parallel, recipe.batch_size) as shards:
+        return _fit_model(
+            recipe,
+            config,
+            policy,
+            data
+            if shards == 1
+            else DivisibleBatches(data, shards, len(train_sources), recipe.batch_size),
+            num_classes,
+            epochs,
+            val_sources=val_sources,
+            val_labels=val_labels,
+            val_speakers=val_speakers,
+            checkpoint_dir=checkpoint_dir,
+            verbose=verbose,
+            snapshot_epochs=snapshot_epochs,
+        )
+
+
+def _fit_model(
+    recipe: Recipe,
+    config: FrontendConfig,
+    policy: WindowPolicy,
+    data: keras.utils.PyDataset,
+    num_classes: int,
+    epochs: int,
+    *,
+    val_sources: Sequence[FeatureSource],
+    val_labels: Sequence[int],
+    val_speakers: Sequence[str] | None,
+    checkpoint_dir: str | os.PathLike | None,
+    verbose: int | str,
+    snapshot_epochs: Sequence[int],
+) -> TrainResult:
+    """Build, compile and fit the model of `_fit` on the training batches `data` (inside
+    the data-parallel scope when `Recipe.data_parallel`)."""
     model = _compiled_model(recipe, config, policy, num_classes, total_steps=epochs * len(data))
     start, end, anneal_epochs = recipe.temperature
     callbacks: list[keras.callbacks.Callback] = [TemperatureAnnealing(start, end, anneal_epochs)]

@@ -26,6 +26,7 @@ import render_dynconv
 import render_edge
 import render_export
 import render_frontend
+import render_memory
 import render_speech_gate
 from test_speech_gate import speech_like
 
@@ -623,12 +624,98 @@ def test_render_speech_gate():
     assert "(target 0 of 535: **missed**)" in render_speech_gate.render(partial)
 
 
+def memory_results() -> dict:
+    def run(mode, peak, total):
+        return {
+            "mode": mode,
+            "floor_rss_mb": 860.0,
+            "peak_rss_mb": peak,
+            "scoring_peak_rss_mb": peak + 50,
+            "load_s": 0.1,
+            "stats_s": 0.2,
+            "epoch_s": total - 0.3,
+            "total_s": total,
+            "scoring_s": 1.0,
+            "batches": 28,
+            "sha256": "ab" * 32,
+        }
+
+    return {
+        "environment": {**ENV, "versions": {"numpy": "2.4.6", "keras": "3.15.1"}},
+        "settings": {
+            "hours": [1.0, 4.0],
+            "utterance_s": [1.5, 5.0],
+            "window_frames": 300,
+            "window_hop_frames": 100,
+            "batch_size": 32,
+            "n_features": 64,
+            "backend": "tensorflow",
+        },
+        "sizes": [
+            {
+                "hours": 1.0,
+                "utterances": 1107,
+                "frames": 360000,
+                "bytes": 92_274_688,
+                "identical": True,
+                "runs": [run("memory", 961.0, 2.5), run("stream", 875.0, 3.0)],
+            },
+            {
+                "hours": 4.0,
+                "utterances": 4430,
+                "frames": 1440000,
+                "bytes": 369_098_752,
+                "identical": True,
+                "runs": [run("memory", 1231.0, 9.5), run("stream", 876.5, 11.0)],
+            },
+        ],
+    }
+
+
+def test_render_memory():
+    text = render_memory.render(memory_results())
+    assert "utterances of 1.5-5 s" in text and "batch 32" in text
+    assert "300-frame windows every 100 frames" in text
+    assert "| 1 | 1107 | 88 | 961 | 875 | 1011 | 925 | 2.5 | 3.0 | yes |" in text
+    assert "| 4 | 4430 | 352 | 1231 | 876 | 1281 | 926 | 9.5 | 11.0 | yes |" in text
+    assert "grows by 90 MB per hour of features in RAM and by 0.5 MB per hour" in text
+    assert "with the scoring, by 90 and 0.5 MB per hour" in text
+    assert "imports alone: 860-860 MB" in text
+    assert f"load average {ENV['load_1min']:.1f} at the start" in text
+
+
+def test_memory_bench_round_trip(tmp_path):
+    """The bench on two tiny caches (Keras's numpy backend: the feeding is numpy), both
+    modes, with the same batches."""
+    out, markdown = tmp_path / "memory.json", tmp_path / "benchmarks.md"
+    proc = subprocess.run(
+        [
+            *(sys.executable, str(REPO / "bench" / "bench_memory.py"), "--hours", "0.01", "0.03"),
+            *("--cache", str(tmp_path), "--results", str(out), "--markdown", str(markdown)),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), "KERAS_BACKEND": "numpy"},
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert [s["hours"] for s in data["sizes"]] == [0.01, 0.03]
+    for size in data["sizes"]:
+        assert [r["mode"] for r in size["runs"]] == ["memory", "stream"]
+        assert size["runs"][0]["sha256"] == size["runs"][1]["sha256"]
+        assert size["frames"] >= size["hours"] * 360_000
+    assert list(tmp_path.glob("bench-memory-*")) == []  # the caches are removed
+    _assert_round_trip("memory", out, markdown, proc.stdout)
+
+
 RESULTS = {
     "frontend": frontend_results,
     "dynconv": dynconv_results,
     "export": export_results,
     "edge": edge_results,
     "speech_gate": speech_gate_results,
+    "memory": memory_results,
 }
 
 
