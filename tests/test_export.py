@@ -585,6 +585,15 @@ def test_demo_exit_status_says_whether_its_checks_held(monkeypatch):
     assert CliRunner().invoke(demo.main, ["-h"]).exit_code == 0
 
 
+def test_demo_check_fails_only_when_agreement_is_significantly_low():
+    from export.demo import wilson_upper
+
+    assert wilson_upper(41 / 42, 42) > 0.98  # one flipped window of 42: not evidence
+    assert wilson_upper(60 / 70, 70) < 0.98  # ten of 70: clearly below 98%
+    assert wilson_upper(1.0, 0) == 1.0 and wilson_upper(1.0, 10) == 1.0
+    assert abs(wilson_upper(0.5, 100) - 0.5962) < 1e-3  # the textbook 50 of 100: [0.404, 0.596]
+
+
 def test_every_command_line_takes_h():
     """-h is --help for every program of pyproject.toml and for python -m edge_runtime."""
     import tomllib
