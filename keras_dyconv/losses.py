@@ -76,6 +76,7 @@ class MaskedCrossEntropy(keras.losses.Loss):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
+@keras.saving.register_keras_serializable(package="keras_dyconv")
 def masked_accuracy(y_true, y_pred):
     """Whether the arg-max of the target and of the prediction (over the corpus's own
     classes) agree, per sample: the categorical accuracy of the masked loss's ``y_true``."""

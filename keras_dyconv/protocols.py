@@ -32,6 +32,7 @@ __all__ = [
     "Fold",
     "LeakageError",
     "ValSpeakers",
+    "add_training",
     "assert_no_leak",
     "assert_test_partition",
     "auto_val_speakers",
@@ -519,6 +520,23 @@ def assert_no_leak(fold: Fold, utts: Sequence[Utterance]) -> None:
         shared = corpora[2] & (corpora[0] | corpora[1])
         if shared:
             raise LeakageError(f"{fold.name}: test corpora {sorted(shared)} also in training")
+
+
+def add_training(fold: Fold, extra: Sequence[int]) -> Fold:
+    """`fold` with the utterances at `extra` (e.g. extra training corpora, appended after
+    the fold's own corpus) added to its training part, never to validation or test.
+
+    Raises:
+        LeakageError: an index of `extra` is already in the fold's train, val or test part.
+    """
+    extra = _index(extra)
+    for name, idx in (("train", fold.train), ("val", fold.val), ("test", fold.test)):
+        shared = np.intersect1d(extra, idx)
+        if shared.size:
+            raise LeakageError(
+                f"{fold.name}: extra training utterances {shared[:5].tolist()} are in {name}"
+            )
+    return dataclasses.replace(fold, train=_index(np.concatenate([fold.train, extra])))
 
 
 def assert_test_partition(folds: Sequence[Fold], n_utterances: int) -> None:

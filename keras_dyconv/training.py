@@ -35,7 +35,8 @@ from keras_dyconv.checkpoints import (
     exclusive_folder,
     read_epoch_logs,
 )
-from keras_dyconv.feeding import WindowSequence
+from keras_dyconv.feeding import WindowSequence, corpus_weights
+from keras_dyconv.losses import MaskedCrossEntropy, masked_accuracy
 from keras_dyconv.models import build_dycnn_bilstm, time_reduction
 from keras_dyconv.normalization import (
     FeatureSource,
@@ -94,6 +95,9 @@ def train_model(
     verbose: int | str = "auto",
     train_speakers: Sequence[str] | None = None,
     val_speakers: Sequence[str] | None = None,
+    train_corpora: Sequence[str] | None = None,
+    val_corpora: Sequence[str] | None = None,
+    target_corpus: str | None = None,
 ) -> TrainResult:
     """Fit a DyCNN-BiLSTM on one training set.
 
@@ -120,6 +124,16 @@ def train_model(
             running statistics of their stream: `Recipe.stream_training`).
         val_speakers: speaker per validation utterance ("stream": each validation
             speaker is one stream, normalised online as the test will be).
+        train_corpora: corpus per training utterance, for training on several corpora
+            (`labels` then the common names of `keras_dyconv.labels`): the loss of an
+            utterance covers only the classes its corpus has in the training data
+            (`keras_dyconv.losses.MaskedCrossEntropy`), and corpora and their classes are
+            balanced (`keras_dyconv.feeding.corpus_weights`, `Recipe.extra_corpora_weight`).
+            None: one corpus, plain cross-entropy.
+        val_corpora: corpus per validation utterance (used when `recipe.refit` trains on
+            them); default: `target_corpus`.
+        target_corpus: the corpus the protocol tests on (its weight 1, the others'
+            `Recipe.extra_corpora_weight`); None: every corpus weighs the same.
     """
     policy = policy or WindowPolicy()
     teachers = _teachers(
@@ -135,7 +149,17 @@ def train_model(
         verbose=verbose,
         train_speakers=train_speakers,
         val_speakers=val_speakers,
+        train_corpora=train_corpora,
+        val_corpora=val_corpora,
+        target_corpus=target_corpus,
     )
+    corpora = None
+    if train_corpora is not None:
+        if len(train_corpora) != len(train_sources):
+            raise ValueError(
+                f"{len(train_sources)} training utterances but {len(train_corpora)} corpora"
+            )
+        corpora = _Corpora(target_corpus, list(train_corpora))
     result = _fit(
         recipe,
         config,
@@ -151,6 +175,7 @@ def train_model(
         checkpoint_dir=checkpoint_dir,
         verbose=verbose,
         teachers=teachers,
+        corpora=corpora,
     )
     if not (recipe.refit and len(val_sources) and result.best_epoch is not None):
         return result
@@ -158,6 +183,9 @@ def train_model(
     # returned model has seen every training speaker, and its epochs were still chosen
     # without the test fold.
     speakers = None if train_speakers is None else [*train_speakers, *(val_speakers or ())]
+    if corpora is not None:
+        val_of = val_corpora if val_corpora is not None else [target_corpus] * len(val_sources)
+        corpora = _Corpora(target_corpus, [*corpora.names, *val_of])
     refit = _fit(
         dataclasses.replace(recipe, average_checkpoints=1),
         config,
@@ -171,6 +199,7 @@ def train_model(
         teachers=teachers,
         epochs=max(result.averaged_epochs) + 1,
         snapshot_epochs=result.averaged_epochs,  # the best epoch, then any averaged with it
+        corpora=corpora,
     )
     return dataclasses.replace(
         result, model=refit.model, config=refit.config, refit_epochs=refit.epochs_run
@@ -205,6 +234,20 @@ def _teachers(
     ]
 
 
+@dataclass(frozen=True)
+class _Corpora:
+    """The corpora of a multi-corpus fit: the target, and the corpus of each utterance."""
+
+    target: str | None
+    names: list[str]
+
+    def masks(self, labels: np.ndarray, num_classes: int) -> np.ndarray:
+        """Per utterance, the classes its corpus has among the fit's utterances, bool (n, C)."""
+        names = np.asarray(self.names)
+        has = {c: np.bincount(labels[names == c], minlength=num_classes) > 0 for c in set(names)}
+        return np.stack([has[c] for c in self.names])
+
+
 def _fit(
     recipe: Recipe,
     config: FrontendConfig,
@@ -223,9 +266,11 @@ def _fit(
     teachers: Sequence[keras.Model],
     epochs: int | None = None,
     snapshot_epochs: Sequence[int] = (),
+    corpora: _Corpora | None = None,
 ) -> TrainResult:
-    """One `model.fit` of `train_model` (see there); `epochs` overrides the recipe's, and
-    the returned model averages the weights of `snapshot_epochs` (0-based) if given."""
+    """One `model.fit` of `train_model` (see there); `epochs` overrides the recipe's, the
+    returned model averages the weights of `snapshot_epochs` (0-based) if given, and with
+    `corpora` the loss is masked per corpus and the corpora and classes balanced."""
     keras.utils.set_random_seed(seed)
     config = with_dataset_stats(
         config, (load_features(s) for s in train_sources), recipe.normalization
@@ -247,12 +292,23 @@ def _fit(
         augmentation=recipe.augmentation,
         statistics=_training_statistics(recipe, config, train_sources, train_speakers, seed),
         teachers=teachers,
+        sample_weights=None
+        if corpora is None
+        else corpus_weights(corpora.names, labels_arr, corpora.target, recipe.extra_corpora_weight),
+        masks=None if corpora is None else corpora.masks(labels_arr, num_classes),
     )
     if epochs is None:
         epochs = recipe.epochs
         if recipe.iterations:
             epochs = math.ceil(recipe.iterations / len(data))
-    model = _compiled_model(recipe, config, policy, num_classes, total_steps=epochs * len(data))
+    model = _compiled_model(
+        recipe,
+        config,
+        policy,
+        num_classes,
+        total_steps=epochs * len(data),
+        masked=corpora is not None,
+    )
     start, end, anneal_epochs = recipe.temperature
     callbacks: list[keras.callbacks.Callback] = [TemperatureAnnealing(start, end, anneal_epochs)]
     selection = None
@@ -313,20 +369,31 @@ def _class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def _compiled_model(
-    recipe: Recipe, config: FrontendConfig, policy: WindowPolicy, num_classes: int, total_steps: int
+    recipe: Recipe,
+    config: FrontendConfig,
+    policy: WindowPolicy,
+    num_classes: int,
+    total_steps: int,
+    masked: bool = False,
 ) -> keras.Model:
-    """The recipe's model for `config`'s features, compiled with its optimiser and loss."""
+    """The recipe's model for `config`'s features, compiled with its optimiser and loss
+    (`masked`: `MaskedCrossEntropy`, targets carrying each utterance's class mask)."""
     model = build_dycnn_bilstm(**model_kwargs(recipe, config, num_classes))
     if policy.frames < time_reduction(model):
         raise ValueError(
             f"the window ({policy.frames} frames) is shorter than the model's time pooling "
             f"({time_reduction(model)}x): use a longer window or pool time less"
         )
-    model.compile(
-        optimizer=_optimizer(recipe, total_steps),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
-        metrics=["categorical_accuracy"],
-    )
+    if masked:
+        loss: keras.losses.Loss = MaskedCrossEntropy(label_smoothing=recipe.label_smoothing)
+        # The same history key as the unmasked fit's.
+        accuracy: Any = keras.metrics.MeanMetricWrapper(
+            masked_accuracy, name="categorical_accuracy"
+        )
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
+        accuracy = "categorical_accuracy"
+    model.compile(optimizer=_optimizer(recipe, total_steps), loss=loss, metrics=[accuracy])
     return model
 
 
