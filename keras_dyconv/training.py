@@ -241,6 +241,24 @@ class _Corpora:
     target: str | None
     names: list[str]
 
+    def statistics(
+        self, sources: Sequence[FeatureSource], config: FrontendConfig
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Each corpus's dataset statistics (mean, std) over its utterances in `sources`
+        (`Recipe.corpus_statistics`)."""
+        if self.target is None:
+            raise ValueError(
+                "corpus_statistics needs a target corpus (whose statistics the model keeps); "
+                "leave-one-corpus-out has none"
+            )
+        names = np.asarray(self.names)
+        out = {}
+        for c in dict.fromkeys(self.names):
+            mine = (load_features(sources[i]) for i in np.flatnonzero(names == c))
+            stats = with_dataset_stats(config, mine, "dataset")
+            out[c] = (np.asarray(stats.mean), np.asarray(stats.std))
+        return out
+
     def masks(self, labels: np.ndarray, num_classes: int) -> np.ndarray:
         """Per utterance, the classes its corpus has among the fit's utterances, bool (n, C)."""
         names = np.asarray(self.names)
@@ -272,9 +290,16 @@ def _fit(
     returned model averages the weights of `snapshot_epochs` (0-based) if given, and with
     `corpora` the loss is masked per corpus and the corpora and classes balanced."""
     keras.utils.set_random_seed(seed)
-    config = with_dataset_stats(
-        config, (load_features(s) for s in train_sources), recipe.normalization
-    )
+    by_corpus = None
+    if corpora is not None and recipe.corpus_statistics:
+        by_corpus = corpora.statistics(train_sources, config)
+        # The model normalises as its target corpus's training data was.
+        mean, std = by_corpus[corpora.target]  # type: ignore[index]
+        config = dataclasses.replace(config, normalization="dataset", mean=mean, std=std)
+    else:
+        config = with_dataset_stats(
+            config, (load_features(s) for s in train_sources), recipe.normalization
+        )
     if recipe.normalization == "stream" and len(val_sources) and val_speakers is None:
         raise ValueError('normalization "stream" needs train_speakers and val_speakers')
     labels_arr = np.asarray(train_labels)
@@ -290,7 +315,9 @@ def _fit(
         mixup_alpha=recipe.mixup_alpha,
         class_weights=_class_weights(labels_arr, num_classes) if recipe.class_weighting else None,
         augmentation=recipe.augmentation,
-        statistics=_training_statistics(recipe, config, train_sources, train_speakers, seed),
+        statistics=_training_statistics(recipe, config, train_sources, train_speakers, seed)
+        if by_corpus is None
+        else [[by_corpus[c]] for c in corpora.names],  # type: ignore[union-attr]
         teachers=teachers,
         sample_weights=None
         if corpora is None

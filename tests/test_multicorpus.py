@@ -4,6 +4,7 @@ with extra training corpora, and what results.json and the model record of it.""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -32,6 +33,7 @@ from keras_dyconv.protocols import (
 )
 from keras_dyconv.recipes import Recipe
 from keras_dyconv.synthetic import write_corpus
+from keras_dyconv.training import train_model
 
 TINY = Recipe(
     name="tiny",
@@ -295,3 +297,59 @@ def test_dyser_train_with_two_corpora_and_loco(two_corpora, tmp_path):
     ]:
         bad = runner.invoke(train, [*bad_args, "--out", str(tmp_path / "bad")])
         assert bad.exit_code == 2 and message in bad.output, (bad_args, bad.output)
+
+
+def test_corpus_statistics_normalise_each_corpus_by_its_own(monkeypatch):
+    rng = np.random.default_rng(0)
+    # The extra corpus "x" is recorded 5 units louder in every band.
+    feats = [
+        rng.normal(size=(120, 16)).astype(np.float32) + (5.0 if k >= 6 else 0.0) for k in range(12)
+    ]
+    labels, corpora = np.arange(12) % 2, ["t"] * 6 + ["x"] * 6
+    sequences = []
+
+    class Spy(training.WindowSequence):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            sequences.append(self)
+
+    monkeypatch.setattr(training, "WindowSequence", Spy)
+    recipe = dataclasses.replace(TINY, epochs=1, corpus_statistics=True)
+    args = (feats, labels, ["a", "b"], FrontendConfig(n_mels=16), recipe, POLICY)
+    result = train_model(*args, verbose=0, train_corpora=corpora, target_corpus="t")
+    # The model keeps the target's statistics; each corpus trained with its own.
+    np.testing.assert_allclose(result.config.mean, np.concatenate(feats[:6]).mean(0), atol=1e-4)
+    (mean_t, _), (mean_x, _) = sequences[0].statistics[0][0], sequences[0].statistics[6][0]
+    np.testing.assert_allclose(mean_t, result.config.mean, atol=1e-6)
+    np.testing.assert_allclose(mean_x, np.concatenate(feats[6:]).mean(0), atol=1e-4)
+    with pytest.raises(ValueError, match="target corpus"):
+        train_model(*args, verbose=0, train_corpora=corpora)
+    with pytest.raises(ValueError, match='needs normalization "dataset"'):
+        dataclasses.replace(recipe, normalization="gain")
+
+
+def test_protocol_all_with_an_extra_corpus(two_corpora, tmp_path):
+    corpora = {name: load_manifest(path) for name, path in two_corpora.items()}
+    utts, extra = multi_corpus(corpora, "ravdess")
+    out = tmp_path / "all"
+    results = run_experiment(
+        utts,
+        out,
+        FrontendConfig(top_db=None),
+        dataclasses.replace(TINY, epochs=1),
+        ProtocolSpec("all", val_speakers=1),
+        policy=POLICY,
+        verbose=0,
+        log=lambda _: None,
+        extra=extra,
+    )
+    # Validation: one RAVDESS speaker; training: the other two and every EmoDB utterance.
+    assert len(results["val_speakers"]) == 1 and "/" not in results["val_speakers"][0]
+    assert results["corpora"]["emodb"]["role"] == "extra training"
+    _, metadata = load_model(out / "model.keras")
+    assert (
+        list(metadata.labels)
+        == results["labels"]
+        == json.loads((out / "results.json").read_text())["labels"]
+    )
+    assert metadata.info["label_mapping"]["corpora"]["ravdess"]["mapping"]["happy"] == "happiness"
