@@ -274,6 +274,9 @@ def run_experiment(
         n_protocol = len(utts)
         if extra and target is None:
             target = utts[0].extra["corpus"]
+        stray = [u.path for u in utts if extra and u.extra["corpus"] != target]
+        if stray:
+            raise ValueError(f"{stray[0]}: not of the target corpus {target!r}")
         utts = [*utts, *extra]
     labels, y = _class_indices(utts, labels)
     log(f"extracting features of {len(utts)} utterances")

@@ -346,6 +346,12 @@ def test_protocol_all_with_an_extra_corpus(two_corpora, tmp_path):
     # Validation: one RAVDESS speaker; training: the other two and every EmoDB utterance.
     assert len(results["val_speakers"]) == 1 and "/" not in results["val_speakers"][0]
     assert results["corpora"]["emodb"]["role"] == "extra training"
+    with pytest.raises(ValueError, match="not of the target corpus 'emodb'"):
+        run_experiment(
+            utts, out, FrontendConfig(), TINY, ProtocolSpec(), extra=extra, target="emodb"
+        )
+    with pytest.raises(ValueError, match="multi_corpus first"):
+        run_experiment(corpora["emodb"], out, FrontendConfig(), TINY, ProtocolSpec(), extra=extra)
     _, metadata = load_model(out / "model.keras")
     assert (
         list(metadata.labels)
