@@ -167,42 +167,19 @@ def evaluate(
     }
 
 
-def loco_folds(corpus_of: Sequence[str]) -> list:
-    """Leave-one-corpus-out: one fold per corpus (in order of appearance), that corpus as
-    test and every other corpus as training (no validation part)."""
-    import numpy as np
-
-    from keras_dyconv.protocols import Fold
-
-    corpus_of = np.asarray(corpus_of)
-    return [
-        Fold(
-            name=f"corpus-{c}",
-            train=np.flatnonzero(corpus_of != c),
-            val=np.zeros(0, dtype=np.int64),
-            test=np.flatnonzero(corpus_of == c),
-            speaker_independent=True,
-            group="corpus",
-        )
-        for c in dict.fromkeys(corpus_of.tolist())
-    ]
-
-
 def run_loco(workers: int, cache_dir: Path = CACHE) -> list[dict[str, Any]]:
     """Leave-one-corpus-out over `LOCO_CORPORA` on their common classes, for each of
     `LOCO_NORMALIZATIONS`: one results dict per (held-out corpus, normalisation)."""
-    import dataclasses
-
     from keras_dyconv.baseline import extract_egemaps, run_baseline
     from keras_dyconv.labels import COMMON_LABELS, corpus_classes, to_common
+    from keras_dyconv.protocols import leave_one_corpus_out, namespace_speakers
     from keras_dyconv.results import score_folds
 
     classes = [c for c in COMMON_LABELS if all(c in corpus_classes(k) for k in LOCO_CORPORA)]
     utts = [
-        # Speaker ids are unique within a corpus only.
-        dataclasses.replace(u, speaker=f"{corpus}/{u.speaker}")
+        u
         for corpus in LOCO_CORPORA
-        for u in to_common(load(corpus), corpus)
+        for u in namespace_speakers(to_common(load(corpus), corpus), corpus)
         if u.label in classes
     ]
     corpus_of = [u.extra["corpus"] for u in utts]
@@ -215,7 +192,7 @@ def run_loco(workers: int, cache_dir: Path = CACHE) -> list[dict[str, Any]]:
         results = run_baseline(
             utts,
             feats,
-            loco_folds(corpus_of),
+            list(leave_one_corpus_out(utts)),
             labels=classes,
             normalization=normalization,
             corpora=corpus_of,

@@ -165,19 +165,84 @@ def _check_model(recipe: Recipe, config: FrontendConfig, text: str) -> None:
         raise click.BadParameter(f"{text}: {err}", param_hint=lever_option("model")) from None
 
 
+def _corpus_name(loader: str, utts) -> str:
+    """The label-mapping name of a corpus loaded with `loader`: the loader's own name, or a
+    manifest's corpus column (one value); a usage error otherwise."""
+    from keras_dyconv.labels import CORPUS_LABELS
+
+    if loader in CORPUS_LABELS:
+        return loader
+    names = sorted({str(u.extra.get("corpus") or "") for u in utts})
+    if loader != "manifest" or len(names) != 1 or names[0] not in CORPUS_LABELS:
+        raise click.UsageError(
+            f"training on several corpora maps each corpus's labels to common names: "
+            f"--corpus {loader} needs to be one of {sorted(CORPUS_LABELS)}, or a manifest "
+            f"with a 'corpus' column naming one of them (got {names or 'none'})"
+        )
+    return names[0]
+
+
+def load_corpora(corpora: tuple[str, ...], data: tuple[Path, ...], target: str | None, loco: bool):
+    """`dyser-train`'s corpora: (utts, extra, target) for `run_experiment`.
+
+    One --corpus/--data pair (and not --protocol loco): its utterances in their own labels,
+    no extra, no target. Several: `keras_dyconv.experiment.multi_corpus` of them.
+    """
+    if len(corpora) != len(data):
+        raise click.UsageError(
+            f"give --corpus and --data in pairs: got {len(corpora)} --corpus and {len(data)} --data"
+        )
+    if len(corpora) == 1 and not loco:
+        if target is not None:
+            raise click.BadParameter("needs several corpora", param_hint="--target")
+        return _load_utterances(corpora[0], data[0]), [], None
+    from keras_dyconv.experiment import multi_corpus
+
+    loaded: dict[str, Any] = {}
+    for loader, root in zip(corpora, data, strict=True):
+        utts = _load_utterances(loader, root)
+        name = _corpus_name(loader, utts)
+        if name in loaded:
+            raise click.UsageError(f"corpus {name!r} is given twice")
+        loaded[name] = utts
+    if loco and target is not None:
+        raise click.BadParameter("--protocol loco tests on every corpus", param_hint="--target")
+    target = None if loco else (target or next(iter(loaded)))
+    if target is not None and target not in loaded:
+        raise click.BadParameter(
+            f"{target!r} is not one of the corpora {list(loaded)}", param_hint="--target"
+        )
+    try:
+        utts, extra = multi_corpus(loaded, target)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    return utts, extra, target
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--corpus",
     type=click.Choice(CORPUS_CHOICES),
     required=True,
+    multiple=True,
     help="Layout of DATA: a corpus's own published layout, a folder per label, "
-    "or a CSV manifest (path,label[,speaker,gender]).",
+    "or a CSV manifest (path,label[,speaker,gender]). Repeat --corpus/--data pairs to train "
+    "on several corpora: labels become the common names (docs: concepts/labels), the "
+    "protocol's folds are made on the --target corpus and the others only add training "
+    "utterances (a manifest needs a 'corpus' column naming its corpus).",
 )
 @click.option(
     "--data",
     type=click.Path(exists=True, path_type=Path),
     required=True,
-    help="Corpus root folder, or the manifest file for --corpus manifest.",
+    multiple=True,
+    help="Corpus root folder, or the manifest file for --corpus manifest; one per --corpus, "
+    "in the same order.",
+)
+@click.option(
+    "--target",
+    help="With several corpora: the corpus the protocol's folds are made on and tested "
+    "(default: the first --corpus).",
 )
 @click.option(
     "--out",
@@ -194,13 +259,15 @@ def _check_model(recipe: Recipe, config: FrontendConfig, text: str) -> None:
 )
 @click.option(
     "--protocol",
-    type=click.Choice(["loso", "group-kfold", "stratified", "split", "all"]),
+    type=click.Choice(["loso", "group-kfold", "stratified", "split", "all", "loco"]),
     default="loso",
     show_default=True,
     help="loso: leave one speaker out (speaker-independent, the honest number). "
     "group-kfold: speaker-grouped k folds. stratified: random stratified k "
     "folds (speaker-DEPENDENT, what many papers report). split: a fixed split "
-    "file. all: train one deployable model on all but the validation speakers.",
+    "file. all: train one deployable model on all but the validation speakers. "
+    "loco: leave one corpus out (several corpora; each tested once, trained on the others, "
+    "on the classes all of them have).",
 )
 @click.option(
     "--folds", "k", type=int, default=5, show_default=True, help="k for group-kfold and stratified."
@@ -279,6 +346,7 @@ def _check_model(recipe: Recipe, config: FrontendConfig, text: str) -> None:
 def train(
     corpus,
     data,
+    target,
     out,
     recipe,
     protocol,
@@ -310,6 +378,7 @@ def train(
       dyser-train --corpus emodb --data ../shared/datasets/emodb --out runs/emodb-loso
       dyser-train --corpus emodb --data ... --protocol all --out runs/emodb-model
       dyser-train --corpus manifest --data my.csv --protocol group-kfold --folds 5 --out runs/x
+      dyser-train --corpus emodb --data .../emodb --corpus ravdess --data .../ravdess --out x
 
     Exit codes: 0 done, 1 training or evaluation failed, 2 bad arguments or corpus layout.
     """
@@ -327,7 +396,7 @@ def train(
     policy = WindowPolicy(
         frames=round(window * frames_per_s), hop_frames=max(1, round(window_hop * frames_per_s))
     )
-    utts = _load_utterances(corpus, data)
+    utts, extra, target = load_corpora(corpus, data, target, loco=protocol == "loco")
     spec = ProtocolSpec(
         protocol,
         k=k,
@@ -351,6 +420,8 @@ def train(
             save_models=save_models,
             verbose=0 if quiet else "auto",
             log=lambda msg: click.echo(msg, err=True),
+            extra=extra,
+            target=target,
         )
     except ValueError as err:
         click.echo(f"dyser-train: {err}", err=True)

@@ -9,6 +9,13 @@ the training data, and the output folder holds everything needed to trust the nu
     training_curves.png     loss and validation UA per epoch, per fold
     folds/<fold>/model.keras    with --save-models (the first seed's model of each fold)
     model.keras             protocol "all": one model trained on every utterance
+
+Several corpora (`multi_corpus`): the protocol's folds are made on the target corpus, and
+the other corpora's utterances join every fold's training part (never validation or
+test); all labels are the common names of `keras_dyconv.labels`, the loss of each
+utterance covers its own corpus's classes only, and each test corpus is scored in its own
+label set and in the common one. Protocol "loco" (leave one corpus out) tests on each
+corpus in turn, trained on the others, on the classes every corpus has.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,16 +39,20 @@ from keras_dyconv.corpora import Utterance
 from keras_dyconv.distribute import data_parallel_devices
 from keras_dyconv.features import extract_corpus
 from keras_dyconv.feeding import predict_utterances
+from keras_dyconv.labels import COMMON_LABELS, corpus_classes, mapping_record, to_common
 from keras_dyconv.metrics import summarize
 from keras_dyconv.modelio import save_model
 from keras_dyconv.models import build_dycnn_bilstm, model_arguments
 from keras_dyconv.normalization import FeatureSource
 from keras_dyconv.protocols import (
     Fold,
+    add_training,
     assert_no_leak,
     assert_test_partition,
     fixed_split,
+    leave_one_corpus_out,
     leave_one_speaker_out,
+    namespace_speakers,
     speaker_group_kfold,
     stratified_kfold,
 )
@@ -52,12 +63,13 @@ from keras_dyconv.results import (
     Prediction,
     Results,
     Summary,
+    corpus_scores,
     score_folds,
     write_json,
 )
 from keras_dyconv.training import TrainResult, train_model
 
-PROTOCOLS = ("loso", "group-kfold", "stratified", "split", "all")
+PROTOCOLS = ("loso", "group-kfold", "stratified", "split", "all", "loco")
 
 
 @dataclass(frozen=True)
@@ -83,7 +95,49 @@ def make_folds(utts: Sequence[Utterance], spec: ProtocolSpec) -> list[Fold]:
         if not spec.split_file:
             raise ValueError("protocol 'split' needs a split file")
         return list(fixed_split(utts, spec.split_file))
+    if spec.name == "loco":
+        return list(leave_one_corpus_out(utts, val_speakers=spec.val_speakers))
     raise ValueError(f"unknown protocol {spec.name!r}; choose one of {PROTOCOLS}")
+
+
+def multi_corpus(
+    corpora: Mapping[str, Sequence[Utterance]], target: str | None
+) -> tuple[list[Utterance], list[Utterance]]:
+    """Several corpora as `run_experiment`'s `utts` and `extra`, in the common label space.
+
+    Args:
+        corpora: corpus name (a key of `keras_dyconv.labels.CORPUS_LABELS`) -> its
+            utterances in its own labels, in training order.
+        target: the corpus the protocol's folds are made on; None: protocol "loco" (every
+            corpus is tested in turn, on the classes every corpus has).
+
+    Returns:
+        (utts, extra): with a target, its utterances (speaker ids unchanged, so its folds
+        are those of a single-corpus run) and the other corpora's, speakers namespaced by
+        corpus ("ravdess/01"); for "loco", every corpus's utterances of the shared classes,
+        namespaced, and no extra.
+
+    Raises:
+        ValueError: an unknown target, a label with no common name, or (loco) fewer than
+            two corpora or no class that all of them have.
+    """
+    if target is not None and target not in corpora:
+        raise ValueError(f"target corpus {target!r} is not among the corpora {sorted(corpora)}")
+    mapped = {name: to_common(utts, name) for name, utts in corpora.items()}
+    if target is not None:
+        extra = [
+            u for name, us in mapped.items() if name != target for u in namespace_speakers(us, name)
+        ]
+        return mapped[target], extra
+    shared = set(COMMON_LABELS)
+    for name, utts in mapped.items():
+        shared &= set(corpus_classes(name, {u.extra["original_label"] for u in utts}))
+    if not shared:
+        raise ValueError(f"the corpora {sorted(corpora)} have no class in common")
+    utts = [
+        u for name, us in mapped.items() for u in namespace_speakers(us, name) if u.label in shared
+    ]
+    return utts, []
 
 
 def _versions() -> dict[str, str]:
@@ -114,6 +168,20 @@ class _Run:
     checkpoint_dir: Path | None
     verbose: int | str
     log: Callable[[str], None]
+    #: Several corpora: the target corpus (None for "loco") and the number of utterances
+    #: of the protocol's own corpus (or corpora), which come first in `utts`; the rest are
+    #: extra training corpora. None: one corpus, its own labels.
+    target: str | None = None
+    n_protocol: int | None = None
+
+    @property
+    def multi(self) -> bool:
+        """Whether several corpora train (common labels, masked loss)."""
+        return self.n_protocol is not None
+
+    def corpora(self, indices: Sequence[int]) -> list[str] | None:
+        """The corpus of each utterance at `indices` (None for a single-corpus run)."""
+        return [self.utts[i].extra["corpus"] for i in indices] if self.multi else None
 
     def part(self, indices: Sequence[int]) -> tuple[list[FeatureSource], np.ndarray, list[str]]:
         """Features, class indices and speakers of the utterances at `indices`."""
@@ -127,6 +195,12 @@ class _Run:
         """`train_model` on the utterances at `train`, selecting on those at `val`."""
         train_feats, train_y, train_speakers = self.part(train)
         val_feats, val_y, val_speakers = self.part(val)
+        if self.multi:
+            kwargs.update(
+                train_corpora=self.corpora(train),
+                val_corpora=self.corpora(val),
+                target_corpus=self.target,
+            )
         return train_model(
             train_feats,
             train_y,
@@ -161,6 +235,8 @@ def run_experiment(
     checkpoint_dir: str | os.PathLike | None = None,
     verbose: int | str = "auto",
     log: Callable[[str], None] = print,
+    extra: Sequence[Utterance] = (),
+    target: str | None = None,
 ) -> Results | AllResults:
     """Train and evaluate under `protocol` for each seed; write the run folder; return results.
 
@@ -176,12 +252,35 @@ def run_experiment(
     continues from its last epoch). With `cache_dir` the features stay in the cache's `.npy`
     files and every window is read from them, memory-mapped (bit-identical to features held
     in memory, which they are without a cache), so corpora larger than memory train.
+
+    Several corpora (`multi_corpus` makes `utts` and `extra`): `extra` holds the extra
+    training corpora's utterances, added to every fold's training part; `target` names the
+    corpus of `utts` (default: the first utterance's ``extra["corpus"]``). Every utterance
+    is then in the common label space with its corpus in ``extra["corpus"]``, the labels
+    default to the classes present in any corpus (`keras_dyconv.labels.COMMON_LABELS`
+    order), and results.json adds "corpora", "label_mapping" and "corpus_scores". Protocol
+    "loco" is always multi-corpus (`utts`: every corpus, `extra` empty).
     """
     t_start = time.time()
     if recipe.data_parallel:
         data_parallel_devices(recipe.batch_size)  # refuse now, not after the features
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    n_protocol = None
+    if extra or protocol.name == "loco":
+        unmapped = [u.path for u in [*utts, *extra] if "original_label" not in u.extra]
+        if unmapped:
+            raise ValueError(
+                f"{unmapped[0]}: several corpora train in the common label space: map every "
+                "corpus with keras_dyconv.experiment.multi_corpus first"
+            )
+        n_protocol = len(utts)
+        if extra and target is None:
+            target = utts[0].extra["corpus"]
+        stray = [u.path for u in utts if extra and u.extra["corpus"] != target]
+        if stray:
+            raise ValueError(f"{stray[0]}: not of the target corpus {target!r}")
+        utts = [*utts, *extra]
     labels, y = _class_indices(utts, labels)
     log(f"extracting features of {len(utts)} utterances")
     feats = extract_corpus(
@@ -204,10 +303,14 @@ def run_experiment(
         None if checkpoint_dir is None else Path(checkpoint_dir),
         verbose,
         log,
+        target,
+        n_protocol,
     )
     if protocol.name == "all":
         return _train_all(run, protocol, seeds[0], t_start)
-    folds = _chosen_folds(utts, protocol, only_folds, max_folds)
+    folds = _chosen_folds(utts[: n_protocol or len(utts)], protocol, only_folds, max_folds)
+    if n_protocol is not None:
+        folds = [add_training(f, np.arange(n_protocol, len(utts))) for f in folds]
     fold_records, curves = _run_folds(run, folds, seeds, save_models)
     results = _results(run, protocol, folds, seeds, fold_records, t_features, t_start)
     _write_run_folder(results, curves, out)
@@ -215,6 +318,9 @@ def run_experiment(
         f"pooled over {results['folds_run']} folds x {len(seeds)} seeds: "
         f"WA {results['pooled']['wa']:.3f}  UA {results['pooled']['ua']:.3f}  -> {out}"
     )
+    for corpus, both in results.get("corpus_scores", {}).items():
+        own = both["own"]
+        log(f"  {corpus} in its own labels: WA {own['wa']:.3f}  UA {own['ua']:.3f}")
     return results
 
 
@@ -244,7 +350,32 @@ def _results(
         "timings": {"features_s": round(t_features, 1), "total_s": round(time.time() - t_start, 1)},
         **score_folds(fold_records, run.labels),
     }
+    if run.multi:
+        results.update(_corpus_record(run))  # type: ignore[typeddict-item]
+        results["corpus_scores"] = corpus_scores(fold_records, run.labels)
     return results
+
+
+def _corpus_record(run: _Run) -> dict[str, Any]:
+    """What results.json and the saved model record of a multi-corpus run: the corpora
+    (role, utterances and speakers of each), the target and the label mapping."""
+    corpora: dict[str, dict[str, Any]] = {}
+    for i, u in enumerate(run.utts):
+        entry = corpora.setdefault(u.extra["corpus"], {"utterances": 0, "speakers": set()})
+        entry["utterances"] += 1
+        entry["speakers"].add(u.speaker)
+        if run.target is None:
+            entry["role"] = "loco"
+        else:
+            entry["role"] = "target" if i < (run.n_protocol or 0) else "extra training"
+    return {
+        "target_corpus": run.target,
+        "corpora": {
+            name: {"role": e["role"], "utterances": e["utterances"], "speakers": len(e["speakers"])}
+            for name, e in corpora.items()
+        },
+        "label_mapping": mapping_record(corpora),
+    }
 
 
 def _class_indices(
@@ -375,6 +506,14 @@ def _test(
             "predicted": run.labels[predicted[""][k]],
             "probabilities": [round(float(v), 5) for v in probs[k]],
             **{f"predicted{key}": run.labels[p[k]] for key, p in predicted.items() if key},
+            **(
+                {
+                    "corpus": run.utts[i].extra["corpus"],
+                    "original_label": run.utts[i].extra["original_label"],
+                }
+                if run.multi
+                else {}
+            ),
         }
         for k, i in enumerate(test)
     ]
@@ -394,7 +533,8 @@ def architecture(recipe: Recipe, config: FrontendConfig, num_classes: int) -> di
 def _train_all(run: _Run, protocol: ProtocolSpec, seed: int, t_start: float) -> AllResults:
     """Protocol "all": one model on every speaker but the validation speakers of the first
     LOSO fold (its "test" speaker goes back to training), saved as out/model.keras."""
-    folds = list(leave_one_speaker_out(run.utts, val_speakers=protocol.val_speakers))
+    own = run.utts[: run.n_protocol or len(run.utts)]  # extra corpora: training only
+    folds = list(leave_one_speaker_out(own, val_speakers=protocol.val_speakers))
     val = folds[0].val
     train = np.setdiff1d(np.arange(len(run.utts)), val)
     run.log(f"training on {len(train)} utterances, selecting on {len(val)} validation utterances")
@@ -413,6 +553,8 @@ def _train_all(run: _Run, protocol: ProtocolSpec, seed: int, t_start: float) -> 
         "best_epoch": result.best_epoch,
         "timings": {"total_s": round(time.time() - t_start, 1)},
     }
+    if run.multi:
+        results.update(_corpus_record(run))  # type: ignore[typeddict-item]
     write_json(run.out / "results.json", results)
     plot_curves({"all": result.history}, run.out / "training_curves.png")
     return results
@@ -423,7 +565,12 @@ def _save(result: TrainResult, run: _Run, path: Path, info: dict[str, Any]) -> P
         labels=tuple(run.labels),
         frontend=result.config,
         window=run.policy,
-        info={**info, "best_epoch": result.best_epoch, "backend": keras.backend.backend()},
+        info={
+            **info,
+            "best_epoch": result.best_epoch,
+            "backend": keras.backend.backend(),
+            **(_corpus_record(run) if run.multi else {}),
+        },
     )
     return save_model(result.model, path, metadata)
 

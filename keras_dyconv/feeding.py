@@ -23,6 +23,7 @@ from edge_runtime.features import normalize
 from edge_runtime.windows import WindowPolicy, aggregate, random_window, split_windows
 from keras_dyconv.augment import Augmentation, augment_window, mel_band_centres
 from keras_dyconv.distribute import predict
+from keras_dyconv.losses import with_mask
 from keras_dyconv.normalization import FeatureSource, iter_normalized, load_features
 from keras_dyconv.recipes import DISTILL_WEIGHT
 
@@ -49,6 +50,11 @@ class WindowSequence(keras.utils.PyDataset):
             speaker's own statistics, or `online_statistics` draws).
         teachers: models whose mean class probabilities for each window are mixed into its
             target (weight `DISTILL_WEIGHT`): knowledge distillation.
+        sample_weights: per-utterance loss weights (multiplied with `class_weights`), e.g.
+            `corpus_weights`; None: none.
+        masks: per utterance, the classes its corpus has, bool (n, num_classes): the
+            targets become ``[t, mask]`` (`keras_dyconv.losses.with_mask`, for
+            `MaskedCrossEntropy`); a mixup of two utterances keeps the union of their masks.
     """
 
     def __init__(
@@ -66,6 +72,8 @@ class WindowSequence(keras.utils.PyDataset):
         augmentation: Augmentation | None = None,
         statistics: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]] | None = None,
         teachers: Sequence[keras.Model] = (),
+        sample_weights: np.ndarray | None = None,
+        masks: np.ndarray | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -82,6 +90,13 @@ class WindowSequence(keras.utils.PyDataset):
             raise ValueError('normalization "stream" trains with per-speaker `statistics`')
         if statistics is not None and len(statistics) != len(sources):
             raise ValueError(f"{len(sources)} feature sources but {len(statistics)} statistics")
+        for name, per_utterance in (("sample weights", sample_weights), ("masks", masks)):
+            if per_utterance is not None and len(per_utterance) != len(sources):
+                raise ValueError(f"{len(sources)} feature sources but {len(per_utterance)} {name}")
+        if masks is not None and np.shape(masks)[1:] != (num_classes,):
+            raise ValueError(f"masks must have shape (n, {num_classes}), got {np.shape(masks)}")
+        self.sample_weights = None if sample_weights is None else np.asarray(sample_weights)
+        self.masks = None if masks is None else np.asarray(masks, dtype=np.float32)
         self.statistics = statistics
         self.teachers = list(teachers)
         self.centres = mel_band_centres(config)
@@ -108,6 +123,7 @@ class WindowSequence(keras.utils.PyDataset):
         rng = np.random.default_rng(self.rng.integers(1 << 62) + index)
         x = np.stack([self._window(i, rng) for i in batch]).astype(np.float32)
         y = np.eye(self.num_classes, dtype=np.float32)[self.labels[batch]]
+        masks = None if self.masks is None else self.masks[batch]
         x = self._spec_augment(x, rng)
         if self.teachers:
             soft = np.mean(
@@ -119,9 +135,17 @@ class WindowSequence(keras.utils.PyDataset):
             perm = rng.permutation(len(batch))
             x = (lam[:, :, None] * x + (1 - lam[:, :, None]) * x[perm]).astype(np.float32)
             y = (lam * y + (1 - lam) * y[perm]).astype(np.float32)
+            masks = None if masks is None else np.maximum(masks, masks[perm])
+        if masks is not None:
+            y = with_mask(y, masks)
+        weights = np.ones(len(batch), dtype=np.float32)
         if self.class_weights is not None:
-            return x, y, self.class_weights[self.labels[batch]].astype(np.float32)
-        return x, y
+            weights = weights * self.class_weights[self.labels[batch]]
+        if self.sample_weights is not None:
+            weights = weights * self.sample_weights[batch]
+        if self.class_weights is None and self.sample_weights is None:
+            return x, y
+        return x, y, weights.astype(np.float32)
 
     def _window(self, i: int, rng: np.random.Generator) -> np.ndarray:
         """A random, possibly perturbed, normalised window of utterance `i`."""
@@ -157,6 +181,36 @@ class WindowSequence(keras.utils.PyDataset):
                 f0 = int(rng.integers(0, max(1, sample.shape[1] - w)))
                 sample[:, f0 : f0 + w] = 0.0
         return x
+
+
+def corpus_weights(
+    corpora: Sequence[str], labels: Sequence[int], target: str | None, extra_weight: float
+) -> np.ndarray:
+    """Per-utterance loss weights that balance corpora and, within each, classes.
+
+    Every corpus gets a share of the total weight: `target` 1 and the other corpora
+    `extra_weight` together, in equal parts (no target: every corpus 1); within a corpus its
+    share is split equally over its classes, and within a class over its utterances. The
+    weights are scaled to mean 1, so the loss keeps the scale of an unweighted one.
+
+    Args:
+        corpora: corpus name per utterance.
+        labels: class index per utterance.
+        target: the corpus the protocol tests on, or None.
+        extra_weight: the other corpora's total weight relative to the target's.
+    """
+    corpora, labels = np.asarray(corpora), np.asarray(labels)
+    names = list(dict.fromkeys(corpora.tolist()))
+    extra = [c for c in names if c != target]
+    share = {c: 1.0 if c == target or target is None else extra_weight / len(extra) for c in names}
+    weights = np.zeros(len(labels), dtype=np.float64)
+    for c in names:
+        in_corpus = corpora == c
+        classes, counts = np.unique(labels[in_corpus], return_counts=True)
+        for k, n in zip(classes, counts, strict=True):
+            weights[in_corpus & (labels == k)] = share[c] / (len(classes) * n)
+    total = weights.sum()
+    return weights * (len(weights) / total) if total > 0 else np.ones_like(weights)
 
 
 # ----------------------------------------------------------------------------- prediction

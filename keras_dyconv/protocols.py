@@ -15,6 +15,7 @@ and `assert_test_partition` (every utterance tested exactly once).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -31,11 +32,14 @@ __all__ = [
     "Fold",
     "LeakageError",
     "ValSpeakers",
+    "add_training",
     "assert_no_leak",
     "assert_test_partition",
     "auto_val_speakers",
     "fixed_split",
+    "leave_one_corpus_out",
     "leave_one_speaker_out",
+    "namespace_speakers",
     "parse_val_speakers",
     "speaker_group_kfold",
     "stratified_kfold",
@@ -61,7 +65,8 @@ class Fold:
         train, val, test: disjoint index arrays; val may be empty.
         speaker_independent: no speaker is shared between test and train/val (nor between
             val and train); False for speaker-dependent protocols.
-        group: the unit kept apart between test and training, "speaker" or "session".
+        group: the unit kept apart between test and training, "speaker", "session" or
+            "corpus".
         val_rule: how validation was chosen, JSON-ready for results.json: for held-out
             speakers `validation_rule`'s dict (rule "auto" or "fixed", the numbers of
             training-speaker candidates, validation and training speakers, a description).
@@ -248,6 +253,53 @@ def leave_one_speaker_out(
     speakers = np.array([u.speaker for u in utts])
     for s in sorted(set(speakers)):
         yield _holdout_fold(f"loso-{s}", utts, {s}, speakers, val_speakers, "speaker")
+
+
+#: Joins a corpus name and a speaker id in `namespace_speakers` ("ravdess/01").
+SPEAKER_NAMESPACE = "/"
+
+
+def namespace_speakers(utts: Sequence[Utterance], corpus: str) -> list[Utterance]:
+    """`utts` with each speaker id prefixed by `corpus` ("01" -> "ravdess/01"): speaker ids
+    are unique within a corpus only, so pooled corpora name theirs this way before any
+    protocol or leakage check compares speakers across corpora."""
+    prefix = f"{corpus}{SPEAKER_NAMESPACE}"
+    return [dataclasses.replace(u, speaker=prefix + u.speaker) for u in utts]
+
+
+def leave_one_corpus_out(
+    utts: Sequence[Utterance], val_speakers: ValSpeakers = 0
+) -> Iterator[Fold]:
+    """Leave-one-corpus-out (cross-corpus): one fold per corpus (in order of first
+    appearance), that corpus's utterances as test and the other corpora's as training.
+
+    Each utterance's corpus is its ``extra["corpus"]`` (`keras_dyconv.labels.to_common` sets
+    it); speaker ids must not repeat across corpora (`namespace_speakers`). Validation:
+    `val_speakers` speakers of the training corpora (chosen as `leave_one_speaker_out`
+    does, over all training corpora's speakers in sorted order; default 0, none).
+    Speaker-independent, group "corpus".
+
+    Raises:
+        ValueError: an utterance without a corpus, fewer than two corpora, or a speaker id
+            shared by two corpora.
+    """
+    _check_speakers(utts)
+    missing = [u.path for u in utts if not u.extra.get("corpus")]
+    if missing:
+        raise ValueError(f"{missing[0]}: leave-one-corpus-out needs extra['corpus']")
+    corpus_of = np.array([u.extra["corpus"] for u in utts])
+    corpora = list(dict.fromkeys(corpus_of.tolist()))
+    if len(corpora) < 2:
+        raise ValueError(f"leave-one-corpus-out needs two corpora or more, got {corpora}")
+    owner: dict[str, str] = {}
+    for u in utts:
+        if owner.setdefault(u.speaker, u.extra["corpus"]) != u.extra["corpus"]:
+            raise ValueError(
+                f"speaker {u.speaker!r} is in corpora {owner[u.speaker]!r} and "
+                f"{u.extra['corpus']!r}: namespace the speakers first (namespace_speakers)"
+            )
+    for c in corpora:
+        yield _holdout_fold(f"corpus-{c}", utts, {c}, corpus_of, val_speakers, "corpus")
 
 
 def speaker_group_kfold(
@@ -463,6 +515,28 @@ def assert_no_leak(fold: Fold, utts: Sequence[Utterance]) -> None:
         )
         if shared:
             raise LeakageError(f"{fold.name}: test sessions {sorted(shared)} also in training")
+    if fold.group == "corpus":
+        corpora = [{str(utts[i].extra.get("corpus")) for i in parts[k]} for k in parts]
+        shared = corpora[2] & (corpora[0] | corpora[1])
+        if shared:
+            raise LeakageError(f"{fold.name}: test corpora {sorted(shared)} also in training")
+
+
+def add_training(fold: Fold, extra: Sequence[int]) -> Fold:
+    """`fold` with the utterances at `extra` (e.g. extra training corpora, appended after
+    the fold's own corpus) added to its training part, never to validation or test.
+
+    Raises:
+        LeakageError: an index of `extra` is already in the fold's train, val or test part.
+    """
+    extra = _index(extra)
+    for name, idx in (("train", fold.train), ("val", fold.val), ("test", fold.test)):
+        shared = np.intersect1d(extra, idx)
+        if shared.size:
+            raise LeakageError(
+                f"{fold.name}: extra training utterances {shared[:5].tolist()} are in {name}"
+            )
+    return dataclasses.replace(fold, train=_index(np.concatenate([fold.train, extra])))
 
 
 def assert_test_partition(folds: Sequence[Fold], n_utterances: int) -> None:

@@ -18,6 +18,7 @@ from typing import Any, NotRequired, TypedDict
 import numpy as np
 
 from edge_runtime.files import atomic_write
+from keras_dyconv.labels import score_both
 from keras_dyconv.metrics import bootstrap_ci, pooled_and_mean, summarize
 from keras_dyconv.recipes import Recipe
 
@@ -41,6 +42,10 @@ class Prediction(TypedDict):
     predicted_independent: NotRequired[str]
     #: Normalization "stream" only: each test speaker's statistics over all their audio.
     predicted_speaker_norm: NotRequired[str]
+    #: Several corpora only (`label` and `predicted` are then common names): the
+    #: utterance's corpus and its label in the corpus's own names.
+    corpus: NotRequired[str]
+    original_label: NotRequired[str]
 
 
 class FoldRecord(TypedDict):
@@ -118,6 +123,16 @@ class Results(Scores):
     versions: dict[str, str]
     folds: list[FoldRecord]
     timings: Timings
+    #: Several corpora only: the corpus the folds are made on (None for protocol "loco").
+    target_corpus: NotRequired[str | None]
+    #: Several corpora only: per corpus {"role": "target" | "extra training" | "loco",
+    #: "utterances", "speakers"}.
+    corpora: NotRequired[dict[str, dict[str, Any]]]
+    #: Several corpora only: `keras_dyconv.labels.mapping_record` of the corpora.
+    label_mapping: NotRequired[dict[str, Any]]
+    #: Several corpora only: `corpus_scores`, each tested corpus in its own label set
+    #: ("own") and in the common one ("common").
+    corpus_scores: NotRequired[dict[str, dict[str, Summary]]]
 
 
 class AllResults(TypedDict):
@@ -134,6 +149,10 @@ class AllResults(TypedDict):
     val_rule: NotRequired[dict[str, Any]]
     best_epoch: int | None
     timings: Timings
+    #: Several corpora only, as in `Results`.
+    target_corpus: NotRequired[str | None]
+    corpora: NotRequired[dict[str, dict[str, Any]]]
+    label_mapping: NotRequired[dict[str, Any]]
 
 
 def score_folds(fold_records: Sequence[FoldRecord], labels: Sequence[str]) -> Scores:
@@ -245,7 +264,27 @@ def merge_results(parts: Sequence[Results]) -> Results:
         "max_part_s": max(p["timings"]["total_s"] for p in parts),
     }
     merged.update(score_folds(records, first["labels"]))
+    if "corpus_scores" in first:
+        merged["corpus_scores"] = corpus_scores(records, first["labels"])
     return merged
+
+
+def corpus_scores(fold_records: Sequence[FoldRecord], labels: Sequence[str]) -> dict[str, Any]:
+    """Each tested corpus's predictions (all folds and seeds pooled) scored in its own
+    label set and in the common one: {corpus: `keras_dyconv.labels.score_both`}."""
+    by_corpus: dict[str, list[Prediction]] = {}
+    for record in fold_records:
+        for p in record["predictions"]:
+            by_corpus.setdefault(p["corpus"], []).append(p)
+    return {
+        corpus: score_both(
+            [p["probabilities"] for p in preds],
+            labels,
+            [p["original_label"] for p in preds],
+            corpus,
+        )
+        for corpus, preds in by_corpus.items()
+    }
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

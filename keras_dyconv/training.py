@@ -36,7 +36,8 @@ from keras_dyconv.checkpoints import (
     read_epoch_logs,
 )
 from keras_dyconv.distribute import DivisibleBatches, data_parallel_scope
-from keras_dyconv.feeding import WindowSequence
+from keras_dyconv.feeding import WindowSequence, corpus_weights
+from keras_dyconv.losses import MaskedCrossEntropy, masked_accuracy
 from keras_dyconv.models import build_dycnn_bilstm, time_reduction
 from keras_dyconv.normalization import (
     FeatureSource,
@@ -95,6 +96,9 @@ def train_model(
     verbose: int | str = "auto",
     train_speakers: Sequence[str] | None = None,
     val_speakers: Sequence[str] | None = None,
+    train_corpora: Sequence[str] | None = None,
+    val_corpora: Sequence[str] | None = None,
+    target_corpus: str | None = None,
 ) -> TrainResult:
     """Fit a DyCNN-BiLSTM on one training set.
 
@@ -121,6 +125,16 @@ def train_model(
             running statistics of their stream: `Recipe.stream_training`).
         val_speakers: speaker per validation utterance ("stream": each validation
             speaker is one stream, normalised online as the test will be).
+        train_corpora: corpus per training utterance, for training on several corpora
+            (`labels` then the common names of `keras_dyconv.labels`): the loss of an
+            utterance covers only the classes its corpus has in the training data
+            (`keras_dyconv.losses.MaskedCrossEntropy`), and corpora and their classes are
+            balanced (`keras_dyconv.feeding.corpus_weights`, `Recipe.extra_corpora_weight`).
+            None: one corpus, plain cross-entropy.
+        val_corpora: corpus per validation utterance (used when `recipe.refit` trains on
+            them); default: `target_corpus`.
+        target_corpus: the corpus the protocol tests on (its weight 1, the others'
+            `Recipe.extra_corpora_weight`); None: every corpus weighs the same.
     """
     policy = policy or WindowPolicy()
     teachers = _teachers(
@@ -136,7 +150,17 @@ def train_model(
         verbose=verbose,
         train_speakers=train_speakers,
         val_speakers=val_speakers,
+        train_corpora=train_corpora,
+        val_corpora=val_corpora,
+        target_corpus=target_corpus,
     )
+    corpora = None
+    if train_corpora is not None:
+        if len(train_corpora) != len(train_sources):
+            raise ValueError(
+                f"{len(train_sources)} training utterances but {len(train_corpora)} corpora"
+            )
+        corpora = _Corpora(target_corpus, list(train_corpora))
     result = _fit(
         recipe,
         config,
@@ -152,6 +176,7 @@ def train_model(
         checkpoint_dir=checkpoint_dir,
         verbose=verbose,
         teachers=teachers,
+        corpora=corpora,
     )
     if not (recipe.refit and len(val_sources) and result.best_epoch is not None):
         return result
@@ -159,6 +184,9 @@ def train_model(
     # returned model has seen every training speaker, and its epochs were still chosen
     # without the test fold.
     speakers = None if train_speakers is None else [*train_speakers, *(val_speakers or ())]
+    if corpora is not None:
+        val_of = val_corpora if val_corpora is not None else [target_corpus] * len(val_sources)
+        corpora = _Corpora(target_corpus, [*corpora.names, *val_of])
     refit = _fit(
         dataclasses.replace(recipe, average_checkpoints=1),
         config,
@@ -172,6 +200,7 @@ def train_model(
         teachers=teachers,
         epochs=max(result.averaged_epochs) + 1,
         snapshot_epochs=result.averaged_epochs,  # the best epoch, then any averaged with it
+        corpora=corpora,
     )
     return dataclasses.replace(
         result, model=refit.model, config=refit.config, refit_epochs=refit.epochs_run
@@ -206,6 +235,38 @@ def _teachers(
     ]
 
 
+@dataclass(frozen=True)
+class _Corpora:
+    """The corpora of a multi-corpus fit: the target, and the corpus of each utterance."""
+
+    target: str | None
+    names: list[str]
+
+    def statistics(
+        self, sources: Sequence[FeatureSource], config: FrontendConfig
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Each corpus's dataset statistics (mean, std) over its utterances in `sources`
+        (`Recipe.corpus_statistics`)."""
+        if self.target is None:
+            raise ValueError(
+                "corpus_statistics needs a target corpus (whose statistics the model keeps); "
+                "leave-one-corpus-out has none"
+            )
+        names = np.asarray(self.names)
+        out = {}
+        for c in dict.fromkeys(self.names):
+            mine = (load_features(sources[i]) for i in np.flatnonzero(names == c))
+            stats = with_dataset_stats(config, mine, "dataset")
+            out[c] = (np.asarray(stats.mean), np.asarray(stats.std))
+        return out
+
+    def masks(self, labels: np.ndarray, num_classes: int) -> np.ndarray:
+        """Per utterance, the classes its corpus has among the fit's utterances, bool (n, C)."""
+        names = np.asarray(self.names)
+        has = {c: np.bincount(labels[names == c], minlength=num_classes) > 0 for c in set(names)}
+        return np.stack([has[c] for c in self.names])
+
+
 def _fit(
     recipe: Recipe,
     config: FrontendConfig,
@@ -224,13 +285,22 @@ def _fit(
     teachers: Sequence[keras.Model],
     epochs: int | None = None,
     snapshot_epochs: Sequence[int] = (),
+    corpora: _Corpora | None = None,
 ) -> TrainResult:
-    """One `model.fit` of `train_model` (see there); `epochs` overrides the recipe's, and
-    the returned model averages the weights of `snapshot_epochs` (0-based) if given."""
+    """One `model.fit` of `train_model` (see there); `epochs` overrides the recipe's, the
+    returned model averages the weights of `snapshot_epochs` (0-based) if given, and with
+    `corpora` the loss is masked per corpus and the corpora and classes balanced."""
     keras.utils.set_random_seed(seed)
-    config = with_dataset_stats(
-        config, (load_features(s) for s in train_sources), recipe.normalization
-    )
+    by_corpus = None
+    if corpora is not None and recipe.corpus_statistics:
+        by_corpus = corpora.statistics(train_sources, config)
+        # The model normalises as its target corpus's training data was.
+        mean, std = by_corpus[corpora.target]  # type: ignore[index]
+        config = dataclasses.replace(config, normalization="dataset", mean=mean, std=std)
+    else:
+        config = with_dataset_stats(
+            config, (load_features(s) for s in train_sources), recipe.normalization
+        )
     if recipe.normalization == "stream" and len(val_sources) and val_speakers is None:
         raise ValueError('normalization "stream" needs train_speakers and val_speakers')
     labels_arr = np.asarray(train_labels)
@@ -246,8 +316,14 @@ def _fit(
         mixup_alpha=recipe.mixup_alpha,
         class_weights=_class_weights(labels_arr, num_classes) if recipe.class_weighting else None,
         augmentation=recipe.augmentation,
-        statistics=_training_statistics(recipe, config, train_sources, train_speakers, seed),
+        statistics=_training_statistics(recipe, config, train_sources, train_speakers, seed)
+        if by_corpus is None
+        else [[by_corpus[c]] for c in corpora.names],  # type: ignore[union-attr]
         teachers=teachers,
+        sample_weights=None
+        if corpora is None
+        else corpus_weights(corpora.names, labels_arr, corpora.target, recipe.extra_corpora_weight),
+        masks=None if corpora is None else corpora.masks(labels_arr, num_classes),
     )
     if epochs is None:
         epochs = recipe.epochs
@@ -269,6 +345,7 @@ def _fit(
             checkpoint_dir=checkpoint_dir,
             verbose=verbose,
             snapshot_epochs=snapshot_epochs,
+            masked=corpora is not None,
         )
 
 
@@ -286,10 +363,13 @@ def _fit_model(
     checkpoint_dir: str | os.PathLike | None,
     verbose: int | str,
     snapshot_epochs: Sequence[int],
+    masked: bool,
 ) -> TrainResult:
     """Build, compile and fit the model of `_fit` on the training batches `data` (inside
     the data-parallel scope when `Recipe.data_parallel`)."""
-    model = _compiled_model(recipe, config, policy, num_classes, total_steps=epochs * len(data))
+    model = _compiled_model(
+        recipe, config, policy, num_classes, total_steps=epochs * len(data), masked=masked
+    )
     start, end, anneal_epochs = recipe.temperature
     callbacks: list[keras.callbacks.Callback] = [TemperatureAnnealing(start, end, anneal_epochs)]
     selection = None
@@ -350,20 +430,31 @@ def _class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def _compiled_model(
-    recipe: Recipe, config: FrontendConfig, policy: WindowPolicy, num_classes: int, total_steps: int
+    recipe: Recipe,
+    config: FrontendConfig,
+    policy: WindowPolicy,
+    num_classes: int,
+    total_steps: int,
+    masked: bool = False,
 ) -> keras.Model:
-    """The recipe's model for `config`'s features, compiled with its optimiser and loss."""
+    """The recipe's model for `config`'s features, compiled with its optimiser and loss
+    (`masked`: `MaskedCrossEntropy`, targets carrying each utterance's class mask)."""
     model = build_dycnn_bilstm(**model_kwargs(recipe, config, num_classes))
     if policy.frames < time_reduction(model):
         raise ValueError(
             f"the window ({policy.frames} frames) is shorter than the model's time pooling "
             f"({time_reduction(model)}x): use a longer window or pool time less"
         )
-    model.compile(
-        optimizer=_optimizer(recipe, total_steps),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
-        metrics=["categorical_accuracy"],
-    )
+    if masked:
+        loss: keras.losses.Loss = MaskedCrossEntropy(label_smoothing=recipe.label_smoothing)
+        # The same history key as the unmasked fit's.
+        accuracy: Any = keras.metrics.MeanMetricWrapper(
+            masked_accuracy, name="categorical_accuracy"
+        )
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
+        accuracy = "categorical_accuracy"
+    model.compile(optimizer=_optimizer(recipe, total_steps), loss=loss, metrics=[accuracy])
     return model
 
 

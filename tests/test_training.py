@@ -296,6 +296,10 @@ def test_run_folder_and_reloaded_model(corpus, tmp_path):
     # Two seeds: the seed ensemble (mean class probabilities per fold) is scored too.
     assert 0 <= on_disk["ensemble"]["pooled"]["wa"] <= 1
     assert "pooled_speaker_norm" not in on_disk  # only for normalization "stream"
+    # One corpus: its own labels, none of the multi-corpus keys.
+    assert on_disk["labels"] == list(EMOTIONS)
+    assert not {"corpora", "label_mapping", "corpus_scores", "target_corpus"} & set(on_disk)
+    assert "corpus" not in on_disk["folds"][0]["predictions"][0]
     lo, hi = on_disk["pooled_ci95"]["wa"]
     assert 0 <= lo <= on_disk["pooled"]["wa"] <= hi <= 1
     # Runs over disjoint fold subsets merge into the same pooled result.
