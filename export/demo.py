@@ -53,19 +53,24 @@ def wilson_upper(fraction: float, n: int, z: float = 1.96) -> float:
 )
 @click.option(
     "--speakers",
-    type=int,
+    type=click.IntRange(min=3),
     default=6,
     show_default=True,
-    help="Synthetic speakers (one is held out for testing).",
+    help="Synthetic speakers, at least 3 (one tested, one validates, the rest train).",
 )
 @click.option(
     "--per-emotion",
-    type=int,
+    type=click.IntRange(min=1),
     default=6,
     show_default=True,
     help="Utterances per emotion per speaker.",
 )
-@click.option("--epochs", type=int, default=None, help="Override the 'fast' recipe's epochs.")
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Override the 'fast' recipe's epochs.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--verbose",

@@ -187,6 +187,23 @@ class Recipe:
                 f"Recipe.stream_training must be one of {STREAM_TRAINING}, "
                 f"got {self.stream_training!r}"
             )
+        # Numeric ranges, checked when the recipe is made (dyser-train: while parsing), not
+        # as a ZeroDivisionError deep inside the first fit.
+        for name, low in (("epochs", 1), ("batch_size", 1), ("min_epochs", 0)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        for name in ("iterations", "patience"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 (or unset), got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not (self.weight_decay >= 0 and self.mixup_alpha >= 0):
+            raise ValueError(
+                f"weight_decay and mixup_alpha must be >= 0, got {self.weight_decay}, "
+                f"{self.mixup_alpha}"
+            )
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.average_checkpoints < 1:
             raise ValueError(f"average_checkpoints must be >= 1, got {self.average_checkpoints}")
         if self.distill < 0 or self.distill == 1:
