@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.recognizer import DEFAULT_MODEL, EmotionRecognizer
+from edge_runtime.speech import SpeechGateConfig
 from edge_runtime.wav import WavError, read_wav
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -172,12 +173,12 @@ def run_case(raw: bytes, scratch: Path, recognizer: EmotionRecognizer) -> dict:
     scratch.write_bytes(raw)
     start = time.perf_counter()
     try:
-        recognizer.predict_file(scratch)
+        speech = recognizer.predict_file(scratch).has_speech
         outcome, message = "ok", ""
     except WavError as err:
-        outcome, message = "WavError", err.problem
+        outcome, message, speech = "WavError", err.problem, None
     except Exception as err:  # what the fuzzer is looking for
-        outcome, message = type(err).__name__, str(err)[:200]
+        outcome, message, speech = type(err).__name__, str(err)[:200], None
     seconds = time.perf_counter() - start
     try:
         ours = read_wav(raw, mono=False)[0]
@@ -192,7 +193,13 @@ def run_case(raw: bytes, scratch: Path, recognizer: EmotionRecognizer) -> dict:
         agrees = "identical"
     else:
         agrees = "different"
-    return {"outcome": outcome, "message": message, "seconds": seconds, "agrees": agrees}
+    return {
+        "outcome": outcome,
+        "message": message,
+        "seconds": seconds,
+        "agrees": agrees,
+        "speech": speech,
+    }
 
 
 def reason(message: str) -> str:
@@ -206,6 +213,7 @@ def fuzz(
     """Run `cases` seeded cases; case i uses the generator seeded with (seed, i). With
     `progress`, a line on stderr every `progress` cases."""
     outcomes, kinds, unexpected = Counter(), Counter(), []
+    gated = 0  # classified as "no speech" by the speech gate: the model did not run
     slowest = {"seconds": 0.0}
     agreement, refusals = Counter(), Counter()
     started = time.perf_counter()
@@ -213,6 +221,7 @@ def fuzz(
         kind, raw = generate(np.random.default_rng((seed, i)))
         result = run_case(raw, scratch, recognizer)
         outcomes[result["outcome"]] += 1
+        gated += result["speech"] is False
         kinds[f"{kind}: {result['outcome']}"] += 1
         if result["outcome"] not in ("ok", "WavError"):
             unexpected.append({"case": i, "kind": kind, **result})
@@ -231,6 +240,7 @@ def fuzz(
         "cases": cases,
         "seed": seed,
         "outcomes": dict(outcomes),
+        "no_speech": gated,
         "by_kind": dict(sorted(kinds.items())),
         "unexpected": unexpected,
         "slowest_case": slowest,
@@ -249,6 +259,11 @@ def render(report: dict) -> str:
     rows = [
         ("cases", f"{report['cases']:,}", ">= 100,000"),
         ("classified", f"{outcomes.get('ok', 0):,}", ""),
+        *(
+            [("of them 'no speech' (gated; the model did not run)", f"{gated:,}", "")]
+            if (gated := report.get("no_speech")) is not None
+            else []
+        ),
         ("refused with WavError (file named)", f"{outcomes.get('WavError', 0):,}", ""),
         ("unexpected exceptions", str(unexpected), f"0: {verdict(unexpected == 0)}"),
         (
@@ -276,11 +291,15 @@ def render(report: dict) -> str:
         ("refused, though soundfile reads audio: reason", "cases"),
         [(f"`{k}`", f"{v:,}") for k, v in report["refused_where_soundfile_reads"].items()],
     )
+    gate = report.get("speech_gate")
+    gate_text = "" if gate is None else f", speech gate {'on' if gate else 'off'}"
+    flag = " --no-speech-gate" if gate is False else ""
     return (
-        f"`bench/bench_fuzz.py --cases {report['cases']} --seed {report['seed']}` "
-        f"(model: {report['model']}, one process). Every case is a generated WAV-ish byte "
-        "string written to a file and classified with `EmotionRecognizer.predict_file`; see "
-        "the script's docstring for the generator. Raw numbers: `docs/results/fuzz.json`. "
+        f"`bench/bench_fuzz.py --cases {report['cases']} --seed {report['seed']}{flag}` "
+        f"(model: {report['model']}{gate_text}, one process). Every case is a generated "
+        "WAV-ish byte string written to a file and classified with "
+        "`EmotionRecognizer.predict_file`; see the script's docstring for the generator. "
+        "Raw numbers: `docs/results/fuzz.json`. "
         f"{report['machine']}\n\n"
         + markdown_table(("measure", "value", "target"), rows)
         + "\n\n"
@@ -298,17 +317,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=str(DEFAULT_MODEL), help="exported model to run")
     parser.add_argument("--no-write", action="store_true", help="print only; save nothing")
     parser.add_argument(
+        "--no-speech-gate", action="store_true", help="run the model on every decoded case"
+    )
+    parser.add_argument(
         "--render", action="store_true", help=f"re-render the section from {RESULTS.name} only"
     )
     args = parser.parse_args(argv)
     if args.render:
         report = json.loads(RESULTS.read_text())
     else:
-        recognizer = EmotionRecognizer(args.model)
+        gate = None if args.no_speech_gate else SpeechGateConfig()
+        recognizer = EmotionRecognizer(args.model, speech_gate=gate)
         with tempfile.TemporaryDirectory() as tmp:
             scratch = Path(tmp) / "case.wav"
             report = fuzz(args.cases, args.seed, recognizer, scratch, progress=5000)
         report["model"] = Path(args.model).name
+        report["speech_gate"] = not args.no_speech_gate
         report["machine"] = machine_line()
     body = render(report)
     print(body)
