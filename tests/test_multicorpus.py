@@ -12,9 +12,10 @@ import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from test_training import POLICY
+from test_training import TINY as TRAINING_TINY
 
 from edge_runtime.config import FrontendConfig
-from edge_runtime.windows import WindowPolicy
 from keras_dyconv import training
 from keras_dyconv.cli import train
 from keras_dyconv.corpora import Utterance, load_manifest
@@ -31,21 +32,11 @@ from keras_dyconv.protocols import (
     leave_one_corpus_out,
     namespace_speakers,
 )
-from keras_dyconv.recipes import Recipe
 from keras_dyconv.synthetic import write_corpus
 from keras_dyconv.training import train_model
 
-TINY = Recipe(
-    name="tiny",
-    epochs=2,
-    batch_size=8,
-    learning_rate=3e-3,
-    temperature=(10.0, 1.0, 2),
-    patience=None,
-    min_epochs=0,
-    model={"conv_filters": (4,), "lstm_units": 8, "attention_units": 8},
-)
-POLICY = WindowPolicy(frames=100, hop_frames=50)
+# test_training's tiny recipe and window policy, one epoch shorter.
+TINY = TRAINING_TINY.with_overrides(epochs=2)
 
 
 def _loss(y_true, y_pred, **kwargs) -> np.ndarray:
