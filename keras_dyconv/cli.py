@@ -354,17 +354,20 @@ def evaluate(model, corpus, data, speakers, cache, as_json, verbose):
     """Re-score a saved MODEL (.keras from dyser-train) on a corpus.
 
     Uses the model's own frontend config, normalisation statistics, labels and window
-    policy, so the numbers are those of the trained model on this data. Utterances whose
-    label the model does not know are reported and skipped.
+    policy, so the numbers are those of the trained model on this data. The model's classes
+    and the corpus's labels meet in the common label space (docs: concepts/labels), so a
+    model trained on one corpus scores another: on the classes both have, in common names
+    (predicting a class the corpus lacks is an error) and, for a corpus with a label
+    mapping, in the corpus's own label set. Utterances of classes the model cannot output
+    are counted by class and skipped; the model's classes the corpus lacks are listed.
 
-    Exit codes: 0 done, 2 bad arguments, corpus layout or model file.
+    Exit codes: 0 done, 2 bad arguments, corpus layout, audio or model file.
     """
     from edge_runtime.metadata import MetadataError
+    from keras_dyconv.evaluation import evaluate_model
+    from keras_dyconv.multicorpus import corpus_of
 
     with native_logs(verbose):
-        from keras_dyconv.features import extract_corpus
-        from keras_dyconv.feeding import predict_utterances
-        from keras_dyconv.metrics import summarize
         from keras_dyconv.modelio import load_model
 
         try:
@@ -375,27 +378,31 @@ def evaluate(model, corpus, data, speakers, cache, as_json, verbose):
         if speakers:
             wanted = set(speakers.split(","))
             utts = [u for u in utts if u.speaker in wanted]
-        known = [u for u in utts if u.label in metadata.labels]
-        skipped = len(utts) - len(known)
-        if not known:
-            raise click.UsageError(f"no utterances with labels the model knows ({metadata.labels})")
-        raw = FrontendConfig.from_dict(
-            {**metadata.frontend.to_dict(), "normalization": "none", "mean": None, "std": None}
+        try:
+            report = evaluate_model(net, metadata, utts, corpus_of(corpus, utts), cache)
+        except ValueError as err:
+            raise click.UsageError(str(err)) from None
+    click.echo(json.dumps(report, indent=2) if as_json else _report_lines(report))
+
+
+def _report_lines(report: dict[str, Any]) -> str:
+    """`dyser-eval`'s summary of an `evaluate_model` report, for people."""
+    lines = [
+        f"{report['n']} utterances ({report['skipped_unknown_labels']} skipped): "
+        f"WA {report['wa']:.3f}  UA {report['ua']:.3f}  macro-F1 {report['macro_f1']:.3f}"
+    ]
+    if "own" in report:
+        own = report["own"]
+        lines.append(
+            f"  in {report['corpus']}'s own labels ({', '.join(own['labels'])}): "
+            f"WA {own['wa']:.3f}  UA {own['ua']:.3f}  macro-F1 {own['macro_f1']:.3f}"
         )
-        paths = [u.path for u in known]  # with a cache: memory-mapped from its files
-        feats = extract_corpus(paths, raw, cache_dir=cache, as_paths=cache is not None)
-        # normalization "stream": each speaker's utterances are one stream, in corpus order.
-        speaker_of = [u.speaker for u in known]
-        probs = predict_utterances(
-            net, feats, metadata.frontend, metadata.window, speakers=speaker_of
+    if report["not_in_model"]:
+        counts = ", ".join(f"{k} ({n})" for k, n in report["not_in_model"].items())
+        lines.append(f"  skipped, classes the model cannot output: {counts}")
+    if report["not_in_corpus"]:
+        lines.append(
+            f"  the model's classes this corpus lacks (predicting them is an error): "
+            f"{', '.join(report['not_in_corpus'])}"
         )
-        y = [metadata.labels.index(u.label) for u in known]
-        summary = summarize(y, probs.argmax(axis=1), metadata.labels)
-        summary["skipped_unknown_labels"] = skipped
-        if as_json:
-            click.echo(json.dumps(summary, indent=2))
-        else:
-            click.echo(
-                f"{len(known)} utterances ({skipped} skipped): WA {summary['wa']:.3f}  "
-                f"UA {summary['ua']:.3f}  macro-F1 {summary['macro_f1']:.3f}"
-            )
+    return "\n".join(lines)
