@@ -66,7 +66,13 @@ from keras_dyconv.results import (
     score_folds,
     write_json,
 )
-from keras_dyconv.runfolder import architecture, plot_curves, versions, write_run_folder
+from keras_dyconv.runfolder import (
+    architecture,
+    log_scores,
+    plot_curves,
+    versions,
+    write_run_folder,
+)
 from keras_dyconv.training import TrainResult, train_model
 
 
@@ -191,14 +197,7 @@ def run_experiment(
     out.mkdir(parents=True, exist_ok=True)
     utts, target, n_protocol = join_corpora(utts, extra, target, protocol.name)
     labels, y = class_indices(utts, labels)
-    log(f"extracting features of {len(utts)} utterances")
-    feats = extract_corpus(
-        [u.path for u in utts],
-        config,
-        cache_dir=cache_dir,
-        n_jobs=n_jobs,
-        as_paths=cache_dir is not None,
-    )
+    feats = _features(utts, config, cache_dir, n_jobs, log)
     t_features = time.time() - t_start
     run = _Run(
         utts,
@@ -223,14 +222,27 @@ def run_experiment(
     fold_records, curves = _run_folds(run, folds, seeds, save_models)
     results = _results(run, protocol, folds, seeds, fold_records, t_features, t_start)
     write_run_folder(results, curves, out)
-    log(
-        f"pooled over {results['folds_run']} folds x {len(seeds)} seeds: "
-        f"WA {results['pooled']['wa']:.3f}  UA {results['pooled']['ua']:.3f}  -> {out}"
-    )
-    for corpus, both in results.get("corpus_scores", {}).items():
-        own = both["own"]
-        log(f"  {corpus} in its own labels: WA {own['wa']:.3f}  UA {own['ua']:.3f}")
+    log_scores(results, out, log)
     return results
+
+
+def _features(
+    utts: Sequence[Utterance],
+    config: FrontendConfig,
+    cache_dir: str | os.PathLike | None,
+    n_jobs: int,
+    log: Callable[[str], None],
+) -> list[FeatureSource]:
+    """Every utterance's features (`extract_corpus`); with `cache_dir`, the paths of their
+    cache files, read memory-mapped."""
+    log(f"extracting features of {len(utts)} utterances")
+    return extract_corpus(
+        [u.path for u in utts],
+        config,
+        cache_dir=cache_dir,
+        n_jobs=n_jobs,
+        as_paths=cache_dir is not None,
+    )
 
 
 def _results(

@@ -2,6 +2,7 @@
 
     results.json            `write_run_folder`, with the `versions` and the model's
                             `architecture` that make the numbers reproducible
+                            (`log_scores` logs its pooled scores)
     confusion_matrix.png    `plot_confusion`: pooled over folds (and seeds)
     training_curves.png     `plot_curves`: loss and validation UA per epoch, per fold
 
@@ -11,6 +12,7 @@ matplotlib is imported when a plot is drawn, with its non-interactive "Agg" back
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,14 @@ from keras_dyconv.models import build_dycnn_bilstm, model_arguments
 from keras_dyconv.recipes import Recipe, model_kwargs
 from keras_dyconv.results import Results, write_json
 
-__all__ = ["architecture", "plot_confusion", "plot_curves", "versions", "write_run_folder"]
+__all__ = [
+    "architecture",
+    "log_scores",
+    "plot_confusion",
+    "plot_curves",
+    "versions",
+    "write_run_folder",
+]
 
 
 def versions() -> dict[str, str]:
@@ -55,6 +64,18 @@ def write_run_folder(
     write_json(out / "results.json", results)
     plot_confusion(results["pooled"], out / "confusion_matrix.png")
     plot_curves(curves, out / "training_curves.png")
+
+
+def log_scores(results: Results, out: Path, log: Callable[[str], None]) -> None:
+    """Log the pooled scores of a cross-validated run (and each tested corpus's in its own
+    labels), as `run_experiment` ends."""
+    log(
+        f"pooled over {results['folds_run']} folds x {len(results['seeds'])} seeds: "
+        f"WA {results['pooled']['wa']:.3f}  UA {results['pooled']['ua']:.3f}  -> {out}"
+    )
+    for corpus, both in results.get("corpus_scores", {}).items():
+        own = both["own"]
+        log(f"  {corpus} in its own labels: WA {own['wa']:.3f}  UA {own['ua']:.3f}")
 
 
 def plot_confusion(summary: dict[str, Any], path: Path) -> None:
