@@ -1,11 +1,11 @@
 """The classical floor: openSMILE eGeMAPSv02 functionals + a linear SVM, on the project's folds.
 
 Every neural number is read against this baseline, measured on exactly the same folds
-(`keras_dyconv.experiment.make_folds`) and scored by the same code
+(`keras_dyconv.folds.make_folds`) and scored by the same code
 (`keras_dyconv.results.score_folds`: pooled WA / UA with bootstrap intervals).
 
     from keras_dyconv.baseline import extract_egemaps, run_baseline
-    from keras_dyconv.experiment import ProtocolSpec, make_folds
+    from keras_dyconv.folds import ProtocolSpec, make_folds
     utts = load_corpus("emodb", "/data/emodb")
     feats = extract_egemaps([u.path for u in utts], cache_dir="runs/cache", n_jobs=2)
     results = run_baseline(utts, feats, make_folds(utts, ProtocolSpec("loso")))
@@ -47,6 +47,7 @@ import numpy as np
 
 from edge_runtime.files import atomic_write, file_sha256
 from keras_dyconv.corpora import Utterance
+from keras_dyconv.labels import class_indices
 from keras_dyconv.metrics import unweighted_accuracy
 from keras_dyconv.protocols import Fold, assert_no_leak, assert_test_partition
 
@@ -62,7 +63,6 @@ __all__ = [
     "file_egemaps",
     "fit_svm",
     "normalize_by_group",
-    "predict_folds",
     "run_baseline",
 ]
 
@@ -310,7 +310,7 @@ def _normalized(
     return np.asarray(feats, dtype=np.float64)
 
 
-def predict_folds(
+def run_baseline(
     utts: Sequence[Utterance],
     feats: np.ndarray,
     folds: Sequence[Fold],
@@ -319,8 +319,9 @@ def predict_folds(
     corpora: Sequence[str] | None = None,
     c_grid: Sequence[float] = C_GRID,
     inner_splits: int = INNER_SPLITS,
-) -> list[dict[str, Any]]:
-    """Fit and test the baseline on every fold; fold records in `run_experiment`'s format.
+) -> dict[str, Any]:
+    """Fit and test the baseline on every fold and score it with the project's scoring
+    (`keras_dyconv.results.score_folds`): a JSON-ready dict.
 
     Args:
         utts: the utterances the folds index.
@@ -330,13 +331,17 @@ def predict_folds(
         labels: class names (default: sorted labels of `utts`).
         normalization: one of `NORMALIZATIONS`.
         corpora: the corpus of each utterance, for normalization "corpus".
+        c_grid: the C values the inner cross-validation tries (`fit_svm`).
+        inner_splits: at most this many inner folds.
 
     Returns:
-        One record per fold: fold, seed (0), speaker_independent, test/train speakers,
-        n_train, c, inner_ua, metrics (`summarize`), predictions (path, speaker, label,
-        predicted): what `score_folds` pools.
+        ``{"model", "labels", "normalization", "speaker_independent", "folds", "folds_run",
+        "pooled", "pooled_ci95" (bootstrap over utterances), "per_seed", ...}`` as in
+        `results.json`. "folds" holds one record per fold in `run_experiment`'s format:
+        fold, seed (0), speaker_independent, test/train speakers, n_train, c, inner_ua,
+        metrics (`summarize`), predictions (path, speaker, label, predicted).
     """
-    from keras_dyconv.metrics import summarize
+    from keras_dyconv.results import score_folds
 
     feats = np.asarray(feats)
     if feats.shape != (len(utts), N_FEATURES):
@@ -344,75 +349,64 @@ def predict_folds(
             f"feats must be ({len(utts)}, {N_FEATURES}) for {len(utts)} utterances, "
             f"got {feats.shape}"
         )
-    labels = list(labels) if labels is not None else sorted({u.label for u in utts})
-    unknown = {u.label for u in utts} - set(labels)
-    if unknown:
-        raise ValueError(f"utterances carry labels not in {labels}: {sorted(unknown)}")
+    labels, y = class_indices(utts, labels)
     assert_test_partition(folds, len(utts))
     x = _normalized(feats, utts, normalization, corpora)
-    y = np.array([labels.index(u.label) for u in utts])
     speakers = np.array([u.speaker for u in utts])
     records = []
     for fold in folds:
         assert_no_leak(fold, utts)
-        train = np.union1d(fold.train, fold.val)
-        model = fit_svm(x[train], y[train], speakers[train], c_grid, inner_splits)
-        pred = model.predict(x[fold.test])
-        records.append(
-            {
-                "fold": fold.name,
-                "seed": 0,
-                "speaker_independent": fold.speaker_independent,
-                "test_speakers": sorted(set(speakers[fold.test].tolist())),
-                "train_speakers": model.inner_groups,
-                "n_train": len(train),
-                "c": model.c,
-                "inner_ua": model.inner_ua,
-                "metrics": summarize(y[fold.test], pred, labels),
-                "predictions": [
-                    {
-                        "path": str(utts[i].path),
-                        "speaker": str(utts[i].speaker),
-                        "label": labels[y[i]],
-                        "predicted": labels[int(p)],
-                    }
-                    for i, p in zip(fold.test, pred, strict=True)
-                ],
-            }
-        )
-    return records
-
-
-def run_baseline(
-    utts: Sequence[Utterance],
-    feats: np.ndarray,
-    folds: Sequence[Fold],
-    labels: Sequence[str] | None = None,
-    normalization: str = "none",
-    corpora: Sequence[str] | None = None,
-    c_grid: Sequence[float] = C_GRID,
-) -> dict[str, Any]:
-    """`predict_folds` plus the project's scoring (`score_folds`): a JSON-ready dict.
-
-    Returns:
-        ``{"model", "labels", "normalization", "folds" (records), "folds_run", "pooled",
-        "pooled_ci95" (bootstrap over utterances), "per_seed", ...}`` as in `results.json`.
-    """
-    from keras_dyconv.results import score_folds
-
-    labels = list(labels) if labels is not None else sorted({u.label for u in utts})
-    records = predict_folds(utts, feats, folds, labels, normalization, corpora, c_grid)
+        records.append(_fold_record(fold, utts, x, y, speakers, labels, c_grid, inner_splits))
     return {
         "model": {
             "features": f"openSMILE {FEATURE_SET} functionals ({N_FEATURES})",
             "opensmile": _opensmile_version(),
             "classifier": "SVC(kernel='linear', class_weight='balanced') after StandardScaler",
             "c_grid": list(c_grid),
-            "inner_cv": f"GroupKFold by speaker, <= {INNER_SPLITS} splits, UA",
+            "inner_cv": f"GroupKFold by speaker, <= {inner_splits} splits, UA",
         },
         "labels": labels,
         "normalization": normalization,
         "speaker_independent": all(f.speaker_independent for f in folds),
         "folds": records,
         **score_folds(records, labels),
+    }
+
+
+def _fold_record(
+    fold: Fold,
+    utts: Sequence[Utterance],
+    x: np.ndarray,
+    y: np.ndarray,
+    speakers: np.ndarray,
+    labels: list[str],
+    c_grid: Sequence[float],
+    inner_splits: int,
+) -> dict[str, Any]:
+    """Fit the baseline on `fold`'s training and validation utterances and test it: the
+    fold's record (see `run_baseline`)."""
+    from keras_dyconv.metrics import summarize
+
+    train = np.union1d(fold.train, fold.val)
+    model = fit_svm(x[train], y[train], speakers[train], c_grid, inner_splits)
+    pred = model.predict(x[fold.test])
+    return {
+        "fold": fold.name,
+        "seed": 0,
+        "speaker_independent": fold.speaker_independent,
+        "test_speakers": sorted(set(speakers[fold.test].tolist())),
+        "train_speakers": model.inner_groups,
+        "n_train": len(train),
+        "c": model.c,
+        "inner_ua": model.inner_ua,
+        "metrics": summarize(y[fold.test], pred, labels),
+        "predictions": [
+            {
+                "path": str(utts[i].path),
+                "speaker": str(utts[i].speaker),
+                "label": labels[y[i]],
+                "predicted": labels[int(p)],
+            }
+            for i, p in zip(fold.test, pred, strict=True)
+        ],
     }

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
-import types
-import typing
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +11,18 @@ import click
 
 from edge_runtime.config import FrontendConfig
 from edge_runtime.windows import WindowPolicy
-from keras_dyconv.augment import Augmentation
+from keras_dyconv.console import native_logs
 from keras_dyconv.corpora import CORPORA
-from keras_dyconv.recipes import Recipe, field_docs, get_recipe, model_kwargs
+from keras_dyconv.folds import PROTOCOLS
+from keras_dyconv.levers import chosen_recipe, recipe_options
 
 CORPUS_CHOICES = list(CORPORA)
+#: The --verbose option of both commands.
+VERBOSE = click.option(
+    "--verbose",
+    is_flag=True,
+    help="Show what TensorFlow's native code logs on stderr (CUDA probing, oneDNN notices).",
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -43,150 +46,52 @@ def _val_speakers(ctx: click.Context, param: click.Parameter, value: str) -> int
 
 
 def _frontend(path: Path | None) -> FrontendConfig:
-    if path is None:
-        return FrontendConfig()
+    """The --frontend config (default: `FrontendConfig()`), with normalization "none" (a
+    usage error otherwise): training computes the statistics."""
     try:
-        return FrontendConfig.from_json(path.read_text())
+        config = FrontendConfig() if path is None else FrontendConfig.from_json(path.read_text())
     except (OSError, ValueError) as err:
         raise click.BadParameter(f"{path}: {err}", param_hint="--frontend") from None
-
-
-def _json_object(text: str) -> dict:
-    """`text` parsed as a JSON object; a ValueError saying what it got otherwise."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"not JSON ({err}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"expected a JSON object such as '{{\"num_kernels\": 8}}', got {text!r}")
-    return value
-
-
-# ------------------------------------------------------------------------------ recipe levers
-#: Option names from before the options were generated (docs and scripts use them); any
-#: other field `a_b` is `--a-b`.
-OPTION_NAMES = {"mixup_alpha": "--mixup", "snr_db": "--noise-snr", "rt60_s": "--reverb-rt60"}
-#: How the values of fields that take several are shown in the help.
-METAVARS = {"temperature": "START END EPOCHS", "spec_augment": "TM TW FM FW"}
-
-
-def recipe_levers() -> list[tuple[type, dataclasses.Field, Any]]:
-    """(owner, field, type) of every recipe lever: the fields of `Recipe` but its name, with
-    `augmentation` replaced by the fields of `Augmentation`."""
-    levers = []
-    for owner in (Recipe, Augmentation):
-        hints = typing.get_type_hints(owner)
-        for f in dataclasses.fields(owner):
-            if f.name not in ("name", "augmentation"):
-                levers.append((owner, f, hints[f.name]))
-    return levers
-
-
-def lever_option(name: str) -> str:
-    """The `dyser-train` option that sets the recipe field (or augmentation field) `name`."""
-    return OPTION_NAMES.get(name, "--" + name.replace("_", "-"))
-
-
-def _option(owner: type, f: dataclasses.Field, hint: Any, doc: str) -> Callable:
-    """The click option of one lever: its type from the field's, its help from its doc."""
-    option, kwargs = lever_option(f.name), {"help": doc[:1].upper() + doc[1:]}
-    values = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(values) == 1:
-        hint = values[0]  # "X | None": the option sets an X
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is bool:
-        return click.option(f"{option}/--no-{option[2:]}", f.name, default=None, **kwargs)
-    if origin is typing.Literal:
-        kwargs["type"] = click.Choice([str(a) for a in args])
-    elif origin is tuple:
-        kwargs["type"] = args
-        kwargs["metavar"] = METAVARS.get(f.name, " ".join(["LOW", "HIGH"][: len(args)]))
-    elif origin is dict:
-        kwargs["metavar"] = "JSON"
-        kwargs["help"] += " A JSON object, merged into the recipe's."
-    elif hint in (int, float, str):
-        kwargs["type"] = hint
-    else:
-        raise TypeError(f"{owner.__name__}.{f.name}: no command-line option for {hint}")
-    return click.option(option, f.name, **kwargs)
-
-
-def recipe_options(command: Callable) -> Callable:
-    """Add an option for every recipe lever (`recipe_levers`) to a click command; each
-    overrides the chosen recipe's field when given (`chosen_recipe`)."""
-    docs = {owner: field_docs(owner) for owner in (Recipe, Augmentation)}
-    for owner, f, hint in reversed(recipe_levers()):  # click lists the last added first
-        command = _option(owner, f, hint, docs[owner][f.name])(command)
-    return command
-
-
-def chosen_recipe(name: str, levers: dict[str, Any], config: FrontendConfig) -> Recipe:
-    """The recipe called `name` with the levers given on the command line (None: not
-    given); a bad value is a usage error naming its option."""
-    try:
-        recipe = get_recipe(name)
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--recipe") from None
-    given = {
-        (owner, f.name): levers[f.name]
-        for owner, f, _ in recipe_levers()
-        if levers.get(f.name) is not None
-    }
-    augmentation = {n: v for (owner, n), v in given.items() if owner is Augmentation}
-    try:
-        recipe = dataclasses.replace(
-            recipe, augmentation=dataclasses.replace(recipe.augmentation, **augmentation)
+    if config.normalization != "none":
+        raise click.BadParameter(
+            "training computes dataset statistics itself: use a "
+            "frontend config with normalization 'none'",
+            param_hint="--frontend",
         )
-    except ValueError as err:
-        hint = "/".join(lever_option(n) for n in augmentation)
-        raise click.BadParameter(str(err), param_hint=hint) from None
-    for (owner, name), value in given.items():
-        if owner is not Recipe:
-            continue
-        try:
-            if isinstance(getattr(recipe, name), dict):
-                value = {**getattr(recipe, name), **_json_object(value)}
-            recipe = dataclasses.replace(recipe, **{name: value})
-        except ValueError as err:
-            raise click.BadParameter(str(err), param_hint=lever_option(name)) from None
-    if "model" in levers and levers["model"] is not None:
-        _check_model(recipe, config, levers["model"])
-    return recipe
+    return config
 
 
-def _check_model(recipe: Recipe, config: FrontendConfig, text: str) -> None:
-    """Build the recipe's model once: a wrong value type given with --model would otherwise
-    fail deep inside the first fit."""
-    from keras_dyconv.models import build_dycnn_bilstm
-
-    try:
-        build_dycnn_bilstm(**model_kwargs(recipe, config, num_classes=2))
-    except (TypeError, ValueError) as err:
-        raise click.BadParameter(f"{text}: {err}", param_hint=lever_option("model")) from None
+def _window_policy(config: FrontendConfig, window_s: float, hop_s: float) -> WindowPolicy:
+    """The model's input window and the evaluation hop, given in seconds, in frames of
+    `config` (the hop at least one frame)."""
+    frames_per_s = config.sample_rate / config.hop_length
+    return WindowPolicy(
+        frames=round(window_s * frames_per_s), hop_frames=max(1, round(hop_s * frames_per_s))
+    )
 
 
 def _corpus_name(loader: str, utts) -> str:
-    """The label-mapping name of a corpus loaded with `loader`: the loader's own name, or a
-    manifest's corpus column (one value); a usage error otherwise."""
+    """The label-mapping name of a corpus loaded with `loader` (`corpus_of`); a usage error
+    when it has none."""
     from keras_dyconv.labels import CORPUS_LABELS
+    from keras_dyconv.multicorpus import corpus_of
 
-    if loader in CORPUS_LABELS:
-        return loader
-    names = sorted({str(u.extra.get("corpus") or "") for u in utts})
-    if loader != "manifest" or len(names) != 1 or names[0] not in CORPUS_LABELS:
+    name = corpus_of(loader, utts)
+    if name is None:
+        names = sorted({str(u.extra.get("corpus") or "") for u in utts})
         raise click.UsageError(
             f"training on several corpora maps each corpus's labels to common names: "
             f"--corpus {loader} needs to be one of {sorted(CORPUS_LABELS)}, or a manifest "
             f"with a 'corpus' column naming one of them (got {names or 'none'})"
         )
-    return names[0]
+    return name
 
 
 def load_corpora(corpora: tuple[str, ...], data: tuple[Path, ...], target: str | None, loco: bool):
     """`dyser-train`'s corpora: (utts, extra, target) for `run_experiment`.
 
     One --corpus/--data pair (and not --protocol loco): its utterances in their own labels,
-    no extra, no target. Several: `keras_dyconv.experiment.multi_corpus` of them.
+    no extra, no target. Several: `keras_dyconv.multicorpus.multi_corpus` of them.
     """
     if len(corpora) != len(data):
         raise click.UsageError(
@@ -196,7 +101,7 @@ def load_corpora(corpora: tuple[str, ...], data: tuple[Path, ...], target: str |
         if target is not None:
             raise click.BadParameter("needs several corpora", param_hint="--target")
         return _load_utterances(corpora[0], data[0]), [], None
-    from keras_dyconv.experiment import multi_corpus
+    from keras_dyconv.multicorpus import multi_corpus
 
     loaded: dict[str, Any] = {}
     for loader, root in zip(corpora, data, strict=True):
@@ -259,7 +164,7 @@ def load_corpora(corpora: tuple[str, ...], data: tuple[Path, ...], target: str |
 )
 @click.option(
     "--protocol",
-    type=click.Choice(["loso", "group-kfold", "stratified", "split", "all", "loco"]),
+    type=click.Choice(PROTOCOLS),
     default="loso",
     show_default=True,
     help="loso: leave one speaker out (speaker-independent, the honest number). "
@@ -343,6 +248,7 @@ def load_corpora(corpora: tuple[str, ...], data: tuple[Path, ...], target: str |
 )
 @click.option("--save-models", is_flag=True, help="Save each fold's model (first seed).")
 @click.option("--quiet", is_flag=True, help="No Keras progress bars.")
+@VERBOSE
 def train(
     corpus,
     data,
@@ -363,6 +269,7 @@ def train(
     checkpoints,
     save_models,
     quiet,
+    verbose,
     **levers,
 ):
     """Train and evaluate a DyCNN + Bi-LSTM speech-emotion model.
@@ -382,50 +289,43 @@ def train(
 
     Exit codes: 0 done, 1 training or evaluation failed, 2 bad arguments or corpus layout.
     """
-    from keras_dyconv.experiment import ProtocolSpec, run_experiment
+    with native_logs(verbose):
+        config = _frontend(frontend_file)
+        chosen = chosen_recipe(recipe, levers, config)
+        policy = _window_policy(config, window, window_hop)
+        utts, extra, target = load_corpora(corpus, data, target, loco=protocol == "loco")
+        from keras_dyconv.experiment import run_experiment
+        from keras_dyconv.folds import ProtocolSpec
 
-    config = _frontend(frontend_file)
-    if config.normalization != "none":
-        raise click.BadParameter(
-            "training computes dataset statistics itself: use a "
-            "frontend config with normalization 'none'",
-            param_hint="--frontend",
+        spec = ProtocolSpec(
+            protocol,
+            k=k,
+            split_file=str(split_file) if split_file else None,
+            val_speakers=val_speakers,
+            seed=seeds[0],
         )
-    chosen = chosen_recipe(recipe, levers, config)
-    frames_per_s = config.sample_rate / config.hop_length
-    policy = WindowPolicy(
-        frames=round(window * frames_per_s), hop_frames=max(1, round(window_hop * frames_per_s))
-    )
-    utts, extra, target = load_corpora(corpus, data, target, loco=protocol == "loco")
-    spec = ProtocolSpec(
-        protocol,
-        k=k,
-        split_file=str(split_file) if split_file else None,
-        val_speakers=val_speakers,
-        seed=seeds[0],
-    )
-    try:
-        run_experiment(
-            utts,
-            out,
-            config,
-            chosen,
-            spec,
-            seeds=seeds,
-            policy=policy,
-            cache_dir=cache,
-            n_jobs=jobs,
-            max_folds=max_folds,
-            checkpoint_dir=checkpoints,
-            save_models=save_models,
-            verbose=0 if quiet else "auto",
-            log=lambda msg: click.echo(msg, err=True),
-            extra=extra,
-            target=target,
-        )
-    except ValueError as err:
-        click.echo(f"dyser-train: {err}", err=True)
-        sys.exit(EXIT_FAILED)
+        try:
+            run_experiment(
+                utts,
+                out,
+                config,
+                chosen,
+                spec,
+                seeds=seeds,
+                policy=policy,
+                cache_dir=cache,
+                n_jobs=jobs,
+                max_folds=max_folds,
+                checkpoint_dir=checkpoints,
+                save_models=save_models,
+                verbose=0 if quiet else "auto",
+                log=lambda msg: click.echo(msg, err=True),
+                extra=extra,
+                target=target,
+            )
+        except ValueError as err:
+            click.echo(f"dyser-train: {err}", err=True)
+            sys.exit(EXIT_FAILED)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -449,48 +349,60 @@ def train(
     help="Feature cache folder (the features are read from its files, memory-mapped).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
-def evaluate(model, corpus, data, speakers, cache, as_json):
+@VERBOSE
+def evaluate(model, corpus, data, speakers, cache, as_json, verbose):
     """Re-score a saved MODEL (.keras from dyser-train) on a corpus.
 
     Uses the model's own frontend config, normalisation statistics, labels and window
-    policy, so the numbers are those of the trained model on this data. Utterances whose
-    label the model does not know are reported and skipped.
+    policy, so the numbers are those of the trained model on this data. The model's classes
+    and the corpus's labels meet in the common label space (docs: concepts/labels), so a
+    model trained on one corpus scores another: on the classes both have, in common names
+    (predicting a class the corpus lacks is an error) and, for a corpus with a label
+    mapping, in the corpus's own label set. Utterances of classes the model cannot output
+    are counted by class and skipped; the model's classes the corpus lacks are listed.
 
-    Exit codes: 0 done, 2 bad arguments, corpus layout or model file.
+    Exit codes: 0 done, 2 bad arguments, corpus layout, audio or model file.
     """
     from edge_runtime.metadata import MetadataError
-    from keras_dyconv.features import extract_corpus
-    from keras_dyconv.feeding import predict_utterances
-    from keras_dyconv.metrics import summarize
-    from keras_dyconv.modelio import load_model
+    from keras_dyconv.evaluation import evaluate_model
+    from keras_dyconv.multicorpus import corpus_of
 
-    try:
-        net, metadata = load_model(model)
-    except MetadataError as err:
-        raise click.UsageError(str(err)) from None
-    utts = _load_utterances(corpus, data)
-    if speakers:
-        wanted = set(speakers.split(","))
-        utts = [u for u in utts if u.speaker in wanted]
-    known = [u for u in utts if u.label in metadata.labels]
-    skipped = len(utts) - len(known)
-    if not known:
-        raise click.UsageError(f"no utterances with labels the model knows ({metadata.labels})")
-    raw = FrontendConfig.from_dict(
-        {**metadata.frontend.to_dict(), "normalization": "none", "mean": None, "std": None}
-    )
-    paths = [u.path for u in known]  # with a cache: memory-mapped from its files
-    feats = extract_corpus(paths, raw, cache_dir=cache, as_paths=cache is not None)
-    # normalization "stream": each speaker's utterances are one stream, in corpus order.
-    speaker_of = [u.speaker for u in known]
-    probs = predict_utterances(net, feats, metadata.frontend, metadata.window, speakers=speaker_of)
-    y = [metadata.labels.index(u.label) for u in known]
-    summary = summarize(y, probs.argmax(axis=1), metadata.labels)
-    summary["skipped_unknown_labels"] = skipped
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
-    else:
-        click.echo(
-            f"{len(known)} utterances ({skipped} skipped): WA {summary['wa']:.3f}  "
-            f"UA {summary['ua']:.3f}  macro-F1 {summary['macro_f1']:.3f}"
+    with native_logs(verbose):
+        from keras_dyconv.modelio import load_model
+
+        try:
+            net, metadata = load_model(model)
+        except MetadataError as err:
+            raise click.UsageError(str(err)) from None
+        utts = _load_utterances(corpus, data)
+        if speakers:
+            wanted = set(speakers.split(","))
+            utts = [u for u in utts if u.speaker in wanted]
+        try:
+            report = evaluate_model(net, metadata, utts, corpus_of(corpus, utts), cache)
+        except ValueError as err:
+            raise click.UsageError(str(err)) from None
+    click.echo(json.dumps(report, indent=2) if as_json else _report_lines(report))
+
+
+def _report_lines(report: dict[str, Any]) -> str:
+    """`dyser-eval`'s summary of an `evaluate_model` report, for people."""
+    lines = [
+        f"{report['n']} utterances ({report['skipped_unknown_labels']} skipped): "
+        f"WA {report['wa']:.3f}  UA {report['ua']:.3f}  macro-F1 {report['macro_f1']:.3f}"
+    ]
+    if "own" in report:
+        own = report["own"]
+        lines.append(
+            f"  in {report['corpus']}'s own labels ({', '.join(own['labels'])}): "
+            f"WA {own['wa']:.3f}  UA {own['ua']:.3f}  macro-F1 {own['macro_f1']:.3f}"
         )
+    if report["not_in_model"]:
+        counts = ", ".join(f"{k} ({n})" for k, n in report["not_in_model"].items())
+        lines.append(f"  skipped, classes the model cannot output: {counts}")
+    if report["not_in_corpus"]:
+        lines.append(
+            f"  the model's classes this corpus lacks (predicting them is an error): "
+            f"{', '.join(report['not_in_corpus'])}"
+        )
+    return "\n".join(lines)

@@ -10,11 +10,11 @@ the training data, and the output folder holds everything needed to trust the nu
     folds/<fold>/model.keras    with --save-models (the first seed's model of each fold)
     model.keras             protocol "all": one model trained on every utterance
 
-Several corpora (`multi_corpus`): the protocol's folds are made on the target corpus, and
-the other corpora's utterances join every fold's training part (never validation or
-test); all labels are the common names of `keras_dyconv.labels`, the loss of each
-utterance covers its own corpus's classes only, and each test corpus is scored in its own
-label set and in the common one. Protocol "loco" (leave one corpus out) tests on each
+Several corpora (`keras_dyconv.multicorpus`): the protocol's folds are made on the target
+corpus, and the other corpora's utterances join every fold's training part (never
+validation or test); all labels are the common names of `keras_dyconv.labels`, the loss of
+each utterance covers its own corpus's classes only, and each test corpus is scored in its
+own label set and in the common one. Protocol "loco" (leave one corpus out) tests on each
 corpus in turn, trained on the others, on the classes every corpus has.
 """
 
@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,24 +38,24 @@ from keras_dyconv.corpora import Utterance
 from keras_dyconv.distribute import data_parallel_devices
 from keras_dyconv.features import extract_corpus
 from keras_dyconv.feeding import predict_utterances
-from keras_dyconv.labels import COMMON_LABELS, corpus_classes, mapping_record, to_common
+from keras_dyconv.folds import ProtocolSpec, make_folds
+from keras_dyconv.labels import class_indices
 from keras_dyconv.metrics import summarize
 from keras_dyconv.modelio import save_model
-from keras_dyconv.models import build_dycnn_bilstm, model_arguments
+from keras_dyconv.multicorpus import (  # multi_corpus: its old import here keeps working
+    corpus_record,
+    join_corpora,
+    multi_corpus,  # noqa: F401
+)
 from keras_dyconv.normalization import FeatureSource
 from keras_dyconv.protocols import (
     Fold,
     add_training,
     assert_no_leak,
     assert_test_partition,
-    fixed_split,
-    leave_one_corpus_out,
     leave_one_speaker_out,
-    namespace_speakers,
-    speaker_group_kfold,
-    stratified_kfold,
 )
-from keras_dyconv.recipes import Recipe, model_kwargs
+from keras_dyconv.recipes import Recipe
 from keras_dyconv.results import (
     AllResults,
     FoldRecord,
@@ -67,89 +66,14 @@ from keras_dyconv.results import (
     score_folds,
     write_json,
 )
+from keras_dyconv.runfolder import (
+    architecture,
+    log_scores,
+    plot_curves,
+    versions,
+    write_run_folder,
+)
 from keras_dyconv.training import TrainResult, train_model
-
-PROTOCOLS = ("loso", "group-kfold", "stratified", "split", "all", "loco")
-
-
-@dataclass(frozen=True)
-class ProtocolSpec:
-    """Which folds to run: a protocol name and its options."""
-
-    name: str = "loso"
-    k: int = 5
-    split_file: str | None = None
-    val_speakers: int | str = "auto"
-    seed: int = 0
-
-
-def make_folds(utts: Sequence[Utterance], spec: ProtocolSpec) -> list[Fold]:
-    """The folds of `spec` over `utts` (see `keras_dyconv.protocols`)."""
-    if spec.name == "loso":
-        return list(leave_one_speaker_out(utts, val_speakers=spec.val_speakers))
-    if spec.name == "group-kfold":
-        return list(speaker_group_kfold(utts, spec.k, val_speakers=spec.val_speakers))
-    if spec.name == "stratified":
-        return list(stratified_kfold(utts, spec.k, seed=spec.seed))
-    if spec.name == "split":
-        if not spec.split_file:
-            raise ValueError("protocol 'split' needs a split file")
-        return list(fixed_split(utts, spec.split_file))
-    if spec.name == "loco":
-        return list(leave_one_corpus_out(utts, val_speakers=spec.val_speakers))
-    raise ValueError(f"unknown protocol {spec.name!r}; choose one of {PROTOCOLS}")
-
-
-def multi_corpus(
-    corpora: Mapping[str, Sequence[Utterance]], target: str | None
-) -> tuple[list[Utterance], list[Utterance]]:
-    """Several corpora as `run_experiment`'s `utts` and `extra`, in the common label space.
-
-    Args:
-        corpora: corpus name (a key of `keras_dyconv.labels.CORPUS_LABELS`) -> its
-            utterances in its own labels, in training order.
-        target: the corpus the protocol's folds are made on; None: protocol "loco" (every
-            corpus is tested in turn, on the classes every corpus has).
-
-    Returns:
-        (utts, extra): with a target, its utterances (speaker ids unchanged, so its folds
-        are those of a single-corpus run) and the other corpora's, speakers namespaced by
-        corpus ("ravdess/01"); for "loco", every corpus's utterances of the shared classes,
-        namespaced, and no extra.
-
-    Raises:
-        ValueError: an unknown target, a label with no common name, or (loco) fewer than
-            two corpora or no class that all of them have.
-    """
-    if target is not None and target not in corpora:
-        raise ValueError(f"target corpus {target!r} is not among the corpora {sorted(corpora)}")
-    mapped = {name: to_common(utts, name) for name, utts in corpora.items()}
-    if target is not None:
-        extra = [
-            u for name, us in mapped.items() if name != target for u in namespace_speakers(us, name)
-        ]
-        return mapped[target], extra
-    shared = set(COMMON_LABELS)
-    for name, utts in mapped.items():
-        shared &= set(corpus_classes(name, {u.extra["original_label"] for u in utts}))
-    if not shared:
-        raise ValueError(f"the corpora {sorted(corpora)} have no class in common")
-    utts = [
-        u for name, us in mapped.items() for u in namespace_speakers(us, name) if u.label in shared
-    ]
-    return utts, []
-
-
-def _versions() -> dict[str, str]:
-    import librosa
-
-    return {
-        "python": platform.python_version(),
-        "keras": keras.__version__,
-        "backend": keras.backend.backend(),
-        "numpy": np.__version__,
-        "librosa": librosa.__version__,
-    }
 
 
 @dataclass(frozen=True)
@@ -182,6 +106,10 @@ class _Run:
     def corpora(self, indices: Sequence[int]) -> list[str] | None:
         """The corpus of each utterance at `indices` (None for a single-corpus run)."""
         return [self.utts[i].extra["corpus"] for i in indices] if self.multi else None
+
+    def corpus_record(self) -> dict[str, Any]:
+        """`keras_dyconv.multicorpus.corpus_record` of the run's corpora (several only)."""
+        return corpus_record(self.utts, self.target, self.n_protocol)
 
     def part(self, indices: Sequence[int]) -> tuple[list[FeatureSource], np.ndarray, list[str]]:
         """Features, class indices and speakers of the utterances at `indices`."""
@@ -253,43 +181,23 @@ def run_experiment(
     files and every window is read from them, memory-mapped (bit-identical to features held
     in memory, which they are without a cache), so corpora larger than memory train.
 
-    Several corpora (`multi_corpus` makes `utts` and `extra`): `extra` holds the extra
-    training corpora's utterances, added to every fold's training part; `target` names the
-    corpus of `utts` (default: the first utterance's ``extra["corpus"]``). Every utterance
-    is then in the common label space with its corpus in ``extra["corpus"]``, the labels
-    default to the classes present in any corpus (`keras_dyconv.labels.COMMON_LABELS`
-    order), and results.json adds "corpora", "label_mapping" and "corpus_scores". Protocol
-    "loco" is always multi-corpus (`utts`: every corpus, `extra` empty).
+    Several corpora (`keras_dyconv.multicorpus.multi_corpus` makes `utts` and `extra`):
+    `extra` holds the extra training corpora's utterances, added to every fold's training
+    part; `target` names the corpus of `utts` (default: the first utterance's
+    ``extra["corpus"]``). Every utterance is then in the common label space with its corpus
+    in ``extra["corpus"]``, the labels default to the classes present in any corpus
+    (`keras_dyconv.labels.COMMON_LABELS` order), and results.json adds "corpora",
+    "label_mapping" and "corpus_scores". Protocol "loco" is always multi-corpus (`utts`:
+    every corpus, `extra` empty).
     """
     t_start = time.time()
     if recipe.data_parallel:
         data_parallel_devices(recipe.batch_size)  # refuse now, not after the features
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    n_protocol = None
-    if extra or protocol.name == "loco":
-        unmapped = [u.path for u in [*utts, *extra] if "original_label" not in u.extra]
-        if unmapped:
-            raise ValueError(
-                f"{unmapped[0]}: several corpora train in the common label space: map every "
-                "corpus with keras_dyconv.experiment.multi_corpus first"
-            )
-        n_protocol = len(utts)
-        if extra and target is None:
-            target = utts[0].extra["corpus"]
-        stray = [u.path for u in utts if extra and u.extra["corpus"] != target]
-        if stray:
-            raise ValueError(f"{stray[0]}: not of the target corpus {target!r}")
-        utts = [*utts, *extra]
-    labels, y = _class_indices(utts, labels)
-    log(f"extracting features of {len(utts)} utterances")
-    feats = extract_corpus(
-        [u.path for u in utts],
-        config,
-        cache_dir=cache_dir,
-        n_jobs=n_jobs,
-        as_paths=cache_dir is not None,
-    )
+    utts, target, n_protocol = join_corpora(utts, extra, target, protocol.name)
+    labels, y = class_indices(utts, labels)
+    feats = _features(utts, config, cache_dir, n_jobs, log)
     t_features = time.time() - t_start
     run = _Run(
         utts,
@@ -313,15 +221,28 @@ def run_experiment(
         folds = [add_training(f, np.arange(n_protocol, len(utts))) for f in folds]
     fold_records, curves = _run_folds(run, folds, seeds, save_models)
     results = _results(run, protocol, folds, seeds, fold_records, t_features, t_start)
-    _write_run_folder(results, curves, out)
-    log(
-        f"pooled over {results['folds_run']} folds x {len(seeds)} seeds: "
-        f"WA {results['pooled']['wa']:.3f}  UA {results['pooled']['ua']:.3f}  -> {out}"
-    )
-    for corpus, both in results.get("corpus_scores", {}).items():
-        own = both["own"]
-        log(f"  {corpus} in its own labels: WA {own['wa']:.3f}  UA {own['ua']:.3f}")
+    write_run_folder(results, curves, out)
+    log_scores(results, out, log)
     return results
+
+
+def _features(
+    utts: Sequence[Utterance],
+    config: FrontendConfig,
+    cache_dir: str | os.PathLike | None,
+    n_jobs: int,
+    log: Callable[[str], None],
+) -> list[FeatureSource]:
+    """Every utterance's features (`extract_corpus`); with `cache_dir`, the paths of their
+    cache files, read memory-mapped."""
+    log(f"extracting features of {len(utts)} utterances")
+    return extract_corpus(
+        [u.path for u in utts],
+        config,
+        cache_dir=cache_dir,
+        n_jobs=n_jobs,
+        as_paths=cache_dir is not None,
+    )
 
 
 def _results(
@@ -345,49 +266,15 @@ def _results(
         "window": run.policy.to_dict(),
         "labels": run.labels,
         "seeds": list(seeds),
-        "versions": _versions(),
+        "versions": versions(),
         "folds": fold_records,
         "timings": {"features_s": round(t_features, 1), "total_s": round(time.time() - t_start, 1)},
         **score_folds(fold_records, run.labels),
     }
     if run.multi:
-        results.update(_corpus_record(run))  # type: ignore[typeddict-item]
+        results.update(run.corpus_record())  # type: ignore[typeddict-item]
         results["corpus_scores"] = corpus_scores(fold_records, run.labels)
     return results
-
-
-def _corpus_record(run: _Run) -> dict[str, Any]:
-    """What results.json and the saved model record of a multi-corpus run: the corpora
-    (role, utterances and speakers of each), the target and the label mapping."""
-    corpora: dict[str, dict[str, Any]] = {}
-    for i, u in enumerate(run.utts):
-        entry = corpora.setdefault(u.extra["corpus"], {"utterances": 0, "speakers": set()})
-        entry["utterances"] += 1
-        entry["speakers"].add(u.speaker)
-        if run.target is None:
-            entry["role"] = "loco"
-        else:
-            entry["role"] = "target" if i < (run.n_protocol or 0) else "extra training"
-    return {
-        "target_corpus": run.target,
-        "corpora": {
-            name: {"role": e["role"], "utterances": e["utterances"], "speakers": len(e["speakers"])}
-            for name, e in corpora.items()
-        },
-        "label_mapping": mapping_record(corpora),
-    }
-
-
-def _class_indices(
-    utts: Sequence[Utterance], labels: Sequence[str] | None
-) -> tuple[list[str], np.ndarray]:
-    """The class names (`labels`, or the utterances' labels sorted) and each utterance's
-    class index into them."""
-    labels = list(labels) if labels is not None else sorted({u.label for u in utts})
-    unknown = {u.label for u in utts} - set(labels)
-    if unknown:
-        raise ValueError(f"utterances carry labels not in {labels}: {sorted(unknown)}")
-    return labels, np.array([labels.index(u.label) for u in utts])
 
 
 def _run_folds(
@@ -520,16 +407,6 @@ def _test(
     return metrics, predictions
 
 
-def architecture(recipe: Recipe, config: FrontendConfig, num_classes: int) -> dict[str, Any]:
-    """What results record of the model: every `build_dycnn_bilstm` argument and the
-    parameter count."""
-    kwargs = model_kwargs(recipe, config, num_classes)
-    return {
-        "arguments": model_arguments(**kwargs),
-        "params": int(build_dycnn_bilstm(**kwargs).count_params()),
-    }
-
-
 def _train_all(run: _Run, protocol: ProtocolSpec, seed: int, t_start: float) -> AllResults:
     """Protocol "all": one model on every speaker but the validation speakers of the first
     LOSO fold (its "test" speaker goes back to training), saved as out/model.keras."""
@@ -546,7 +423,7 @@ def _train_all(run: _Run, protocol: ProtocolSpec, seed: int, t_start: float) -> 
         "recipe": run.recipe.to_dict(),
         "architecture": architecture(run.recipe, run.config, len(run.labels)),
         "labels": run.labels,
-        "versions": _versions(),
+        "versions": versions(),
         "model": str(path),
         "val_speakers": sorted({run.utts[i].speaker for i in val}),
         "val_rule": folds[0].val_rule,
@@ -554,7 +431,7 @@ def _train_all(run: _Run, protocol: ProtocolSpec, seed: int, t_start: float) -> 
         "timings": {"total_s": round(time.time() - t_start, 1)},
     }
     if run.multi:
-        results.update(_corpus_record(run))  # type: ignore[typeddict-item]
+        results.update(run.corpus_record())  # type: ignore[typeddict-item]
     write_json(run.out / "results.json", results)
     plot_curves({"all": result.history}, run.out / "training_curves.png")
     return results
@@ -569,67 +446,7 @@ def _save(result: TrainResult, run: _Run, path: Path, info: dict[str, Any]) -> P
             **info,
             "best_epoch": result.best_epoch,
             "backend": keras.backend.backend(),
-            **(_corpus_record(run) if run.multi else {}),
+            **(run.corpus_record() if run.multi else {}),
         },
     )
     return save_model(result.model, path, metadata)
-
-
-def _write_run_folder(results: Results, curves: dict[str, dict[str, list[float]]], out: Path):
-    """results.json and the plots of a cross-validated run."""
-    write_json(out / "results.json", results)
-    plot_confusion(results["pooled"], out / "confusion_matrix.png")
-    plot_curves(curves, out / "training_curves.png")
-
-
-def plot_confusion(summary: dict[str, Any], path: Path) -> None:
-    """Row-normalised confusion matrix (rows = true class) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cm = np.asarray(summary["confusion"], dtype=np.float64)
-    rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    labels = summary["labels"]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(labels), 0.8 + 0.8 * len(labels)))
-    ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
-    for (i, j), v in np.ndenumerate(cm):
-        ax.text(
-            j,
-            i,
-            int(v),
-            ha="center",
-            va="center",
-            color="white" if rows[i, j] > 0.5 else "black",
-            fontsize=8,
-        )
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"WA {summary['wa']:.3f}  UA {summary['ua']:.3f}  (n={summary['n']})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def plot_curves(curves: dict[str, dict[str, list[float]]], path: Path) -> None:
-    """Training loss and validation UA per epoch, one line per fold/seed, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for name, history in curves.items():
-        axes[0].plot(history.get("loss", []), label=name, lw=1)
-        if history.get("val_ua"):
-            axes[1].plot(history["val_ua"], label=name, lw=1)
-    axes[0].set(title="training loss", xlabel="epoch")
-    axes[1].set(title="validation UA (training speakers only)", xlabel="epoch")
-    if len(curves) <= 12:
-        axes[0].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -32,6 +32,7 @@ __all__ = [
     "COMMON_LABELS",
     "CORPUS_LABELS",
     "UNMAPPED_LABELS",
+    "class_indices",
     "class_mask",
     "common_label",
     "corpus_classes",
@@ -183,6 +184,22 @@ def to_common(utts: Sequence[Utterance], corpus: str | None = None) -> list[Utte
         extra = {**u.extra, "corpus": name, "original_label": u.label}
         out.append(dataclasses.replace(u, label=label, extra=extra))
     return out
+
+
+def class_indices(
+    utts: Sequence[Utterance], labels: Sequence[str] | None = None
+) -> tuple[list[str], np.ndarray]:
+    """The class names (`labels`, or the utterances' labels sorted) and each utterance's
+    class index into them, shape (len(utts),).
+
+    Raises:
+        ValueError: an utterance's label is not in `labels`.
+    """
+    labels = list(labels) if labels is not None else sorted({u.label for u in utts})
+    unknown = {u.label for u in utts} - set(labels)
+    if unknown:
+        raise ValueError(f"utterances carry labels not in {labels}: {sorted(unknown)}")
+    return labels, np.array([labels.index(u.label) for u in utts])
 
 
 def corpus_classes(corpus: str, present: Iterable[str] | None = None) -> tuple[str, ...]:

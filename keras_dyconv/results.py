@@ -111,7 +111,7 @@ class Results(Scores):
     protocol: dict[str, Any]
     #: `Recipe.to_dict()`.
     recipe: dict[str, Any]
-    #: `keras_dyconv.experiment.architecture`: {"arguments", "params"}.
+    #: `keras_dyconv.runfolder.architecture`: {"arguments", "params"}.
     architecture: dict[str, Any]
     #: `FrontendConfig.to_dict()` of the features (normalization "none").
     frontend: dict[str, Any]

@@ -39,6 +39,7 @@ from keras_dyconv.distribute import DivisibleBatches, data_parallel_scope
 from keras_dyconv.feeding import WindowSequence, corpus_weights
 from keras_dyconv.losses import MaskedCrossEntropy, masked_accuracy
 from keras_dyconv.models import build_dycnn_bilstm, time_reduction
+from keras_dyconv.multicorpus import Corpora
 from keras_dyconv.normalization import (
     FeatureSource,
     load_features,
@@ -154,13 +155,7 @@ def train_model(
         val_corpora=val_corpora,
         target_corpus=target_corpus,
     )
-    corpora = None
-    if train_corpora is not None:
-        if len(train_corpora) != len(train_sources):
-            raise ValueError(
-                f"{len(train_sources)} training utterances but {len(train_corpora)} corpora"
-            )
-        corpora = _Corpora(target_corpus, list(train_corpora))
+    corpora = Corpora.of_fit(target_corpus, train_corpora, len(train_sources))
     result = _fit(
         recipe,
         config,
@@ -180,20 +175,48 @@ def train_model(
     )
     if not (recipe.refit and len(val_sources) and result.best_epoch is not None):
         return result
-    # Refit on training + validation speakers for the epochs the validation chose: the
-    # returned model has seen every training speaker, and its epochs were still chosen
-    # without the test fold.
-    speakers = None if train_speakers is None else [*train_speakers, *(val_speakers or ())]
-    if corpora is not None:
-        val_of = val_corpora if val_corpora is not None else [target_corpus] * len(val_sources)
-        corpora = _Corpora(target_corpus, [*corpora.names, *val_of])
+    return _refit(
+        result,
+        recipe,
+        config,
+        policy,
+        sources=[*train_sources, *val_sources],
+        labels=[*train_labels, *val_labels],
+        speakers=None if train_speakers is None else [*train_speakers, *(val_speakers or ())],
+        corpora=None if corpora is None else corpora.plus(val_corpora, len(val_sources)),
+        num_classes=len(labels),
+        seed=seed,
+        verbose=verbose,
+        teachers=teachers,
+    )
+
+
+def _refit(
+    result: TrainResult,
+    recipe: Recipe,
+    config: FrontendConfig,
+    policy: WindowPolicy,
+    *,
+    sources: Sequence[FeatureSource],
+    labels: Sequence[int],
+    speakers: Sequence[str] | None,
+    corpora: Corpora | None,
+    num_classes: int,
+    seed: int,
+    verbose: int | str,
+    teachers: Sequence[keras.Model],
+) -> TrainResult:
+    """`Recipe.refit`: `result` (the fit scored on the validation speakers) with its model
+    refit on training + validation speakers (`sources`, `labels`, `speakers`, `corpora`:
+    both, in that order) for the epochs the validation chose. The returned model has seen
+    every training speaker, and its epochs were still chosen without the test fold."""
     refit = _fit(
         dataclasses.replace(recipe, average_checkpoints=1),
         config,
         policy,
-        [*train_sources, *val_sources],
-        [*train_labels, *val_labels],
-        len(labels),
+        sources,
+        labels,
+        num_classes,
         train_speakers=speakers,
         seed=seed,
         verbose=verbose,
@@ -235,38 +258,6 @@ def _teachers(
     ]
 
 
-@dataclass(frozen=True)
-class _Corpora:
-    """The corpora of a multi-corpus fit: the target, and the corpus of each utterance."""
-
-    target: str | None
-    names: list[str]
-
-    def statistics(
-        self, sources: Sequence[FeatureSource], config: FrontendConfig
-    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Each corpus's dataset statistics (mean, std) over its utterances in `sources`
-        (`Recipe.corpus_statistics`)."""
-        if self.target is None:
-            raise ValueError(
-                "corpus_statistics needs a target corpus (whose statistics the model keeps); "
-                "leave-one-corpus-out has none"
-            )
-        names = np.asarray(self.names)
-        out = {}
-        for c in dict.fromkeys(self.names):
-            mine = (load_features(sources[i]) for i in np.flatnonzero(names == c))
-            stats = with_dataset_stats(config, mine, "dataset")
-            out[c] = (np.asarray(stats.mean), np.asarray(stats.std))
-        return out
-
-    def masks(self, labels: np.ndarray, num_classes: int) -> np.ndarray:
-        """Per utterance, the classes its corpus has among the fit's utterances, bool (n, C)."""
-        names = np.asarray(self.names)
-        has = {c: np.bincount(labels[names == c], minlength=num_classes) > 0 for c in set(names)}
-        return np.stack([has[c] for c in self.names])
-
-
 def _fit(
     recipe: Recipe,
     config: FrontendConfig,
@@ -285,7 +276,7 @@ def _fit(
     teachers: Sequence[keras.Model],
     epochs: int | None = None,
     snapshot_epochs: Sequence[int] = (),
-    corpora: _Corpora | None = None,
+    corpora: Corpora | None = None,
 ) -> TrainResult:
     """One `model.fit` of `train_model` (see there); `epochs` overrides the recipe's, the
     returned model averages the weights of `snapshot_epochs` (0-based) if given, and with

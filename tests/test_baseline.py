@@ -118,7 +118,7 @@ def test_no_test_utterance_reaches_scaler_or_inner_cv(corpus, monkeypatch, proto
 
     monkeypatch.setattr(baseline, "_pipeline", Spy)
     monkeypatch.setattr(baseline, "fit_svm", spy_fit)
-    records = baseline.predict_folds(utts, feats, folds, normalization=normalization)
+    records = baseline.run_baseline(utts, feats, folds, normalization=normalization)["folds"]
     assert len(calls) == len(folds) == len(records)
     for fold, call, record in zip(folds, calls, records, strict=True):
         train = set(np.union1d(fold.train, fold.val).tolist())
@@ -143,7 +143,7 @@ def test_no_test_utterance_reaches_scaler_or_inner_cv(corpus, monkeypatch, proto
 def test_predictions_cover_every_test_utterance_once(corpus):
     utts, feats, _ = corpus
     folds = list(leave_one_speaker_out(utts))
-    records = baseline.predict_folds(utts, feats, folds, normalization="speaker")
+    records = baseline.run_baseline(utts, feats, folds, normalization="speaker")["folds"]
     predicted = [p["path"] for r in records for p in r["predictions"]]
     assert sorted(predicted) == sorted(str(u.path) for u in utts)
     for fold, record in zip(folds, records, strict=True):
@@ -158,13 +158,13 @@ def test_bad_inputs_are_refused(corpus):
     utts, feats, _ = corpus
     folds = list(leave_one_speaker_out(utts))
     with pytest.raises(ValueError, match=r"feats must be \(32, 88\)"):
-        baseline.predict_folds(utts, feats[:-1], folds)
+        baseline.run_baseline(utts, feats[:-1], folds)
     with pytest.raises(ValueError, match="normalization must be one of"):
-        baseline.predict_folds(utts, feats, folds, normalization="global")
+        baseline.run_baseline(utts, feats, folds, normalization="global")
     with pytest.raises(ValueError, match="needs the corpus of every utterance"):
-        baseline.predict_folds(utts, feats, folds, normalization="corpus")
+        baseline.run_baseline(utts, feats, folds, normalization="corpus")
     with pytest.raises(ValueError, match="not in"):
-        baseline.predict_folds(utts, feats, folds, labels=["anger"])
+        baseline.run_baseline(utts, feats, folds, labels=["anger"])
 
 
 # ------------------------------------------------------------------------------------ the bench

@@ -19,11 +19,12 @@ from edge_runtime.config import FrontendConfig
 from keras_dyconv import training
 from keras_dyconv.cli import train
 from keras_dyconv.corpora import Utterance, load_manifest
-from keras_dyconv.experiment import ProtocolSpec, multi_corpus, run_experiment
+from keras_dyconv.experiment import ProtocolSpec, run_experiment
 from keras_dyconv.feeding import WindowSequence, corpus_weights
 from keras_dyconv.labels import original_label
 from keras_dyconv.losses import MaskedCrossEntropy, masked_accuracy, with_mask
 from keras_dyconv.modelio import load_model
+from keras_dyconv.multicorpus import multi_corpus
 from keras_dyconv.protocols import (
     Fold,
     LeakageError,

@@ -23,11 +23,12 @@ from keras_dyconv.checkpoints import (
     checkpoint_callbacks,
     read_epoch_logs,
 )
-from keras_dyconv.cli import chosen_recipe, evaluate, lever_option, recipe_levers, train
+from keras_dyconv.cli import evaluate, train
 from keras_dyconv.corpora import load_manifest
 from keras_dyconv.experiment import ProtocolSpec, run_experiment
 from keras_dyconv.features import extract_corpus
 from keras_dyconv.feeding import WindowSequence, predict_utterances
+from keras_dyconv.levers import chosen_recipe, lever_option, recipe_levers
 from keras_dyconv.modelio import load_model
 from keras_dyconv.normalization import normalize_utterances, online_statistics
 from keras_dyconv.recipes import MODEL_RECIPE_ARGUMENTS, RECIPES, Recipe, field_docs, get_recipe

@@ -1,0 +1,54 @@
+"""Which folds a run makes: the protocol names, `ProtocolSpec` and `make_folds`.
+
+The fold generators are those of `keras_dyconv.protocols`; this module picks one by name.
+It imports no Keras, so the command line lists `PROTOCOLS` without loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from keras_dyconv.corpora import Utterance
+from keras_dyconv.protocols import (
+    Fold,
+    fixed_split,
+    leave_one_corpus_out,
+    leave_one_speaker_out,
+    speaker_group_kfold,
+    stratified_kfold,
+)
+
+__all__ = ["PROTOCOLS", "ProtocolSpec", "make_folds"]
+
+PROTOCOLS: tuple[str, ...] = ("loso", "group-kfold", "stratified", "split", "all", "loco")
+"""The protocols `dyser-train --protocol` and `ProtocolSpec.name` take ("all" trains one
+model and tests none: `keras_dyconv.experiment.run_experiment` handles it, not `make_folds`)."""
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """Which folds to run: a protocol name and its options."""
+
+    name: str = "loso"
+    k: int = 5
+    split_file: str | None = None
+    val_speakers: int | str = "auto"
+    seed: int = 0
+
+
+def make_folds(utts: Sequence[Utterance], spec: ProtocolSpec) -> list[Fold]:
+    """The folds of `spec` over `utts` (see `keras_dyconv.protocols`)."""
+    if spec.name == "loso":
+        return list(leave_one_speaker_out(utts, val_speakers=spec.val_speakers))
+    if spec.name == "group-kfold":
+        return list(speaker_group_kfold(utts, spec.k, val_speakers=spec.val_speakers))
+    if spec.name == "stratified":
+        return list(stratified_kfold(utts, spec.k, seed=spec.seed))
+    if spec.name == "split":
+        if not spec.split_file:
+            raise ValueError("protocol 'split' needs a split file")
+        return list(fixed_split(utts, spec.split_file))
+    if spec.name == "loco":
+        return list(leave_one_corpus_out(utts, val_speakers=spec.val_speakers))
+    raise ValueError(f"unknown protocol {spec.name!r}; choose one of {PROTOCOLS}")
