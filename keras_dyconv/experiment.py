@@ -388,7 +388,8 @@ def _corpus_record(run: _Run) -> dict[str, Any]:
         if run.target is None:
             entry["role"] = "loco"
         else:
-            entry["role"] = "target" if i < (run.n_protocol or 0) else "extra training"
+            extra_role = "pretraining" if run.recipe.pretrain_extra else "extra training"
+            entry["role"] = "target" if i < (run.n_protocol or 0) else extra_role
     return {
         "target_corpus": run.target,
         "corpora": {

@@ -74,6 +74,7 @@ def test_pretrained_once_reused_by_every_fold_and_on_resume(corpora, tmp_path, m
     assert all(s.startswith("ravdess/") for s in seed0["train_speakers"] + seed0["val_speakers"])
     assert len(seed0["val_speakers"]) == 1 and seed0["n_train"] + seed0["n_val"] == 18
     assert record["recipe"]["pretrain_extra"] is True
+    assert record["corpora"]["ravdess"]["role"] == "pretraining"
     weights = out / seed0["weights"]
     assert weights.exists() and fold_inits == [weights]
     emodb = {u.speaker for u in corpora[0]}
