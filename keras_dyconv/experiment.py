@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from keras_dyconv.corpora import Utterance
 from keras_dyconv.distribute import data_parallel_devices
 from keras_dyconv.features import extract_corpus
 from keras_dyconv.feeding import predict_utterances
-from keras_dyconv.folds import ProtocolSpec, make_folds
+from keras_dyconv.folds import ProtocolSpec, chosen_folds, make_folds  # noqa: F401 (old import path)
 from keras_dyconv.labels import class_indices
 from keras_dyconv.metrics import summarize
 from keras_dyconv.modelio import save_model
@@ -48,11 +48,16 @@ from keras_dyconv.multicorpus import (  # multi_corpus: its old import here keep
     multi_corpus,  # noqa: F401
 )
 from keras_dyconv.normalization import FeatureSource
+from keras_dyconv.pretraining import (
+    Pretrained,
+    assert_not_pretrained,
+    pretrain_seeds,
+    pretraining_record,
+)
 from keras_dyconv.protocols import (
     Fold,
     add_training,
     assert_no_leak,
-    assert_test_partition,
     leave_one_speaker_out,
 )
 from keras_dyconv.recipes import Recipe
@@ -109,7 +114,8 @@ class _Run:
 
     def corpus_record(self) -> dict[str, Any]:
         """`keras_dyconv.multicorpus.corpus_record` of the run's corpora (several only)."""
-        return corpus_record(self.utts, self.target, self.n_protocol)
+        extra_role = "pretraining" if self.recipe.pretrain_extra else "extra training"
+        return corpus_record(self.utts, self.target, self.n_protocol, extra_role)
 
     def part(self, indices: Sequence[int]) -> tuple[list[FeatureSource], np.ndarray, list[str]]:
         """Features, class indices and speakers of the utterances at `indices`."""
@@ -188,7 +194,9 @@ def run_experiment(
     in ``extra["corpus"]``, the labels default to the classes present in any corpus
     (`keras_dyconv.labels.COMMON_LABELS` order), and results.json adds "corpora",
     "label_mapping" and "corpus_scores". Protocol "loco" is always multi-corpus (`utts`:
-    every corpus, `extra` empty).
+    every corpus, `extra` empty). With `Recipe.pretrain_extra` the extra corpora pretrain
+    one model per seed and each fold fine-tunes it on the target alone
+    (`keras_dyconv.pretraining`; results.json adds "pretraining").
     """
     t_start = time.time()
     if recipe.data_parallel:
@@ -214,13 +222,25 @@ def run_experiment(
         target,
         n_protocol,
     )
+    extra_idx = np.arange(n_protocol or len(utts), len(utts))
+    pretrained: dict[int, Pretrained] = {}
+    if recipe.pretrain_extra:
+        pretrained = pretrain_seeds(
+            run,
+            extra_idx,
+            seeds[:1] if protocol.name == "all" else seeds,
+            protocol.val_speakers,
+            log,
+        )
     if protocol.name == "all":
-        return _train_all(run, protocol, seeds[0], t_start)
-    folds = _chosen_folds(utts[: n_protocol or len(utts)], protocol, only_folds, max_folds)
-    if n_protocol is not None:
-        folds = [add_training(f, np.arange(n_protocol, len(utts))) for f in folds]
-    fold_records, curves = _run_folds(run, folds, seeds, save_models)
+        return _train_all(run, protocol, seeds[0], t_start, pretrained.get(seeds[0]))
+    folds = chosen_folds(utts[: n_protocol or len(utts)], protocol, only_folds, max_folds)
+    if len(extra_idx) and not pretrained:
+        folds = [add_training(f, extra_idx) for f in folds]
+    fold_records, curves = _run_folds(run, folds, seeds, save_models, pretrained)
     results = _results(run, protocol, folds, seeds, fold_records, t_features, t_start)
+    if pretrained:
+        results["pretraining"] = pretraining_record(pretrained)  # type: ignore[typeddict-unknown-key]
     write_run_folder(results, curves, out)
     log_scores(results, out, log)
     return results
@@ -278,16 +298,25 @@ def _results(
 
 
 def _run_folds(
-    run: _Run, folds: Sequence[Fold], seeds: Sequence[int], save_models: bool
+    run: _Run,
+    folds: Sequence[Fold],
+    seeds: Sequence[int],
+    save_models: bool,
+    pretrained: Mapping[int, Pretrained],
 ) -> tuple[list[FoldRecord], dict[str, dict[str, list[float]]]]:
     """Every fold with every seed: the fold records, and the training history of each
     ("<fold>/seed<seed>"). With `save_models` the first seed's model of each fold is saved
-    as out/folds/<fold>/model.keras."""
+    as out/folds/<fold>/model.keras. `pretrained`: the model each seed's folds fine-tune
+    (none: they train from scratch)."""
     fold_records, curves = [], {}
     for fold in folds:
         assert_no_leak(fold, run.utts)
+        for p in pretrained.values():
+            assert_not_pretrained(fold, run.utts, p)
         for seed in seeds:
-            record, curves[f"{fold.name}/seed{seed}"], result = _run_fold(run, fold, seed)
+            record, curves[f"{fold.name}/seed{seed}"], result = _run_fold(
+                run, fold, seed, pretrained.get(seed)
+            )
             fold_records.append(record)
             if result is None:  # read back from an earlier run
                 continue
@@ -302,33 +331,16 @@ def _run_folds(
     return fold_records, curves
 
 
-def _chosen_folds(
-    utts: Sequence[Utterance],
-    protocol: ProtocolSpec,
-    only_folds: Sequence[str] | None,
-    max_folds: int | None,
-) -> list[Fold]:
-    """The folds of `protocol` to run: those named in `only_folds` (all if None), the first
-    `max_folds` of them (all if None)."""
-    folds = make_folds(utts, protocol)
-    assert_test_partition(folds, len(utts))
-    if only_folds is not None:
-        unknown = set(only_folds) - {f.name for f in folds}
-        if unknown:
-            raise ValueError(f"no folds named {sorted(unknown)}; folds: {[f.name for f in folds]}")
-        folds = [f for f in folds if f.name in set(only_folds)]
-    if max_folds is not None:
-        folds = folds[:max_folds]
-    return folds
-
-
 def _run_fold(
-    run: _Run, fold: Fold, seed: int
+    run: _Run, fold: Fold, seed: int, pretrained: Pretrained | None = None
 ) -> tuple[FoldRecord, dict[str, list[float]], TrainResult | None]:
-    """Train and test one fold with one seed: its record, its training history, and the
-    fitted model (None when the record was read back from a finished earlier run)."""
+    """Train (fine-tune `pretrained`, if given) and test one fold with one seed: its
+    record, its training history, and the fitted model (None when the record was read back
+    from a finished earlier run)."""
     t0 = time.time()
-    ckpt = None if run.checkpoint_dir is None else run.checkpoint_dir / fold.name / f"seed{seed}"
+    # A fine-tune's checkpoints are those of its pretrained model's key only.
+    tag = f"seed{seed}" + ("" if pretrained is None else f"-ft-{pretrained.record['key']}")
+    ckpt = None if run.checkpoint_dir is None else run.checkpoint_dir / fold.name / tag
     if ckpt is not None and (ckpt / "record.json").exists():
         record = json.loads((ckpt / "record.json").read_text())
         history = record.pop("history")
@@ -338,7 +350,13 @@ def _run_fold(
         f"fold {fold.name} seed {seed}: train {len(fold.train)}, val {len(fold.val)}, "
         f"test {len(fold.test)}"
     )
-    result = run.train(fold.train, fold.val, seed, checkpoint_dir=ckpt)
+    result = run.train(
+        fold.train,
+        fold.val,
+        seed,
+        checkpoint_dir=ckpt,
+        init_weights=None if pretrained is None else pretrained.weights,
+    )
     metrics, predictions = _test(run, result, fold.test)
     run.log(
         f"  WA {metrics['metrics']['wa']:.3f}  UA {metrics['metrics']['ua']:.3f}  "
@@ -407,16 +425,28 @@ def _test(
     return metrics, predictions
 
 
-def _train_all(run: _Run, protocol: ProtocolSpec, seed: int, t_start: float) -> AllResults:
+def _train_all(
+    run: _Run, protocol: ProtocolSpec, seed: int, t_start: float, pretrained: Pretrained | None
+) -> AllResults:
     """Protocol "all": one model on every speaker but the validation speakers of the first
-    LOSO fold (its "test" speaker goes back to training), saved as out/model.keras."""
+    LOSO fold (its "test" speaker goes back to training), saved as out/model.keras; with
+    `pretrained`, fine-tuned from it on the target corpus alone."""
     own = run.utts[: run.n_protocol or len(run.utts)]  # extra corpora: training only
     folds = list(leave_one_speaker_out(own, val_speakers=protocol.val_speakers))
     val = folds[0].val
-    train = np.setdiff1d(np.arange(len(run.utts)), val)
+    if pretrained is not None:
+        assert_not_pretrained(folds[0], own, pretrained)
+    train = np.setdiff1d(np.arange(len(own) if pretrained else len(run.utts)), val)
     run.log(f"training on {len(train)} utterances, selecting on {len(val)} validation utterances")
-    ckpt = None if run.checkpoint_dir is None else run.checkpoint_dir / "all" / f"seed{seed}"
-    result = run.train(train, val, seed, checkpoint_dir=ckpt)
+    tag = f"seed{seed}" + ("" if pretrained is None else f"-ft-{pretrained.record['key']}")
+    ckpt = None if run.checkpoint_dir is None else run.checkpoint_dir / "all" / tag
+    result = run.train(
+        train,
+        val,
+        seed,
+        checkpoint_dir=ckpt,
+        init_weights=None if pretrained is None else pretrained.weights,
+    )
     path = _save(result, run, run.out / "model.keras", {"recipe": run.recipe.name})
     results: AllResults = {
         "protocol": {**protocol.__dict__},
@@ -432,6 +462,8 @@ def _train_all(run: _Run, protocol: ProtocolSpec, seed: int, t_start: float) -> 
     }
     if run.multi:
         results.update(run.corpus_record())  # type: ignore[typeddict-item]
+    if pretrained is not None:
+        results["pretraining"] = pretraining_record({seed: pretrained})  # type: ignore[typeddict-unknown-key]
     write_json(run.out / "results.json", results)
     plot_curves({"all": result.history}, run.out / "training_curves.png")
     return results

@@ -1,4 +1,4 @@
-"""Which folds a run makes: the protocol names, `ProtocolSpec` and `make_folds`.
+"""Which folds a run makes: the protocol names, `ProtocolSpec`, `make_folds` and `chosen_folds`.
 
 The fold generators are those of `keras_dyconv.protocols`; this module picks one by name.
 It imports no Keras, so the command line lists `PROTOCOLS` without loading TensorFlow.
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from keras_dyconv.corpora import Utterance
 from keras_dyconv.protocols import (
     Fold,
+    assert_test_partition,
     fixed_split,
     leave_one_corpus_out,
     leave_one_speaker_out,
@@ -19,7 +20,7 @@ from keras_dyconv.protocols import (
     stratified_kfold,
 )
 
-__all__ = ["PROTOCOLS", "ProtocolSpec", "make_folds"]
+__all__ = ["PROTOCOLS", "ProtocolSpec", "chosen_folds", "make_folds"]
 
 PROTOCOLS: tuple[str, ...] = ("loso", "group-kfold", "stratified", "split", "all", "loco")
 """The protocols `dyser-train --protocol` and `ProtocolSpec.name` take ("all" trains one
@@ -52,3 +53,23 @@ def make_folds(utts: Sequence[Utterance], spec: ProtocolSpec) -> list[Fold]:
     if spec.name == "loco":
         return list(leave_one_corpus_out(utts, val_speakers=spec.val_speakers))
     raise ValueError(f"unknown protocol {spec.name!r}; choose one of {PROTOCOLS}")
+
+
+def chosen_folds(
+    utts: Sequence[Utterance],
+    protocol: ProtocolSpec,
+    only_folds: Sequence[str] | None,
+    max_folds: int | None,
+) -> list[Fold]:
+    """The folds of `protocol` to run: those named in `only_folds` (all if None), the first
+    `max_folds` of them (all if None)."""
+    folds = make_folds(utts, protocol)
+    assert_test_partition(folds, len(utts))
+    if only_folds is not None:
+        unknown = set(only_folds) - {f.name for f in folds}
+        if unknown:
+            raise ValueError(f"no folds named {sorted(unknown)}; folds: {[f.name for f in folds]}")
+        folds = [f for f in folds if f.name in set(only_folds)]
+    if max_folds is not None:
+        folds = folds[:max_folds]
+    return folds

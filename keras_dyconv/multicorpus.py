@@ -119,7 +119,10 @@ def join_corpora(
 
 
 def corpus_record(
-    utts: Sequence[Utterance], target: str | None, n_protocol: int | None
+    utts: Sequence[Utterance],
+    target: str | None,
+    n_protocol: int | None,
+    extra_role: str = "extra training",
 ) -> dict[str, Any]:
     """What results.json and the saved model record of a multi-corpus run: the corpora
     (role, utterances and speakers of each), the target and the label mapping.
@@ -128,6 +131,8 @@ def corpus_record(
         utts: every utterance of the run (`join_corpora`), the protocol's first.
         target: the target corpus; None: leave-one-corpus-out.
         n_protocol: how many of `utts` are the protocol's own.
+        extra_role: the role of the other corpora: "extra training" (in every fold's
+            training part) or "pretraining" (`Recipe.pretrain_extra`).
     """
     corpora: dict[str, dict[str, Any]] = {}
     for i, u in enumerate(utts):
@@ -137,7 +142,7 @@ def corpus_record(
         if target is None:
             entry["role"] = "loco"
         else:
-            entry["role"] = "target" if i < (n_protocol or 0) else "extra training"
+            entry["role"] = "target" if i < (n_protocol or 0) else extra_role
     return {
         "target_corpus": target,
         "corpora": {

@@ -125,6 +125,18 @@ class Recipe:
             statistics (recording chains and languages differ) instead of statistics pooled
             over all corpora; the model keeps the target corpus's, the ones its test data
             shares. Needs a target corpus (not leave-one-corpus-out).
+        pretrain_extra: with extra training corpora (`dyser-train --corpus ... --target ...`):
+            instead of adding the extra corpora to every fold's training data, train one
+            model per seed on the extra corpora alone (validation: the speakers the first
+            leave-one-speaker-out fold of each extra corpus holds out), saved in the run
+            folder and reused by every fold and on resume, then fine-tune it on each fold's
+            target training speakers only, with the usual validation on the target's
+            validation speakers. The whole model, head included, carries over (the common
+            label space: a class only the target has starts from its initial weights) and
+            the fine-tune keeps the attention temperature at the schedule's end value. Cost:
+            one extra-corpora training per seed plus target-sized folds, instead of every
+            fold on all corpora (`keras_dyconv.pretraining`). Without extra corpora (one
+            corpus, protocol "loco") it changes nothing.
         model: architecture: keyword arguments for `build_dycnn_bilstm`, any of
             `MODEL_RECIPE_ARGUMENTS`, e.g. `{"num_kernels": 8}` (K kernels per dynamic
             convolution) or `{"conv_filters": [32, 64, 128]}` (channels per block; its length
@@ -160,6 +172,7 @@ class Recipe:
     distill: int = 0
     extra_corpora_weight: float = 0.5
     corpus_statistics: bool = False
+    pretrain_extra: bool = False
     model: dict[str, Any] = field(default_factory=dict)
     data_parallel: bool = False
 

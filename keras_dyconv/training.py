@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,7 @@ def train_model(
     train_corpora: Sequence[str] | None = None,
     val_corpora: Sequence[str] | None = None,
     target_corpus: str | None = None,
+    init_weights: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Fit a DyCNN-BiLSTM on one training set.
 
@@ -136,6 +138,11 @@ def train_model(
             them); default: `target_corpus`.
         target_corpus: the corpus the protocol tests on (its weight 1, the others'
             `Recipe.extra_corpora_weight`); None: every corpus weighs the same.
+        init_weights: a `.weights.h5` file of the same model (recipe, features, classes) to
+            start from instead of a fresh initialisation: a fine-tune (`Recipe.pretrain_extra`,
+            `keras_dyconv.pretraining`); the attention temperature then stays at the end
+            value of `recipe.temperature` (the pretrained kernels' attention is already
+            sharp). The refit and the teachers start from it too.
     """
     policy = policy or WindowPolicy()
     teachers = _teachers(
@@ -154,6 +161,7 @@ def train_model(
         train_corpora=train_corpora,
         val_corpora=val_corpora,
         target_corpus=target_corpus,
+        init_weights=init_weights,
     )
     corpora = Corpora.of_fit(target_corpus, train_corpora, len(train_sources))
     result = _fit(
@@ -172,6 +180,7 @@ def train_model(
         verbose=verbose,
         teachers=teachers,
         corpora=corpora,
+        init_weights=init_weights,
     )
     if not (recipe.refit and len(val_sources) and result.best_epoch is not None):
         return result
@@ -188,6 +197,7 @@ def train_model(
         seed=seed,
         verbose=verbose,
         teachers=teachers,
+        init_weights=init_weights,
     )
 
 
@@ -205,6 +215,7 @@ def _refit(
     seed: int,
     verbose: int | str,
     teachers: Sequence[keras.Model],
+    init_weights: str | os.PathLike | None,
 ) -> TrainResult:
     """`Recipe.refit`: `result` (the fit scored on the validation speakers) with its model
     refit on training + validation speakers (`sources`, `labels`, `speakers`, `corpora`:
@@ -224,6 +235,7 @@ def _refit(
         epochs=max(result.averaged_epochs) + 1,
         snapshot_epochs=result.averaged_epochs,  # the best epoch, then any averaged with it
         corpora=corpora,
+        init_weights=init_weights,
     )
     return dataclasses.replace(
         result, model=refit.model, config=refit.config, refit_epochs=refit.epochs_run
@@ -277,10 +289,12 @@ def _fit(
     epochs: int | None = None,
     snapshot_epochs: Sequence[int] = (),
     corpora: Corpora | None = None,
+    init_weights: str | os.PathLike | None = None,
 ) -> TrainResult:
     """One `model.fit` of `train_model` (see there); `epochs` overrides the recipe's, the
-    returned model averages the weights of `snapshot_epochs` (0-based) if given, and with
-    `corpora` the loss is masked per corpus and the corpora and classes balanced."""
+    returned model averages the weights of `snapshot_epochs` (0-based) if given, with
+    `corpora` the loss is masked per corpus and the corpora and classes balanced, and with
+    `init_weights` the fit starts from those weights."""
     keras.utils.set_random_seed(seed)
     by_corpus = None
     if corpora is not None and recipe.corpus_statistics:
@@ -337,6 +351,7 @@ def _fit(
             verbose=verbose,
             snapshot_epochs=snapshot_epochs,
             masked=corpora is not None,
+            init_weights=init_weights,
         )
 
 
@@ -355,6 +370,7 @@ def _fit_model(
     verbose: int | str,
     snapshot_epochs: Sequence[int],
     masked: bool,
+    init_weights: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Build, compile and fit the model of `_fit` on the training batches `data` (inside
     the data-parallel scope when `Recipe.data_parallel`)."""
@@ -362,6 +378,11 @@ def _fit_model(
         recipe, config, policy, num_classes, total_steps=epochs * len(data), masked=masked
     )
     start, end, anneal_epochs = recipe.temperature
+    if init_weights is not None:
+        with warnings.catch_warnings():  # the pretraining's optimizer state: not wanted
+            warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+            model.load_weights(init_weights)
+        start = end  # a fine-tune: the pretrained attention stays sharp
     callbacks: list[keras.callbacks.Callback] = [TemperatureAnnealing(start, end, anneal_epochs)]
     selection = None
     if len(val_sources):

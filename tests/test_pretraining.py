@@ -1,0 +1,155 @@
+"""Pretrain once on the extra corpora, fine-tune per fold (`Recipe.pretrain_extra`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import keras
+import numpy as np
+import pytest
+from test_multicorpus import EMODB_EMOTIONS, RAVDESS_EMOTIONS, TINY, _own_corpus
+from test_training import POLICY
+
+from edge_runtime.config import FrontendConfig
+from keras_dyconv import experiment, pretraining
+from keras_dyconv.corpora import load_manifest
+from keras_dyconv.experiment import ProtocolSpec, multi_corpus, run_experiment
+from keras_dyconv.pretraining import Pretrained, assert_not_pretrained, pretrain_seeds
+from keras_dyconv.protocols import LeakageError
+from keras_dyconv.training import train_model
+
+PRETRAIN = dataclasses.replace(TINY, epochs=1, pretrain_extra=True)
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pretrain-corpora")
+    paths = {
+        "emodb": _own_corpus(root, "emodb", EMODB_EMOTIONS, 3, seed=1),
+        "ravdess": _own_corpus(root, "ravdess", RAVDESS_EMOTIONS, 3, seed=2),
+    }
+    return multi_corpus({name: load_manifest(p) for name, p in paths.items()}, "emodb")
+
+
+def _run(corpora, out, recipe, **kwargs):
+    utts, extra = corpora
+    return run_experiment(
+        utts,
+        out,
+        FrontendConfig(top_db=None),
+        recipe,
+        ProtocolSpec("loso", val_speakers=1),
+        policy=POLICY,
+        verbose=0,
+        log=lambda _: None,
+        extra=extra,
+        **kwargs,
+    )
+
+
+def test_pretrained_once_reused_by_every_fold_and_on_resume(corpora, tmp_path, monkeypatch):
+    pretrainings, fold_inits = [], []
+    real_pretrain, real_train = pretraining.train_model, experiment.train_model
+
+    def count_pretraining(*args, **kwargs):
+        pretrainings.append(kwargs["train_speakers"])
+        return real_pretrain(*args, **kwargs)
+
+    def spy_fold(*args, **kwargs):
+        fold_inits.append(kwargs.get("init_weights"))
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(pretraining, "train_model", count_pretraining)
+    monkeypatch.setattr(experiment, "train_model", spy_fold)
+    out = tmp_path / "run"
+    results = _run(corpora, out, PRETRAIN, max_folds=1)
+    # One pretraining, on RAVDESS only (2 training speakers, 1 validation speaker).
+    assert len(pretrainings) == 1 and {s.split("/")[0] for s in pretrainings[0]} == {"ravdess"}
+    record = json.loads((out / "results.json").read_text())
+    assert record == json.loads(json.dumps(results))
+    (seed0,) = record["pretraining"]["seeds"].values()
+    assert seed0["reused"] is False and seed0["seconds"] > 0 and seed0["corpora"] == ["ravdess"]
+    assert len(seed0["train_speakers"]) == 2
+    assert all(s.startswith("ravdess/") for s in seed0["train_speakers"] + seed0["val_speakers"])
+    assert len(seed0["val_speakers"]) == 1 and seed0["n_train"] + seed0["n_val"] == 18
+    assert record["recipe"]["pretrain_extra"] is True
+    assert record["corpora"]["ravdess"]["role"] == "pretraining"
+    weights = out / seed0["weights"]
+    assert weights.exists() and fold_inits == [weights]
+    emodb = {u.speaker for u in corpora[0]}
+    for fold in record["folds"]:
+        # Fine-tuned on the target only: 3 EmoDB speakers - 1 test - 1 validation.
+        assert fold["n_train"] == 8 and fold["n_val"] == 8
+        assert set(fold["test_speakers"]) <= emodb
+        assert not set(fold["test_speakers"]) & set(seed0["train_speakers"] + seed0["val_speakers"])
+
+    # Another fold, run later into the same folder: the pretrained model is read back.
+    second = [f"loso-{s}" for s in sorted(emodb)][1]
+    again = _run(corpora, out, PRETRAIN, only_folds=[second])
+    assert len(pretrainings) == 1 and fold_inits[-1] == weights
+    assert again["pretraining"]["seeds"]["0"]["reused"] is True
+    assert again["pretraining"]["seeds"]["0"]["key"] == seed0["key"]
+
+    # A different recipe is never fine-tuned from a stale model: pretrained anew, new key.
+    other = _run(corpora, out, dataclasses.replace(PRETRAIN, learning_rate=1e-3), max_folds=1)
+    assert len(pretrainings) == 2
+    assert other["pretraining"]["seeds"]["0"]["key"] != seed0["key"]
+    assert len(list((out / "pretrained").iterdir())) == 2
+
+
+def test_fine_tune_starts_from_the_pretrained_weights(tmp_path):
+    rng = np.random.default_rng(0)
+    feats = [rng.normal(size=(150, 64)).astype(np.float32) for _ in range(6)]
+    labels, config = np.arange(6) % 2, FrontendConfig()
+    first = train_model(feats, labels, ["a", "b"], config, TINY, POLICY, verbose=0)
+    path = tmp_path / "first.weights.h5"
+    first.model.save_weights(path)
+    # A learning rate of ~0: the fine-tuned model is the pretrained one, at temperature 1.
+    still = dataclasses.replace(TINY, epochs=1, learning_rate=1e-12, weight_decay=0.0)
+    tuned = train_model(
+        feats, labels, ["a", "b"], config, still, POLICY, verbose=0, init_weights=path
+    )
+    fresh = train_model(feats, labels, ["a", "b"], config, still, POLICY, verbose=0, seed=5)
+    trainable = [v.name for v in first.model.trainable_variables]
+    for a, b, v in zip(
+        first.model.get_weights(), tuned.model.get_weights(), first.model.weights, strict=True
+    ):
+        if v.name in trainable:
+            np.testing.assert_allclose(a, b, atol=1e-5)
+    assert not all(
+        np.allclose(a, c)
+        for a, c in zip(first.model.get_weights(), fresh.model.get_weights(), strict=True)
+    )
+    temperatures = [
+        float(keras.ops.convert_to_numpy(v)) for v in tuned.model.weights if "temperature" in v.name
+    ]
+    assert temperatures and all(t == 1.0 for t in temperatures)
+
+
+def test_a_test_speaker_in_the_pretraining_is_a_leak(corpora, tmp_path, monkeypatch):
+    utts, _ = corpora
+    target_speaker = sorted({u.speaker for u in utts})[0]
+
+    def leaky(run, extra, seeds, val_speakers, log):
+        record = {"key": "0" * 16, "train_speakers": [target_speaker], "val_speakers": []}
+        return {0: Pretrained(tmp_path / "x.weights.h5", record, frozenset())}
+
+    monkeypatch.setattr(experiment, "pretrain_seeds", leaky)
+    with pytest.raises(LeakageError, match=f"speakers \\['{target_speaker}'\\].*pretraining"):
+        _run(corpora, tmp_path / "leak", PRETRAIN, max_folds=1)
+    # The same for a test file under another speaker name.
+    folds = experiment.make_folds(utts, ProtocolSpec("loso", val_speakers=1))
+    path = str(utts[folds[0].test[0]].path)
+    renamed = Pretrained(tmp_path / "x.weights.h5", leaky(0, 0, 0, 0, 0)[0].record, frozenset())
+    renamed = dataclasses.replace(
+        renamed, record={**renamed.record, "train_speakers": ["ravdess/9"]}, paths=frozenset([path])
+    )
+    with pytest.raises(LeakageError, match="test files"):
+        assert_not_pretrained(folds[0], utts, renamed)
+
+
+def test_nothing_to_pretrain_without_extra_corpora():
+    messages = []
+    assert pretrain_seeds(None, np.arange(0), [0, 1], "auto", messages.append) == {}  # type: ignore[arg-type]
+    assert "nothing to pretrain" in messages[0] and "loco" in messages[0]
