@@ -46,6 +46,7 @@ RENDERERS = {
     "edge": "render_edge",
     "speech_gate": "render_speech_gate",
     "memory": "render_memory",
+    "fuzz": "render_fuzz",
 }
 
 
