@@ -21,7 +21,7 @@ def _max_mean(d: dict, digits: tuple[str, str]) -> str:
 def render(data: dict) -> str:
     """The section's Markdown body from the saved results."""
     env, settings, corpus = data["environment"], data["settings"], data["corpus"]
-    native, speed = data["native"], data["speed"]
+    native, speed, load = data["native"], data["speed"], data["load_1min"]
     versions = env["versions"]
     resampled_rows = [
         [
@@ -107,7 +107,10 @@ def render(data: dict) -> str:
             "**Speed**, edge `Frontend` vs `librosa_features` on the same in-memory "
             "samples, interleaved run by run (3 s clip: ms per call; corpus: s in total), "
             "measured after the parity passes; the last row times WAV file to features "
-            "(`read_wav` + `Frontend` vs `librosa.load` + `librosa_features`).",
+            "(`read_wav` + `Frontend` vs `librosa.load` + `librosa_features`). Times (and the "
+            f"resampling ms above) are {settings['clock']}, which waiting for a core does not "
+            f"inflate; load average (1 min) at start / end of the run: {load[0]:.1f} / "
+            f"{load[1]:.1f}.",
             markdown_table(
                 ["workload", "edge", "librosa", "speed-up (librosa / edge)"],
                 [

@@ -143,6 +143,7 @@ def frontend_results() -> dict:
             "resampler": "soxr_hq",
             "blas_threads": "1",
             "top_db": None,
+            "clock": "process CPU time",
         },
         "corpus": {"files": 2, "seconds": 90.0, "sample_rate": 16000, "decode_mismatches": 0},
         "native": {
@@ -165,6 +166,7 @@ def frontend_results() -> dict:
             "corpus": {"logmel": _speed(0.2, 0.5), "mfcc39": _speed(0.25, 1.0)},
             "files": {"feature": "logmel", **_speed(0.25, 0.75)},
         },
+        "load_1min": [1.5, 2.25],
     }
 
 
@@ -181,6 +183,8 @@ def test_render_frontend():
         "| 8 kHz | 82.2 | 84.4 / 70.2 | 0.406 / 0.0015 | 0.131 / 0.0038 | 1.5e-05 / 0.00012 "
         "| 0.90 / 0.14 |"
     ) in text
+    assert "are process CPU time, which waiting for a core does not inflate; load average" in text
+    assert "(1 min) at start / end of the run: 1.5 / 2.2." in text
     assert text.endswith(
         "| workload | edge | librosa | speed-up (librosa / edge) |\n|---|---|---|---|\n"
         "| 3 s clip, logmel (median of 300) | 0.500 | 1.500 | 3.00x |\n"
