@@ -73,6 +73,22 @@ def with_ci(results: dict[str, Any], metric: str) -> str:
     return f"{pct(results['pooled'][metric])} [{pct(lo)}, {pct(hi)}]"
 
 
+#: The columns of `_wa_ua_cells`: each normalisation's WA and UA (the first normalisation
+#: has none beyond the training-set scaler; the second is per speaker).
+WA_UA_HEADER = ("WA [95% CI]", "UA [95% CI]", "speaker-norm. WA [95% CI]")
+WA_UA_HEADER += ("speaker-norm. UA [95% CI]",)
+
+
+def _wa_ua_cells(runs_of: dict[str, dict], norms: Sequence[str]) -> list[str]:
+    """WA and UA with their intervals under each normalisation of `norms` ("—" where the
+    job was not run with it)."""
+    cells = []
+    for norm in norms:
+        r = runs_of.get(norm)
+        cells += [with_ci(r, "wa"), with_ci(r, "ua")] if r else ["—", "—"]
+    return cells
+
+
 def _job_order(name: str) -> tuple[int, str]:
     names = list(JOBS)
     return (names.index(name) if name in names else len(names), name)
@@ -114,20 +130,14 @@ def render_body(runs: Sequence[dict[str, Any]], neural_dir: Path = NEURAL) -> st
             "speaker-indep.",
             "folds",
             "utterances / classes",
-            "WA [95% CI]",
-            "UA [95% CI]",
-            "speaker-norm. WA [95% CI]",
-            "speaker-norm. UA [95% CI]",
+            *WA_UA_HEADER,
             "C chosen (none / speaker)",
         ]
         rows = []
         for name in single:
             runs_of = by_job[name]
             first = next(iter(runs_of.values()))
-            cells = []
-            for norm in NORMALIZATIONS:
-                r = runs_of.get(norm)
-                cells += [with_ci(r, "wa"), with_ci(r, "ua")] if r else ["—", "—"]
+            cells = _wa_ua_cells(runs_of, NORMALIZATIONS)
             chosen = [_chosen_c(runs_of[n]) if n in runs_of else "—" for n in NORMALIZATIONS]
             rows.append(
                 [
@@ -249,19 +259,13 @@ def loco_table(by_job: dict[str, dict[str, dict]], loco: Sequence[str]) -> str:
         "trained on",
         "classes",
         "test utterances",
-        "WA [95% CI]",
-        "UA [95% CI]",
-        "speaker-norm. WA [95% CI]",
-        "speaker-norm. UA [95% CI]",
+        *WA_UA_HEADER,
     ]
     rows = []
     for job in loco:
         runs_of = by_job[job]
         first = next(iter(runs_of.values()))
-        cells = []
-        for norm in LOCO_NORMALIZATIONS:
-            r = runs_of.get(norm)
-            cells += [with_ci(r, "wa"), with_ci(r, "ua")] if r else ["—", "—"]
+        cells = _wa_ua_cells(runs_of, LOCO_NORMALIZATIONS)
         rows.append(
             [
                 CORPUS_NAMES.get(first["corpus"], first["corpus"]),
