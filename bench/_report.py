@@ -112,6 +112,19 @@ def results_path(name: str) -> Path:
     return RESULTS / f"{name}.json"
 
 
+def save_environment(name: str, packages: Sequence[str] = ("numpy",)) -> Path:
+    """For a section whose raw results live elsewhere (training, ablation: under
+    docs/results/, one file per run): record where and when its measure step last ran, as
+    {"environment": `environment(packages)`} in `results_path(name)`."""
+    return save_json(results_path(name), {"environment": environment(packages)})
+
+
+def saved_machine_line(name: str) -> str:
+    """`machine_line` of what `save_environment(name)` recorded (a clear error if nothing
+    was)."""
+    return machine_line(load_json(results_path(name))["environment"])
+
+
 def _jsonable(value: object) -> object:
     """JSON for what `json` does not know: numpy scalars and arrays, paths."""
     if hasattr(value, "tolist"):
