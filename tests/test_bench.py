@@ -375,6 +375,7 @@ def test_render_export():
         "**missed**."
     ) in text
     assert MACHINE in text
+    assert f"Load average (1 min) at the start: {ENV['load_1min']:.1f}. Absolute" in text
     assert "so its Bi-LSTM runs 18 steps per 3 s window" in text
     assert "pooling time 8x (trained the same way, 48 s) runs 37." in text
     assert "All 8 interpreters" in text
