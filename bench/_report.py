@@ -46,6 +46,7 @@ RENDERERS = {
     "edge": "render_edge",
     "speech_gate": "render_speech_gate",
     "memory": "render_memory",
+    "fuzz": "render_fuzz",
 }
 
 
@@ -109,6 +110,19 @@ def machine_line(env: dict | None = None) -> str:
 def results_path(name: str) -> Path:
     """Where section `name` keeps its raw results."""
     return RESULTS / f"{name}.json"
+
+
+def save_environment(name: str, packages: Sequence[str] = ("numpy",)) -> Path:
+    """For a section whose raw results live elsewhere (training, ablation: under
+    docs/results/, one file per run): record where and when its measure step last ran, as
+    {"environment": `environment(packages)`} in `results_path(name)`."""
+    return save_json(results_path(name), {"environment": environment(packages)})
+
+
+def saved_machine_line(name: str) -> str:
+    """`machine_line` of what `save_environment(name)` recorded (a clear error if nothing
+    was)."""
+    return machine_line(load_json(results_path(name))["environment"])
 
 
 def _jsonable(value: object) -> object:

@@ -27,7 +27,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # this checkout's code (see bench_training)
 import bench_training  # noqa: E402
-from _report import machine_line, markdown_table, verdict, write_section  # noqa: E402
+from _report import (  # noqa: E402
+    markdown_table,
+    save_environment,
+    saved_machine_line,
+    verdict,
+    write_section,
+)
 
 ABLATION = ROOT / "docs" / "results" / "ablation"
 #: The paired comparisons are against this variant: the default recipe before the ablation.
@@ -424,7 +430,7 @@ def render_table() -> None:
             "per-fold results: `docs/results/ablation/`.",
             described,
             markdown_table(header, rows),
-            machine_line(),
+            saved_machine_line("ablation"),
         ]
     )
     write_section("ablation", "EmoDB LOSO ablation (recipe levers)", body)
@@ -450,6 +456,7 @@ def main() -> None:
         for name in args.variants:
             path = run_variant(name, args.seeds, args.workers, args.backend, args.resume)
             print(f"results -> {path}")
+            save_environment("ablation", ("numpy", "keras", "tensorflow"))
             render_table()
     render_table()
 

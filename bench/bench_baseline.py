@@ -27,54 +27,29 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # this checkout's code (see bench_training)
-from _report import markdown_table, write_section  # noqa: E402
+from _report import save_json, write_section  # noqa: E402
+from render_baseline import (  # noqa: E402
+    JOBS,
+    LOCO_CORPORA,
+    LOCO_NORMALIZATIONS,
+    NEURAL,
+    NORMALIZATIONS,
+    TITLE,
+    neural_runs,
+    render_body,
+    same_protocol,
+)
 
 #: The shared corpora (override with DYSER_DATASETS, e.g. from a git worktree elsewhere).
 DATASETS = Path(os.environ.get("DYSER_DATASETS", ROOT.parent / "shared" / "datasets"))
 RESULTS = ROOT / "docs" / "results" / "baseline"
-NEURAL = ROOT / "docs" / "results"
 CACHE = ROOT / "runs" / "cache"
-#: The 3-seed run of today's default recipe (the ablation variant that became the default).
-NEURAL_DEFAULT_3SEEDS = NEURAL / "ablation" / "dataset-norm+time-pool16.json"
-
-#: The seed paper's reported WA (%) per corpus; it does not state its folds.
-PAPER = {"emodb": 89.29, "casia": 59.08, "iemocap": 71.25}
-CORPUS_NAMES = {"emodb": "EmoDB", "casia": "CASIA", "ravdess": "RAVDESS", "iemocap": "IEMOCAP"}
-
-
-@dataclass(frozen=True)
-class Job:
-    """One corpus under one protocol (a `ProtocolSpec`'s fields), in the table's words."""
-
-    corpus: str
-    protocol: dict[str, Any]
-    description: str
-
-
-JOBS: dict[str, Job] = {
-    "emodb-loso": Job("emodb", {"name": "loso"}, "leave-one-speaker-out"),
-    "emodb-stratified": Job(
-        "emodb", {"name": "stratified", "k": 10}, "stratified 10-fold (speaker-dependent)"
-    ),
-    "casia-loso": Job("casia", {"name": "loso"}, "leave-one-speaker-out"),
-    "casia-stratified": Job(
-        "casia", {"name": "stratified", "k": 10}, "stratified 10-fold (speaker-dependent)"
-    ),
-    "ravdess-group6": Job(
-        "ravdess", {"name": "group-kfold", "k": 6}, "6 folds of 4 actors (speaker groups)"
-    ),
-}
-NORMALIZATIONS = ("none", "speaker")
-#: Leave-one-corpus-out ("loco" in --jobs): these corpora, on the classes all of them have.
-LOCO_CORPORA = ("emodb", "casia", "ravdess")
-LOCO_NORMALIZATIONS = ("corpus", "speaker")
 
 
 def load(corpus: str):
@@ -159,7 +134,7 @@ def evaluate(
         "neural_same_folds": {
             file: same_folds(results["folds"], other)
             for file, other in neural_runs(job.corpus, neural_dir or NEURAL)
-            if _same_protocol(other["protocol"], spec.__dict__)
+            if same_protocol(other["protocol"], spec.__dict__)
         },
         "versions": versions(),
         "measured": measured(),
@@ -235,21 +210,9 @@ def run_loco(workers: int, cache_dir: Path = CACHE) -> list[dict[str, Any]]:
     return out
 
 
-def _same_protocol(a: dict, b: dict) -> bool:
-    keys = ("name", "k", "seed") if a["name"] == "stratified" else ("name",)
-    if a["name"] == "group-kfold":
-        keys = ("name", "k")
-    return all(a.get(k) == b.get(k) for k in keys)
-
-
 def save(results: dict[str, Any], results_dir: Path = RESULTS) -> Path:
     """Write one results dict as `<job>-<normalization>.json` (atomically)."""
-    results_dir.mkdir(parents=True, exist_ok=True)
-    path = results_dir / f"{results['job']}-{results['normalization']}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=1))
-    os.replace(tmp, path)
-    return path
+    return save_json(results_dir / f"{results['job']}-{results['normalization']}.json", results)
 
 
 def load_results(results_dir: Path = RESULTS) -> list[dict[str, Any]]:
@@ -257,247 +220,10 @@ def load_results(results_dir: Path = RESULTS) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))]
 
 
-# ----------------------------------------------------------------------------------- rendering
-
-
-def pct(x: float) -> str:
-    return f"{100 * x:.1f}"
-
-
-def with_ci(results: dict[str, Any], metric: str) -> str:
-    lo, hi = results["pooled_ci95"][metric]
-    return f"{pct(results['pooled'][metric])} [{pct(lo)}, {pct(hi)}]"
-
-
-def _job_order(name: str) -> tuple[int, str]:
-    names = list(JOBS)
-    return (names.index(name) if name in names else len(names), name)
-
-
-def _chosen_c(results: dict[str, Any]) -> str:
-    cs = sorted({f"{r['c']:g}" for r in results["folds"]}, key=float)
-    return ", ".join(cs)
-
-
-def render_body(runs: Sequence[dict[str, Any]], neural_dir: Path = NEURAL) -> str:
-    """The section's Markdown from saved results (and the neural runs in `neural_dir`)."""
-    by_job: dict[str, dict[str, dict]] = {}
-    for r in runs:
-        by_job.setdefault(r["job"], {})[r["normalization"]] = r
-    single = sorted((j for j in by_job if not j.startswith("loco-")), key=_job_order)
-    order = [f"loco-{c}" for c in LOCO_CORPORA]
-    loco = sorted(
-        (j for j in by_job if j.startswith("loco-")),
-        key=lambda j: (order.index(j) if j in order else len(order), j),
-    )
-    parts = [
-        "`bench/bench_baseline.py`: openSMILE eGeMAPSv02 functionals (88 per utterance) + a "
-        "linear SVM (scikit-learn `SVC(kernel='linear', class_weight='balanced')` after a "
-        "`StandardScaler` fitted on the training part), on exactly the folds `dyser-train` "
-        "uses (`make_folds`; the neural validation speakers are training speakers here). C is "
-        "chosen from 0.001, 0.01, 0.1, 1, 10 by an inner cross-validation over the training "
-        "part only, grouped by speaker (up to 5 folds), scored by UA. The speaker-norm. "
-        "columns z-score each speaker's features by that speaker's own statistics over all of "
-        "their utterances: transductive for a test speaker (a device has to hear a new voice "
-        "first), like the neural per-speaker reference. WA/UA pool every fold's predictions; "
-        "95% bootstrap intervals over utterances (optimistic: they ignore speaker-level "
-        "variance). Raw per-fold results: `docs/results/baseline/`."
-    ]
-    if single:
-        header = [
-            "corpus",
-            "protocol",
-            "speaker-indep.",
-            "folds",
-            "utterances / classes",
-            "WA [95% CI]",
-            "UA [95% CI]",
-            "speaker-norm. WA [95% CI]",
-            "speaker-norm. UA [95% CI]",
-            "C chosen (none / speaker)",
-        ]
-        rows = []
-        for name in single:
-            runs_of = by_job[name]
-            first = next(iter(runs_of.values()))
-            cells = []
-            for norm in NORMALIZATIONS:
-                r = runs_of.get(norm)
-                cells += [with_ci(r, "wa"), with_ci(r, "ua")] if r else ["—", "—"]
-            chosen = [_chosen_c(runs_of[n]) if n in runs_of else "—" for n in NORMALIZATIONS]
-            rows.append(
-                [
-                    CORPUS_NAMES.get(first["corpus"], first["corpus"]),
-                    first["protocol"]["description"],
-                    "yes" if first["speaker_independent"] else "no",
-                    first["folds_run"],
-                    f"{first['n_utterances']} / {len(first['labels'])}",
-                    *cells,
-                    " / ".join(chosen),
-                ]
-            )
-        parts.append(markdown_table(header, rows))
-        parts.append(paper_table(by_job, single, neural_dir))
-    if loco:
-        parts.append(loco_table(by_job, loco))
-    parts.append(measured_line(runs))
-    return "\n\n".join(parts)
-
-
-def neural_runs(corpus: str, neural_dir: Path = NEURAL) -> list[tuple[str, dict]]:
-    """(name, results) of the saved neural runs on `corpus`: `<corpus>-*.json`, and for
-    EmoDB the 3-seed run of today's default recipe (`ablation/...`)."""
-    paths = sorted(neural_dir.glob(f"{corpus}-*.json"))
-    three = neural_dir / "ablation" / NEURAL_DEFAULT_3SEEDS.name
-    if corpus == "emodb" and three.exists():
-        paths.append(three)
-    return [(p.relative_to(neural_dir).as_posix(), json.loads(p.read_text())) for p in paths]
-
-
-def paired_vs_svm(neural: dict[str, Any], svm: dict[str, Any]) -> str:
-    """Neural minus SVM UA: mean per-fold difference with a 95% bootstrap interval over
-    folds (`bench_ablation.paired_delta`; each fold's seeds averaged first). The SVM is
-    deterministic, so its folds stand for every seed of the neural run."""
-    from bench_ablation import paired_delta
-
-    seeds = sorted({r["seed"] for r in neural["folds"]})
-    svm_any_seed = {"folds": [{**r, "seed": s} for s in seeds for r in svm["folds"]]}
-    delta, lo, hi = paired_delta(neural, svm_any_seed, "ua")
-    return f"{100 * delta:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-
-
-def paper_table(by_job: dict[str, dict[str, dict]], single: Sequence[str], neural_dir: Path) -> str:
-    """The seed paper's rows next to the neural runs and the SVM, protocol by protocol."""
-    header = [
-        "corpus",
-        "protocol",
-        "model",
-        "folds x seeds",
-        "WA [95% CI]",
-        "UA [95% CI]",
-        "paired ΔUA vs eGeMAPS + SVM [95% CI]",
-    ]
-    rows = []
-    corpus_of = {j: next(iter(by_job[j].values()))["corpus"] for j in single}
-    corpora = list(dict.fromkeys(corpus_of.values()))
-    for corpus in [*corpora, *(c for c in PAPER if c not in corpora)]:
-        name = CORPUS_NAMES.get(corpus, corpus)
-        if corpus in PAPER:
-            protocol = "not stated (likely stratified 10-fold, speaker-dependent)"
-            model = "seed paper (DyCNN + Bi-LSTM)"
-            rows.append([name, protocol, model, "—", f"{PAPER[corpus]:.2f}", "—", "—"])
-        for job in (j for j in single if corpus_of[j] == corpus):
-            runs_of = by_job[job]
-            first = next(iter(runs_of.values()))
-            for file, r in neural_runs(corpus, neural_dir):
-                if not _same_protocol(r["protocol"], first["protocol"]):
-                    continue
-                same = first.get("neural_same_folds", {}).get(file)
-                recipe = r["recipe"]["name"]
-                if file.startswith("ablation/"):
-                    recipe = f"default today ({recipe})"
-                rows.append(
-                    [
-                        name,
-                        first["protocol"]["description"],
-                        f"ours, neural: {recipe} recipe" + (" (same folds)" if same else ""),
-                        f"{r['folds_run']} x {len(r['seeds'])}",
-                        with_ci(r, "wa"),
-                        with_ci(r, "ua"),
-                        paired_vs_svm(r, runs_of["none"]) if same and "none" in runs_of else "—",
-                    ]
-                )
-            for norm in NORMALIZATIONS:
-                if norm not in runs_of:
-                    continue
-                r = runs_of[norm]
-                model = "eGeMAPS + linear SVM" + (" (speaker-norm.)" if norm == "speaker" else "")
-                delta = paired_vs_svm(r, runs_of["none"]) if norm != "none" else "—"
-                rows.append(
-                    [
-                        name,
-                        r["protocol"]["description"],
-                        model,
-                        f"{r['folds_run']} x 1",
-                        with_ci(r, "wa"),
-                        with_ci(r, "ua"),
-                        delta if "none" in runs_of else "—",
-                    ]
-                )
-        if corpus == "iemocap":
-            rows.append([name, "—", "ours", "—", "not available here", "—", "—"])
-    intro = (
-        "**The paper's table, reproduced.** The seed paper reports WA only and does not state "
-        "its folds; a stratified split over utterances (speaker-dependent) is the likely one. "
-        "Ours on that protocol and on the speaker-independent ones; neural rows are read from "
-        '`docs/results/` (not re-trained), "same folds" when their test sets match the SVM\'s '
-        "fold by fold. The paired Δ is the mean per-fold UA difference from the SVM without "
-        "speaker normalisation on the same folds (a neural run's seeds averaged per fold), "
-        "with a bootstrap interval over folds."
-    )
-    return intro + "\n\n" + markdown_table(header, rows)
-
-
-def loco_table(by_job: dict[str, dict[str, dict]], loco: Sequence[str]) -> str:
-    """Leave-one-corpus-out: train on the other corpora, test on the held-out one."""
-    header = [
-        "held-out corpus",
-        "trained on",
-        "classes",
-        "test utterances",
-        "WA [95% CI]",
-        "UA [95% CI]",
-        "speaker-norm. WA [95% CI]",
-        "speaker-norm. UA [95% CI]",
-    ]
-    rows = []
-    for job in loco:
-        runs_of = by_job[job]
-        first = next(iter(runs_of.values()))
-        cells = []
-        for norm in LOCO_NORMALIZATIONS:
-            r = runs_of.get(norm)
-            cells += [with_ci(r, "wa"), with_ci(r, "ua")] if r else ["—", "—"]
-        rows.append(
-            [
-                CORPUS_NAMES.get(first["corpus"], first["corpus"]),
-                ", ".join(CORPUS_NAMES.get(c, c) for c in first["train_corpora"]),
-                ", ".join(first["labels"]),
-                first["pooled"]["n"],
-                *cells,
-            ]
-        )
-    intro = (
-        "**Leave-one-corpus-out** on the classes every corpus has (common label space): train "
-        "on the other corpora, test on the held-out one. WA/UA: each corpus z-scored by its "
-        "own statistics (the held-out corpus's from its unlabelled audio); speaker-norm.: each "
-        "speaker z-scored instead. C chosen by inner CV grouped by speaker over the training "
-        "corpora."
-    )
-    return intro + "\n\n" + markdown_table(header, rows)
-
-
-def measured_line(runs: Sequence[dict[str, Any]]) -> str:
-    if not runs:
-        return "No results saved yet."
-    dates = sorted({r["measured"]["date"] for r in runs})
-    m = runs[0]["measured"]
-    v = runs[0]["versions"]
-    features = sum(r["timings"]["features_s"] for r in runs if r["normalization"] != "speaker")
-    fits = sum(r["timings"]["fit_s"] for r in runs)
-    return (
-        f"Measured {' to '.join([dates[0], dates[-1]] if len(dates) > 1 else dates)} on "
-        f"{m['machine']} ({m['cores']} cores), Python {m['python']}, scikit-learn "
-        f"{v['scikit-learn']}, opensmile {v['opensmile']}. Feature extraction "
-        f"{features / 60:.1f} min (2 workers; cached reruns take seconds), SVM fits "
-        f"{fits / 60:.1f} min in all."
-    )
-
-
 def render(results_dir: Path = RESULTS, neural_dir: Path | None = None) -> str:
     """Read the saved results only, write the "baseline" section, return its body."""
     body = render_body(load_results(results_dir), neural_dir or NEURAL)
-    write_section("baseline", "Classical floor: eGeMAPS + linear SVM, and the paper's table", body)
+    write_section("baseline", TITLE, body)
     return body
 
 

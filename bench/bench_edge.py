@@ -20,10 +20,9 @@ not weigh on another:
 
 Saves every number to docs/results/bench/edge.json, then renders the "edge" section of
 docs/benchmarks.md from it (bench/render_edge.py; re-render alone with
-`python bench/_report.py render edge`).
-
-`--worker ...` is the internal entry point of the measuring processes: it imports only
-the standard library, numpy and `edge_runtime` (it also runs inside the emulator).
+`python bench/_report.py render edge`). The measuring processes are bench/edge_worker.py,
+which imports only the standard library, numpy and `edge_runtime` (it also runs inside the
+emulator).
 """
 
 from __future__ import annotations
@@ -31,8 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -46,14 +43,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import add_output_options, environment, output_targets, publish
+from edge_worker import CHUNK_S, HEAVY_MODULES, HOP_S, MARK
 
 REPO = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).resolve().parent / "edge_worker.py"
 EMODB_WAV = Path("/work/shared/datasets/emodb/wav")
 ARM64_RUN = Path("/work/shared/tools/arm64-run")
 #: The Raspberry Pi 4's core: QEMU then offers only its features (ARMv8.0 NEON, no dot
 #: product), so the libraries pick the kernels a Pi 4 would run.
 EMULATED_CPU = "cortex-a72"
-MARK = "BENCH_EDGE_JSON "
 #: What LiteRT logs (stderr) when its default XNNPACK delegate takes the graph.
 XNNPACK_LOG = "Created TensorFlow Lite XNNPACK delegate"
 SINGLE_THREAD_ENV = {
@@ -67,191 +65,13 @@ SINGLE_THREAD_ENV = {
         "VECLIB_MAXIMUM_THREADS",
     )
 }
-HEAVY_MODULES = ("tensorflow", "keras", "tf_keras", "torch", "jax", "scipy", "librosa", "sklearn")
 CLIP_SECONDS = 3.0
-HOP_S, CHUNK_S = 0.5, 0.1
 #: Untimed predicts before the timed ones, in each x86 measuring process.
 WARMUP = 3
 
 QUICK_EXPORTS = [("tflite", "none"), ("tflite", "int8"), ("onnx", "int8"), ("numpy", "none")]
 #: Models streamed and run under emulation: the two int8 interpreters and the numpy engine.
 KEY_EXPORTS = [("tflite", "int8"), ("onnx", "int8"), ("numpy", "none")]
-
-
-# ----------------------------------------------------------------- measuring processes
-def _rss_mb() -> float:
-    """Current resident set size (MB) from /proc (Linux)."""
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_rss_mb() -> float:
-    """Peak resident set size (MB) of this process image: VmHWM from /proc (Linux).
-
-    Not `ru_maxrss`: Linux carries the parent's high-water mark over fork + exec, so a
-    worker started by this (TensorFlow-sized) parent would report the parent's peak.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def _emit(result: dict) -> None:
-    print(MARK + json.dumps(result), flush=True)
-
-
-def worker_predict(model: str, clip: str, runs: int, warmup: int) -> None:
-    """Time `predict_file(clip)` and its parts in this (fresh) process; print JSON."""
-    t0 = time.perf_counter()
-    import edge_runtime  # noqa: F401  (the baseline: the package alone)
-
-    import_ms = 1e3 * (time.perf_counter() - t0)
-    rss_import = _rss_mb()
-    from edge_runtime.recognizer import EmotionRecognizer
-    from edge_runtime.wav import read_wav
-    from edge_runtime.windows import split_windows
-
-    t0 = time.perf_counter()
-    recognizer = EmotionRecognizer(model, threads=1)
-    load_ms = 1e3 * (time.perf_counter() - t0)
-    rss_loaded = _rss_mb()
-    for _ in range(warmup):
-        prediction = recognizer.predict_file(clip)
-
-    parts = ("e2e", "e2e_cpu", "decode", "frontend", "inference")
-    times: dict[str, list[float]] = {name: [] for name in parts}
-    clock, cpu = time.perf_counter_ns, time.process_time_ns
-    for _ in range(runs):  # whole call and its parts interleaved, so load hits all alike
-        w0, c0 = clock(), cpu()
-        prediction = recognizer.predict_file(clip)
-        w1, c1 = clock(), cpu()
-        samples, rate = read_wav(clip)
-        w2 = clock()
-        feats = recognizer.frontend(samples, rate)
-        w3 = clock()
-        windows = split_windows(feats, recognizer.policy).astype(np.float32)
-        w4 = clock()
-        recognizer.engine.predict(windows)
-        w5 = clock()
-        for name, ns in zip(parts, (w1 - w0, c1 - c0, w2 - w1, w3 - w2, w5 - w4), strict=True):
-            times[name].append(ns / 1e6)
-    peak = _peak_rss_mb()  # before the extra interpreters below
-    heavy_loaded = sorted(m for m in HEAVY_MODULES if m in sys.modules)
-    delegate_ms = _litert_window_ms(recognizer, windows[:1], runs)
-    _emit(
-        {
-            "machine": platform.machine(),
-            "engine": recognizer.engine.name,
-            "label": prediction.label,
-            "windows": len(windows),
-            "runs": runs,
-            "import_ms": import_ms,
-            "load_ms": load_ms,
-            "rss_import_mb": rss_import,
-            "rss_loaded_mb": rss_loaded,
-            "peak_rss_mb": peak,
-            "times": times,
-            "window_ms": delegate_ms,
-            "heavy_loaded": heavy_loaded,
-            "heavy_installed": sorted(m for m in HEAVY_MODULES if _installed(m)),
-        }
-    )
-
-
-def _litert_window_ms(recognizer, window: np.ndarray, runs: int) -> dict[str, float]:
-    """Median invoke (ms) of one window in fresh LiteRT interpreters with the default
-    delegates (XNNPACK) and with the builtin kernels only; {} for other engines."""
-    if not recognizer.engine.name.startswith("litert ("):
-        return {}
-    try:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    except ImportError:
-        return {}
-    from edge_runtime.engines import quantize
-
-    spec = recognizer.artifact.artifact_info.input
-    x = quantize(window, spec)
-    result = {}
-    for name, resolver in (
-        ("default", OpResolverType.AUTO),
-        ("builtin", OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
-    ):
-        interpreter = Interpreter(
-            model_path=str(recognizer.artifact.model_path),
-            num_threads=1,
-            experimental_op_resolver_type=resolver,
-        )
-        interpreter.allocate_tensors()
-        index = interpreter.get_input_details()[0]["index"]
-        times = []
-        for _ in range(runs + 3):
-            t = time.perf_counter_ns()
-            interpreter.reset_all_variables()
-            interpreter.set_tensor(index, x)
-            interpreter.invoke()
-            times.append((time.perf_counter_ns() - t) / 1e6)
-        result[name] = float(np.median(times[3:]))
-    t = time.perf_counter_ns()
-    for _ in range(1000):
-        interpreter.reset_all_variables()
-    result["reset_us"] = (time.perf_counter_ns() - t) / 1e6
-    return result
-
-
-def _installed(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
-def worker_stream(model: str, audio: str, short_s: float, long_s: float) -> None:
-    """Feed `long_s` seconds (the audio file, looped) in 0.1 s chunks; print JSON."""
-    from edge_runtime.recognizer import EmotionRecognizer, StreamRecognizer
-    from edge_runtime.wav import read_wav
-
-    recognizer = EmotionRecognizer(model, threads=1)
-    samples, rate = read_wav(audio)
-    stream = StreamRecognizer(recognizer, sample_rate=rate, hop_s=HOP_S)
-    chunk = round(CHUNK_S * rate)
-    samples = samples[: len(samples) // chunk * chunk]  # whole chunks, so the loop is exact
-    n_chunks = len(samples) // chunk
-    checkpoints = {}
-    decision_ms: list[float] = []
-    decisions = fed = 0
-    c0, w0 = time.process_time(), time.perf_counter()
-    for i in range(round(long_s / CHUNK_S)):
-        start = (i % n_chunks) * chunk
-        t = time.perf_counter()
-        made = stream.push(samples[start : start + chunk])
-        if made:
-            decision_ms.append(1e3 * (time.perf_counter() - t))
-            decisions += len(made)
-        fed += chunk
-        for mark in (short_s, long_s):
-            if mark not in checkpoints and fed >= mark * rate:
-                checkpoints[mark] = {
-                    "audio_s": fed / rate,
-                    "cpu_s": time.process_time() - c0,
-                    "wall_s": time.perf_counter() - w0,
-                    "decisions": decisions,
-                    "rss_mb": _rss_mb(),
-                }
-    _emit(
-        {
-            "engine": recognizer.engine.name,
-            "short": checkpoints[short_s],
-            "long": checkpoints[long_s],
-            "decision_ms_median": float(np.median(decision_ms)),
-            "decision_ms_p90": float(np.percentile(decision_ms, 90)),
-            "peak_rss_mb": _peak_rss_mb(),
-        }
-    )
 
 
 # ----------------------------------------------------------------- orchestration
@@ -271,9 +91,9 @@ def _parse(output: str, what: str) -> list[dict]:
 
 
 def run_worker(args: list[str], timeout: float) -> dict:
-    """Run this script's worker in a fresh single-threaded x86 process."""
+    """Run bench/edge_worker.py with `args` in a fresh single-threaded x86 process."""
     proc = subprocess.run(
-        [sys.executable, __file__, "--worker", *args],
+        [sys.executable, str(WORKER), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -407,6 +227,123 @@ def _emu_path(path: Path) -> str:
     return "/project/" + str(Path(path).resolve().relative_to(REPO))
 
 
+def plan(args: argparse.Namespace) -> dict:
+    """What a run measures, from the options: the "settings" of the saved results (the
+    clip's source file is added once the clip is cut)."""
+    from edge_runtime.formats import REGISTRY
+
+    quick = args.quick
+    every = [(f.name, mode) for f in REGISTRY.values() for mode in f.quantizations]
+    short_s, long_s = (20.0, 120.0) if quick else (60.0, 600.0)
+    return {
+        "quick": quick,
+        "model": _display(args.model),
+        "exports": [list(key) for key in (QUICK_EXPORTS if quick else every)],
+        "calibration_every": 20 if quick else 6,
+        "clip_seconds": CLIP_SECONDS,
+        "audio": str(args.audio),
+        "clip_source": None,
+        "runs": args.runs or (10 if quick else 40),
+        "rounds": 1 if quick else 3,
+        "warmup": WARMUP,
+        "hop_s": HOP_S,
+        "chunk_s": CHUNK_S,
+        "stream_short_s": short_s,
+        "stream_long_s": long_s,
+        "emulator_runs": 2 if quick else 10,
+        "emulated_cpu": EMULATED_CPU,
+        "heavy_modules": list(HEAVY_MODULES),
+    }
+
+
+def measure_predict(ok: dict, clip: Path, s: dict) -> dict:
+    """{(fmt, mode): pooled predict results}: `s["rounds"]` fresh processes per model,
+    round-robin over the models, so that a burst of load from other jobs spreads over all
+    of them instead of skewing one."""
+    rounds: dict = {key: [] for key in ok}
+    for _ in range(s["rounds"]):
+        for key, r in ok.items():
+            rounds[key].append(
+                run_worker(["predict", str(r["path"]), str(clip), str(s["runs"]), str(WARMUP)], 900)
+            )
+    predict = {key: pool(results) for key, results in rounds.items()}
+    for key, p in predict.items():
+        print(
+            f"{key}: e2e {p['median']['e2e']:.2f} ms, cpu {p['median']['e2e_cpu']:.2f} ms, "
+            f"peak {p['peak_rss_mb']:.0f} MB",
+            file=sys.stderr,
+        )
+    return predict
+
+
+def measure_stream(ok: dict, stream_wav: Path, s: dict) -> dict:
+    """{(fmt, mode): streaming results} of the `KEY_EXPORTS` models, one process each."""
+    stream = {}
+    for key in KEY_EXPORTS:
+        if key in ok:
+            short_s, long_s = str(s["stream_short_s"]), str(s["stream_long_s"])
+            stream[key] = run_worker(
+                ["stream", str(ok[key]["path"]), str(stream_wav), short_s, long_s], 1800
+            )
+            print(f"stream {key}: {stream[key]['long']}", file=sys.stderr)
+    return stream
+
+
+def measure_emulated(ok: dict, clip: Path, workdir: Path, s: dict) -> tuple[dict, str | None]:
+    """The `KEY_EXPORTS` models' predict in the arm64 userland, and what the CLI's
+    `predict` printed there: ({(fmt, mode): results}, line)."""
+    keys = [key for key in KEY_EXPORTS if key in ok]
+    commands = [
+        f"python bench/edge_worker.py predict {_emu_path(ok[key]['path'])} "
+        f"{_emu_path(clip)} {s['emulator_runs']} 1"
+        for key in keys
+    ]
+    if ("tflite", "int8") in ok:
+        commands.append(
+            "python -m edge_runtime predict "
+            f"{_emu_path(ok['tflite', 'int8']['path'])} {_emu_path(clip)}"
+        )
+    output = run_emulated(commands, 1800)
+    emulated = {
+        key: pool([result]) for key, result in zip(keys, _parse(output, "emulator"), strict=True)
+    }
+    cli_line = next(
+        (
+            line.replace(_emu_path(workdir) + "/", "")
+            for line in output.splitlines()
+            if line.startswith("/project/")
+        ),
+        None,
+    )
+    return emulated, cli_line
+
+
+def measure(args: argparse.Namespace, s: dict, workdir: Path) -> dict:
+    """Export, then measure every model: the "models" and "cli_line" of the results."""
+    clip, stream_wav, s["clip_source"] = make_audio(workdir, s["stream_short_s"], args.audio)
+    calibration = calibration_folder(workdir, s["calibration_every"], args.audio)
+    exports = [tuple(key) for key in s["exports"]]
+    exported = export_all(args.model, exports, workdir, calibration)
+    ok = {key: r for key, r in exported.items() if "path" in r}
+    predict = measure_predict(ok, clip, s)
+    stream = measure_stream(ok, stream_wav, s)
+    emulated, cli_line = {}, None
+    if not args.no_emulator and ARM64_RUN.exists():
+        emulated, cli_line = measure_emulated(ok, clip, workdir, s)
+    models = [
+        {
+            "format": fmt,
+            "quantize": mode,
+            "export": {k: v for k, v in r.items() if k != "path"},
+            "predict": predict.get((fmt, mode)),
+            "stream": stream.get((fmt, mode)),
+            "emulated": emulated.get((fmt, mode)),
+        }
+        for (fmt, mode), r in exported.items()
+    ]
+    return {"models": models, "cli_line": cli_line}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=REPO / "runs/default-model/model.keras")
@@ -418,16 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-emulator", action="store_true", help="skip the arm64 part")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     add_output_options(parser, "edge")
-    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.worker:
-        kind, *rest = args.worker
-        if kind == "predict":
-            worker_predict(rest[0], rest[1], int(rest[2]), int(rest[3]))
-        else:
-            worker_stream(rest[0], rest[1], float(rest[2]), float(rest[3]))
-        return
-
     if not args.model.is_file():
         sys.exit(
             f"{args.model}: no such model; build it (scripts/build_default_model.sh) or pass "
@@ -435,117 +363,23 @@ def main(argv: list[str] | None = None) -> None:
         )
     if not args.audio.is_dir():
         sys.exit(f"{args.audio} not found: the benchmark needs EmoDB (or --audio)")
-    quick = args.quick
-    from edge_runtime.formats import REGISTRY
-
-    every = [(f.name, mode) for f in REGISTRY.values() for mode in f.quantizations]
-    exports = QUICK_EXPORTS if quick else every
-    runs = args.runs or (10 if quick else 40)
-    n_rounds = 1 if quick else 3
-    emu_runs = 2 if quick else 10
-    short_s, long_s = (20.0, 120.0) if quick else (60.0, 600.0)
-    calibration_every = 20 if quick else 6
+    settings = plan(args)
     env = environment(("numpy", "ai-edge-litert", "onnxruntime"))
     started = time.perf_counter()
-
     # In the repo's ignored runs/ folder: the emulator sees only the repo (as /project).
     (REPO / "runs").mkdir(exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="edgebench-", dir=REPO / "runs"))
     try:
-        clip, stream_wav, clip_source = make_audio(workdir, short_s, args.audio)
-        calibration = calibration_folder(workdir, calibration_every, args.audio)
-        exported = export_all(args.model, exports, workdir, calibration)
-        ok = {key: r for key, r in exported.items() if "path" in r}
-
-        # Round-robin over the models, a fresh process each time, so that a burst of load
-        # from other jobs spreads over all of them instead of skewing one.
-        rounds: dict = {key: [] for key in ok}
-        for _ in range(n_rounds):
-            for key, r in ok.items():
-                rounds[key].append(
-                    run_worker(["predict", str(r["path"]), str(clip), str(runs), str(WARMUP)], 900)
-                )
-        predict = {key: pool(results) for key, results in rounds.items()}
-        for key, p in predict.items():
-            print(
-                f"{key}: e2e {p['median']['e2e']:.2f} ms, cpu {p['median']['e2e_cpu']:.2f} ms, "
-                f"peak {p['peak_rss_mb']:.0f} MB",
-                file=sys.stderr,
-            )
-        stream = {}
-        for key in KEY_EXPORTS:
-            if key in ok:
-                stream[key] = run_worker(
-                    ["stream", str(ok[key]["path"]), str(stream_wav), str(short_s), str(long_s)],
-                    1800,
-                )
-                print(f"stream {key}: {stream[key]['long']}", file=sys.stderr)
-
-        emulated, cli_line = {}, None
-        if not args.no_emulator and ARM64_RUN.exists():
-            keys = [key for key in KEY_EXPORTS if key in ok]
-            commands = [
-                f"python bench/bench_edge.py --worker predict {_emu_path(ok[key]['path'])} "
-                f"{_emu_path(clip)} {emu_runs} 1"
-                for key in keys
-            ]
-            if ("tflite", "int8") in ok:
-                commands.append(
-                    "python -m edge_runtime predict "
-                    f"{_emu_path(ok['tflite', 'int8']['path'])} {_emu_path(clip)}"
-                )
-            output = run_emulated(commands, 1800)
-            emulated = {
-                key: pool([result])
-                for key, result in zip(keys, _parse(output, "emulator"), strict=True)
-            }
-            cli_line = next(
-                (
-                    line.replace(_emu_path(workdir) + "/", "")
-                    for line in output.splitlines()
-                    if line.startswith("/project/")
-                ),
-                None,
-            )
+        measured = measure(args, settings, workdir)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-
     data = {
         "environment": env,
-        "settings": {
-            "quick": quick,
-            "model": _display(args.model),
-            "exports": [list(key) for key in exports],
-            "calibration_every": calibration_every,
-            "clip_seconds": CLIP_SECONDS,
-            "audio": str(args.audio),
-            "clip_source": clip_source,
-            "runs": runs,
-            "rounds": n_rounds,
-            "warmup": WARMUP,
-            "hop_s": HOP_S,
-            "chunk_s": CHUNK_S,
-            "stream_short_s": short_s,
-            "stream_long_s": long_s,
-            "emulator_runs": emu_runs,
-            "emulated_cpu": EMULATED_CPU,
-            "heavy_modules": list(HEAVY_MODULES),
-        },
+        "settings": settings,
         "load_1min": [env["load_1min"], os.getloadavg()[0]],
         "elapsed_s": time.perf_counter() - started,
-        "models": [
-            {
-                "format": fmt,
-                "quantize": mode,
-                "export": {k: v for k, v in r.items() if k != "path"},
-                "predict": predict.get((fmt, mode)),
-                "stream": stream.get((fmt, mode)),
-                "emulated": emulated.get((fmt, mode)),
-            }
-            for (fmt, mode), r in exported.items()
-        ],
-        "cli_line": cli_line,
+        **measured,
     }
     print(publish("edge", data, **output_targets(args)))
 

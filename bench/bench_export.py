@@ -24,7 +24,6 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import csv
 import sys
 import tempfile
 import time
@@ -49,7 +48,7 @@ from export.parity import keras_probabilities, median_latency_ms
 from export.pipeline import export_model
 from export.tflite import convert_tflite
 from keras_dyconv.callbacks import TemperatureAnnealing
-from keras_dyconv.corpora import EMODB_EMOTIONS, load_emodb
+from keras_dyconv.corpora import EMODB_EMOTIONS, load_emodb, write_manifest
 from keras_dyconv.features import extract_corpus
 from keras_dyconv.modelio import save_model
 from keras_dyconv.models import build_dycnn_bilstm, time_reduction
@@ -58,15 +57,6 @@ ROOT = Path(__file__).resolve().parent.parent
 EMODB = ROOT.parent / "shared" / "datasets" / "emodb"
 HELDOUT_SPEAKERS = ("03", "08")
 LABELS = tuple(EMODB_EMOTIONS.values())
-
-
-def write_manifest(utts, path: Path) -> Path:
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", "label", "speaker"])
-        for u in utts:
-            writer.writerow([str(u.path), u.label, u.speaker])
-    return path
 
 
 def train(utts, feats, config, epochs: int, seed: int, **model_args) -> keras.Model:
@@ -172,17 +162,8 @@ def main(
     if not (emodb / "wav").is_dir():
         raise click.ClickException(f"{emodb}/wav not found: the benchmark needs EmoDB")
     env = environment(("numpy", "keras", "tensorflow", "ai-edge-litert", "onnxruntime"))
-    utts = load_emodb(emodb)
-    train_utts = [u for u in utts if u.speaker not in HELDOUT_SPEAKERS]
-    held_utts = [u for u in utts if u.speaker in HELDOUT_SPEAKERS]
-    raw_config = FrontendConfig()
-    raw = extract_corpus([u.path for u in train_utts], raw_config, cache_dir=cache, n_jobs=2)
-    config = with_dataset_stats(raw_config, raw)
-    train_feats = [normalize(f.copy(), config) for f in raw]
-    held_raw = extract_corpus([u.path for u in held_utts], raw_config, cache_dir=cache, n_jobs=2)
-    held_feats = [normalize(f.copy(), config) for f in held_raw]
+    train_utts, train_feats, held_utts, held_feats, config = prepare(emodb, cache)
     policy = WindowPolicy(300, 100)
-
     workdir = workdir or Path(tempfile.mkdtemp(prefix="dyser-bench-export-"))
     workdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -206,42 +187,12 @@ def main(
     )
     calib = write_manifest([train_utts[i] for i in sorted(pick)], workdir / "calibration.csv")
     held = write_manifest(held_utts, workdir / "heldout.csv")
-
-    results, export_s = {}, {}
-    for fmt, mode in EXPORTS:
-        t0 = time.perf_counter()
-        results[fmt, mode] = export_model(
-            model_path,
-            fmt,
-            mode,
-            calibration=calib,
-            holdout=held,
-            out=workdir / f"emodb.{mode}.{fmt}",
-            progress=False,
-            log=lambda message: print(message, file=sys.stderr),
-        )
-        export_s[fmt, mode] = time.perf_counter() - t0
+    results, export_s = export_every_mode(model_path, calib, held, workdir)
     window = split_windows(held_feats[0], policy)[:1]
     predictors = {key: open_engine(r.output, threads=1).predict for key, r in results.items()}
     predictors["keras"] = lambda w: model(w, training=False)
     latency = interleaved_latency(predictors, window)
-
-    exports = [
-        {
-            "format": fmt,
-            "quantize": mode,
-            **results[fmt, mode].parity.to_dict(),
-            "latency_ms": latency[fmt, mode],
-            "export_s": export_s[fmt, mode],
-        }
-        for fmt, mode in EXPORTS
-    ]
-    start = time.perf_counter()
-    fine = train(train_utts, train_feats, config, epochs, seed, pool_size=(2, 2))
-    fine_s = time.perf_counter() - start
     calibration = [random_window(train_feats[i], 300, rng)[None] for i in sorted(pick)]
-    coarse_x, fine_x = time_reduction(model), time_reduction(fine)
-    split = lstm_split({f"{coarse_x}x (default)": model, f"{fine_x}x": fine}, calibration, window)
     data = {
         "environment": env,
         "settings": {
@@ -261,24 +212,90 @@ def main(
             "heldout_utterance_accuracy": keras_acc,
         },
         "heldout_utterances": len(held_utts),
-        "exports": exports,
+        "exports": [
+            {
+                "format": fmt,
+                "quantize": mode,
+                **results[fmt, mode].parity.to_dict(),
+                "latency_ms": latency[fmt, mode],
+                "export_s": export_s[fmt, mode],
+            }
+            for fmt, mode in EXPORTS
+        ],
         "keras_latency_ms": latency["keras"],
-        "split": {
-            "fine_train_s": fine_s,
-            "models": [
-                {
-                    "pooling": pooling,
-                    "time_reduction": reduction,
-                    "parts": {part: list(split[pooling, part]) for part in SPLIT_PARTS},
-                }
-                for pooling, reduction in (
-                    (f"{coarse_x}x (default)", coarse_x),
-                    (f"{fine_x}x", fine_x),
-                )
-            ],
-        },
+        "split": pooling_split(
+            model, (train_utts, train_feats, config), epochs, seed, calibration, window
+        ),
     }
     print(publish("export", data, results=results_file, markdown=markdown))
+
+
+def prepare(emodb: Path, cache: str) -> tuple[list, list, list, list, FrontendConfig]:
+    """EmoDB's utterances split into training and held-out speakers, with their log-mel
+    features normalised by the training speakers' statistics: (training utterances, their
+    features, held-out utterances, their features, the frontend configuration)."""
+    utts = load_emodb(emodb)
+    train_utts = [u for u in utts if u.speaker not in HELDOUT_SPEAKERS]
+    held_utts = [u for u in utts if u.speaker in HELDOUT_SPEAKERS]
+    raw_config = FrontendConfig()
+    raw = extract_corpus([u.path for u in train_utts], raw_config, cache_dir=cache, n_jobs=2)
+    config = with_dataset_stats(raw_config, raw)
+    train_feats = [normalize(f.copy(), config) for f in raw]
+    held_raw = extract_corpus([u.path for u in held_utts], raw_config, cache_dir=cache, n_jobs=2)
+    held_feats = [normalize(f.copy(), config) for f in held_raw]
+    return train_utts, train_feats, held_utts, held_feats, config
+
+
+def export_every_mode(
+    model_path: Path, calibration: Path, holdout: Path, workdir: Path
+) -> tuple[dict, dict]:
+    """`export_model` for every (format, mode) of `EXPORTS`: ({key: ExportResult},
+    {key: seconds the export took})."""
+    results, export_s = {}, {}
+    for fmt, mode in EXPORTS:
+        t0 = time.perf_counter()
+        results[fmt, mode] = export_model(
+            model_path,
+            fmt,
+            mode,
+            calibration=calibration,
+            holdout=holdout,
+            out=workdir / f"emodb.{mode}.{fmt}",
+            progress=False,
+            log=lambda message: print(message, file=sys.stderr),
+        )
+        export_s[fmt, mode] = time.perf_counter() - t0
+    return results, export_s
+
+
+def pooling_split(
+    model: keras.Model,
+    training: tuple,
+    epochs: int,
+    seed: int,
+    calibration: list[np.ndarray],
+    window: np.ndarray,
+) -> dict:
+    """The "split" results: a second model pooling time 8x trained like `model` on
+    `training` (utterances, features, frontend configuration), and both timed whole and
+    cut before the Bi-LSTM (`lstm_split`)."""
+    start = time.perf_counter()
+    fine = train(*training, epochs, seed, pool_size=(2, 2))
+    fine_s = time.perf_counter() - start
+    coarse_x, fine_x = time_reduction(model), time_reduction(fine)
+    names = {f"{coarse_x}x (default)": coarse_x, f"{fine_x}x": fine_x}
+    split = lstm_split(dict(zip(names, (model, fine), strict=True)), calibration, window)
+    return {
+        "fine_train_s": fine_s,
+        "models": [
+            {
+                "pooling": pooling,
+                "time_reduction": reduction,
+                "parts": {part: list(split[pooling, part]) for part in SPLIT_PARTS},
+            }
+            for pooling, reduction in names.items()
+        ],
+    }
 
 
 def lstm_split(models: dict, calibration: list[np.ndarray], window: np.ndarray) -> dict:

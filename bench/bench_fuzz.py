@@ -2,7 +2,7 @@
 
     python bench/bench_fuzz.py --cases 100000            # the long run (one process)
     python bench/bench_fuzz.py --cases 2000 --no-write   # a quick look, nothing saved
-    python bench/bench_fuzz.py --render                  # the section from the saved JSON
+    python bench/_report.py render fuzz                  # the section from the saved JSON
 
 Each case is a byte string from a seeded generator (`generate`): valid WAVs of every
 supported format, channel count and a spread of sample rates, then mutated as a hostile or
@@ -14,16 +14,16 @@ expected exception is `WavError` (a clean, file-naming refusal). Where soundfile
 installed, the samples of every case both readers accept are compared bit for bit.
 
 Reports: outcome counts by exception type, unexpected exceptions (with a reproducer seed),
-the slowest case, peak RSS, and the soundfile agreement; saved as JSON under docs/results/
-and as the "fuzz" section of docs/benchmarks.md. tests/test_fuzz.py runs the same generator
-on a few thousand cases in the default test run.
+the slowest case, peak RSS, and the soundfile agreement; saved as JSON to
+docs/results/bench/fuzz.json, from which bench/render_fuzz.py renders the "fuzz" section of
+docs/benchmarks.md. tests/test_fuzz.py runs the same generator on a few thousand cases in
+the default test run.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import json
 import re
 import resource
 import struct
@@ -40,11 +40,8 @@ from edge_runtime.speech import SpeechGateConfig
 from edge_runtime.wav import WavError, read_wav
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_line, markdown_table, verdict, write_section
+from _report import add_output_options, machine_line, output_targets, publish
 
-ROOT = Path(__file__).resolve().parent.parent
-
-RESULTS = ROOT / "docs" / "results" / "fuzz.json"
 #: Rates a valid case is written at: common ones, plus (rarely) any rate in 3..400 kHz.
 COMMON_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000, 96000, 192000)
 #: Header fields a "lying" case overwrites: (offset, struct format) of the RIFF size, fmt
@@ -251,95 +248,25 @@ def fuzz(
     }
 
 
-def render(report: dict) -> str:
-    """The Markdown body of the "fuzz" section of docs/benchmarks.md."""
-    slow, sf = report["slowest_case"], report["soundfile"]
-    outcomes = report["outcomes"]
-    unexpected = report["cases"] - outcomes.get("ok", 0) - outcomes.get("WavError", 0)
-    rows = [
-        ("cases", f"{report['cases']:,}", ">= 100,000"),
-        ("classified", f"{outcomes.get('ok', 0):,}", ""),
-        *(
-            [("of them 'no speech' (gated; the model did not run)", f"{gated:,}", "")]
-            if (gated := report.get("no_speech")) is not None
-            else []
-        ),
-        ("refused with WavError (file named)", f"{outcomes.get('WavError', 0):,}", ""),
-        ("unexpected exceptions", str(unexpected), f"0: {verdict(unexpected == 0)}"),
-        (
-            "slowest case",
-            f"{slow['seconds']:.3f} s ({slow['kind']}, {slow['bytes']} bytes)",
-            f"< 2 s: {verdict(slow['seconds'] < 2)}",
-        ),
-        ("peak RSS", f"{report['peak_rss_mib']:.0f} MiB", ""),
-        (
-            "identical to soundfile where both read",
-            f"{sf.get('identical', 0):,} of {sf.get('identical', 0) + sf.get('different', 0):,}",
-            "all",
-        ),
-        (
-            "refused where soundfile reads audio",
-            f"{sf.get('refused, soundfile reads it', 0):,}",
-            "each with its reason",
-        ),
-        ("total time", f"{report['seconds']:.0f} s", ""),
-    ]
-    kinds = markdown_table(
-        ("case kind: outcome", "cases"), [(k, f"{v:,}") for k, v in report["by_kind"].items()]
-    )
-    refused = markdown_table(
-        ("refused, though soundfile reads audio: reason", "cases"),
-        [(f"`{k}`", f"{v:,}") for k, v in report["refused_where_soundfile_reads"].items()],
-    )
-    gate = report.get("speech_gate")
-    gate_text = "" if gate is None else f", speech gate {'on' if gate else 'off'}"
-    flag = " --no-speech-gate" if gate is False else ""
-    return (
-        f"`bench/bench_fuzz.py --cases {report['cases']} --seed {report['seed']}{flag}` "
-        f"(model: {report['model']}{gate_text}, one process). Every case is a generated "
-        "WAV-ish byte string written to a file and classified with "
-        "`EmotionRecognizer.predict_file`; see the script's docstring for the generator. "
-        "Raw numbers: `docs/results/fuzz.json`. "
-        f"{report['machine']}\n\n"
-        + markdown_table(("measure", "value", "target"), rows)
-        + "\n\n"
-        + kinds
-        + "\n\n"
-        + refused
-        + "\n"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default=str(DEFAULT_MODEL), help="exported model to run")
-    parser.add_argument("--no-write", action="store_true", help="print only; save nothing")
     parser.add_argument(
         "--no-speech-gate", action="store_true", help="run the model on every decoded case"
     )
-    parser.add_argument(
-        "--render", action="store_true", help=f"re-render the section from {RESULTS.name} only"
-    )
+    add_output_options(parser, "fuzz")
     args = parser.parse_args(argv)
-    if args.render:
-        report = json.loads(RESULTS.read_text())
-    else:
-        gate = None if args.no_speech_gate else SpeechGateConfig()
-        recognizer = EmotionRecognizer(args.model, speech_gate=gate)
-        with tempfile.TemporaryDirectory() as tmp:
-            scratch = Path(tmp) / "case.wav"
-            report = fuzz(args.cases, args.seed, recognizer, scratch, progress=5000)
-        report["model"] = Path(args.model).name
-        report["speech_gate"] = not args.no_speech_gate
-        report["machine"] = machine_line()
-    body = render(report)
-    print(body)
-    if not args.no_write:
-        if not args.render:
-            RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-        write_section("fuzz", "Fuzzing the edge input path", body)
+    gate = None if args.no_speech_gate else SpeechGateConfig()
+    recognizer = EmotionRecognizer(args.model, speech_gate=gate)
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp) / "case.wav"
+        report = fuzz(args.cases, args.seed, recognizer, scratch, progress=5000)
+    report["model"] = Path(args.model).name
+    report["speech_gate"] = not args.no_speech_gate
+    report["machine"] = machine_line()
+    print(publish("fuzz", report, **output_targets(args)))
     return 0 if not report["unexpected"] else 1
 
 

@@ -76,6 +76,13 @@ def nonspeech(seed: int) -> Iterator[tuple[str, str, np.ndarray, int]]:
     rng = np.random.default_rng(seed)
     n = int(SECONDS * RATE)
     t = np.arange(n) / RATE
+    yield from _steady(rng, n, t)
+    yield from _patterned(rng, n, t)
+    yield from _long_and_short(rng, n)
+
+
+def _steady(rng: np.random.Generator, n: int, t: np.ndarray) -> Iterator[tuple]:
+    """Silence, coloured noise, mains hum, pure and harmonic tones (`n` samples each)."""
     yield "silence", "digital zeros", np.zeros(n, np.float32), RATE
     yield (
         "silence",
@@ -112,6 +119,10 @@ def nonspeech(seed: int) -> Iterator[tuple[str, str, np.ndarray, int]]:
             _scale(harmonic(vibrato, n, amps), -20),
             RATE,
         )
+
+
+def _patterned(rng: np.random.Generator, n: int, t: np.ndarray) -> Iterator[tuple]:
+    """Beeps, sweeps, clicks, random bytes, modulated noise and noise bursts."""
     gate = (np.sin(2 * np.pi * 2.5 * t) > 0).astype(float)  # 0.2 s on, 0.2 s off
     yield "beeps", "1 kHz, 2.5 per s", _scale(np.sin(2 * np.pi * 1000 * t) * gate, -20), RATE
     yield (
@@ -153,6 +164,10 @@ def nonspeech(seed: int) -> Iterator[tuple[str, str, np.ndarray, int]]:
             _scale(coloured_noise(n, exponent, rng) * gate, -20),
             RATE,
         )
+
+
+def _long_and_short(rng: np.random.Generator, n: int) -> Iterator[tuple]:
+    """30 s of noise, a melody, and clips shorter than the gate's minimum."""
     long = 10 * n  # 30 s: chance voiced frames must not add up to speech
     lt = np.arange(long) / RATE
     yield (

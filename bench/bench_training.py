@@ -33,7 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # This checkout's packages, not whichever copy is pip-installed (runs from a git worktree
 # must test that worktree's code); the workers are started with the same path.
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-from _report import machine_line, markdown_table, verdict, write_section  # noqa: E402
+from _report import (  # noqa: E402
+    markdown_table,
+    save_environment,
+    saved_machine_line,
+    verdict,
+    write_section,
+)
 
 EMODB = ROOT.parent / "shared" / "datasets" / "emodb"
 RESULTS = ROOT / "docs" / "results"
@@ -260,7 +266,7 @@ def render_table() -> None:
             markdown_table(header, rows),
             *([targets(default)] if default else []),
             *([f"![Per-fold accuracy of every run]({figure})"] if figure else []),
-            machine_line(),
+            saved_machine_line("training"),
         ]
     )
     write_section("training", "EmoDB accuracy (dyser-train recipes)", body)
@@ -380,6 +386,7 @@ def main() -> None:
         if not EMODB.exists():
             raise SystemExit(f"EmoDB not found at {EMODB}")
         print(f"results -> {run(BenchRun.from_args(args))}")
+        save_environment("training", ("numpy", "keras", "tensorflow"))
     render_table()
 
 

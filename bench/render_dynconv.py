@@ -43,9 +43,40 @@ def summary(results: list[dict], paths: list[str]) -> str:
 
 def render(data: dict) -> str:
     """The section's Markdown body from the saved results."""
-    results, settings = data["results"], data["settings"]
-    paths, model_modes = settings["paths"], settings["model_modes"]
-    layer_rows = [
+    results, s = data["results"], data["settings"]
+    rounds, load = s["rounds"], data["load_1min"]
+    return "\n\n".join(
+        [
+            f"`bench/bench_dynconv.py{' --quick' if s['quick'] else ''}`. "
+            f"{machine_line(data['environment'])} Load average (1 min) at start / end of the "
+            f"run: {load[0]:.1f} / {load[1]:.1f}.",
+            summary(results, s["paths"]),
+            f"Layer: {s['frames']} frames x {s['mels']} mels x {s['in_channels']} channels -> "
+            f"{s['filters']} channels, 3x3, same padding, K={s['num_kernels']}, in conv -> "
+            "GlobalAveragePooling2D -> Dense(7). Times: medians over interleaved rounds "
+            f"({rounds['train']} training, {rounds['infer']} inference) ± half the "
+            "interquartile range; ratios: medians of per-round ratios to Conv2D.",
+            layer_table(results, s),
+            run_table(results),
+            "Default `build_dycnn_bilstm()` (dynamic-conv blocks 16/32/64, Bi-LSTM 64): one "
+            f"`train_on_batch` on {s['batch']} x {s['frames']} frames x {s['mels']} mels, "
+            f"both modes in {rounds['model']} interleaved rounds:",
+            model_table(results, s["model_modes"]),
+        ]
+    )
+
+
+def layer_table(results: list[dict], settings: dict) -> str:
+    """The layer alone: train step and inference time per backend and path, vs Conv2D."""
+    header = [
+        "backend",
+        "path",
+        f"train step ms (batch {settings['batch']})",
+        "train / Conv2D",
+        "inference ms (batch 1)",
+        "inference / Conv2D",
+    ]
+    rows = [
         [
             r["label"],
             name + (" (auto)" if name == r["auto"] else ""),
@@ -55,17 +86,21 @@ def render(data: dict) -> str:
             f"{r['infer'][name]['ratio']:.2f}x",
         ]
         for r in results
-        for name in ("Conv2D", *paths)
+        for name in ("Conv2D", *settings["paths"])
     ]
-    layer_header = [
+    return markdown_table(header, rows)
+
+
+def run_table(results: list[dict]) -> str:
+    """Per backend: threads, CPU use, agreement of the two paths, warm-up."""
+    header = [
         "backend",
-        "path",
-        f"train step ms (batch {settings['batch']})",
-        "train / Conv2D",
-        "inference ms (batch 1)",
-        "inference / Conv2D",
+        "thread setting",
+        "CPU-seconds per second (training rounds)",
+        "aggregate vs branches, max rel. diff",
+        "warm-up s (2 train + 2 inference calls)",
     ]
-    run_rows = [
+    rows = [
         [
             r["label"],
             r["threads"],
@@ -75,14 +110,19 @@ def render(data: dict) -> str:
         ]
         for r in results
     ]
-    run_header = [
+    return markdown_table(header, rows)
+
+
+def model_table(results: list[dict], model_modes: list[str]) -> str:
+    """The default model's training step per backend and conv mode."""
+    header = [
         "backend",
-        "thread setting",
-        "CPU-seconds per second (training rounds)",
-        "aggregate vs branches, max rel. diff",
-        "warm-up s (2 train + 2 inference calls)",
+        "conv_mode",
+        "train step ms",
+        f"step / {model_modes[-1]} step",
+        "first step s (incl. compile)",
     ]
-    model_rows = [
+    rows = [
         [
             r["label"],
             f"auto ({r['auto']})" if mode == "auto" else mode,
@@ -94,31 +134,4 @@ def render(data: dict) -> str:
         if r["model"]
         for mode in model_modes
     ]
-    model_header = [
-        "backend",
-        "conv_mode",
-        "train step ms",
-        f"step / {model_modes[-1]} step",
-        "first step s (incl. compile)",
-    ]
-    s, rounds = settings, settings["rounds"]
-    load = data["load_1min"]
-    return "\n\n".join(
-        [
-            f"`bench/bench_dynconv.py{' --quick' if s['quick'] else ''}`. "
-            f"{machine_line(data['environment'])} Load average (1 min) at start / end of the "
-            f"run: {load[0]:.1f} / {load[1]:.1f}.",
-            summary(results, paths),
-            f"Layer: {s['frames']} frames x {s['mels']} mels x {s['in_channels']} channels -> "
-            f"{s['filters']} channels, 3x3, same padding, K={s['num_kernels']}, in conv -> "
-            "GlobalAveragePooling2D -> Dense(7). Times: medians over interleaved rounds "
-            f"({rounds['train']} training, {rounds['infer']} inference) ± half the "
-            "interquartile range; ratios: medians of per-round ratios to Conv2D.",
-            markdown_table(layer_header, layer_rows),
-            markdown_table(run_header, run_rows),
-            "Default `build_dycnn_bilstm()` (dynamic-conv blocks 16/32/64, Bi-LSTM 64): one "
-            f"`train_on_batch` on {s['batch']} x {s['frames']} frames x {s['mels']} mels, "
-            f"both modes in {rounds['model']} interleaved rounds:",
-            markdown_table(model_header, model_rows),
-        ]
-    )
+    return markdown_table(header, rows)

@@ -49,32 +49,55 @@ def render(data: dict) -> str:
     s = data["settings"]
     exported, predict = _by_model(data, "export"), _by_model(data, "predict")
     stream, emulated = _by_model(data, "stream"), _by_model(data, "emulated")
-    rows = []
-    for (fmt, mode), r in exported.items():
-        if "error" in r:
-            rows.append([fmt, mode, "export failed", *["-"] * 12])
-            continue
-        p = predict[fmt, mode]
-        m, p90 = p["median"], p["p90"]
-        rows.append(
-            [
-                fmt,
-                mode,
-                _engine(p),
-                f"{r['size_kb']:.0f}",
-                f"{p['load_ms']:.0f}",
-                f"**{_fmt(m['e2e'])}**",
-                _fmt(p90["e2e"]),
-                _fmt(m["e2e_cpu"]),
-                _fmt(m["decode"], 3),
-                _fmt(m["frontend"]),
-                _fmt(m["inference"]),
-                f"{p['rss_import_mb']:.0f}",
-                f"{p['peak_rss_mb']:.0f}",
-                f"{100 * r['agreement']:.1f}",
-                p["label"],
-            ]
-        )
+    windows = next(iter(predict.values()))["windows"] if predict else 0
+    parts = [
+        _intro(s, windows),
+        predict_table(exported, predict),
+        "Targets (this x86 CPU, one thread): " + "; ".join(targets(predict, stream, s)) + ".",
+        f"**Streaming**: `StreamRecognizer` at a {s['hop_s']} s hop, speech fed in "
+        f"{s['chunk_s']} s chunks ({s['stream_short_s']:.0f} s of speech, looped to "
+        f"{s['stream_long_s']:.0f} s), one fresh process per model. RTF = process CPU seconds "
+        "per second of audio; % of one core = 100 x RTF; decision ms = wall time of a `push` "
+        "that produced a decision. RSS is read after the first and after all of the audio: "
+        "memory is bounded if it does not grow.",
+        stream_table(stream, s),
+    ]
+    parts += emulator_part(data, predict, emulated)
+    parts.append(pi4_estimate(predict, stream, s))
+    parts.append(derived(predict, stream, emulated, s))
+    env, load = data["environment"], data["load_1min"]
+    parts.append(
+        machine_line(env) + f" CPU: {env['cpu']}. Load average (1 min) at start / end: "
+        f"{load[0]:.1f} / {load[1]:.1f}. Whole run: {data['elapsed_s'] / 60:.1f} min."
+    )
+    return "\n\n".join(part for part in parts if part)
+
+
+def _intro(s: dict, windows: int) -> str:
+    """What was exported and how each model was measured."""
+    n_rounds = s["rounds"]
+    return (
+        f"`bench/bench_edge.py{' --quick' if s['quick'] else ''}`: model "
+        f"`{s['model']}` exported with `export.pipeline.export_model` (int8 "
+        f"calibrated on every {s['calibration_every']}th file of `{s['audio']}`, 25% of them "
+        f"held out for the parity column). Clip: the first {s['clip_seconds']:g} s of "
+        f"`{s['clip_source']}` as a 16-bit WAV. Each model is measured in fresh processes, "
+        "single-threaded (interpreter threads 1, OMP/BLAS threads 1): "
+        "`EmotionRecognizer(model).predict_file(clip)` = WAV decode + "
+        f"frontend + windows + inference; {n_rounds} process{'es' * (n_rounds > 1)} per model, "
+        f"round-robin over the models, each {s['runs']} timed runs after {s['warmup']} warm-up "
+        "runs (every run followed by the parts timed alone); medians and p90 over all runs. "
+        f"The clip gives {windows} model windows. CPU ms = process CPU time of one call "
+        "(not inflated by waiting for a core, unlike wall time; cache sharing with other "
+        "jobs still shows). RSS after import: the process after "
+        "`import edge_runtime` (numpy + stdlib); peak RSS: VmHWM after all runs "
+        "(not `ru_maxrss`, which Linux carries over from the parent through fork + exec). "
+        "Load ms: `EmotionRecognizer(...)` (manifest, sha256, interpreter import and setup)."
+    )
+
+
+def predict_table(exported: dict, predict: dict) -> str:
+    """One row per exported model: size, load, end-to-end and part times, memory, parity."""
     header = [
         "format",
         "quantize",
@@ -92,14 +115,55 @@ def render(data: dict) -> str:
         "parity agreement %",
         "label",
     ]
-    windows = next(iter(predict.values()))["windows"] if predict else 0
-    short_s, long_s = s["stream_short_s"], s["stream_long_s"]
-    n_rounds = s["rounds"]
+    rows = []
+    for (fmt, mode), r in exported.items():
+        if "error" in r:
+            rows.append([fmt, mode, "export failed", *["-"] * (len(header) - 3)])
+            continue
+        p = predict[fmt, mode]
+        m = p["median"]
+        rows.append(
+            [
+                fmt,
+                mode,
+                _engine(p),
+                f"{r['size_kb']:.0f}",
+                f"{p['load_ms']:.0f}",
+                f"**{_fmt(m['e2e'])}**",
+                _fmt(p["p90"]["e2e"]),
+                _fmt(m["e2e_cpu"]),
+                _fmt(m["decode"], 3),
+                _fmt(m["frontend"]),
+                _fmt(m["inference"]),
+                f"{p['rss_import_mb']:.0f}",
+                f"{p['peak_rss_mb']:.0f}",
+                f"{100 * r['agreement']:.1f}",
+                p["label"],
+            ]
+        )
+    return markdown_table(header, rows)
 
-    stream_rows = []
+
+def stream_table(stream: dict, s: dict) -> str:
+    """One row per streamed model: real-time factor, decision time, memory growth."""
+    short_s, long_s = s["stream_short_s"], s["stream_long_s"]
+    header = [
+        "model",
+        "engine",
+        "audio fed s",
+        "decisions",
+        f"RTF first {short_s:.0f} s (CPU s / audio s)",
+        f"RTF all {long_s:.0f} s",
+        "% of one core",
+        "decision ms median / p90",
+        f"RSS after {short_s:.0f} s MB",
+        f"RSS after {long_s:.0f} s MB",
+        "growth MB",
+    ]
+    rows = []
     for (fmt, mode), st in stream.items():
         short, long = st["short"], st["long"]
-        stream_rows.append(
+        rows.append(
             [
                 f"{fmt} {mode}",
                 _engine(st),
@@ -114,56 +178,7 @@ def render(data: dict) -> str:
                 f"{long['rss_mb'] - short['rss_mb']:+.1f}",
             ]
         )
-    stream_header = [
-        "model",
-        "engine",
-        "audio fed s",
-        "decisions",
-        f"RTF first {short_s:.0f} s (CPU s / audio s)",
-        f"RTF all {long_s:.0f} s",
-        "% of one core",
-        "decision ms median / p90",
-        f"RSS after {short_s:.0f} s MB",
-        f"RSS after {long_s:.0f} s MB",
-        "growth MB",
-    ]
-
-    parts = [
-        f"`bench/bench_edge.py{' --quick' if s['quick'] else ''}`: model "
-        f"`{s['model']}` exported with `export.pipeline.export_model` (int8 "
-        f"calibrated on every {s['calibration_every']}th file of `{s['audio']}`, 25% of them "
-        f"held out for the parity column). Clip: the first {s['clip_seconds']:g} s of "
-        f"`{s['clip_source']}` as a 16-bit WAV. Each model is measured in fresh processes, "
-        "single-threaded (interpreter threads 1, OMP/BLAS threads 1): "
-        "`EmotionRecognizer(model).predict_file(clip)` = WAV decode + "
-        f"frontend + windows + inference; {n_rounds} process{'es' * (n_rounds > 1)} per model, "
-        f"round-robin over the models, each {s['runs']} timed runs after {s['warmup']} warm-up "
-        "runs (every run followed by the parts timed alone); medians and p90 over all runs. "
-        f"The clip gives {windows} model windows. CPU ms = process CPU time of one call "
-        "(not inflated by waiting for a core, unlike wall time; cache sharing with other "
-        "jobs still shows). RSS after import: the process after "
-        "`import edge_runtime` (numpy + stdlib); peak RSS: VmHWM after all runs "
-        "(not `ru_maxrss`, which Linux carries over from the parent through fork + exec). "
-        "Load ms: `EmotionRecognizer(...)` (manifest, sha256, interpreter import and setup).",
-        markdown_table(header, rows),
-        "Targets (this x86 CPU, one thread): " + "; ".join(targets(predict, stream, s)) + ".",
-        f"**Streaming**: `StreamRecognizer` at a {s['hop_s']} s hop, speech fed in "
-        f"{s['chunk_s']} s chunks ({short_s:.0f} s of speech, looped to {long_s:.0f} s), one "
-        "fresh process per model. RTF = process CPU seconds per second of audio; % of one "
-        "core = 100 x RTF; decision ms = wall time of a `push` that produced a decision. RSS "
-        "is read after the first and after all of the audio: memory is bounded if it does "
-        "not grow.",
-        markdown_table(stream_header, stream_rows),
-    ]
-    parts += emulator_part(data, predict, emulated)
-    parts.append(pi4_estimate(predict, stream, s))
-    parts.append(derived(predict, stream, emulated, s))
-    env, load = data["environment"], data["load_1min"]
-    parts.append(
-        machine_line(env) + f" CPU: {env['cpu']}. Load average (1 min) at start / end: "
-        f"{load[0]:.1f} / {load[1]:.1f}. Whole run: {data['elapsed_s'] / 60:.1f} min."
-    )
-    return "\n\n".join(part for part in parts if part)
+    return markdown_table(header, rows)
 
 
 def targets(predict: dict, stream: dict, s: dict) -> list[str]:

@@ -90,7 +90,8 @@ def render(data: dict) -> str:
         "Accuracy: Keras / export; utterance = mean of its windows' probabilities.",
         markdown_table(HEADER, rows),
         "Targets: " + "; ".join(f"{name}: {verdict(ok)}" for name, ok in checks(exports)) + ".",
-        machine_line(data["environment"]) + " Absolute latencies are noisy on a shared "
+        machine_line(data["environment"]) + " Load average (1 min) at the start: "
+        f"{data['environment']['load_1min']:.1f}. Absolute latencies are noisy on a shared "
         "machine; the ratios come from the interleaved loop.",
     ]
     split = data["split"]

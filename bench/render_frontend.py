@@ -21,47 +21,8 @@ def _max_mean(d: dict, digits: tuple[str, str]) -> str:
 def render(data: dict) -> str:
     """The section's Markdown body from the saved results."""
     env, settings, corpus = data["environment"], data["settings"], data["corpus"]
-    native, speed = data["native"], data["speed"]
+    native, load = data["native"], data["load_1min"]
     versions = env["versions"]
-    resampled_rows = [
-        [
-            f"{r['rate'] / 1000:g} kHz",
-            f"{r['snr_corpus_db']:.1f}",
-            f"{r['snr_file_median_db']:.1f} / {r['snr_file_min_db']:.1f}",
-            _max_mean(r["via_edge"]["logmel"], (".3g", ".2g")),
-            _max_mean(r["via_edge"]["mfcc39"], (".3g", ".2g")),
-            f"{r['frontend_only']['logmel']['max']:.2g} / "
-            f"{r['frontend_only']['mfcc39']['max']:.2g}",
-            f"{r['resample_ms_per_file']['edge']:.2f} / {r['resample_ms_per_file']['soxr']:.2f}",
-        ]
-        for r in data["resampled"]
-    ]
-    speed_rows = []
-    for feature in settings["features"]:
-        clip, whole = speed["clip"][feature], speed["corpus"][feature]
-        speed_rows.append(
-            [
-                f"3 s clip, {feature} (median of {settings['runs']})",
-                1e3 * clip["edge_s"],
-                1e3 * clip["librosa_s"],
-            ]
-        )
-        speed_rows.append(
-            [
-                f"corpus, {feature} ({corpus['files']} files, median of "
-                f"{settings['corpus_passes']} passes)",
-                whole["edge_s"],
-                whole["librosa_s"],
-            ]
-        )
-    files = speed["files"]
-    speed_rows.append(
-        [
-            f"corpus from WAV files, {files['feature']} (decode + features)",
-            files["edge_s"],
-            files["librosa_s"],
-        ]
-    )
     logmel_max = native["logmel"]["max"]
     return "\n\n".join(
         [
@@ -92,28 +53,74 @@ def render(data: dict) -> str:
             "librosa| with each side using its own resampler; the frontend-only column runs "
             f"the edge frontend on the {settings['resampler']} output (max |diff| log-mel / "
             "MFCC), so the rest is the resampler's.",
-            markdown_table(
-                [
-                    "copy rate",
-                    "SNR corpus (dB)",
-                    "SNR per file median / min (dB)",
-                    "log-mel diff max / mean (dB)",
-                    "MFCC-39 diff max / mean",
-                    "frontend-only max",
-                    f"resample ms/file edge / {settings['resampler']}",
-                ],
-                resampled_rows,
-            ),
+            resampled_table(data["resampled"], settings["resampler"]),
             "**Speed**, edge `Frontend` vs `librosa_features` on the same in-memory "
             "samples, interleaved run by run (3 s clip: ms per call; corpus: s in total), "
             "measured after the parity passes; the last row times WAV file to features "
-            "(`read_wav` + `Frontend` vs `librosa.load` + `librosa_features`).",
-            markdown_table(
-                ["workload", "edge", "librosa", "speed-up (librosa / edge)"],
-                [
-                    [name, f"{e:.3f}", f"{lib:.3f}", f"{lib / e:.2f}x"]
-                    for name, e, lib in speed_rows
-                ],
-            ),
+            "(`read_wav` + `Frontend` vs `librosa.load` + `librosa_features`). Times (and the "
+            f"resampling ms above) are {settings['clock']}, which waiting for a core does not "
+            f"inflate; load average (1 min) at start / end of the run: {load[0]:.1f} / "
+            f"{load[1]:.1f}.",
+            speed_table(data["speed"], settings, corpus["files"]),
         ]
+    )
+
+
+def resampled_table(resampled: list[dict], resampler: str) -> str:
+    """One row per copy rate: resampler SNR, feature differences, resampling time."""
+    header = [
+        "copy rate",
+        "SNR corpus (dB)",
+        "SNR per file median / min (dB)",
+        "log-mel diff max / mean (dB)",
+        "MFCC-39 diff max / mean",
+        "frontend-only max",
+        f"resample ms/file edge / {resampler}",
+    ]
+    rows = [
+        [
+            f"{r['rate'] / 1000:g} kHz",
+            f"{r['snr_corpus_db']:.1f}",
+            f"{r['snr_file_median_db']:.1f} / {r['snr_file_min_db']:.1f}",
+            _max_mean(r["via_edge"]["logmel"], (".3g", ".2g")),
+            _max_mean(r["via_edge"]["mfcc39"], (".3g", ".2g")),
+            f"{r['frontend_only']['logmel']['max']:.2g} / "
+            f"{r['frontend_only']['mfcc39']['max']:.2g}",
+            f"{r['resample_ms_per_file']['edge']:.2f} / {r['resample_ms_per_file']['soxr']:.2f}",
+        ]
+        for r in resampled
+    ]
+    return markdown_table(header, rows)
+
+
+def speed_table(speed: dict, settings: dict, files: int) -> str:
+    """Edge vs librosa times and the speed-up: clip and corpus per feature, then files."""
+    rows = []
+    for feature in settings["features"]:
+        clip, whole = speed["clip"][feature], speed["corpus"][feature]
+        rows.append(
+            [
+                f"3 s clip, {feature} (median of {settings['runs']})",
+                1e3 * clip["edge_s"],
+                1e3 * clip["librosa_s"],
+            ]
+        )
+        rows.append(
+            [
+                f"corpus, {feature} ({files} files, median of {settings['corpus_passes']} passes)",
+                whole["edge_s"],
+                whole["librosa_s"],
+            ]
+        )
+    from_files = speed["files"]
+    rows.append(
+        [
+            f"corpus from WAV files, {from_files['feature']} (decode + features)",
+            from_files["edge_s"],
+            from_files["librosa_s"],
+        ]
+    )
+    return markdown_table(
+        ["workload", "edge", "librosa", "speed-up (librosa / edge)"],
+        [[name, f"{e:.3f}", f"{lib:.3f}", f"{lib / e:.2f}x"] for name, e, lib in rows],
     )

@@ -14,6 +14,21 @@ NAME = "speech_gate"
 TITLE = "Speech gate: real speech kept, non-speech gated"
 
 
+CORPUS_HEADER = [
+    "corpus",
+    "utterances",
+    "gated out",
+    "false rejection",
+    "voiced s, min",
+    "voiced s, median",
+    "voiced fraction, min",
+    "pitch range st, min",
+    "2-8 Hz modulation, min",
+    "quietest peak dBFS",
+    "gate ms per s of audio",
+]
+
+
 def _corpus_rows(corpora: dict) -> list[list[object]]:
     rows = []
     for name, c in corpora.items():
@@ -38,8 +53,8 @@ def _corpus_rows(corpora: dict) -> list[list[object]]:
 
 def render(data: dict) -> str:
     """The section's Markdown body from the saved results."""
-    env, settings, corpora = data["environment"], data["settings"], data["corpora"]
-    cfg, nonspeech, synth = settings["config"], data["nonspeech"], data["synthetic_speech"]
+    settings, corpora, nonspeech = data["settings"], data["corpora"], data["nonspeech"]
+    cfg = settings["config"]
     total = sum(c["utterances"] for c in corpora.values())
     expected = sum(c["expected"] for c in corpora.values())
     rejected = sum(c["rejected"] for c in corpora.values())
@@ -54,39 +69,12 @@ def render(data: dict) -> str:
     passed = [f"- {cls}: {p}" for cls, e in nonspeech.items() for p in e["passed"]]
     return "\n\n".join(
         [
-            f"Script: `bench/bench_speech_gate.py`. {machine_line(env)} numpy "
-            f"{env['versions'].get('numpy', '?')}, {settings['processes']} process. "
-            "`edge_runtime.speech.detect_speech` with the default `SpeechGateConfig`: voiced "
-            f"frames ({cfg['frame_s'] * 1000:g} ms every {cfg['hop_s'] * 1000:g} ms) above "
-            f"{cfg['floor_db']:g} dBFS and {cfg['noise_margin_db']:g} dB above the clip's "
-            f"{cfg['noise_percentile']:g}th-percentile frame energy, whitened autocorrelation "
-            f">= {cfg['min_periodicity']} at a pitch of {cfg['f0_min_hz']:g}-"
-            f"{cfg['f0_max_hz']:g} Hz, >= {cfg['min_harmonics']} harmonics, in runs of "
-            f">= {cfg['min_voiced_run_s']} s; speech: >= {cfg['min_speech_s']} s voiced, a "
-            f"voiced fraction >= {cfg['min_voiced_fraction']}, a pitch range >= "
-            f"{cfg['min_pitch_range_st']} semitones and a 2-8 Hz modulation >= "
-            f"{cfg['min_modulation']}. Every utterance at its own rate, untrimmed; WAV read "
-            "with `read_wav`, RAVDESS's FLAC with soundfile.",
+            _intro(data["environment"], settings),
             f"**Real speech gated out: {rejected} of {total}** (target 0 of {expected}: "
             f"{verdict(rejected == 0 and total == expected)}). {quiet} files peak below "
             "-37 dBFS. The voiced, fraction, pitch-range and modulation columns are the "
             "statistics the gate thresholds, at their lowest in the corpus: the margin left.",
-            markdown_table(
-                [
-                    "corpus",
-                    "utterances",
-                    "gated out",
-                    "false rejection",
-                    "voiced s, min",
-                    "voiced s, median",
-                    "voiced fraction, min",
-                    "pitch range st, min",
-                    "2-8 Hz modulation, min",
-                    "quietest peak dBFS",
-                    "gate ms per s of audio",
-                ],
-                _corpus_rows(corpora),
-            ),
+            markdown_table(CORPUS_HEADER, _corpus_rows(corpora)),
             "\n".join(reasons) if reasons else "No utterance was gated out.",
             f'**Generated non-speech detected as "no speech": {ns_gated} of {ns_total}** '
             f"({settings['seeds']} seeds per signal; 3 s at 16 kHz unless named otherwise). "
@@ -106,20 +94,54 @@ def render(data: dict) -> str:
                 ],
             ),
             ("Taken for speech:\n\n" + "\n".join(passed)) if passed else "None taken for speech.",
-            f"**Synthetic voiced speech** (`keras_dyconv.synthetic`, the dev set): "
-            f"{synth['rejected']} of {synth['utterances']} utterances gated out"
-            + (
-                ": " + "; ".join(f"{r['utterance']} ({r['reason']})" for r in synth["rejections"])
-                if synth["rejections"]
-                else ""
-            )
-            + f". Measured in {data['wall_s']:.0f} s.",
-            f"**Cost** (CPU, one thread, synthetic speech at 16 kHz): "
-            f"{data['cost']['clip_ms']:.1f} ms to gate a {data['cost']['window_s']:g} s clip "
-            f"(`detect_speech`, what `predict` adds per file of that length); "
-            f"{data['cost']['hop_ms']:.1f} ms per {data['cost']['hop_s']:g} s hop of a stream "
-            f"(`SpeechTracker`: new frames only, a decision on the last "
-            f"{data['cost']['window_s']:g} s), "
-            f"{100 * data['cost']['hop_ms'] / 1000 / data['cost']['hop_s']:.1f} % of a core.",
+            _synthetic(data["synthetic_speech"], data["wall_s"]),
+            _cost(data["cost"]),
         ]
+    )
+
+
+def _intro(env: dict, settings: dict) -> str:
+    """Where it ran, and the gate's thresholds in words."""
+    cfg = settings["config"]
+    return (
+        f"Script: `bench/bench_speech_gate.py`. {machine_line(env)} numpy "
+        f"{env['versions'].get('numpy', '?')}, {settings['processes']} process. "
+        "`edge_runtime.speech.detect_speech` with the default `SpeechGateConfig`: voiced "
+        f"frames ({cfg['frame_s'] * 1000:g} ms every {cfg['hop_s'] * 1000:g} ms) above "
+        f"{cfg['floor_db']:g} dBFS and {cfg['noise_margin_db']:g} dB above the clip's "
+        f"{cfg['noise_percentile']:g}th-percentile frame energy, whitened autocorrelation "
+        f">= {cfg['min_periodicity']} at a pitch of {cfg['f0_min_hz']:g}-"
+        f"{cfg['f0_max_hz']:g} Hz, >= {cfg['min_harmonics']} harmonics, in runs of "
+        f">= {cfg['min_voiced_run_s']} s; speech: >= {cfg['min_speech_s']} s voiced, a "
+        f"voiced fraction >= {cfg['min_voiced_fraction']}, a pitch range >= "
+        f"{cfg['min_pitch_range_st']} semitones and a 2-8 Hz modulation >= "
+        f"{cfg['min_modulation']}. Every utterance at its own rate, untrimmed; WAV read "
+        "with `read_wav`, RAVDESS's FLAC with soundfile."
+    )
+
+
+def _synthetic(synth: dict, wall_s: float) -> str:
+    """The synthetic voiced speech gated out, and the bench's wall time."""
+    return (
+        f"**Synthetic voiced speech** (`keras_dyconv.synthetic`, the dev set): "
+        f"{synth['rejected']} of {synth['utterances']} utterances gated out"
+        + (
+            ": " + "; ".join(f"{r['utterance']} ({r['reason']})" for r in synth["rejections"])
+            if synth["rejections"]
+            else ""
+        )
+        + f". Measured in {wall_s:.0f} s."
+    )
+
+
+def _cost(cost: dict) -> str:
+    """The gate's CPU cost per clip and per stream hop."""
+    return (
+        f"**Cost** (CPU, one thread, synthetic speech at 16 kHz): "
+        f"{cost['clip_ms']:.1f} ms to gate a {cost['window_s']:g} s clip "
+        f"(`detect_speech`, what `predict` adds per file of that length); "
+        f"{cost['hop_ms']:.1f} ms per {cost['hop_s']:g} s hop of a stream "
+        f"(`SpeechTracker`: new frames only, a decision on the last "
+        f"{cost['window_s']:g} s), "
+        f"{100 * cost['hop_ms'] / 1000 / cost['hop_s']:.1f} % of a core."
     )

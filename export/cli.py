@@ -19,8 +19,8 @@ from pathlib import Path
 import click
 
 from edge_runtime.config import FrontendConfig
-from edge_runtime.engines import quiet_native_stderr
 from edge_runtime.formats import FORMATS, QUANTIZATIONS
+from export.options import CONTEXT_SETTINGS, native_logs, verbose_option
 from export.pipeline import (
     DEFAULT_MIN_AGREEMENT,
     EXIT_PARITY,
@@ -169,10 +169,7 @@ def _frontend(ctx: click.Context, param: click.Parameter, value: Path | None):
         raise click.BadParameter(f"{value}: not a frontend configuration ({err})") from None
 
 
-@click.command(
-    help=HELP,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)
+@click.command(help=HELP, context_settings=CONTEXT_SETTINGS)
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--format",
@@ -264,11 +261,7 @@ def _frontend(ctx: click.Context, param: click.Parameter, value: Path | None):
     "included) the model's features were made with, for a MODEL that does not record it.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-@click.option(
-    "--verbose",
-    is_flag=True,
-    help="Show what TensorFlow's native code logs on stderr (CUDA probing, oneDNN notices).",
-)
+@verbose_option
 def main(
     model: Path,
     fmt: str,
@@ -289,10 +282,8 @@ def main(
     def log(message: str) -> None:
         click.echo(f"dyser-export: {message}", err=True)
 
-    if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        with quiet_native_stderr(not verbose):
+        with native_logs(verbose):
             result = export_model(
                 model,
                 fmt,

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import click
 
+from export.options import CONTEXT_SETTINGS, native_logs, verbose_option
+
 BANNER = (
     "dyser demo: synthetic speech, a pipeline check. The accuracy below says nothing\n"
     "about real emotional speech; see docs/benchmarks.md for EmoDB results."
@@ -43,7 +45,7 @@ def wilson_upper(fraction: float, n: int, z: float = 1.96) -> float:
     return min(1.0, (centre + spread) / denom)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--workdir",
     type=click.Path(path_type=Path),
@@ -72,11 +74,7 @@ def wilson_upper(fraction: float, n: int, z: float = 1.96) -> float:
     help="Override the 'fast' recipe's epochs.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--verbose",
-    is_flag=True,
-    help="Show what TensorFlow's native code logs on stderr (CUDA probing, oneDNN notices).",
-)
+@verbose_option
 def main(
     workdir: Path, speakers: int, per_emotion: int, epochs: int | None, seed: int, verbose: bool
 ) -> None:
@@ -85,27 +83,39 @@ def main(
     Exits with status 1 when the int8 export is significantly below its parity threshold.
     """
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from edge_runtime.engines import quiet_native_stderr
-
-    with quiet_native_stderr(not verbose):
+    with native_logs(verbose):
         passed = _run(workdir, speakers, per_emotion, epochs, seed)
     sys.exit(EXIT_OK if passed else EXIT_CHECK_FAILED)
 
 
 def _run(workdir: Path, speakers: int, per_emotion: int, epochs: int | None, seed: int) -> bool:
     """The four steps; True when the checks held."""
-    from edge_runtime.config import FrontendConfig
-    from edge_runtime.recognizer import EmotionRecognizer
-    from export.pipeline import export_model
-    from keras_dyconv.corpora import load_manifest, write_manifest
-    from keras_dyconv.experiment import ProtocolSpec, run_experiment
-    from keras_dyconv.recipes import get_recipe
-    from keras_dyconv.synthetic import write_corpus
-
     t0 = time.time()
     click.echo(BANNER)
+    utts = _corpus(workdir, speakers, per_emotion, seed)
+    run_dir = workdir / "run"
+    model_path, test_speakers = _train(utts, run_dir, epochs, seed)
+    train_utts = [u for u in utts if u.speaker not in test_speakers]
+    test_utts = [u for u in utts if u.speaker in test_speakers]
+    exported, consistent = _export(workdir, model_path, train_utts, test_utts)
+    _on_device(exported.output, test_utts)
+    click.echo(f"\ndone in {time.time() - t0:.0f} s. Run folder: {run_dir}")
+    if not consistent:
+        report = exported.parity
+        click.echo(
+            f"dyser-demo: check failed: the int8 export agrees with Keras on "
+            f"{100 * report.agreement:.1f}% of windows, below the "
+            f"{100 * report.min_agreement:.0f}% threshold (95% confidence)",
+            err=True,
+        )
+    return consistent
+
+
+def _corpus(workdir: Path, speakers: int, per_emotion: int, seed: int) -> list:
+    """Step 1: write the synthetic corpus under `workdir`/corpus; its utterances."""
+    from keras_dyconv.corpora import load_manifest
+    from keras_dyconv.synthetic import write_corpus
+
     click.echo(f"\n[1/4] generating {speakers} speakers x 7 emotions x {per_emotion} utterances")
     manifest = write_corpus(
         workdir / "corpus",
@@ -116,9 +126,16 @@ def _run(workdir: Path, speakers: int, per_emotion: int, epochs: int | None, see
     )
     utts = load_manifest(manifest)
     click.echo(f"      {len(utts)} utterances -> {manifest}")
+    return utts
+
+
+def _train(utts: list, run_dir: Path, epochs: int | None, seed: int) -> tuple[Path, set]:
+    """Step 2: one leave-one-speaker-out fold; (model path, test speakers)."""
+    from edge_runtime.config import FrontendConfig
+    from keras_dyconv.experiment import ProtocolSpec, run_experiment
+    from keras_dyconv.recipes import get_recipe
 
     click.echo("\n[2/4] training on all but one speaker (validation speaker held out too)")
-    run_dir = workdir / "run"
     results = run_experiment(
         utts,
         run_dir,
@@ -138,11 +155,16 @@ def _run(workdir: Path, speakers: int, per_emotion: int, epochs: int | None, see
         f"WA {fold['metrics']['wa']:.3f}, UA {fold['metrics']['ua']:.3f} "
         f"(chance {1 / len(results['labels']):.3f}); model -> {model_path}"
     )
+    return model_path, set(fold["test_speakers"])
+
+
+def _export(workdir: Path, model_path: Path, train_utts: list, test_utts: list) -> tuple:
+    """Step 3: int8 TFLite calibrated on the training speakers; (ExportResult, whether its
+    agreement with Keras is consistent with the parity threshold)."""
+    from export.pipeline import export_model
+    from keras_dyconv.corpora import write_manifest
 
     click.echo("\n[3/4] exporting full-integer (int8) TFLite, calibrated on training speakers")
-    test_speakers = set(fold["test_speakers"])
-    train_utts = [u for u in utts if u.speaker not in test_speakers]
-    test_utts = [u for u in utts if u.speaker in test_speakers]
     calibration = write_manifest(train_utts, workdir / "calibration.csv")
     holdout = write_manifest(test_utts, workdir / "holdout.csv")
     (workdir / "export").mkdir(exist_ok=True)
@@ -167,9 +189,15 @@ def _run(workdir: Path, speakers: int, per_emotion: int, epochs: int | None, see
         f"{'consistent with it' if consistent else 'below it'} at 95% confidence), "
         f"latency {report.latency_ms:.1f} ms per 3 s window"
     )
+    return exported, consistent
+
+
+def _on_device(model: Path, test_utts: list) -> None:
+    """Step 4: the exported model through edge_runtime on the held-out speaker's files."""
+    from edge_runtime.recognizer import EmotionRecognizer
 
     click.echo("\n[4/4] edge_runtime (numpy + LiteRT) on the held-out speaker's WAV files")
-    recognizer = EmotionRecognizer(exported.output)
+    recognizer = EmotionRecognizer(model)
     correct = 0
     for utt in test_utts:
         prediction = recognizer.predict_file(utt.path)
@@ -179,16 +207,7 @@ def _run(workdir: Path, speakers: int, per_emotion: int, epochs: int | None, see
         f"({correct / len(test_utts):.3f}); e.g. {test_utts[0].path.name}: "
         f"{recognizer.predict_file(test_utts[0].path).label} (true {test_utts[0].label})"
     )
-    click.echo(f"      try: python -m edge_runtime predict {exported.output} {test_utts[0].path}")
-    click.echo(f"\ndone in {time.time() - t0:.0f} s. Run folder: {run_dir}")
-    if not consistent:
-        click.echo(
-            f"dyser-demo: check failed: the int8 export agrees with Keras on "
-            f"{100 * report.agreement:.1f}% of windows, below the "
-            f"{100 * report.min_agreement:.0f}% threshold (95% confidence)",
-            err=True,
-        )
-    return consistent
+    click.echo(f"      try: python -m edge_runtime predict {model} {test_utts[0].path}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import render_dynconv
 import render_edge
 import render_export
 import render_frontend
+import render_fuzz
 import render_memory
 import render_speech_gate
 from test_speech_gate import speech_like
@@ -142,6 +143,7 @@ def frontend_results() -> dict:
             "resampler": "soxr_hq",
             "blas_threads": "1",
             "top_db": None,
+            "clock": "process CPU time",
         },
         "corpus": {"files": 2, "seconds": 90.0, "sample_rate": 16000, "decode_mismatches": 0},
         "native": {
@@ -164,6 +166,7 @@ def frontend_results() -> dict:
             "corpus": {"logmel": _speed(0.2, 0.5), "mfcc39": _speed(0.25, 1.0)},
             "files": {"feature": "logmel", **_speed(0.25, 0.75)},
         },
+        "load_1min": [1.5, 2.25],
     }
 
 
@@ -180,6 +183,8 @@ def test_render_frontend():
         "| 8 kHz | 82.2 | 84.4 / 70.2 | 0.406 / 0.0015 | 0.131 / 0.0038 | 1.5e-05 / 0.00012 "
         "| 0.90 / 0.14 |"
     ) in text
+    assert "are process CPU time, which waiting for a core does not inflate; load average" in text
+    assert "(1 min) at start / end of the run: 1.5 / 2.2." in text
     assert text.endswith(
         "| workload | edge | librosa | speed-up (librosa / edge) |\n|---|---|---|---|\n"
         "| 3 s clip, logmel (median of 300) | 0.500 | 1.500 | 3.00x |\n"
@@ -370,6 +375,7 @@ def test_render_export():
         "**missed**."
     ) in text
     assert MACHINE in text
+    assert f"Load average (1 min) at the start: {ENV['load_1min']:.1f}. Absolute" in text
     assert "so its Bi-LSTM runs 18 steps per 3 s window" in text
     assert "pooling time 8x (trained the same way, 48 s) runs 37." in text
     assert "All 8 interpreters" in text
@@ -709,6 +715,40 @@ def test_memory_bench_round_trip(tmp_path):
     _assert_round_trip("memory", out, markdown, proc.stdout)
 
 
+def fuzz_results() -> dict:
+    return {
+        "cases": 1000,
+        "seed": 0,
+        "outcomes": {"WavError": 600, "ok": 400},
+        "no_speech": 390,
+        "by_kind": {"random bytes: WavError": 600, "valid: ok": 400},
+        "unexpected": [],
+        "slowest_case": {"case": 7, "kind": "valid", "bytes": 96044, "seconds": 0.0123},
+        "soundfile": {"identical": 400, "refused, soundfile reads it": 3},
+        "refused_where_soundfile_reads": {"sample rate N Hz not in N Hz": 3},
+        "seconds": 12.4,
+        "peak_rss_mib": 80.6,
+        "model": "emodb-int8.tflite",
+        "speech_gate": True,
+        "machine": "Measured 2026-01-02 on x86_64 (2 cores), Python 3.11.7.",
+    }
+
+
+def test_render_fuzz():
+    text = render_fuzz.render(fuzz_results())
+    assert text.startswith(
+        "`bench/bench_fuzz.py --cases 1000 --seed 0` (model: emodb-int8.tflite, speech gate on"
+    )
+    assert "Raw numbers: `docs/results/bench/fuzz.json`." in text
+    assert "| of them 'no speech' (gated; the model did not run) | 390 |  |" in text
+    assert "| unexpected exceptions | 0 | 0: met |" in text
+    assert "| slowest case | 0.012 s (valid, 96044 bytes) | < 2 s: met |" in text
+    assert "| identical to soundfile where both read | 400 of 400 | all |" in text
+    assert "| `sample rate N Hz not in N Hz` | 3 |" in text
+    data = {**fuzz_results(), "outcomes": {"ok": 400, "WavError": 599}}
+    assert "| unexpected exceptions | 1 | 0: **missed** |" in render_fuzz.render(data)
+
+
 RESULTS = {
     "frontend": frontend_results,
     "dynconv": dynconv_results,
@@ -716,6 +756,7 @@ RESULTS = {
     "edge": edge_results,
     "speech_gate": speech_gate_results,
     "memory": memory_results,
+    "fuzz": fuzz_results,
 }
 
 
@@ -928,3 +969,15 @@ def test_speech_gate_bench_round_trip(tmp_path):
     assert rejection["file"] == "emodb/wav/0.wav" and rejection["reason"].startswith("silent")
     assert data["nonspeech"]["white noise"]["gated"] == 6 and data["settings"]["seeds"] == 1
     _assert_round_trip("speech_gate", out, markdown, proc.stdout)
+
+
+def test_fuzz_bench_round_trip(tmp_path):
+    out, markdown = tmp_path / "fuzz.json", tmp_path / "benchmarks.md"
+    proc = _run_bench(
+        "bench_fuzz.py",
+        *("--cases", "40", "--results", str(out), "--markdown", str(markdown)),
+        timeout=300,
+    )
+    data = json.loads(out.read_text())
+    assert data["cases"] == 40 and data["speech_gate"] and data["unexpected"] == []
+    _assert_round_trip("fuzz", out, markdown, proc.stdout)

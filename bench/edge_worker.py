@@ -1,0 +1,214 @@
+"""The measuring processes of bench/bench_edge.py: one model, one fresh process, JSON out.
+
+    python bench/edge_worker.py predict MODEL CLIP RUNS WARMUP
+    python bench/edge_worker.py stream MODEL AUDIO SHORT_S LONG_S
+
+Each prints one line: `MARK`, then its results as JSON. Imports only the standard library,
+numpy and `edge_runtime` (an interpreter inside the engine that needs it), so that it runs
+on the device's userland as well: bench_edge.py starts it in single-threaded x86 processes
+and under the arm64 emulator, whose Python has nothing else installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+import numpy as np
+
+MARK = "BENCH_EDGE_JSON "
+HEAVY_MODULES = ("tensorflow", "keras", "tf_keras", "torch", "jax", "scipy", "librosa", "sklearn")
+HOP_S, CHUNK_S = 0.5, 0.1
+
+
+def _rss_mb() -> float:
+    """Current resident set size (MB) from /proc (Linux)."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident set size (MB) of this process image: VmHWM from /proc (Linux).
+
+    Not `ru_maxrss`: Linux carries the parent's high-water mark over fork + exec, so a
+    worker started by this (TensorFlow-sized) parent would report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _emit(result: dict) -> None:
+    print(MARK + json.dumps(result), flush=True)
+
+
+def worker_predict(model: str, clip: str, runs: int, warmup: int) -> None:
+    """Time `predict_file(clip)` and its parts in this (fresh) process; print JSON."""
+    t0 = time.perf_counter()
+    import edge_runtime  # noqa: F401  (the baseline: the package alone)
+
+    import_ms = 1e3 * (time.perf_counter() - t0)
+    rss_import = _rss_mb()
+    from edge_runtime.recognizer import EmotionRecognizer
+    from edge_runtime.wav import read_wav
+    from edge_runtime.windows import split_windows
+
+    t0 = time.perf_counter()
+    recognizer = EmotionRecognizer(model, threads=1)
+    load_ms = 1e3 * (time.perf_counter() - t0)
+    rss_loaded = _rss_mb()
+    for _ in range(warmup):
+        prediction = recognizer.predict_file(clip)
+
+    parts = ("e2e", "e2e_cpu", "decode", "frontend", "inference")
+    times: dict[str, list[float]] = {name: [] for name in parts}
+    clock, cpu = time.perf_counter_ns, time.process_time_ns
+    for _ in range(runs):  # whole call and its parts interleaved, so load hits all alike
+        w0, c0 = clock(), cpu()
+        prediction = recognizer.predict_file(clip)
+        w1, c1 = clock(), cpu()
+        samples, rate = read_wav(clip)
+        w2 = clock()
+        feats = recognizer.frontend(samples, rate)
+        w3 = clock()
+        windows = split_windows(feats, recognizer.policy).astype(np.float32)
+        w4 = clock()
+        recognizer.engine.predict(windows)
+        w5 = clock()
+        for name, ns in zip(parts, (w1 - w0, c1 - c0, w2 - w1, w3 - w2, w5 - w4), strict=True):
+            times[name].append(ns / 1e6)
+    peak = _peak_rss_mb()  # before the extra interpreters below
+    heavy_loaded = sorted(m for m in HEAVY_MODULES if m in sys.modules)
+    delegate_ms = _litert_window_ms(recognizer, windows[:1], runs)
+    _emit(
+        {
+            "machine": platform.machine(),
+            "engine": recognizer.engine.name,
+            "label": prediction.label,
+            "windows": len(windows),
+            "runs": runs,
+            "import_ms": import_ms,
+            "load_ms": load_ms,
+            "rss_import_mb": rss_import,
+            "rss_loaded_mb": rss_loaded,
+            "peak_rss_mb": peak,
+            "times": times,
+            "window_ms": delegate_ms,
+            "heavy_loaded": heavy_loaded,
+            "heavy_installed": sorted(m for m in HEAVY_MODULES if _installed(m)),
+        }
+    )
+
+
+def _litert_window_ms(recognizer, window: np.ndarray, runs: int) -> dict[str, float]:
+    """Median invoke (ms) of one window in fresh LiteRT interpreters with the default
+    delegates (XNNPACK) and with the builtin kernels only; {} for other engines."""
+    if not recognizer.engine.name.startswith("litert ("):
+        return {}
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    except ImportError:
+        return {}
+    from edge_runtime.engines import quantize
+
+    spec = recognizer.artifact.artifact_info.input
+    x = quantize(window, spec)
+    result = {}
+    for name, resolver in (
+        ("default", OpResolverType.AUTO),
+        ("builtin", OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
+    ):
+        interpreter = Interpreter(
+            model_path=str(recognizer.artifact.model_path),
+            num_threads=1,
+            experimental_op_resolver_type=resolver,
+        )
+        interpreter.allocate_tensors()
+        index = interpreter.get_input_details()[0]["index"]
+        times = []
+        for _ in range(runs + 3):
+            t = time.perf_counter_ns()
+            interpreter.reset_all_variables()
+            interpreter.set_tensor(index, x)
+            interpreter.invoke()
+            times.append((time.perf_counter_ns() - t) / 1e6)
+        result[name] = float(np.median(times[3:]))
+    t = time.perf_counter_ns()
+    for _ in range(1000):
+        interpreter.reset_all_variables()
+    result["reset_us"] = (time.perf_counter_ns() - t) / 1e6
+    return result
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def worker_stream(model: str, audio: str, short_s: float, long_s: float) -> None:
+    """Feed `long_s` seconds (the audio file, looped) in 0.1 s chunks; print JSON."""
+    from edge_runtime.recognizer import EmotionRecognizer, StreamRecognizer
+    from edge_runtime.wav import read_wav
+
+    recognizer = EmotionRecognizer(model, threads=1)
+    samples, rate = read_wav(audio)
+    stream = StreamRecognizer(recognizer, sample_rate=rate, hop_s=HOP_S)
+    chunk = round(CHUNK_S * rate)
+    samples = samples[: len(samples) // chunk * chunk]  # whole chunks, so the loop is exact
+    n_chunks = len(samples) // chunk
+    checkpoints = {}
+    decision_ms: list[float] = []
+    decisions = fed = 0
+    c0, w0 = time.process_time(), time.perf_counter()
+    for i in range(round(long_s / CHUNK_S)):
+        start = (i % n_chunks) * chunk
+        t = time.perf_counter()
+        made = stream.push(samples[start : start + chunk])
+        if made:
+            decision_ms.append(1e3 * (time.perf_counter() - t))
+            decisions += len(made)
+        fed += chunk
+        for mark in (short_s, long_s):
+            if mark not in checkpoints and fed >= mark * rate:
+                checkpoints[mark] = {
+                    "audio_s": fed / rate,
+                    "cpu_s": time.process_time() - c0,
+                    "wall_s": time.perf_counter() - w0,
+                    "decisions": decisions,
+                    "rss_mb": _rss_mb(),
+                }
+    _emit(
+        {
+            "engine": recognizer.engine.name,
+            "short": checkpoints[short_s],
+            "long": checkpoints[long_s],
+            "decision_ms_median": float(np.median(decision_ms)),
+            "decision_ms_p90": float(np.percentile(decision_ms, 90)),
+            "peak_rss_mb": _peak_rss_mb(),
+        }
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    kinds = {"predict": (worker_predict, int), "stream": (worker_stream, float)}
+    if len(argv) != 5 or argv[0] not in kinds:
+        sys.exit(__doc__.split("\n\n")[1])
+    worker, number = kinds[argv[0]]
+    model, audio, first, second = argv[1:]
+    worker(model, audio, number(first), number(second))
+
+
+if __name__ == "__main__":
+    main()
