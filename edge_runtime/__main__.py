@@ -263,24 +263,33 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_predict(sub)
+    _add_stream(sub)
+    _add_info(sub)
+    return parser
 
-    def engine_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--engine",
-            choices=ENGINES,
-            default="auto",
-            help="inference engine (default: by model format)",
-        )
-        p.add_argument(
-            "--threads", type=number(int, 1, 256), default=1, help="interpreter threads, 1..256 (1)"
-        )
-        p.add_argument(
-            "--no-speech-gate",
-            action="store_true",
-            help=f"classify everything: no '{NO_SPEECH}' for silence, noise, tones or "
-            "clips too short (see edge_runtime.speech)",
-        )
 
+def _engine_options(p: argparse.ArgumentParser) -> None:
+    """--engine, --threads and --no-speech-gate, shared by predict and stream."""
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="inference engine (default: by model format)",
+    )
+    p.add_argument(
+        "--threads", type=number(int, 1, 256), default=1, help="interpreter threads, 1..256 (1)"
+    )
+    p.add_argument(
+        "--no-speech-gate",
+        action="store_true",
+        help=f"classify everything: no '{NO_SPEECH}' for silence, noise, tones or "
+        "clips too short (see edge_runtime.speech)",
+    )
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    """The `predict` subcommand: WAV files or folders, optionally led by a model."""
     limits = DEFAULT_LIMITS
     p = sub.add_parser(
         "predict",
@@ -318,9 +327,13 @@ def build_parser() -> argparse.ArgumentParser:
         "statistics before each file (files from different speakers or devices); by "
         "default the files are one stream that the model adapts to",
     )
-    engine_options(p)
+    _engine_options(p)
     p.set_defaults(func=cmd_predict)
 
+
+def _add_stream(sub: argparse._SubParsersAction) -> None:
+    """The `stream` subcommand: PCM16 mono on stdin."""
+    limits = DEFAULT_LIMITS
     p = sub.add_parser(
         "stream",
         help="classify raw PCM16 mono audio from stdin",
@@ -349,14 +362,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight of the past in the moving average of probabilities, [0, 1) (0.5)",
     )
     p.add_argument("--json", action="store_true", help="one JSON object per decision")
-    engine_options(p)
+    _engine_options(p)
     p.set_defaults(func=cmd_stream)
 
+
+def _add_info(sub: argparse._SubParsersAction) -> None:
+    """The `info` subcommand: describe an artifact."""
     p = sub.add_parser("info", help="describe an exported model", epilog=EXIT_CODES)
     p.add_argument("model", nargs="?", help="exported model (default: shipped EmoDB model)")
     p.add_argument("--json", action="store_true", help="the description as one JSON object")
     p.set_defaults(func=cmd_info)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

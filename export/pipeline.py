@@ -136,14 +136,15 @@ def _frames(metadata: ModelMetadata, window_seconds: float | None) -> int:
 
 def _load_data(
     metadata: ModelMetadata,
-    policy: WindowPolicy,
     calibration: str | os.PathLike | None,
     holdout: str | os.PathLike | None,
     holdout_fraction: float,
     need_calibration: bool,
     progress: Progress | None,
 ) -> tuple[WindowSet | None, WindowSet]:
-    """(calibration windows, or None when the mode needs none; held-out windows)."""
+    """(calibration windows, or None when the mode needs none; held-out windows), cut by
+    `metadata.window`."""
+    policy = metadata.window
     try:
         calib_items = list_audio(calibration, metadata.labels) if calibration else None
         held_items, origin = None, "held-out"
@@ -184,45 +185,78 @@ def _convert(
     calib: WindowSet | None,
     limit: int,
     progress: Progress | None,
+    log: Callable[[str], None],
 ) -> tuple[bytes, dict[str, int], tuple]:
-    """(model file bytes, op counts, (input spec, output spec)); raises ConversionError."""
+    """(model file bytes, op counts, (input spec, output spec)).
+
+    Raises:
+        ExportError: exit code `EXIT_CONVERSION` when the twin cannot be built or the
+            converter fails.
+    """
+    log(f"converting to {fmt} ({quantize}), window {frames} frames")
     from export.tflite import ConversionError
     from export.twin import TwinError, build_twin
 
     try:
         twin = build_twin(model, frames)
     except TwinError as err:
-        raise ConversionError(str(err)) from None
+        raise ExportError(str(err), EXIT_CONVERSION) from None
     reps = representative(calib, limit) if calib is not None else None
     if fmt == "numpy":
-        from export.numpy_graph import numpy_graph_bytes, numpy_graph_io
-
-        data, io = numpy_graph_bytes(twin), numpy_graph_io(twin)
-        ops = [layer["type"] for layer in _numpy_layers(data)]
+        to_format = _to_numpy
     elif fmt == "tflite":
-        from export.tflite import convert_tflite, tflite_io, tflite_ops
-
-        data = convert_tflite(
-            twin,
-            quantize,
-            None if reps is None else lambda: _progress_windows(reps, progress, lambda w: [w]),
-        )
-        ops, io = tflite_ops(data), tflite_io(data)
+        to_format = _to_tflite
     else:
-        from export.onnx import convert_onnx, onnx_io, onnx_ops, quantize_onnx
-
-        float_model = convert_onnx(twin)
-        io = onnx_io(float_model)
-        quantized = quantize_onnx(
-            float_model,
-            quantize,
-            None if reps is None else lambda: _progress_windows(reps, progress, lambda w: w),
-        )
-        ops, data = onnx_ops(quantized), quantized.SerializeToString()
+        to_format = _to_onnx
+    try:
+        data, ops, io = to_format(twin, quantize, reps, progress)
+    except ConversionError as err:
+        raise ExportError(str(err), EXIT_CONVERSION) from None
     counts: dict[str, int] = {}
     for op in ops:
         counts[op] = counts.get(op, 0) + 1
     return data, counts, io
+
+
+# The converters from the tf_keras twin: (twin, quantization, calibration windows or None,
+# progress) -> (model file bytes, op of each node, (input spec, output spec)).
+
+
+def _to_numpy(
+    twin, quantize: str, reps: np.ndarray | None, progress: Progress | None
+) -> tuple[bytes, list[str], tuple]:
+    from export.numpy_graph import numpy_graph_bytes, numpy_graph_io
+
+    data, io = numpy_graph_bytes(twin), numpy_graph_io(twin)
+    return data, [layer["type"] for layer in _numpy_layers(data)], io
+
+
+def _to_tflite(
+    twin, quantize: str, reps: np.ndarray | None, progress: Progress | None
+) -> tuple[bytes, list[str], tuple]:
+    from export.tflite import convert_tflite, tflite_io, tflite_ops
+
+    data = convert_tflite(
+        twin,
+        quantize,
+        None if reps is None else lambda: _progress_windows(reps, progress, lambda w: [w]),
+    )
+    return data, tflite_ops(data), tflite_io(data)
+
+
+def _to_onnx(
+    twin, quantize: str, reps: np.ndarray | None, progress: Progress | None
+) -> tuple[bytes, list[str], tuple]:
+    from export.onnx import convert_onnx, onnx_io, onnx_ops, quantize_onnx
+
+    float_model = convert_onnx(twin)
+    io = onnx_io(float_model)
+    quantized = quantize_onnx(
+        float_model,
+        quantize,
+        None if reps is None else lambda: _progress_windows(reps, progress, lambda w: w),
+    )
+    return quantized.SerializeToString(), onnx_ops(quantized), io
 
 
 def _numpy_layers(data: bytes) -> list[dict]:
@@ -279,6 +313,79 @@ def _install(
     return report
 
 
+def _check_request(
+    fmt: str, quantize: str, calibration: str | os.PathLike | None, min_agreement: float | None
+) -> float:
+    """The minimum agreement to require; usage errors in the format, quantization,
+    calibration or agreement raise `ExportError` (`EXIT_USAGE`)."""
+    if fmt not in FORMATS:
+        raise ExportError(f"format must be one of {FORMATS}, got {fmt!r}", EXIT_USAGE)
+    if quantize not in QUANTIZATIONS:
+        raise ExportError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}", EXIT_USAGE)
+    allowed = model_format(fmt).quantizations
+    if quantize not in allowed:
+        raise ExportError(
+            f"the {fmt} format takes --quantize {' or '.join(allowed)}, got {quantize!r}",
+            EXIT_USAGE,
+        )
+    if quantize == "int8" and calibration is None:
+        raise ExportError(
+            "int8 quantization needs real audio to calibrate activation ranges: pass "
+            "--calibration DIR|MANIFEST",
+            EXIT_USAGE,
+        )
+    threshold = DEFAULT_MIN_AGREEMENT[quantize] if min_agreement is None else min_agreement
+    if not 0 <= threshold <= 1:
+        raise ExportError(f"minimum agreement must be in [0, 1], got {threshold}", EXIT_USAGE)
+    return threshold
+
+
+def _output_path(
+    model_path: str | os.PathLike,
+    out: str | os.PathLike | None,
+    fmt: str,
+    quantize: str,
+    log: Callable[[str], None],
+) -> Path:
+    """The model file to write, in a folder checked to take a new file and cleared of the
+    temporaries of killed exports."""
+    out = Path(out) if out is not None else default_output(model_path, fmt, quantize)
+    suffix = model_format(fmt).suffix
+    if out.suffix != suffix:
+        raise ExportError(f"--out {out} must end in {suffix} for --format {fmt}", EXIT_USAGE)
+    if not out.parent.is_dir():
+        raise ExportError(f"--out {out}: folder {out.parent} does not exist", EXIT_USAGE)
+    try:
+        check_writable_folder(out.parent)
+    except OSError as err:
+        raise ExportError(f"--out {out}: {err.strerror or err}", EXIT_INPUT) from None
+    for stale in sweep_stale_temporaries(out.parent):
+        log(f"removed {stale.name}, left by an export that was killed")
+    return out
+
+
+def _load_model(
+    model_path: str | os.PathLike,
+    labels: Sequence[str] | None,
+    frontend: FrontendConfig | None,
+    window_seconds: float | None,
+) -> tuple[object, ModelMetadata]:
+    """(Keras model, its metadata with the window fixed to the export's input length)."""
+    from keras_dyconv.modelio import IncompleteMetadata, load_model
+
+    try:
+        model, metadata = load_model(model_path, labels=labels, frontend=frontend)
+    except IncompleteMetadata as err:
+        options = {"labels": "--labels NAME,NAME,...", "frontend": "--frontend CONFIG.json"}
+        supply = " and ".join(options[name] for name in err.missing)
+        raise ExportError(f"{err}; pass {supply}", EXIT_USAGE) from None
+    except (MetadataError, OSError, ValueError, TypeError) as err:
+        raise ExportError(f"cannot load {model_path}: {err}", EXIT_INPUT) from None
+    frames = _frames(metadata, window_seconds)
+    policy = WindowPolicy(frames, min(metadata.window.hop_frames, frames))
+    return model, dataclasses.replace(metadata, window=policy)
+
+
 def export_model(
     model_path: str | os.PathLike,
     fmt: str = "tflite",
@@ -326,66 +433,16 @@ def export_model(
         ExportError: with `exit_code` 2 (bad arguments), 3 (conversion failed), 4 (model or
             audio unreadable) or 5 (the exported file does not run in its engine).
     """
-    if fmt not in FORMATS:
-        raise ExportError(f"format must be one of {FORMATS}, got {fmt!r}", EXIT_USAGE)
-    if quantize not in QUANTIZATIONS:
-        raise ExportError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}", EXIT_USAGE)
-    allowed = model_format(fmt).quantizations
-    if quantize not in allowed:
-        raise ExportError(
-            f"the {fmt} format takes --quantize {' or '.join(allowed)}, got {quantize!r}",
-            EXIT_USAGE,
-        )
-    if quantize == "int8" and calibration is None:
-        raise ExportError(
-            "int8 quantization needs real audio to calibrate activation ranges: pass "
-            "--calibration DIR|MANIFEST",
-            EXIT_USAGE,
-        )
-    threshold = DEFAULT_MIN_AGREEMENT[quantize] if min_agreement is None else min_agreement
-    if not 0 <= threshold <= 1:
-        raise ExportError(f"minimum agreement must be in [0, 1], got {threshold}", EXIT_USAGE)
-
-    out = Path(out) if out is not None else default_output(model_path, fmt, quantize)
-    suffix = model_format(fmt).suffix
-    if out.suffix != suffix:
-        raise ExportError(f"--out {out} must end in {suffix} for --format {fmt}", EXIT_USAGE)
-    if not out.parent.is_dir():
-        raise ExportError(f"--out {out}: folder {out.parent} does not exist", EXIT_USAGE)
-    try:
-        check_writable_folder(out.parent)
-    except OSError as err:
-        raise ExportError(f"--out {out}: {err.strerror or err}", EXIT_INPUT) from None
-    for stale in sweep_stale_temporaries(out.parent):
-        log(f"removed {stale.name}, left by an export that was killed")
-
-    from keras_dyconv.modelio import IncompleteMetadata, load_model
-
-    try:
-        model, metadata = load_model(model_path, labels=labels, frontend=frontend)
-    except IncompleteMetadata as err:
-        options = {"labels": "--labels NAME,NAME,...", "frontend": "--frontend CONFIG.json"}
-        supply = " and ".join(options[name] for name in err.missing)
-        raise ExportError(f"{err}; pass {supply}", EXIT_USAGE) from None
-    except (MetadataError, OSError, ValueError, TypeError) as err:
-        raise ExportError(f"cannot load {model_path}: {err}", EXIT_INPUT) from None
-    frames = _frames(metadata, window_seconds)
-    policy = WindowPolicy(frames, min(metadata.window.hop_frames, frames))
-    metadata = dataclasses.replace(metadata, window=policy)
-
+    threshold = _check_request(fmt, quantize, calibration, min_agreement)
+    out = _output_path(model_path, out, fmt, quantize, log)
+    model, metadata = _load_model(model_path, labels, frontend, window_seconds)
+    frames = metadata.window.frames
     calib, held = _load_data(
-        metadata, policy, calibration, holdout, holdout_fraction, quantize == "int8", progress
+        metadata, calibration, holdout, holdout_fraction, quantize == "int8", progress
     )
-    log(f"converting to {fmt} ({quantize}), window {frames} frames")
-    from export.tflite import ConversionError
-
-    try:
-        data, ops, (spec_in, spec_out) = _convert(
-            model, fmt, quantize, frames, calib, calibration_windows, progress
-        )
-    except ConversionError as err:
-        raise ExportError(str(err), EXIT_CONVERSION) from None
-
+    data, ops, (spec_in, spec_out) = _convert(
+        model, fmt, quantize, frames, calib, calibration_windows, progress, log
+    )
     manifest_args = dict(
         format=fmt,
         quantization=quantize,

@@ -32,6 +32,7 @@ Normalisations (`NORMALIZATIONS`), applied to the features before the above:
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import io
 import os
@@ -44,6 +45,7 @@ from typing import Any
 import click
 import joblib
 import numpy as np
+from joblib.executor import get_memmapping_executor
 
 from edge_runtime.files import atomic_write, file_sha256
 from keras_dyconv.corpora import Utterance
@@ -162,6 +164,23 @@ def _extract_one(path: str, cache_dir: str | os.PathLike | None) -> np.ndarray:
     return hit
 
 
+def _fft_clash() -> bool:
+    """Whether a library in this process's global namespace exports `rdft` (Ooura's FFT).
+
+    TensorFlow's libtensorflow_framework does, in double precision; openSMILE's libSMILEapi
+    has its own single-precision `rdft`, and when it is loaded after TensorFlow it binds to
+    TensorFlow's and corrupts the heap ("malloc(): invalid size", SIGABRT or SIGSEGV inside
+    openSMILE). Such a process extracts in a worker process instead.
+    """
+    if os.name != "posix":
+        return False
+    try:
+        ctypes.CDLL(None).rdft  # noqa: B018  (dlsym in the global namespace)
+    except AttributeError:
+        return False
+    return True
+
+
 def extract_egemaps(
     paths: Sequence[str | os.PathLike],
     *,
@@ -171,12 +190,17 @@ def extract_egemaps(
 ) -> np.ndarray:
     """`file_egemaps` of every path, in order: shape (len(paths), 88) float32.
 
-    `n_jobs` worker processes (joblib); `cache_dir` enables the on-disk `EgemapsCache`, so
-    a second run reads the functionals back instead of recomputing them.
+    `n_jobs` worker processes (joblib); with 1, in this process unless TensorFlow (or another
+    library exporting Ooura's FFT, see `_fft_clash`) is loaded, then in one worker process.
+    `cache_dir` enables the on-disk `EgemapsCache`, so a second run reads the functionals
+    back instead of recomputing them.
     """
     paths = [os.fspath(p) for p in paths]
-    if n_jobs == 1:
+    if n_jobs == 1 and not _fft_clash():
         results: Any = (_extract_one(p, cache_dir) for p in paths)
+    elif n_jobs == 1:  # in a fresh worker process, where openSMILE binds its own FFT
+        executor = get_memmapping_executor(1)
+        results = executor.map(_extract_one, paths, [cache_dir] * len(paths))
     else:
         parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator")
         results = parallel(joblib.delayed(_extract_one)(p, cache_dir) for p in paths)

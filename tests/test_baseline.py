@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -55,6 +57,29 @@ def test_extraction_gives_88_finite_functionals_and_is_cached(corpus, tmp_path, 
 
     monkeypatch.setattr(baseline, "file_egemaps", refuse)
     np.testing.assert_array_equal(baseline.extract_egemaps([copy], cache_dir=cache)[0], feats[0])
+
+
+def test_extraction_survives_tensorflow_loaded_first(corpus, tmp_path):
+    """TensorFlow exports a double-precision `rdft` that a later-loaded openSMILE bound to,
+    aborting the process (test_multicorpus before test_baseline in one session did)."""
+    pytest.importorskip("tensorflow")
+    utts, feats, _ = corpus
+    out = tmp_path / "feats.npy"
+    code = (
+        "import sys; import tensorflow; import numpy as np; from keras_dyconv import baseline; "
+        "np.save(sys.argv[1], baseline.extract_egemaps(sys.argv[2:]))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(out), *(u.path for u in utts[:2])],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    np.testing.assert_array_equal(np.load(out), feats[:2])
 
 
 def test_unreadable_audio_names_the_file(tmp_path):
