@@ -100,5 +100,6 @@ def test_scored_in_the_target_labels_against_the_single_corpus_run(saved):
     # Paired: fold a +33.3, fold b -33.3 -> mean 0.
     assert "single-corpus default: WA +0.0" in body
     assert "pretraining seed 0: 8.0 min on 100 utterances of 2 speakers" in body
+    assert "in one process: 10.0 min" in body  # 8 min + 2 folds of 60 s
     assert "common label space (arg-max over all 4 classes): WA 66.7" in body
     assert bench_multicorpus.render(saved.parent / "nothing") == "No multi-corpus run saved yet."
