@@ -35,8 +35,12 @@ __all__ = [
     "NORMALIZATIONS",
     "N_MFCC",
     "PITCH_CHANNELS",
+    "PITCH_DEFINITION",
     "PITCH_FMAX_HZ",
     "PITCH_FMIN_HZ",
+    "PITCH_SILENCE_DB",
+    "PITCH_TROUGH_THRESHOLD",
+    "PITCH_VOICED_PERIODICITY",
     "STATISTICS_NORMALIZATIONS",
     "FrontendConfig",
     "dataset_statistics",
@@ -52,6 +56,23 @@ PITCH_CHANNELS = 2
 #: F0 range the pitch tracker searches (Hz): deep male voices to high-pitched screams.
 PITCH_FMIN_HZ = 50.0
 PITCH_FMAX_HZ = 600.0
+#: librosa.yin's default: the first trough of its d' below this gives the period.
+PITCH_TROUGH_THRESHOLD = 0.1
+#: Frames whose periodicity (1 - min d') reaches this are voiced (min d' <= 0.3).
+PITCH_VOICED_PERIODICITY = 0.7
+#: Frames whose mean square over the window W that d' compares (the first frame - max lag
+#: samples of the frame) is below this level, dB re full scale, are silent: periodicity 0,
+#: unvoiced (d' of a silent window is 0 / 0, or of one click against it 0 at every lag).
+PITCH_SILENCE_DB = -80.0
+#: What defines the pitch channels besides the config's own fields; part of the
+#: fingerprint of `pitch=True` configs, so a change misses the feature caches.
+PITCH_DEFINITION = {
+    "fmin_hz": PITCH_FMIN_HZ,
+    "fmax_hz": PITCH_FMAX_HZ,
+    "trough_threshold": PITCH_TROUGH_THRESHOLD,
+    "voiced_periodicity": PITCH_VOICED_PERIODICITY,
+    "silence_db": PITCH_SILENCE_DB,
+}
 #: Fields added after configs were first saved: `to_dict` leaves them out while they keep
 #: their default, so every earlier config keeps its fingerprint (and its feature caches).
 _LATER_FIELDS = {"pitch": False}
@@ -298,10 +319,12 @@ class FrontendConfig:
         return cls.from_dict(data)
 
     def fingerprint(self) -> str:
-        """sha256 hex digest of the canonical JSON (sorted keys, no whitespace)."""
-        canonical = json.dumps(
-            self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False
-        )
+        """sha256 hex digest of the canonical JSON (sorted keys, no whitespace) of `to_dict`,
+        plus `PITCH_DEFINITION` when `pitch` is set."""
+        data = self.to_dict()
+        if self.pitch:
+            data["pitch_definition"] = PITCH_DEFINITION
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 

@@ -17,11 +17,16 @@ import joblib
 import librosa
 import numpy as np
 
-from edge_runtime.config import N_MFCC, PITCH_FMAX_HZ, PITCH_FMIN_HZ, FrontendConfig
+from edge_runtime.config import (
+    N_MFCC,
+    PITCH_FMAX_HZ,
+    PITCH_FMIN_HZ,
+    PITCH_TROUGH_THRESHOLD,
+    FrontendConfig,
+)
 from edge_runtime.features import delta_width_for, normalize
 from edge_runtime.files import atomic_write, file_sha256
 from edge_runtime.pitch import (
-    TROUGH_THRESHOLD,
     cumulative_mean_normalized,
     voicing_channels,
     yin_frame_length,
@@ -137,7 +142,7 @@ def librosa_yin(
         sr=sample_rate,
         frame_length=frame_length,
         hop_length=hop_length,
-        trough_threshold=TROUGH_THRESHOLD,
+        trough_threshold=PITCH_TROUGH_THRESHOLD,
         center=True,
         pad_mode=pad_mode,
     )

@@ -18,14 +18,20 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from edge_runtime.config import PITCH_CHANNELS, PITCH_FMIN_HZ, FrontendConfig
+from edge_runtime.config import (
+    PITCH_CHANNELS,
+    PITCH_DEFINITION,
+    PITCH_FMIN_HZ,
+    PITCH_SILENCE_DB,
+    PITCH_VOICED_PERIODICITY,
+    FrontendConfig,
+)
 from edge_runtime.features import Frontend
 from edge_runtime.pitch import (
-    SILENCE_DB,
-    VOICED_PERIODICITY,
     pitch_channels,
     yin,
 )
+from edge_runtime.windows import split_windows
 from keras_dyconv.features import librosa_features, librosa_pitch, librosa_yin
 
 RATES = [8000, 16000, 22050, 44100]
@@ -72,7 +78,7 @@ def assert_same_yin(ours, reference) -> None:
     np.testing.assert_allclose(power, ref_power, rtol=1e-12, atol=1e-300)
     assert f0.shape == ref_f0.shape
     np.testing.assert_allclose(d_min, ref_d, rtol=0, atol=D_ATOL)
-    clear = (ref_d < 0.5) & (ref_power >= 10 ** (SILENCE_DB / 10))
+    clear = (ref_d < 0.5) & (ref_power >= 10 ** (PITCH_SILENCE_DB / 10))
     np.testing.assert_allclose(f0[clear], ref_f0[clear], rtol=F0_RTOL)
     assert np.mean(~np.isclose(f0, ref_f0, rtol=F0_RTOL, atol=0)) <= 0.02
 
@@ -99,8 +105,8 @@ def test_yin_matches_librosa_for_pad_modes_and_odd_hops(pad_mode):
 
 
 def test_yin_matches_librosa_over_many_blocks():
-    # 12 s = 1201 frames: more than one block of frames (_BLOCK_FRAMES).
-    x = np.tile(make_signal("glide", 16000, seconds=1.0), 12)
+    # 2 s = 201 frames: several blocks of frames (_BLOCK_FRAMES), the last one partial.
+    x = np.tile(make_signal("glide", 16000, seconds=1.0), 2)
     assert_same_yin(yin(x, 16000, 160), librosa_yin(x, 16000, 160))
 
 
@@ -138,7 +144,7 @@ def test_a_glide_is_tracked_frame_by_frame():
     truth = 12 * np.log2(track[::160] / PITCH_FMIN_HZ)
     truth = np.append(truth, truth[-1])  # frame 200 is centred on the last sample
     inner = slice(5, -5)
-    assert np.all(channels[inner, 1] >= VOICED_PERIODICITY)
+    assert np.all(channels[inner, 1] >= PITCH_VOICED_PERIODICITY)
     np.testing.assert_allclose(channels[inner, 0], truth[inner], atol=0.15)
 
 
@@ -150,7 +156,7 @@ def test_noise_and_silence_are_unvoiced():
     np.testing.assert_array_equal(silence, 0.0)
     # Unvoiced frames are exactly 0; voiced ones are the tone's pitch.
     gaps = pitch_channels(make_signal("tone-gaps", 16000), config)
-    voiced = gaps[:, 1] >= VOICED_PERIODICITY
+    voiced = gaps[:, 1] >= PITCH_VOICED_PERIODICITY
     np.testing.assert_array_equal(gaps[~voiced, 0], 0.0)
     target = 12 * np.log2(130 / PITCH_FMIN_HZ)
     np.testing.assert_allclose(gaps[voiced, 0], target, atol=0.15)  # edge frames: 0.1 off
@@ -207,7 +213,7 @@ def test_pitch_channels_follow_the_static_features():
     np.testing.assert_array_equal(mfcc[:, 13:15], pitch)
 
 
-def test_config_option_validation_and_fingerprint():
+def test_config_option_validation_and_fingerprint(monkeypatch):
     with pytest.raises(ValueError, match="pitch must be True or False"):
         FrontendConfig(pitch=1)
     with pytest.raises(ValueError, match="pitch=True needs center=True"):
@@ -220,5 +226,66 @@ def test_config_option_validation_and_fingerprint():
     assert config.to_dict()["pitch"] is True
     assert FrontendConfig.from_json(config.to_json()) == config
     assert config.fingerprint() != FrontendConfig().fingerprint()
+    # The tracker's constants are part of the definition: changing one misses the caches.
+    before = config.fingerprint()
+    monkeypatch.setitem(PITCH_DEFINITION, "voiced_periodicity", 0.6)
+    assert config.fingerprint() != before
+    assert FrontendConfig().fingerprint() == FrontendConfig(pitch=False).fingerprint()
     stats = dataclasses.replace(config, normalization="dataset", mean=(0.0,) * 66, std=(1.0,) * 66)
     assert stats.n_features == 66
+
+
+# ------------------------------------------------------------------- export and the edge
+
+
+def test_a_model_with_pitch_channels_exports_and_runs_on_every_edge_engine(tmp_path):
+    """Train a tiny model on tone features with pitch channels, export it to TFLite, ONNX
+    and the numpy format through dyser-export, and predict WAV files through
+    EmotionRecognizer with the LiteRT, onnxruntime and numpy engines: each reproduces the
+    Keras model on the same files (the frontend rebuilt from the manifest adds the pitch)."""
+    import json
+
+    import keras
+    from click.testing import CliRunner
+    from tone_corpus import LABELS, POLICY, RAW_CONFIG, tiny_model, windows_of, write_corpus
+
+    from edge_runtime.artifact import load_artifact
+    from edge_runtime.config import with_dataset_stats
+    from edge_runtime.metadata import ModelMetadata
+    from edge_runtime.recognizer import EmotionRecognizer
+    from export.cli import main
+    from keras_dyconv.modelio import save_model
+
+    train = write_corpus(tmp_path / "train", per_class=6, seed=1)
+    heldout = write_corpus(tmp_path / "heldout", per_class=2, seed=2)
+    raw = dataclasses.replace(RAW_CONFIG, pitch=True)
+    frontend = Frontend(raw)
+    config = with_dataset_stats(
+        raw, [frontend.wav_features(p) for p in sorted(train.parent.glob("*.wav"))]
+    )
+    assert config.n_features == RAW_CONFIG.n_mels + PITCH_CHANNELS
+    x, y = windows_of(train, config)
+    keras.utils.set_random_seed(0)
+    model = tiny_model(n_mels=config.n_features)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=16, epochs=10, verbose=0)
+    path = save_model(model, tmp_path / "pitch.keras", ModelMetadata(LABELS, config, POLICY))
+
+    wavs = sorted(heldout.parent.glob("*.wav"))
+    for fmt, engine in (("tflite", "litert"), ("onnx", "onnxruntime"), ("numpy", "numpy")):
+        out = tmp_path / f"pitch.{'npz' if fmt == 'numpy' else fmt}"
+        # Parity on the exporter's synthetic tones and noise, through the pitch frontend.
+        args = [str(path), "--format", fmt, "--quantize", "none", "--out", str(out), "--json"]
+        result = CliRunner().invoke(main, [*args, "--latency-runs", "1"])
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["passed"]
+        artifact = load_artifact(out)
+        assert artifact.metadata.frontend == config and config.pitch
+        assert artifact.artifact_info.input.shape == (1, POLICY.frames, config.n_features)
+        recognizer = EmotionRecognizer(out, engine=engine, speech_gate=None)
+        for wav in wavs:
+            prediction = recognizer.predict_file(wav)
+            windows = split_windows(Frontend(config).wav_features(wav), POLICY)
+            expected = model.predict(windows, verbose=0)
+            np.testing.assert_allclose(prediction.window_probabilities, expected, atol=1e-4)
+            assert prediction.label == LABELS[int(expected.mean(axis=0).argmax())]
