@@ -13,7 +13,7 @@ Normalization defaults to "none". Trained models use one of the modes that carry
 training-set statistics (`with_dataset_stats`): "dataset" (mean/std per feature), "gain"
 (the utterance's mean level removed first, so microphone gain does not matter) or "stream"
 (online CMVN: running per-feature statistics of the stream being analysed, starting from the
-training-set statistics; see `edge_runtime.features.StreamStatistics`). Per-utterance
+training-set statistics; see `edge_runtime.normalization.StreamStatistics`). Per-utterance
 mean/std normalization ("utterance") drives the first conv block's global-average-pool
 attention input to ~0, so that block's dynamic kernels stop adapting.
 """
@@ -34,6 +34,13 @@ __all__ = [
     "LIMITS",
     "NORMALIZATIONS",
     "N_MFCC",
+    "PITCH_CHANNELS",
+    "PITCH_DEFINITION",
+    "PITCH_FMAX_HZ",
+    "PITCH_FMIN_HZ",
+    "PITCH_SILENCE_DB",
+    "PITCH_TROUGH_THRESHOLD",
+    "PITCH_VOICED_PERIODICITY",
     "STATISTICS_NORMALIZATIONS",
     "FrontendConfig",
     "dataset_statistics",
@@ -43,6 +50,32 @@ __all__ = [
 
 #: Number of cepstral coefficients in MFCC-39 (13 static + 13 delta + 13 delta-delta).
 N_MFCC = 13
+#: Values `pitch=True` appends to each frame's static features: log-F0 and periodicity
+#: (`edge_runtime.pitch`).
+PITCH_CHANNELS = 2
+#: F0 range the pitch tracker searches (Hz): deep male voices to high-pitched screams.
+PITCH_FMIN_HZ = 50.0
+PITCH_FMAX_HZ = 600.0
+#: librosa.yin's default: the first trough of its d' below this gives the period.
+PITCH_TROUGH_THRESHOLD = 0.1
+#: Frames whose periodicity (1 - min d') reaches this are voiced (min d' <= 0.3).
+PITCH_VOICED_PERIODICITY = 0.7
+#: Frames whose mean square over the window W that d' compares (the first frame - max lag
+#: samples of the frame) is below this level, dB re full scale, are silent: periodicity 0,
+#: unvoiced (d' of a silent window is 0 / 0, or of one click against it 0 at every lag).
+PITCH_SILENCE_DB = -80.0
+#: What defines the pitch channels besides the config's own fields; part of the
+#: fingerprint of `pitch=True` configs, so a change misses the feature caches.
+PITCH_DEFINITION = {
+    "fmin_hz": PITCH_FMIN_HZ,
+    "fmax_hz": PITCH_FMAX_HZ,
+    "trough_threshold": PITCH_TROUGH_THRESHOLD,
+    "voiced_periodicity": PITCH_VOICED_PERIODICITY,
+    "silence_db": PITCH_SILENCE_DB,
+}
+#: Fields added after configs were first saved: `to_dict` leaves them out while they keep
+#: their default, so every earlier config keeps its fingerprint (and its feature caches).
+_LATER_FIELDS = {"pitch": False}
 FEATURE_TYPES = ("logmel", "logmel_deltas", "mfcc39")
 NORMALIZATIONS = ("none", "utterance", "gain", "dataset", "stream")
 #: Normalizations that use the training set's `mean` and `std`.
@@ -77,7 +110,9 @@ class FrontendConfig:
     Pipeline: resample to `sample_rate` -> pre-emphasis -> centered framing -> window ->
     |STFT|**power -> mel filter bank -> 10*log10 (dB, floored at `top_db` below the max)
     -> optional MFCC-39 (DCT-II ortho, 13 coefficients + deltas + delta-deltas)
-    -> optional normalization. Features are time-major: (frames, n_features).
+    -> optional normalization. With `pitch`, YIN log-F0 and periodicity
+    (`edge_runtime.pitch`) join the static features (log-mel bands or MFCCs) before any
+    deltas. Features are time-major: (frames, n_features).
     """
 
     sample_rate: int = 16000
@@ -121,13 +156,17 @@ class FrontendConfig:
     """"logmel" (n_mels dB values per frame), "logmel_deltas" (each band's dB value, delta and
     delta-delta side by side: 3 * n_mels per frame, `channels` 3) or "mfcc39" (13 MFCC,
     then their deltas, then their delta-deltas)."""
+    pitch: bool = False
+    """Append PITCH_CHANNELS pitch values per frame to the static features (after the mel
+    bands or the 13 MFCCs, before deltas): log-F0 in semitones above PITCH_FMIN_HZ (0 when
+    unvoiced) and YIN periodicity (0..1); see `edge_runtime.pitch`. Needs `center`."""
     delta_width: int = 9
     """Savitzky-Golay window (frames, odd >= 3) of the deltas, as librosa.feature.delta."""
     normalization: str = "none"
     """"none"; "utterance" (per-file mean/std per feature); "dataset" ((x - `mean`) / `std`);
     "gain" (the file's mean over all values subtracted, then as "dataset"); "stream" (running
     per-feature mean/std of the stream, with `mean`/`std` as the prior; see
-    `edge_runtime.features.StreamStatistics`)."""
+    `edge_runtime.normalization.StreamStatistics`)."""
     mean: tuple[float, ...] | None = None
     """Per-feature training-set mean (n_features values) for "dataset", "gain" and "stream"."""
     std: tuple[float, ...] | None = None
@@ -142,8 +181,9 @@ class FrontendConfig:
         for name in ("fmax", "top_db"):
             if getattr(self, name) is not None:
                 _set(self, name, _as_float(name, getattr(self, name)))
-        if not isinstance(self.center, bool):
-            raise ValueError(f"center must be True or False, got {self.center!r}")
+        for name in ("center", "pitch"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         _check_choice("window", self.window, WINDOWS)
         _check_choice("pad_mode", self.pad_mode, PAD_MODES)
         _check_choice("mel_scale", self.mel_scale, MEL_SCALES)
@@ -172,6 +212,13 @@ class FrontendConfig:
             raise ValueError(f"top_db must be >= 0 or None, got {self.top_db}")
         if self.feature == "mfcc39" and self.n_mels < N_MFCC:
             raise ValueError(f"mfcc39 needs n_mels >= {N_MFCC}, got n_mels={self.n_mels}")
+        if self.pitch and not self.center:
+            raise ValueError("pitch=True needs center=True (pitch frames are centred ones)")
+        if self.pitch and self.sample_rate <= 2 * PITCH_FMAX_HZ:
+            raise ValueError(
+                f"pitch=True needs sample_rate > {2 * PITCH_FMAX_HZ:g} Hz (the tracker "
+                f"searches up to {PITCH_FMAX_HZ:g} Hz), got {self.sample_rate}"
+            )
         if self.delta_width < 3 or self.delta_width % 2 == 0:
             raise ValueError(f"delta_width must be an odd integer >= 3, got {self.delta_width}")
         self._check_statistics()
@@ -204,11 +251,16 @@ class FrontendConfig:
 
     @property
     def n_features(self) -> int:
-        """Features per frame: n_mels for "logmel", 3 * n_mels for "logmel_deltas", 39 for
-        "mfcc39"."""
-        if self.feature == "mfcc39":
-            return 3 * N_MFCC
-        return self.n_mels * self.channels
+        """Features per frame: `n_static` for "logmel", 3 * `n_static` for "logmel_deltas"
+        and "mfcc39" (39 without pitch)."""
+        return self.n_static * (1 if self.feature == "logmel" else 3)
+
+    @property
+    def n_static(self) -> int:
+        """Static features per frame, before deltas: n_mels (or 13 MFCCs for "mfcc39"),
+        plus PITCH_CHANNELS with `pitch`."""
+        base = N_MFCC if self.feature == "mfcc39" else self.n_mels
+        return base + (PITCH_CHANNELS if self.pitch else 0)
 
     @property
     def channels(self) -> int:
@@ -229,8 +281,12 @@ class FrontendConfig:
         return 1 + (n_samples - self.n_fft) // self.hop_length
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-compatible dict (tuples become lists)."""
+        """Plain JSON-compatible dict (tuples become lists). Fields added later (`pitch`) are
+        left out at their default, so configs saved before them keep their fingerprint."""
         out = dataclasses.asdict(self)
+        for name, default in _LATER_FIELDS.items():
+            if out[name] == default:
+                del out[name]
         for name in ("mean", "std"):
             if out[name] is not None:
                 out[name] = list(out[name])
@@ -263,10 +319,12 @@ class FrontendConfig:
         return cls.from_dict(data)
 
     def fingerprint(self) -> str:
-        """sha256 hex digest of the canonical JSON (sorted keys, no whitespace)."""
-        canonical = json.dumps(
-            self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False
-        )
+        """sha256 hex digest of the canonical JSON (sorted keys, no whitespace) of `to_dict`,
+        plus `PITCH_DEFINITION` when `pitch` is set."""
+        data = self.to_dict()
+        if self.pitch:
+            data["pitch_definition"] = PITCH_DEFINITION
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 

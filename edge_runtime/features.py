@@ -1,21 +1,15 @@
-"""Log-mel and MFCC-39 features in numpy alone, matching librosa (keras_dyconv.features).
+"""Log-mel and MFCC-39 features (and pitch channels) in numpy alone, matching librosa
+(keras_dyconv.features).
 
 `Frontend(config)` precomputes the window, mel filter bank, DCT matrix and delta filters
 once; `frontend(samples)` then turns a 1-D signal into a time-major float32 array
-(frames, n_features) with no Python loop over frames.
+(frames, n_features) with no Python loop over frames. STFT framing is centred (np.pad,
+n_fft // 2 each side, `pad_mode`) as librosa's.
 
-Each piece re-implements the librosa 0.11 function training uses, step for step:
-
-- pre-emphasis = librosa.effects.preemphasis(y, coef, zi=None). With zi=None librosa sets
-  the lfilter *state* to the extrapolated previous sample 2*y[0] - y[1] instead of
-  -coef times it, so the first output is 3*y[0] - y[1], not y[0] - coef*(2*y[0] - y[1]).
-  We reproduce that quirk so training and edge features agree on frame 0.
-- window = scipy get_window(..., fftbins=True) (periodic), zero-padded to n_fft centered.
-- STFT framing with center padding (np.pad, n_fft // 2 each side, `pad_mode`).
-- mel filter bank = librosa.filters.mel (slaney or htk scale, slaney norm or none).
-- dB = librosa.power_to_db(S, ref, amin, top_db): top_db is relative to the utterance max.
-- MFCC = scipy DCT-II (norm="ortho") of the dB mel spectrogram, first 13 coefficients.
-- deltas = librosa.feature.delta(width, order 1 and 2, mode="interp").
+The steps live by concern: `edge_runtime.dsp` (pre-emphasis, window, mel filter bank, dB,
+DCT, deltas, each matching its librosa function), `edge_runtime.pitch` (YIN pitch
+channels) and `edge_runtime.normalization` (the normalisation modes, online CMVN). Their
+public names are importable from here too.
 """
 
 from __future__ import annotations
@@ -23,15 +17,36 @@ from __future__ import annotations
 import itertools
 import math
 import threading
-from functools import cached_property, lru_cache
+from functools import cached_property
 
 import numpy as np
 
-from .config import MIN_STD, N_MFCC, FrontendConfig, remove_gain
+from .config import N_MFCC, FrontendConfig
+from .dsp import (
+    band_deltas,
+    dct_matrix,
+    delta,
+    delta_width_for,
+    hz_to_mel,
+    mel_filterbank,
+    mel_to_hz,
+    power_to_db,
+    preemphasis,
+    window,
+)
+from .normalization import (
+    STREAM_MEMORY_FRAMES,
+    STREAM_PRIOR_FRAMES,
+    StreamStatistics,
+    normalize,
+)
+from .pitch import pitch_channels
 from .resample import resample
 from .wav import DEFAULT_LIMITS, Source, read_wav
 
 __all__ = [
+    "STREAM_MEMORY_FRAMES",
+    "STREAM_PRIOR_FRAMES",
     "Frontend",
     "StreamStatistics",
     "band_deltas",
@@ -48,284 +63,9 @@ __all__ = [
     "window",
 ]
 
-_MIN_LOG_HZ = 1000.0  # Slaney scale: linear below 1 kHz, logarithmic above
-_F_SP = 200.0 / 3  # Slaney scale: Hz per mel in the linear part
-_LOGSTEP = math.log(6.4) / 27.0
 #: Scratch arrays up to this size (about 60 s of audio at the defaults) are kept per thread
 #: and reused; larger inputs get temporary arrays.
 _MAX_SCRATCH_BYTES = 32 << 20
-
-
-def hz_to_mel(frequencies: np.ndarray | float, *, htk: bool = False) -> np.ndarray:
-    """Hz -> mel (float64), as librosa.hz_to_mel."""
-    f = np.asarray(frequencies, dtype=np.float64)
-    if htk:
-        return 2595.0 * np.log10(1.0 + f / 700.0)
-    min_log_mel = _MIN_LOG_HZ / _F_SP
-    with np.errstate(divide="ignore"):  # log of 0 Hz is discarded by the where
-        log_part = min_log_mel + np.log(f / _MIN_LOG_HZ) / _LOGSTEP
-    return np.where(f >= _MIN_LOG_HZ, log_part, f / _F_SP)
-
-
-def mel_to_hz(mels: np.ndarray | float, *, htk: bool = False) -> np.ndarray:
-    """mel -> Hz (float64), as librosa.mel_to_hz."""
-    m = np.asarray(mels, dtype=np.float64)
-    if htk:
-        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
-    min_log_mel = _MIN_LOG_HZ / _F_SP
-    return np.where(m >= min_log_mel, _MIN_LOG_HZ * np.exp(_LOGSTEP * (m - min_log_mel)), _F_SP * m)
-
-
-def mel_filterbank(
-    sample_rate: int,
-    n_fft: int,
-    n_mels: int,
-    fmin: float,
-    fmax: float,
-    *,
-    htk: bool = False,
-    norm: str | None = "slaney",
-) -> np.ndarray:
-    """Triangular mel filters, float32 (n_mels, 1 + n_fft // 2), as librosa.filters.mel."""
-    fft_freqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sample_rate)
-    mel_edges = np.linspace(hz_to_mel(fmin, htk=htk), hz_to_mel(fmax, htk=htk), n_mels + 2)
-    mel_f = mel_to_hz(mel_edges, htk=htk)
-    fdiff = np.diff(mel_f)
-    ramps = np.subtract.outer(mel_f, fft_freqs)
-    lower = -ramps[:-2] / fdiff[:-1, None]
-    upper = ramps[2:] / fdiff[1:, None]
-    # librosa stores the triangles in float32 before scaling them: round at the same point.
-    weights = np.maximum(0.0, np.minimum(lower, upper)).astype(np.float32)
-    if norm == "slaney":
-        enorm = 2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels])
-        weights = (weights * enorm[:, None]).astype(np.float32)
-    return weights
-
-
-def window(name: str, length: int) -> np.ndarray:
-    """Periodic "hann" or "hamming" window (float64), as scipy get_window(fftbins=True)."""
-    if length <= 1:
-        return np.ones(length)
-    alpha = {"hann": 0.5, "hamming": 0.54}[name]
-    # scipy's general_cosine on length + 1 points, last one dropped: same rounding.
-    fac = np.linspace(-np.pi, np.pi, length + 1)
-    w = np.zeros(length + 1)
-    w += alpha * np.cos(0 * fac)
-    w += (1.0 - alpha) * np.cos(fac)
-    return w[:-1]
-
-
-def preemphasis(samples: np.ndarray, coef: float, out: np.ndarray | None = None) -> np.ndarray:
-    """y[n] = x[n] - coef * x[n-1] in float32, first sample as librosa's zi=None (3x0 - x1).
-
-    Needs at least 2 samples; writes into `out` (float32, same length) when given.
-    """
-    x = np.asarray(samples, dtype=np.float32)
-    out = np.empty_like(x) if out is None else out
-    first = x[0] + (np.float32(2.0) * x[0] - x[1])
-    np.multiply(x[:-1], np.float32(-coef), out=out[1:])
-    out[1:] += x[1:]  # float32 rounding identical to lfilter's x[n] + (-coef * x[n-1])
-    out[0] = first
-    return out
-
-
-def power_to_db(
-    spec: np.ndarray, *, amin: float = 1e-10, ref: float = 1.0, top_db: float | None = 80.0
-) -> np.ndarray:
-    """10*log10(max(amin, S) / max(amin, ref)), floored at max - top_db; in place on `spec`."""
-    np.maximum(spec, amin, out=spec)
-    np.log10(spec, out=spec)
-    spec *= 10.0
-    if ref != 1.0:
-        spec -= 10.0 * np.log10(max(amin, ref))
-    if top_db is not None:
-        np.maximum(spec, spec.max() - top_db, out=spec)
-    return spec
-
-
-def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """Orthonormal DCT-II basis (n_in, n_out), float64: x @ D = dct(x, norm="ortho")[:n_out]."""
-    n = np.arange(n_in)[:, None]
-    k = np.arange(n_out)[None, :]
-    basis = np.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * math.sqrt(2.0 / n_in)
-    basis[:, 0] /= math.sqrt(2.0)
-    return basis
-
-
-def delta_width_for(n_frames: int, width: int) -> int:
-    """Delta window actually used for `n_frames` frames: `width`, shrunk to an odd size
-    <= n_frames for short clips (librosa's "interp" mode cannot fit a wider window), or 0
-    when fewer than 3 frames exist (deltas are then zero)."""
-    usable = min(width, n_frames if n_frames % 2 else n_frames - 1)
-    return usable if usable >= 3 else 0
-
-
-def delta(features: np.ndarray, width: int, order: int | tuple[int, ...]) -> np.ndarray:
-    """Savitzky-Golay derivative(s) along axis 0 (time), float32.
-
-    For an int `order`, same shape as `features` and equal to
-    librosa.feature.delta(features.T, width=width, order=order, mode="interp").T; for a
-    tuple, the derivatives of each order side by side: (frames, n_features * len(order)).
-    The polynomial degree equals the derivative order, so the derivative of the fit is
-    constant per window and "interp" mode's edge fits reduce to repeating the first and
-    last full-window values. Requires 3 <= width <= frames, width odd.
-    """
-    orders = (order,) if isinstance(order, int) else tuple(order)
-    x = np.asarray(features, dtype=np.float64)
-    half = width // 2
-    windows = np.lib.stride_tricks.sliding_window_view(x, width, axis=0)  # (valid, F, width)
-    valid = windows @ _savgol_coeffs(width, orders)  # (valid, F, orders)
-    n = len(x)
-    out = np.empty((n, len(orders), x.shape[1]), dtype=np.float32)
-    out[half : n - half] = valid.transpose(0, 2, 1)
-    out[:half] = out[half]
-    out[n - half :] = out[n - half - 1]
-    return out.reshape(n, -1)  # orders side by side, as librosa stacks them
-
-
-def band_deltas(features: np.ndarray, delta_width: int) -> np.ndarray:
-    """(frames, F) -> (frames, 3 F) float32: each feature, its delta and its delta-delta side
-    by side (band-major), so a reshape to (frames, F, 3) gives them as channels. Deltas as
-    `delta` (zero for clips under 3 frames, see `delta_width_for`)."""
-    x = np.asarray(features, dtype=np.float32)
-    n, width = len(x), delta_width_for(len(x), delta_width)
-    d = delta(x, width, (1, 2)) if width else np.zeros((n, 2 * x.shape[1]), np.float32)
-    return np.stack([x, d[:, : x.shape[1]], d[:, x.shape[1] :]], axis=2).reshape(n, -1)
-
-
-@lru_cache(maxsize=32)
-def _savgol_coeffs(width: int, orders: tuple[int, ...]) -> np.ndarray:
-    # Least-squares polynomial of degree `order` over positions -half..half; the order-th
-    # derivative at 0 is order! times its leading coefficient. Returns (width, len(orders)).
-    z = np.arange(width, dtype=np.float64) - width // 2
-    columns = []
-    for order in orders:
-        vander = z[:, None] ** np.arange(order + 1)[None, :]
-        columns.append(math.factorial(order) * np.linalg.pinv(vander)[order])
-    coeffs = np.stack(columns, axis=1)
-    coeffs.flags.writeable = False  # shared by every caller through the cache
-    return coeffs
-
-
-#: Weight, in frames, of the training-set statistics in a fresh `StreamStatistics` (3 s):
-#: the first utterance of a stream is normalised mostly by its own statistics, but not only.
-STREAM_PRIOR_FRAMES = 300
-#: Frames a stream's statistics remember (60 s): older audio fades out, so a device that
-#: changes speaker or room adapts within a minute.
-STREAM_MEMORY_FRAMES = 6000
-
-
-class StreamStatistics:
-    """Online per-feature mean and variance of one stream of features (online CMVN).
-
-    Starts from the training-set statistics of `config` (weighted as `prior_frames`
-    frames), accumulates every frame passed to `update`, and forgets old frames once more
-    than `memory_frames` have been seen (the old accumulators are scaled down to make room
-    for the new frames: an exponential memory of about `memory_frames`). `normalize`
-    applies the current estimate.
-
-    Use one instance per stream, device or speaker: `EmotionRecognizer` keeps one across
-    calls and `StreamRecognizer` feeds it every new hop.
-
-    >>> from edge_runtime.config import FrontendConfig
-    >>> config = FrontendConfig(n_mels=2, normalization="stream", mean=(0, 0), std=(1, 1))
-    >>> stats = StreamStatistics(config, prior_frames=1)
-    >>> stats.update(np.array([[4.0, 2.0]], np.float32))
-    >>> stats.mean.tolist()
-    [2.0, 1.0]
-    """
-
-    def __init__(
-        self,
-        config: FrontendConfig,
-        prior_frames: int = STREAM_PRIOR_FRAMES,
-        memory_frames: int = STREAM_MEMORY_FRAMES,
-    ) -> None:
-        if config.mean is None or config.std is None:
-            raise ValueError(
-                "StreamStatistics needs a config with training-set mean/std "
-                f"(normalization {config.normalization!r} has none)"
-            )
-        if prior_frames < 1 or memory_frames < prior_frames:
-            raise ValueError(
-                f"need 1 <= prior_frames <= memory_frames, got {prior_frames}, {memory_frames}"
-            )
-        self.prior_mean = np.asarray(config.mean, dtype=np.float64)
-        self.prior_var = np.square(np.asarray(config.std, dtype=np.float64))
-        self.prior_frames, self.memory_frames = prior_frames, memory_frames
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget the stream: back to the training-set prior."""
-        self.count = float(self.prior_frames)
-        self.total = self.prior_mean * self.count
-        self.total_sq = (self.prior_var + np.square(self.prior_mean)) * self.count
-
-    def update(self, features: np.ndarray) -> None:
-        """Add (frames, n_features) features of the stream to the statistics."""
-        x = np.asarray(features, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != len(self.prior_mean):
-            raise ValueError(
-                f"features have shape {x.shape}, expected (frames, {len(self.prior_mean)})"
-            )
-        n = len(x)
-        if self.count + n > self.memory_frames:
-            # Old frames keep the weight of what is left of the memory after these ones.
-            self._scale(max(self.memory_frames - n, 0) / self.count)
-        self.count += n
-        self.total += x.sum(axis=0)
-        self.total_sq += np.square(x).sum(axis=0)
-        if self.count > self.memory_frames:  # a single update longer than the memory
-            self._scale(self.memory_frames / self.count)
-
-    def _scale(self, factor: float) -> None:
-        self.count *= factor
-        self.total = self.total * factor
-        self.total_sq = self.total_sq * factor
-
-    @property
-    def mean(self) -> np.ndarray:
-        """Current per-feature mean estimate (n_features,) float64."""
-        return self.total / self.count
-
-    @property
-    def std(self) -> np.ndarray:
-        """Current per-feature std estimate (n_features,) float64, floored at MIN_STD."""
-        var = self.total_sq / self.count - np.square(self.mean)
-        return np.maximum(np.sqrt(np.maximum(var, 0.0)), MIN_STD)
-
-    def normalize(self, features: np.ndarray) -> np.ndarray:
-        """(x - mean) / std with the current estimate, in place (float32 features)."""
-        features -= self.mean.astype(np.float32)
-        features /= self.std.astype(np.float32)
-        return features
-
-
-def normalize(
-    features: np.ndarray, config: FrontendConfig, stream: StreamStatistics | None = None
-) -> np.ndarray:
-    """Apply `config.normalization` to (frames, n_features) features, in place (float32).
-
-    "utterance": per-feature mean/std over this utterance's frames (std floored at
-    MIN_STD); "dataset": (x - config.mean) / config.std; "gain": the utterance's mean over
-    all values subtracted, then as "dataset"; "stream": `stream` is updated with these
-    features and then applied (without `stream`, a fresh one: the training-set prior plus
-    this utterance); "none": unchanged.
-    """
-    mode = config.normalization
-    if mode == "utterance":
-        x = features.astype(np.float64)
-        features[:] = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), MIN_STD)
-    elif mode in ("dataset", "gain"):
-        if mode == "gain":
-            features[:] = remove_gain(features)
-        features -= np.asarray(config.mean, dtype=np.float32)
-        features /= np.asarray(config.std, dtype=np.float32)
-    elif mode == "stream":
-        stream = stream if stream is not None else StreamStatistics(config)
-        stream.update(features)
-        stream.normalize(features)
-    return features
 
 
 def _banded_blocks(
@@ -413,12 +153,17 @@ class Frontend:
             check_sample_rate(sample_rate)  # before resampling: 1 Hz would make 16,000 of each
             x = resample(x, sample_rate, self.config.sample_rate)
             x = self._check(x)
-        spec = self.log_mel(x)
-        if self.config.feature == "mfcc39":
-            spec = self.mfcc39(spec)
-        elif self.config.feature == "logmel_deltas":
-            spec = band_deltas(spec, self.config.delta_width)
-        return spec
+        c = self.config
+        static = self.log_mel(x)
+        if c.feature == "mfcc39":
+            static = (static.astype(np.float64) @ self._dct).astype(np.float32)
+        if c.pitch:
+            static = np.concatenate([static, pitch_channels(x, c)], axis=1)
+        if c.feature == "mfcc39":
+            return self.with_deltas(static)
+        if c.feature == "logmel_deltas":
+            return band_deltas(static, c.delta_width)
+        return static
 
     def wav_features(self, source: Source) -> np.ndarray:
         """Features of a WAV file (path, bytes or file object), resampled as needed."""
@@ -472,15 +217,15 @@ class Frontend:
         for first, last, lo, hi, weights in self._mel_blocks:
             np.matmul(power[:, lo:hi], weights, out=mel[:, first:last])
 
-    def mfcc39(self, log_mel: np.ndarray) -> np.ndarray:
-        """13 MFCCs + deltas + delta-deltas (frames, 39) float32 from a dB mel spectrogram."""
-        mfcc = (log_mel.astype(np.float64) @ self._dct).astype(np.float32)
-        width = delta_width_for(len(mfcc), self.config.delta_width)
+    def with_deltas(self, static: np.ndarray) -> np.ndarray:
+        """(frames, F) static features -> (frames, 3 F) float32: the features, then all their
+        deltas, then all their delta-deltas (the "mfcc39" layout)."""
+        width = delta_width_for(len(static), self.config.delta_width)
         if width:
-            deltas = delta(mfcc, width, (1, 2))
+            deltas = delta(static, width, (1, 2))
         else:
-            deltas = np.zeros((len(mfcc), 2 * N_MFCC), dtype=np.float32)
-        return np.concatenate([mfcc, deltas], axis=1)
+            deltas = np.zeros((len(static), 2 * static.shape[1]), dtype=np.float32)
+        return np.concatenate([static, deltas], axis=1)
 
     def _emphasized_and_padded(self, x: np.ndarray) -> np.ndarray:
         c = self.config

@@ -17,9 +17,21 @@ import joblib
 import librosa
 import numpy as np
 
-from edge_runtime.config import N_MFCC, FrontendConfig
+from edge_runtime.config import (
+    N_MFCC,
+    PITCH_FMAX_HZ,
+    PITCH_FMIN_HZ,
+    PITCH_TROUGH_THRESHOLD,
+    FrontendConfig,
+)
 from edge_runtime.features import delta_width_for, normalize
 from edge_runtime.files import atomic_write, file_sha256
+from edge_runtime.pitch import (
+    cumulative_mean_normalized,
+    voicing_channels,
+    yin_frame_length,
+    yin_lag_range,
+)
 from keras_dyconv.console import terminal_progress, track
 
 __all__ = [
@@ -28,6 +40,8 @@ __all__ = [
     "extract_corpus",
     "file_features",
     "librosa_features",
+    "librosa_pitch",
+    "librosa_yin",
     "load_audio",
 ]
 
@@ -59,8 +73,9 @@ def librosa_features(
     soxr_hq otherwise. Log-mel = power_to_db(melspectrogram(preemphasis(y))); MFCC-39 =
     13 DCT-II (ortho) coefficients of it, then librosa.feature.delta of order 1 and 2
     (mode "interp"; the width shrinks for clips shorter than `delta_width` frames, see
-    edge_runtime.features.delta_width_for); log-mel with deltas = each band's log-mel, delta
-    and delta-delta side by side.
+    edge_runtime.dsp.delta_width_for); log-mel with deltas = each band's log-mel, delta
+    and delta-delta side by side. With `config.pitch`, `librosa_pitch` of the signal (before
+    pre-emphasis) joins the log-mel bands or MFCCs before the deltas.
     """
     y = np.asarray(samples, dtype=np.float32)
     if y.ndim != 1:
@@ -69,10 +84,11 @@ def librosa_features(
         y = librosa.resample(
             y, orig_sr=sample_rate, target_sr=config.sample_rate, res_type=RESAMPLER
         )
-    if config.preemphasis:
-        y = librosa.effects.preemphasis(y, coef=config.preemphasis)
+    emphasized = (
+        librosa.effects.preemphasis(y, coef=config.preemphasis) if config.preemphasis else y
+    )
     mel = librosa.feature.melspectrogram(
-        y=y,
+        y=emphasized,
         sr=config.sample_rate,
         n_fft=config.n_fft,
         hop_length=config.hop_length,
@@ -89,12 +105,60 @@ def librosa_features(
     )
     feats = librosa.power_to_db(mel, ref=config.ref, amin=config.amin, top_db=config.top_db)
     if config.feature == "mfcc39":
-        mfcc = librosa.feature.mfcc(S=feats, n_mfcc=N_MFCC, dct_type=2, norm="ortho")
-        feats = np.concatenate([mfcc, *_deltas(mfcc, config.delta_width)], axis=0)
+        feats = librosa.feature.mfcc(S=feats, n_mfcc=N_MFCC, dct_type=2, norm="ortho")
+    if config.pitch:
+        feats = np.concatenate([feats, librosa_pitch(y, config).T], axis=0)
+    if config.feature == "mfcc39":
+        feats = np.concatenate([feats, *_deltas(feats, config.delta_width)], axis=0)
     elif config.feature == "logmel_deltas":
         stacked = np.stack([feats, *_deltas(feats, config.delta_width)], axis=1)
         feats = stacked.reshape(-1, feats.shape[1])  # band-major: value, delta, delta-delta
     return normalize(np.ascontiguousarray(feats.T, dtype=np.float32), config)
+
+
+def librosa_pitch(samples: np.ndarray, config: FrontendConfig) -> np.ndarray:
+    """Reference pitch channels (frames, 2) float32 of a 1-D signal at config.sample_rate
+    (`librosa_yin`, combined by edge_runtime.pitch.voicing_channels): what
+    edge_runtime.pitch.pitch_channels reproduces."""
+    return voicing_channels(
+        *librosa_yin(samples, config.sample_rate, config.hop_length, config.pad_mode)
+    )
+
+
+def librosa_yin(
+    samples: np.ndarray, sample_rate: int, hop_length: int, pad_mode: str = "constant"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reference of edge_runtime.pitch.yin: (F0 Hz from librosa.yin, min d' of YIN as
+    published (de Cheveigne & Kawahara 2002, eq. 6 and 8) summed directly, lag by lag, over
+    librosa.util.frame's frames, mean square of the window W that d' compares), each
+    (frames,) float64."""
+    y = np.asarray(samples, dtype=np.float64)  # float32 input would run yin's FFTs in float32
+    frame_length = yin_frame_length(sample_rate)
+    min_period, max_period = yin_lag_range(sample_rate, frame_length)
+    f0 = librosa.yin(
+        y,
+        fmin=PITCH_FMIN_HZ,
+        fmax=PITCH_FMAX_HZ,
+        sr=sample_rate,
+        frame_length=frame_length,
+        hop_length=hop_length,
+        trough_threshold=PITCH_TROUGH_THRESHOLD,
+        center=True,
+        pad_mode=pad_mode,
+    )
+    padded = np.pad(y, frame_length // 2, mode=pad_mode)  # yin's centring
+    frames = librosa.util.frame(padded, frame_length=frame_length, hop_length=hop_length)
+    window = frame_length - max_period
+    # d(tau) = sum_{j<W} (y(j) - y(j + tau))^2 for tau = 1..max_period, one lag at a time.
+    diff = np.stack(
+        [
+            np.sum(np.square(frames[:window] - frames[tau : tau + window]), axis=0)
+            for tau in range(1, max_period + 1)
+        ],
+        axis=-1,
+    )
+    d_min = cumulative_mean_normalized(diff)[:, min_period - 1 :].min(axis=1)
+    return f0, d_min, np.mean(np.square(frames[:window]), axis=0)
 
 
 def _deltas(feats: np.ndarray, delta_width: int) -> tuple[np.ndarray, np.ndarray]:

@@ -82,9 +82,10 @@ class WindowSequence(keras.utils.PyDataset):
         if not len(sources):
             raise ValueError("no training utterances")
         self.augmentation = augmentation or Augmentation()
-        if self.augmentation.active and config.feature != "logmel":
+        if self.augmentation.active and (config.feature != "logmel" or config.pitch):
             raise ValueError(
-                f"augmentation works on log-mel features, not feature={config.feature!r}"
+                "augmentation works on log-mel features, not "
+                f"feature={config.feature!r} with pitch={config.pitch}"
             )
         if statistics is None and config.normalization == "stream":
             raise ValueError('normalization "stream" trains with per-speaker `statistics`')
