@@ -135,13 +135,15 @@ def measure_block(
     length = frames.shape[1]
     plan = _plan(length, rate, config)
     x = frames.astype(np.float64)
-    x = x - x.mean(axis=1, keepdims=True)
-    rms = np.sqrt(np.mean(x**2, axis=1))
+    x -= x.mean(axis=1, keepdims=True)
+    rms = np.sqrt(np.mean(np.square(x), axis=1))
     with np.errstate(divide="ignore"):
         rms_db = 20 * np.log10(rms)
     # A first difference flattens low-frequency-heavy noise (brown, rumble) before whitening.
-    emphasized = x[:, 1:] - 0.97 * x[:, :-1]
-    mag = np.abs(np.fft.rfft(emphasized * plan.win, plan.n_fft, axis=1)[:, : plan.top + 1])
+    emphasized = np.multiply(x[:, :-1], 0.97)
+    np.subtract(x[:, 1:], emphasized, out=emphasized)
+    emphasized *= plan.win
+    mag = np.abs(np.fft.rfft(emphasized, plan.n_fft, axis=1)[:, : plan.top + 1])
     mag[:, : plan.band_lo] = 0.0
     # Whitening: each bin over the local spectral level, so only harmonic peaks remain.
     env = _smooth_band(mag, plan)
@@ -194,7 +196,7 @@ def _count_harmonics(
     the band (0); `f0`: (n,) pitch, Hz.
     """
     top = (power.shape[1] - 2) * step
-    n_harm = int(top // config.f0_min_hz)
+    n_harm = int(top // f0.min())  # more would all lie past the band
     h = np.arange(1, n_harm + 1)
     centres = f0[:, None] * h[None, :]  # (n, H) Hz
     inside = centres + 0.5 * f0[:, None] <= top
