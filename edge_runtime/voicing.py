@@ -121,7 +121,9 @@ def _smooth_band(mag: np.ndarray, plan: _Plan) -> np.ndarray:
     np.cumsum(mag, axis=1, out=c[:, half + 1 : half + 1 + m])
     c[:, half + 1 + m :] = c[:, half + m : half + m + 1]
     e = len(plan.divisor)
-    return (c[:, 2 * half + 1 : 2 * half + 1 + e] - c[:, :e]) / plan.divisor
+    env = c[:, 2 * half + 1 : 2 * half + 1 + e] - c[:, :e]
+    env /= plan.divisor
+    return env
 
 
 def measure_block(
@@ -150,9 +152,9 @@ def measure_block(
     tiny = 1e-3 * env.max(axis=1, keepdims=True) + 1e-12
     white = mag[:, plan.pitch] / (env[:, plan.pitch] + tiny)
     acf = (white**2) @ plan.basis
-    with np.errstate(invalid="ignore", divide="ignore"):
-        nacf = acf[:, 1:] / acf[:, :1]
-    nacf = np.nan_to_num(nacf, nan=0.0, posinf=0.0, neginf=0.0)
+    # Lag 0 is a sum of squares: 0 only where the pitch band is empty (then nacf is 0).
+    energy = acf[:, :1]
+    nacf = np.divide(acf[:, 1:], energy, out=np.zeros_like(acf[:, 1:]), where=energy > 0)
     # The shortest lag within 10 % of the best: a period, not a multiple of it.
     rows = np.arange(len(nacf))
     best = np.argmax(nacf >= 0.9 * nacf.max(axis=1, keepdims=True), axis=1)
