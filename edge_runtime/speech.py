@@ -133,7 +133,8 @@ class FrameAnalysis:
         rms_db: frame RMS, dBFS (-inf for digital silence).
         periodicity: whitened normalized autocorrelation at the best pitch lag, 0..1.
         f0_hz: pitch of that lag, Hz.
-        harmonics: harmonics of `f0_hz` standing out of the spectrum.
+        harmonics: harmonics of `f0_hz` standing out of the spectrum (counted only in
+            frames above `floor_db`, periodic enough and with a pitch in range; 0 elsewhere).
         loud: frames above the absolute floor and the clip's noise floor + margin.
         voiced: loud, periodic, harmonic frames in runs of `min_voiced_run_s` or more.
         hop_s: seconds between frames.
