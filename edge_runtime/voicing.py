@@ -95,9 +95,12 @@ def _plan(length: int, rate: int, config: SpeechGateConfig) -> _Plan:
     j = np.arange(int(in_pitch[0]), int(in_pitch[-1]) + 1)
     weight = np.where((j == 0) | (j == n_fft // 2), 1.0, 2.0) / n_fft  # the irfft's sum
     basis = weight[:, None] * np.cos(2 * np.pi * (np.outer(j, lags) % n_fft) / n_fft)
+    win = window("hann", length - 1)
+    for shared in (win, divisor, basis):  # cached: every later call reads the same arrays
+        shared.flags.writeable = False
     return _Plan(
         n_fft,
-        window("hann", length - 1),
+        win,
         band_lo,
         top,
         half,
