@@ -9,6 +9,8 @@ come from a `SpeechGateConfig`; the decisions made on these measures are in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -50,43 +52,112 @@ def frame_view(x: np.ndarray, length: int, hop: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(x, length)[::hop][:n]
 
 
-def _smooth(mag: np.ndarray, half: int) -> np.ndarray:
-    """Moving average over +-half bins along the last axis (edges averaged over fewer bins)."""
-    c = np.cumsum(np.pad(mag, ((0, 0), (1, 0))), axis=1)
-    n = mag.shape[1]
-    hi = np.minimum(np.arange(n) + half + 1, n)
-    lo = np.maximum(np.arange(n) - half, 0)
-    return (c[:, hi] - c[:, lo]) / (hi - lo)
+@dataclass(frozen=True)
+class _Plan:
+    """What `measure_block` reuses for every block of one frame length, rate and config.
+
+    The spectrum is taken at n_fft bins (the next power of two of 2 x the frame length) but
+    only its first `top + 1` bins are kept: above the band every bin is 0. The whitened
+    autocorrelation is wanted at lag 0 and the pitch lags only, and the whitened spectrum is
+    0 outside the pitch band, so it is a (pitch bins, 1 + lags) cosine product instead of
+    an inverse FFT of n_fft (the same sums, in another order).
+    """
+
+    n_fft: int
+    win: np.ndarray  # (length - 1,) Hann window of the pre-emphasized frame
+    band_lo: int  # first bin of the band
+    top: int  # last bin of the band
+    half: int  # half-width of the spectral smoothing, bins
+    divisor: np.ndarray  # (top + 1 + half,) bins averaged by the smoothing at each bin
+    pitch: slice  # bins of the pitch band
+    basis: np.ndarray  # (pitch bins, 1 + lags) cosines: white**2 @ basis = acf at 0, lo..hi
+    lo: int  # shortest pitch lag, samples
+
+
+@lru_cache(maxsize=8)
+def _plan(length: int, rate: int, config: SpeechGateConfig) -> _Plan:
+    """The `_Plan` of frames of `length` samples at `rate` Hz."""
+    n_fft = 1 << int(np.ceil(np.log2(2 * length)))
+    bins = n_fft // 2 + 1
+    freqs = np.arange(bins) * rate / n_fft
+    inside = np.flatnonzero(
+        (freqs >= 0.8 * config.f0_min_hz) & (freqs <= min(config.band_hz, 0.45 * rate))
+    )
+    band_lo, top = int(inside[0]), int(inside[-1])
+    half = max(1, round(config.smooth_hz * n_fft / rate))
+    # The smoothing of `_smooth_band` sees bins 0..bins-1: its divisor clips at both ends.
+    b = np.arange(min(top + 1 + half, bins))
+    divisor = np.minimum(b + half + 1, bins) - np.maximum(b - half, 0)
+    in_pitch = inside[freqs[inside] <= config.pitch_band_hz]
+    lo = max(1, int(np.floor(rate / config.f0_max_hz)))
+    hi = min(length // 2, int(np.ceil(rate / config.f0_min_hz)))
+    lags = np.concatenate([[0], np.arange(n_fft)[lo : hi + 1]])
+    j = np.arange(int(in_pitch[0]), int(in_pitch[-1]) + 1)
+    weight = np.where((j == 0) | (j == n_fft // 2), 1.0, 2.0) / n_fft  # the irfft's sum
+    basis = weight[:, None] * np.cos(2 * np.pi * (np.outer(j, lags) % n_fft) / n_fft)
+    win = window("hann", length - 1)
+    for shared in (win, divisor, basis):  # cached: every later call reads the same arrays
+        shared.flags.writeable = False
+    return _Plan(
+        n_fft,
+        win,
+        band_lo,
+        top,
+        half,
+        divisor,
+        slice(int(j[0]), int(j[-1]) + 1),
+        basis,
+        lo,
+    )
+
+
+def _smooth_band(mag: np.ndarray, plan: _Plan) -> np.ndarray:
+    """Moving average over +-half bins of the spectrum whose first `top + 1` bins are `mag`.
+
+    Bins past those are 0, so the average is 0 beyond `top + half`; it is returned for the
+    bins up to there, (n, len(plan.divisor)). Edges are averaged over fewer bins.
+    """
+    n, m = mag.shape
+    half = plan.half
+    # c[:, half + i] = sum of mag[:, :i], for i in 0 .. m + 2 * half + 1 (constant past m).
+    c = np.zeros((n, m + 3 * half + 1))
+    np.cumsum(mag, axis=1, out=c[:, half + 1 : half + 1 + m])
+    c[:, half + 1 + m :] = c[:, half + m : half + m + 1]
+    e = len(plan.divisor)
+    env = c[:, 2 * half + 1 : 2 * half + 1 + e] - c[:, :e]
+    env /= plan.divisor
+    return env
 
 
 def measure_block(
     frames: np.ndarray, rate: int, config: SpeechGateConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """rms_db, periodicity, f0_hz, harmonics of (n, length) frames at `rate` Hz."""
+    """rms_db, periodicity, f0_hz, harmonics of (n, length) frames at `rate` Hz.
+
+    Harmonics are counted only where they can decide (loud above the absolute floor,
+    periodic, pitch in range); they are 0 in the other frames.
+    """
     length = frames.shape[1]
+    plan = _plan(length, rate, config)
     x = frames.astype(np.float64)
-    x = x - x.mean(axis=1, keepdims=True)
-    rms = np.sqrt(np.mean(x**2, axis=1))
+    x -= x.mean(axis=1, keepdims=True)
+    rms = np.sqrt(np.mean(np.square(x), axis=1))
     with np.errstate(divide="ignore"):
         rms_db = 20 * np.log10(rms)
     # A first difference flattens low-frequency-heavy noise (brown, rumble) before whitening.
-    emphasized = x[:, 1:] - 0.97 * x[:, :-1]
-    win = window("hann", length - 1)
-    n_fft = 1 << int(np.ceil(np.log2(2 * length)))
-    mag = np.abs(np.fft.rfft(emphasized * win, n_fft, axis=1))
-    freqs = np.arange(mag.shape[1]) * rate / n_fft
-    band = (freqs >= 0.8 * config.f0_min_hz) & (freqs <= min(config.band_hz, 0.45 * rate))
-    mag[:, ~band] = 0.0
+    emphasized = np.multiply(x[:, :-1], 0.97)
+    np.subtract(x[:, 1:], emphasized, out=emphasized)
+    emphasized *= plan.win
+    mag = np.abs(np.fft.rfft(emphasized, plan.n_fft, axis=1)[:, : plan.top + 1])
+    mag[:, : plan.band_lo] = 0.0
     # Whitening: each bin over the local spectral level, so only harmonic peaks remain.
-    env = _smooth(mag, max(1, round(config.smooth_hz * n_fft / rate)))
+    env = _smooth_band(mag, plan)
     tiny = 1e-3 * env.max(axis=1, keepdims=True) + 1e-12
-    white = np.where(band & (freqs <= config.pitch_band_hz), mag / (env + tiny), 0.0)
-    acf = np.fft.irfft(white**2, n_fft, axis=1)
-    lo = max(1, int(np.floor(rate / config.f0_max_hz)))
-    hi = min(length // 2, int(np.ceil(rate / config.f0_min_hz)))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        nacf = acf[:, lo : hi + 1] / acf[:, :1]
-    nacf = np.nan_to_num(nacf, nan=0.0, posinf=0.0, neginf=0.0)
+    white = mag[:, plan.pitch] / (env[:, plan.pitch] + tiny)
+    acf = (white**2) @ plan.basis
+    # Lag 0 is a sum of squares: 0 only where the pitch band is empty (then nacf is 0).
+    energy = acf[:, :1]
+    nacf = np.divide(acf[:, 1:], energy, out=np.zeros_like(acf[:, 1:]), where=energy > 0)
     # The shortest lag within 10 % of the best: a period, not a multiple of it.
     rows = np.arange(len(nacf))
     best = np.argmax(nacf >= 0.9 * nacf.max(axis=1, keepdims=True), axis=1)
@@ -104,38 +175,47 @@ def measure_block(
     denom = left - 2 * centre + right
     with np.errstate(invalid="ignore", divide="ignore"):
         shift = np.where(np.abs(denom) > 1e-12, 0.5 * (left - right) / denom, 0.0)
-    lag = lo + best + np.clip(shift, -0.5, 0.5)
+    lag = plan.lo + best + np.clip(shift, -0.5, 0.5)
     f0 = rate / lag
-    harmonics = _count_harmonics(mag**2, freqs, f0, band, config)
+    decides = (
+        (rms_db >= config.floor_db)
+        & (periodicity >= config.min_periodicity)
+        & (f0 >= config.f0_min_hz)
+        & (f0 <= config.f0_max_hz)
+    )
+    harmonics = np.zeros(len(f0), np.int64)
+    if decides.any():
+        # The power spectrum with one 0 bin past the band: lookups beyond it read 0.
+        power = np.zeros((int(decides.sum()), plan.top + 2))
+        np.square(mag[decides], out=power[:, :-1])
+        harmonics[decides] = _count_harmonics(power, rate / plan.n_fft, f0[decides], config)
     return rms_db, periodicity, f0, harmonics
 
 
 def _count_harmonics(
-    power: np.ndarray,
-    freqs: np.ndarray,
-    f0: np.ndarray,
-    band: np.ndarray,
-    config: SpeechGateConfig,
+    power: np.ndarray, step: float, f0: np.ndarray, config: SpeechGateConfig
 ) -> np.ndarray:
-    """Harmonics h*f0 whose peak stands `harmonic_db` above the spectrum midway between."""
-    top = freqs[band].max()
-    step = freqs[1]
-    n_harm = int(top // config.f0_min_hz)
+    """Harmonics h*f0 whose peak stands `harmonic_db` above the spectrum midway between.
+
+    `power`: (n, bins) power spectrum, bins `step` Hz apart, the last bin the first past
+    the band (0); `f0`: (n,) pitch, Hz.
+    """
+    top = (power.shape[1] - 2) * step
+    n_harm = int(top // f0.min())  # more would all lie past the band
     h = np.arange(1, n_harm + 1)
     centres = f0[:, None] * h[None, :]  # (n, H) Hz
     inside = centres + 0.5 * f0[:, None] <= top
-    rows = np.arange(len(f0))[:, None]
+    rows = np.arange(len(f0))[None, :, None]
+    spread = np.linspace(-0.12, 0.12, 5)[:, None, None]
 
-    def level(offset: float, width: float, reduce) -> np.ndarray:
-        # Max or mean of the power over a few bins around centres + offset * f0.
-        spans = [
-            np.clip(np.rint((centres + (offset + d) * f0[:, None]) / step), 0, len(freqs) - 1)
-            for d in np.linspace(-width, width, 5)
-        ]
-        return reduce(np.stack([power[rows, s.astype(int)] for s in spans]), axis=0)
+    def level(offset: float, reduce) -> np.ndarray:
+        # Max or mean of the power over 5 bins around centres + offset * f0.
+        hz = centres[None] + (offset + spread) * f0[None, :, None]
+        span = np.clip(np.rint(hz / step), 0, power.shape[1] - 1).astype(int)
+        return reduce(power[rows, span], axis=0)
 
-    peak = level(0.0, 0.12, np.max)
-    valley = 0.5 * (level(-0.5, 0.12, np.mean) + level(0.5, 0.12, np.mean))
+    peak = level(0.0, np.max)
+    valley = 0.5 * (level(-0.5, np.mean) + level(0.5, np.mean))
     loudest = power.max(axis=1, keepdims=True)
     ratio = 10 ** (config.harmonic_db / 10)
     present = inside & (peak >= ratio * valley) & (peak >= 1e-5 * loudest) & (peak > 0)

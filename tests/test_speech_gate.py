@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime import speech
+from edge_runtime import speech, voicing
 from edge_runtime.engines import EngineError
 from edge_runtime.recognizer import DEFAULT_MODEL, EmotionRecognizer, StreamRecognizer
 from edge_runtime.speech import (
@@ -131,6 +131,48 @@ def test_speech_frames_mark_the_syllables():
     assert len(mask) == 1 + (len(clip) - round(config.frame_s * rate)) // round(hop * rate)
     assert not mask[: int(1.0 / hop) - 4].any()  # the leading second of silence
     assert mask[int(1.2 / hop) :].mean() > 0.3  # voiced syllables after it
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 22050])
+def test_whitened_acf_product_is_the_inverse_fft(rate):
+    """The cosine product gives the irfft of the pitch-band spectrum at lag 0 and lo..hi."""
+    config = SpeechGateConfig()
+    length, _ = speech._frame_samples(rate, config)
+    plan = voicing._plan(length, rate, config)
+    white = np.random.default_rng(0).random((7, plan.basis.shape[0]))
+    spectrum = np.zeros((7, plan.n_fft // 2 + 1))
+    spectrum[:, plan.pitch] = white**2
+    acf = np.fft.irfft(spectrum, plan.n_fft, axis=1)
+    hi = min(length // 2, int(np.ceil(rate / config.f0_min_hz)))
+    want = np.concatenate([acf[:, :1], acf[:, plan.lo : hi + 1]], axis=1)
+    np.testing.assert_allclose((white**2) @ plan.basis, want, rtol=0, atol=1e-12)
+
+
+def test_band_smoothing_is_the_moving_average_of_the_whole_spectrum():
+    rate, config = 16000, SpeechGateConfig()
+    plan = voicing._plan(960, rate, config)
+    bins, half = plan.n_fft // 2 + 1, plan.half
+    mag = np.zeros((3, bins))
+    mag[:, : plan.top + 1] = np.random.default_rng(1).random((3, plan.top + 1))
+    want = np.array([mag[:, max(0, b - half) : b + half + 1].mean(axis=1) for b in range(bins)]).T
+    got = voicing._smooth_band(mag[:, : plan.top + 1], plan)
+    np.testing.assert_allclose(got, want[:, : got.shape[1]], rtol=1e-12)
+    assert not want[:, got.shape[1] :].any()  # 0 past the returned bins
+
+
+def test_harmonics_are_counted_where_they_can_decide():
+    rate, config = 16000, SpeechGateConfig()
+    clip = np.concatenate([speech_like(rate), non_speech(rate)["white noise"]])
+    a = analyze_frames(clip, rate)
+    decides = (
+        (a.rms_db >= config.floor_db)
+        & (a.periodicity >= config.min_periodicity)
+        & (a.f0_hz >= config.f0_min_hz)
+        & (a.f0_hz <= config.f0_max_hz)
+    )
+    assert 0.2 < decides.mean() < 0.8
+    assert not a.harmonics[~decides].any()
+    assert (a.harmonics[decides] >= config.min_harmonics).mean() > 0.5
 
 
 def test_long_clip_memory_is_blocked():
