@@ -4,6 +4,7 @@ manifest edits (optionally re-sealed as an exporter would seal them)."""
 from __future__ import annotations
 
 import json
+import wave
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +24,16 @@ from edge_runtime.windows import WindowPolicy
 TINY_LABELS = ("calm", "angry", "sad")
 TINY_CONFIG = FrontendConfig(n_mels=16, normalization="dataset", mean=(-40.0,) * 16, std=(10,) * 16)
 TINY_POLICY = WindowPolicy(frames=50, hop_frames=25)
+
+
+def pcm16_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    """`samples` (float, clipped to [-1, 1]) written as a mono 16-bit PCM WAV at `rate` Hz."""
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
 
 
 def tiny_numpy_model(folder: Path, seed: int = 0) -> Path:

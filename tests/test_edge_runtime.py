@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from edge_fixtures import edit_manifest, tiny_numpy_model
+from edge_fixtures import edit_manifest, pcm16_wav, tiny_numpy_model
 from tone_corpus import LABELS, tone
 
 from edge_runtime.artifact import Artifact, load_artifact
@@ -377,15 +377,6 @@ def test_numpy_only_install_predicts(exported, trained, tmp_path):
 
 
 # ------------------------------------------- hostile input: every command, clean errors
-
-
-def pcm16_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
 
 
 def raw_wav(fmt: bytes, data: bytes) -> bytes:

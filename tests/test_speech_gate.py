@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
+from edge_fixtures import pcm16_wav
 
 from edge_runtime import speech, voicing
 from edge_runtime.engines import EngineError
@@ -254,15 +254,6 @@ def test_stream_gives_no_emotion_without_speech(shipped):
     assert after[-1].label == NO_SPEECH and stream._smoothed is None  # smoothing restarts
 
 
-def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
-
-
 def run_edge(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "edge_runtime", *args],
@@ -275,9 +266,9 @@ def run_edge(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProc
 
 
 def test_cli_predict_no_speech(shipped, tmp_path):
-    silent = write_wav(tmp_path / "silent.wav", np.zeros(48000))
-    short = write_wav(tmp_path / "short.wav", np.zeros(160))
-    spoken = write_wav(tmp_path / "spoken.wav", speech_like())
+    silent = pcm16_wav(tmp_path / "silent.wav", np.zeros(48000))
+    short = pcm16_wav(tmp_path / "short.wav", np.zeros(160))
+    spoken = pcm16_wav(tmp_path / "spoken.wav", speech_like())
     text = run_edge("predict", str(silent))
     assert text.returncode == 3, text.stderr
     assert text.stdout.startswith(f"{silent}: no speech  (silent")

@@ -8,12 +8,12 @@ for real (`trained_tiny_model`, used by the session fixture `trained` in conftes
 from __future__ import annotations
 
 import csv
-import wave
 from pathlib import Path
 from types import SimpleNamespace
 
 import keras
 import numpy as np
+from edge_fixtures import pcm16_wav
 
 from edge_runtime.config import FrontendConfig, with_dataset_stats
 from edge_runtime.features import Frontend
@@ -42,14 +42,6 @@ def tone(label: str, rng: np.random.Generator) -> np.ndarray:
     return y.astype(np.float32)
 
 
-def write_wav(path: Path, samples: np.ndarray) -> None:
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(RAW_CONFIG.sample_rate)
-        f.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-
-
 def write_corpus(folder: Path, per_class: int, seed: int) -> Path:
     """WAVs under folder/ and a manifest folder/manifest.csv (path,label,speaker)."""
     folder.mkdir(parents=True)
@@ -58,7 +50,7 @@ def write_corpus(folder: Path, per_class: int, seed: int) -> Path:
     for label in LABELS:
         for i in range(per_class):
             name = f"{label}_{seed}_{i:02d}.wav"
-            write_wav(folder / name, tone(label, rng))
+            pcm16_wav(folder / name, tone(label, rng), RAW_CONFIG.sample_rate)
             rows.append((name, label, f"spk{i % 3}"))
     manifest = folder / "manifest.csv"
     with open(manifest, "w", newline="") as f:
