@@ -42,7 +42,7 @@ def _umask() -> int:
 #: Permissions of written files: what open() would give (temporary files are 0600).
 FILE_MODE = 0o666 & ~_umask()
 
-#: Temporary names: "." + target name + ".tmp-<pid>-" + mkstemp's random part + suffix.
+#: Temporary names: "." + target name + ".tmp-<pid>-" + mkstemp's random part + suffixes.
 _TEMP_NAME = re.compile(r"^\..+\.tmp-(?P<pid>\d+)-[A-Za-z0-9_]+")
 
 
@@ -60,13 +60,16 @@ def atomic_output(target: str | os.PathLike, mode: int = FILE_MODE) -> Iterator[
     """Yield an empty temporary file next to `target`; rename it onto `target` on success.
 
     The temporary file is in `target`'s folder (so the rename never crosses file systems)
-    and ends in `target`'s suffix (so tools that go by the suffix, like `keras.Model.save`,
-    accept it). On an exception it is removed and `target` is left as it was. `mode`: the
-    permissions the file gets before the rename.
+    and ends in `target`'s suffixes (so tools that go by them, like `keras.Model.save` with
+    ".keras" or `save_weights` with ".weights.h5", accept it). On an exception it is
+    removed and `target` is left as it was. `mode`: the permissions the file gets before
+    the rename.
     """
     target = Path(target)
     fd, name = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.tmp-{os.getpid()}-", suffix=target.suffix
+        dir=target.parent,
+        prefix=f".{target.name}.tmp-{os.getpid()}-",
+        suffix="".join(target.suffixes),
     )
     os.close(fd)
     tmp = Path(name)
