@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edge_runtime.files import atomic_output
 from keras_dyconv.protocols import Fold, LeakageError, ValSpeakers, leave_one_speaker_out
 from keras_dyconv.results import write_json
 from keras_dyconv.training import train_model
@@ -92,16 +93,17 @@ def pretraining_key(run: _Run, extra: Sequence[int], seed: int, val_speakers: Va
         "seed": seed,
         "val_speakers": val_speakers,
         "utterances": [
-            [str(run.utts[i].path), run.labels[run.y[i]], run.utts[i].speaker, _corpus(run, i)]
+            [
+                str(run.utts[i].path),
+                run.labels[run.y[i]],
+                run.utts[i].speaker,
+                run.utts[i].extra["corpus"],
+            ]
             for i in extra
         ],
     }
     text = json.dumps(described, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _corpus(run: _Run, i: int) -> str:
-    return str(run.utts[i].extra["corpus"])
 
 
 def pretraining_split(
@@ -159,15 +161,15 @@ def pretrain(run: _Run, extra: Sequence[int], seed: int, val_speakers: ValSpeake
         verbose=run.verbose,
         train_speakers=[run.utts[i].speaker for i in train],
         val_speakers=[run.utts[i].speaker for i in val],
-        train_corpora=[_corpus(run, i) for i in train],
-        val_corpora=[_corpus(run, i) for i in val],
+        train_corpora=run.corpora(train),
+        val_corpora=run.corpora(val),
         target_corpus=None,  # the extra corpora weigh the same
     )
     seconds = round(time.time() - t0, 1)
     record = {
         "key": key,
         "seed": seed,
-        "corpora": sorted({_corpus(run, i) for i in extra}),
+        "corpora": sorted(set(run.corpora(extra))),
         "n_train": len(train),
         "n_val": len(val),
         "train_speakers": sorted({run.utts[i].speaker for i in train}),
@@ -179,9 +181,8 @@ def pretrain(run: _Run, extra: Sequence[int], seed: int, val_speakers: ValSpeake
     }
     paths = frozenset(os.path.normpath(str(run.utts[i].path)) for i in extra)
     folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / "partial.weights.h5"  # renamed into place: never half-written
-    result.model.save_weights(partial)
-    os.replace(partial, weights)
+    with atomic_output(weights) as tmp:  # never half-written
+        result.model.save_weights(tmp, overwrite=True)
     write_json(record_path, {**record, "paths": sorted(paths)})
     run.log(
         f"  pretrained in {seconds:.0f} s (best epoch {result.best_epoch}, {result.epochs_run} run)"
