@@ -1011,6 +1011,14 @@ def test_edge_bench_round_trip(tmp_path, trained):
         ("numpy", "none"),
     ]
     assert all(m["predict"]["runs"] == 2 for m in data["models"])
+    for m in data["models"]:
+        p = m["predict"]
+        assert {"gate", "gate_cpu", "model_path", "model_path_cpu"} <= set(p["median"])
+        litert = m["format"] == "tflite"
+        assert (p["delegate_nodes"] is None) != litert
+        if litert:  # x86: XNNPACK takes part of the graph; builtin kernels only: none
+            assert p["delegate_nodes"] == p["window_ms"]["default_nodes"] > 0
+            assert p["window_ms"]["builtin_nodes"] == 0
     _assert_round_trip("edge", out, markdown, proc.stdout)
 
 
