@@ -371,9 +371,10 @@ class SpeechTracker:
 
     `push` analyses the frames that new samples complete and keeps the measures of the
     frames of the last `window_s` seconds; `decision()` applies the clip rules to them, as
-    `detect_speech` would to that window (frames are aligned to the stream's start, and the
-    stream is analysed at its own rate, not decimated). Memory: a few floats per frame of
-    the window plus one frame of samples.
+    `detect_speech` would to that window (frames, and the every `pitch_every`-th frame that
+    gets the spectral measures, are counted from the stream's start, and the stream is
+    analysed at its own rate, not decimated). Memory: a few floats per frame of the window
+    plus one frame of samples.
 
     Args:
         sample_rate: Hz of the pushed samples.
