@@ -6,9 +6,11 @@ every quantization mode and to the numpy graph, then measures what the device ru
 interpreter threads 1), so that peak RSS is that process's own and one engine's imports do
 not weigh on another:
 
-* `EmotionRecognizer.predict_file` on a 3 s EmoDB clip (16-bit WAV): WAV decode + frontend +
-  windows + inference; median and p90 wall time, median CPU time, and the split into
-  decode / frontend / inference; load time; RSS after `import edge_runtime` and peak RSS;
+* `EmotionRecognizer.predict_file` on a 3 s EmoDB clip (16-bit WAV): WAV decode + speech
+  gate + frontend + windows + inference; median and p90 wall time, median CPU time, the
+  split into decode / speech gate / frontend / inference, and the same call with the gate
+  off (the model path); load time; RSS after `import edge_runtime` and peak RSS; for LiteRT,
+  the DELEGATE nodes in the interpreter's graph (XNNPACK, its default delegate);
 * `StreamRecognizer` at a 0.5 s hop fed EmoDB speech in 0.1 s chunks: CPU seconds per
   second of audio (real-time factor, share of one core), and RSS after 60 s and 600 s of
   audio (bounded memory);
@@ -52,8 +54,6 @@ ARM64_RUN = Path("/work/shared/tools/arm64-run")
 #: The Raspberry Pi 4's core: QEMU then offers only its features (ARMv8.0 NEON, no dot
 #: product), so the libraries pick the kernels a Pi 4 would run.
 EMULATED_CPU = "cortex-a72"
-#: What LiteRT logs (stderr) when its default XNNPACK delegate takes the graph.
-XNNPACK_LOG = "Created TensorFlow Lite XNNPACK delegate"
 SINGLE_THREAD_ENV = {
     name: "1"
     for name in (
@@ -76,15 +76,8 @@ KEY_EXPORTS = [("tflite", "int8"), ("onnx", "int8"), ("numpy", "none")]
 
 # ----------------------------------------------------------------- orchestration
 def _parse(output: str, what: str) -> list[dict]:
-    """The JSON results in `output`, each with "xnnpack": whether the log lines printed
-    since the previous result say that LiteRT created its XNNPACK delegate."""
-    found, log = [], []
-    for line in output.splitlines():
-        if line.startswith(MARK):
-            found.append({**json.loads(line[len(MARK) :]), "xnnpack": XNNPACK_LOG in "".join(log)})
-            log = []
-        else:
-            log.append(line)
+    """The JSON results in `output` (the lines that start with `MARK`), in order."""
+    found = [json.loads(line[len(MARK) :]) for line in output.splitlines() if line.startswith(MARK)]
     if not found:
         raise RuntimeError(f"{what}: the measuring process printed no result:\n{output[-3000:]}")
     return found
@@ -102,7 +95,7 @@ def run_worker(args: list[str], timeout: float) -> dict:
     if proc.returncode:
         raise RuntimeError(f"worker {args[0]} failed:\n{proc.stderr[-3000:]}")
     (result,) = _parse(proc.stdout, f"worker {args}")
-    return {**result, "xnnpack": XNNPACK_LOG in proc.stderr}
+    return result
 
 
 def run_emulated(commands: list[str], timeout: float) -> str:
@@ -125,9 +118,10 @@ def run_emulated(commands: list[str], timeout: float) -> str:
 def pool(results: list[dict]) -> dict:
     """One model's predict results from several processes: times pooled (median, p90),
     peak RSS the largest, the other figures their median."""
-    labels = {r["label"] for r in results}
-    if len(labels) != 1:
-        raise RuntimeError(f"the same model gave different labels in different runs: {labels}")
+    for field in ("label", "delegate_nodes"):
+        seen = {r[field] for r in results}
+        if len(seen) != 1:
+            raise RuntimeError(f"the same model gave different {field}s in different runs: {seen}")
     times = {name: [t for r in results for t in r["times"][name]] for name in results[0]["times"]}
     merged = {
         **results[0],
@@ -136,7 +130,6 @@ def pool(results: list[dict]) -> dict:
         "median": {name: float(np.median(v)) for name, v in times.items()},
         "p90": {name: float(np.percentile(v, 90)) for name, v in times.items()},
         "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
-        "xnnpack": all(r["xnnpack"] for r in results),
     }
     for name in ("import_ms", "load_ms", "rss_import_mb", "rss_loaded_mb"):
         merged[name] = float(np.median([r[name] for r in results]))

@@ -53,13 +53,20 @@ def _emit(result: dict) -> None:
 
 
 def worker_predict(model: str, clip: str, runs: int, warmup: int) -> None:
-    """Time `predict_file(clip)` and its parts in this (fresh) process; print JSON."""
+    """Time `predict_file(clip)` and its parts in this (fresh) process; print JSON.
+
+    Parts, each timed alone after every whole call: WAV decode, the speech gate
+    (`detect_speech`, wall and CPU), frontend, inference; and `predict_file` with the gate
+    off (`model_path`: decode + frontend + windows + inference, wall and CPU), so that the
+    gate's share of the end to end is measured, not inferred.
+    """
     t0 = time.perf_counter()
     import edge_runtime  # noqa: F401  (the baseline: the package alone)
 
     import_ms = 1e3 * (time.perf_counter() - t0)
     rss_import = _rss_mb()
     from edge_runtime.recognizer import EmotionRecognizer
+    from edge_runtime.speech import detect_speech
     from edge_runtime.wav import read_wav
     from edge_runtime.windows import split_windows
 
@@ -70,22 +77,31 @@ def worker_predict(model: str, clip: str, runs: int, warmup: int) -> None:
     for _ in range(warmup):
         prediction = recognizer.predict_file(clip)
 
-    parts = ("e2e", "e2e_cpu", "decode", "frontend", "inference")
+    gate = recognizer.speech_gate
+    parts = ("e2e", "e2e_cpu", "model_path", "model_path_cpu", "decode", "gate", "gate_cpu")
+    parts += ("frontend", "inference")
     times: dict[str, list[float]] = {name: [] for name in parts}
     clock, cpu = time.perf_counter_ns, time.process_time_ns
     for _ in range(runs):  # whole call and its parts interleaved, so load hits all alike
         w0, c0 = clock(), cpu()
         prediction = recognizer.predict_file(clip)
         w1, c1 = clock(), cpu()
+        recognizer.speech_gate = None  # the same call without the gate
+        recognizer.predict_file(clip)
+        recognizer.speech_gate = gate
+        w2, c2 = clock(), cpu()
         samples, rate = read_wav(clip)
-        w2 = clock()
+        w3, c3 = clock(), cpu()
+        detect_speech(samples, rate, gate)
+        w4, c4 = clock(), cpu()
         feats = recognizer.frontend(samples, rate)
-        w3 = clock()
-        windows = split_windows(feats, recognizer.policy).astype(np.float32)
-        w4 = clock()
-        recognizer.engine.predict(windows)
         w5 = clock()
-        for name, ns in zip(parts, (w1 - w0, c1 - c0, w2 - w1, w3 - w2, w5 - w4), strict=True):
+        windows = split_windows(feats, recognizer.policy).astype(np.float32)
+        w6 = clock()
+        recognizer.engine.predict(windows)
+        w7 = clock()
+        spans = (w1 - w0, c1 - c0, w2 - w1, c2 - c1, w3 - w2, w4 - w3, c4 - c3, w5 - w4, w7 - w6)
+        for name, ns in zip(parts, spans, strict=True):
             times[name].append(ns / 1e6)
     peak = _peak_rss_mb()  # before the extra interpreters below
     heavy_loaded = sorted(m for m in HEAVY_MODULES if m in sys.modules)
@@ -94,6 +110,8 @@ def worker_predict(model: str, clip: str, runs: int, warmup: int) -> None:
         {
             "machine": platform.machine(),
             "engine": recognizer.engine.name,
+            "delegate_nodes": delegate_nodes(recognizer.engine),
+            "gate": gate is not None,
             "label": prediction.label,
             "windows": len(windows),
             "runs": runs,
@@ -110,9 +128,23 @@ def worker_predict(model: str, clip: str, runs: int, warmup: int) -> None:
     )
 
 
+def delegate_nodes(engine) -> int | None:
+    """DELEGATE nodes in a LiteRT engine's graph, None for other engines.
+
+    The interpreter's node list, not a log line: a delegate that takes part of the graph
+    adds one DELEGATE node per partition it took. This runtime passes no delegates, so
+    these are LiteRT's default delegate, XNNPACK (with `OpResolverType.
+    BUILTIN_WITHOUT_DEFAULT_DELEGATES` the same graph has none: `_litert_window_ms`).
+    """
+    if not engine.name.startswith("litert ("):
+        return None
+    return engine.ops().count("DELEGATE")
+
+
 def _litert_window_ms(recognizer, window: np.ndarray, runs: int) -> dict[str, float]:
     """Median invoke (ms) of one window in fresh LiteRT interpreters with the default
-    delegates (XNNPACK) and with the builtin kernels only; {} for other engines."""
+    delegates (XNNPACK) and with the builtin kernels only, and the DELEGATE nodes of each
+    graph ("default_nodes", "builtin_nodes"); {} for other engines."""
     if not recognizer.engine.name.startswith("litert ("):
         return {}
     try:
@@ -134,6 +166,8 @@ def _litert_window_ms(recognizer, window: np.ndarray, runs: int) -> dict[str, fl
             experimental_op_resolver_type=resolver,
         )
         interpreter.allocate_tensors()
+        ops = [op["op_name"] for op in interpreter._get_ops_details()]
+        result[f"{name}_nodes"] = ops.count("DELEGATE")
         index = interpreter.get_input_details()[0]["index"]
         times = []
         for _ in range(runs + 3):
@@ -191,6 +225,7 @@ def worker_stream(model: str, audio: str, short_s: float, long_s: float) -> None
     _emit(
         {
             "engine": recognizer.engine.name,
+            "delegate_nodes": delegate_nodes(recognizer.engine),
             "short": checkpoints[short_s],
             "long": checkpoints[long_s],
             "decision_ms_median": float(np.median(decision_ms)),

@@ -27,7 +27,21 @@ def _fmt(x: float, digits: int = 2) -> str:
 
 
 def _engine(result: dict) -> str:
-    return result["engine"] + (" + XNNPACK" if result["xnnpack"] else "")
+    """The engine, and for LiteRT whether XNNPACK took part of the graph: read from the
+    DELEGATE nodes of its interpreter (results saved before they were counted say
+    neither)."""
+    nodes = result.get("delegate_nodes")
+    if nodes:
+        return f"{result['engine']} + XNNPACK ({nodes} partitions)"
+    return result["engine"] + (", builtin kernels only" if nodes == 0 else "")
+
+
+def _wall_cpu(median: dict, part: str) -> str:
+    """A part's median wall / CPU ms, "-" where the run did not time it (results saved
+    before the part was timed)."""
+    if part not in median:
+        return "-"
+    return f"{_fmt(median[part])} / {_fmt(median[part + '_cpu'])}"
 
 
 def _by_model(data: dict, part: str) -> dict[tuple[str, str], dict]:
@@ -83,16 +97,22 @@ def _intro(s: dict, windows: int) -> str:
         f"held out for the parity column). Clip: the first {s['clip_seconds']:g} s of "
         f"`{s['clip_source']}` as a 16-bit WAV. Each model is measured in fresh processes, "
         "single-threaded (interpreter threads 1, OMP/BLAS threads 1): "
-        "`EmotionRecognizer(model).predict_file(clip)` = WAV decode + "
+        "`EmotionRecognizer(model).predict_file(clip)` = WAV decode + speech gate + "
         f"frontend + windows + inference; {n_rounds} process{'es' * (n_rounds > 1)} per model, "
         f"round-robin over the models, each {s['runs']} timed runs after {s['warmup']} warm-up "
         "runs (every run followed by the parts timed alone); medians and p90 over all runs. "
+        "Speech gate: `detect_speech` on the decoded clip; model path: the same "
+        "`predict_file` with the gate off (decode + frontend + windows + inference), so end to "
+        "end = gate + model path. "
         f"The clip gives {windows} model windows. CPU ms = process CPU time of one call "
         "(not inflated by waiting for a core, unlike wall time; cache sharing with other "
         "jobs still shows). RSS after import: the process after "
         "`import edge_runtime` (numpy + stdlib); peak RSS: VmHWM after all runs "
         "(not `ru_maxrss`, which Linux carries over from the parent through fork + exec). "
-        "Load ms: `EmotionRecognizer(...)` (manifest, sha256, interpreter import and setup)."
+        "Load ms: `EmotionRecognizer(...)` (manifest, sha256, interpreter import and setup). "
+        'Engine: for LiteRT, "+ XNNPACK (n partitions)" when its interpreter\'s graph holds '
+        "DELEGATE nodes (`_get_ops_details()`: one per partition a delegate took; the runtime "
+        "passes no delegate, so they are XNNPACK, LiteRT's default one)."
     )
 
 
@@ -108,8 +128,10 @@ def predict_table(exported: dict, predict: dict) -> str:
         "p90 ms",
         "CPU ms",
         "decode ms",
+        "speech gate ms / CPU ms",
         "frontend ms",
         "inference ms",
+        "model path (no gate) ms / CPU ms",
         "RSS after import MB",
         "peak RSS MB",
         "parity agreement %",
@@ -133,8 +155,10 @@ def predict_table(exported: dict, predict: dict) -> str:
                 _fmt(p["p90"]["e2e"]),
                 _fmt(m["e2e_cpu"]),
                 _fmt(m["decode"], 3),
+                _wall_cpu(m, "gate"),
                 _fmt(m["frontend"]),
                 _fmt(m["inference"]),
+                _wall_cpu(m, "model_path"),
                 f"{p['rss_import_mb']:.0f}",
                 f"{p['peak_rss_mb']:.0f}",
                 f"{100 * r['agreement']:.1f}",
@@ -185,10 +209,15 @@ def targets(predict: dict, stream: dict, s: dict) -> list[str]:
     """Each target met or missed, with the measured value."""
     checks = []
     if ("tflite", "int8") in predict:
-        v, target = predict["tflite", "int8"]["median"]["e2e"], TARGETS["litert_int8_ms"]
-        checks.append(
-            f"int8 LiteRT end-to-end <= {target:g} ms: {verdict(v <= target)} ({v:.2f} ms)"
-        )
+        m, target = predict["tflite", "int8"]["median"], TARGETS["litert_int8_ms"]
+        v = m["e2e"]
+        line = f"int8 LiteRT end-to-end <= {target:g} ms: {verdict(v <= target)} ({v:.2f} ms"
+        if "gate" in m:
+            line += (
+                f": the speech gate {m['gate']:.2f} ms, the model path (the same call "
+                f"without the gate) {m['model_path']:.2f} ms"
+            )
+        checks.append(line + ")")
     if ("numpy", "none") in predict:
         v, target = predict["numpy", "none"]["median"]["e2e"], TARGETS["numpy_ms"]
         checks.append(f"numpy engine <= {target:g} ms: {verdict(v <= target)} ({v:.1f} ms)")
@@ -288,10 +317,11 @@ def derived(predict: dict, stream: dict, emulated: dict, s: dict) -> str:
     key = ("tflite", "int8") if ("tflite", "int8") in predict else next(iter(predict), None)
     if key is not None:
         m = predict[key]["median"]
+        gate = f", the speech gate {100 * m['gate'] / m['e2e']:.0f}%" if "gate" in m else ""
         items.append(
             f"Model windows per {s['clip_seconds']:g} s clip: {predict[key]['windows']}; "
-            f"inference is {100 * m['inference'] / m['e2e']:.0f}% of the {key[0]} {key[1]} "
-            "end-to-end time."
+            f"inference is {100 * m['inference'] / m['e2e']:.0f}%{gate} of the {key[0]} "
+            f"{key[1]} end-to-end time."
         )
     litert = {
         q: predict["tflite", q]["window_ms"]
@@ -300,6 +330,14 @@ def derived(predict: dict, stream: dict, emulated: dict, s: dict) -> str:
     }
     if len(litert) == 2:
         f32, i8 = litert["none"], litert["int8"]
+        if "default_nodes" in i8:
+            items.append(
+                "DELEGATE nodes in the LiteRT graph (one per partition a delegate took), "
+                "default delegates / builtin kernels only: float32 "
+                f"{f32['default_nodes']} / {f32['builtin_nodes']}, int8 {i8['default_nodes']} / "
+                f"{i8['builtin_nodes']}. The runtime passes no delegate, so the default "
+                "graph's are XNNPACK's."
+            )
         items.append(
             "One window through LiteRT, default delegates (XNNPACK) / builtin kernels only: "
             f"float32 {f32['default']:.2f} / {f32['builtin']:.2f} ms (XNNPACK "
@@ -331,7 +369,11 @@ def derived(predict: dict, stream: dict, emulated: dict, s: dict) -> str:
             f"features of the {s['clip_seconds']:g} s window take about {frontend:.2f} ms "
             "(the predict's frontend time)."
         )
-    lost = [k for k, e in emulated.items() if predict[k]["xnnpack"] and not e["xnnpack"]]
+    lost = [
+        k
+        for k, e in emulated.items()
+        if predict[k].get("delegate_nodes") and e.get("delegate_nodes") == 0
+    ]
     like = []
     for k in lost:
         x, e = predict[k]["window_ms"], emulated[k]["window_ms"]

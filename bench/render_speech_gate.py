@@ -103,11 +103,17 @@ def render(data: dict) -> str:
 def _intro(env: dict, settings: dict) -> str:
     """Where it ran, and the gate's thresholds in words."""
     cfg = settings["config"]
+    every = cfg.get("pitch_every", 1)  # results saved before it existed measured every frame
+    held = (
+        f"; periodicity, pitch and harmonics every {every * cfg['hop_s'] * 1000:g} ms, held between"
+        if every > 1
+        else ""
+    )
     return (
         f"Script: `bench/bench_speech_gate.py`. {machine_line(env)} numpy "
         f"{env['versions'].get('numpy', '?')}, {settings['processes']} process. "
         "`edge_runtime.speech.detect_speech` with the default `SpeechGateConfig`: voiced "
-        f"frames ({cfg['frame_s'] * 1000:g} ms every {cfg['hop_s'] * 1000:g} ms) above "
+        f"frames ({cfg['frame_s'] * 1000:g} ms every {cfg['hop_s'] * 1000:g} ms{held}) above "
         f"{cfg['floor_db']:g} dBFS and {cfg['noise_margin_db']:g} dB above the clip's "
         f"{cfg['noise_percentile']:g}th-percentile frame energy, whitened autocorrelation "
         f">= {cfg['min_periodicity']} at a pitch of {cfg['f0_min_hz']:g}-"

@@ -6,7 +6,9 @@ confident emotion. The gate runs first and answers "no speech" for those.
 How a clip is judged (all thresholds in `SpeechGateConfig`):
 
 1. Frames of 60 ms every 10 ms, at the clip's own rate (4 kHz or more; rates of 32 kHz
-   and up are first decimated by an integer factor to 16-32 kHz).
+   and up are first decimated by an integer factor to 16-32 kHz). The level is measured on
+   every frame; periodicity, pitch and harmonics (the spectral measures, most of the cost)
+   on every 2nd frame (`pitch_every`), and the frame between holds them.
 2. A frame is *voiced* when all of these hold:
    - loud enough: RMS above an absolute floor (-75 dBFS, far below quiet speech) and a few
      dB above the clip's own noise floor (a low percentile of its frame energies), so a
@@ -41,7 +43,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from edge_runtime.features import window
+from edge_runtime.dsp import window
 from edge_runtime.voicing import decimate, finite_mono, frame_view, measure_block, runs_at_least
 
 __all__ = [
@@ -68,6 +70,10 @@ class SpeechGateConfig:
     Attributes:
         frame_s: analysis frame length, seconds (3 periods of the lowest pitch).
         hop_s: analysis hop, seconds (the time resolution of `speech_frames`).
+        pitch_every: periodicity, pitch and harmonics are measured on every
+            `pitch_every`-th frame (from the clip's or stream's first frame) and held by the
+            frames between; the level is measured on every frame. 2 halves the gate's
+            spectral work; 1 measures every frame.
         min_sample_rate: Hz; lower rates cannot carry the harmonics of a voice.
         floor_db: absolute frame-RMS floor, dBFS (full scale sine = -3 dBFS); quiet speech
             peaking at -40 dBFS has voiced frames near -55 dBFS.
@@ -96,6 +102,7 @@ class SpeechGateConfig:
 
     frame_s: float = 0.06
     hop_s: float = 0.01
+    pitch_every: int = 2
     min_sample_rate: int = 4000
     floor_db: float = -75.0
     noise_percentile: float = 10.0
@@ -117,6 +124,8 @@ class SpeechGateConfig:
     def __post_init__(self) -> None:
         if not 0 < self.hop_s <= self.frame_s:
             raise ValueError(f"need 0 < hop_s <= frame_s, got {self.hop_s}, {self.frame_s}")
+        if not (isinstance(self.pitch_every, int) and self.pitch_every >= 1):
+            raise ValueError(f"need an integer pitch_every >= 1, got {self.pitch_every!r}")
         if not 0 < self.f0_min_hz < self.f0_max_hz:
             raise ValueError(f"need 0 < f0_min_hz < f0_max_hz, got {self.f0_min_hz}, ...")
 
@@ -135,6 +144,7 @@ class FrameAnalysis:
         f0_hz: pitch of that lag, Hz.
         harmonics: harmonics of `f0_hz` standing out of the spectrum (counted only in
             frames above `floor_db`, periodic enough and with a pitch in range; 0 elsewhere).
+            These three are measured on every `pitch_every`-th frame and held between.
         loud: frames above the absolute floor and the clip's noise floor + margin.
         voiced: loud, periodic, harmonic frames in runs of `min_voiced_run_s` or more.
         hop_s: seconds between frames.
@@ -208,13 +218,23 @@ def _frame_samples(rate: int, config: SpeechGateConfig) -> tuple[int, int]:
 
 
 def _measure(
-    frames: np.ndarray, rate: int, config: SpeechGateConfig
+    frames: np.ndarray,
+    rate: int,
+    config: SpeechGateConfig,
+    start: int = 0,
+    previous: tuple[float, float, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """rms_db, periodicity, f0_hz, harmonics of (n, length) frames, in blocks of frames."""
-    parts = [
-        measure_block(frames[i : i + _BLOCK_FRAMES], rate, config)
-        for i in range(0, len(frames), _BLOCK_FRAMES)
-    ]
+    """rms_db, periodicity, f0_hz, harmonics of (n, length) frames, in blocks of frames.
+
+    `start`: the stream index of the first frame (which frames get the spectral measures,
+    see `measure_block`); `previous`: the (periodicity, f0_hz, harmonics) of frame
+    `start - 1`, needed when `start` is not a multiple of `config.pitch_every`.
+    """
+    parts = []
+    for i in range(0, len(frames), _BLOCK_FRAMES):
+        part = measure_block(frames[i : i + _BLOCK_FRAMES], rate, config, start + i, previous)
+        previous = (part[1][-1], part[2][-1], part[3][-1])
+        parts.append(part)
     return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
 
 
@@ -351,9 +371,10 @@ class SpeechTracker:
 
     `push` analyses the frames that new samples complete and keeps the measures of the
     frames of the last `window_s` seconds; `decision()` applies the clip rules to them, as
-    `detect_speech` would to that window (frames are aligned to the stream's start, and the
-    stream is analysed at its own rate, not decimated). Memory: a few floats per frame of
-    the window plus one frame of samples.
+    `detect_speech` would to that window (frames, and the every `pitch_every`-th frame that
+    gets the spectral measures, are counted from the stream's start, and the stream is
+    analysed at its own rate, not decimated). Memory: a few floats per frame of the window
+    plus one frame of samples.
 
     Args:
         sample_rate: Hz of the pushed samples.
@@ -377,6 +398,7 @@ class SpeechTracker:
         self._pending = np.zeros(0, np.float32)  # samples from the next frame's start on
         self._measures = [np.zeros(0, np.float64) for _ in range(3)] + [np.zeros(0, np.int64)]
         self._heard = 0
+        self._frames = 0  # frames completed so far: the stream index of the next one
 
     def push(self, samples: np.ndarray) -> None:
         """Analyse the frames that `samples` (float, mono, in [-1, 1]) complete."""
@@ -388,7 +410,16 @@ class SpeechTracker:
         n = 0 if len(buf) < self._length else 1 + (len(buf) - self._length) // self._hop
         if n:
             frames = frame_view(buf[: (n - 1) * self._hop + self._length], self._length, self._hop)
-            new = _measure(frames[-self._capacity :], self.sample_rate, self.config)
+            # Only the last `capacity` frames count; from a spectrally measured one on (or
+            # from the first new frame, which then holds the last kept frame's measures).
+            skip = max(0, n - self._capacity)
+            skip = max(0, skip - (self._frames + skip) % self.config.pitch_every)
+            kept = self._measures[1:]
+            previous = tuple(m[-1] for m in kept) if len(kept[0]) else None
+            new = _measure(
+                frames[skip:], self.sample_rate, self.config, self._frames + skip, previous
+            )
+            self._frames += n
             self._measures = [
                 np.concatenate([old, part])[-self._capacity :]
                 for old, part in zip(self._measures, new, strict=True)

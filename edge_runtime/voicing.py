@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edge_runtime.features import window
+from edge_runtime.dsp import window
 
 if TYPE_CHECKING:
     from edge_runtime.speech import SpeechGateConfig
@@ -130,20 +130,50 @@ def _smooth_band(mag: np.ndarray, plan: _Plan) -> np.ndarray:
 
 
 def measure_block(
-    frames: np.ndarray, rate: int, config: SpeechGateConfig
+    frames: np.ndarray,
+    rate: int,
+    config: SpeechGateConfig,
+    phase: int = 0,
+    previous: tuple[float, float, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """rms_db, periodicity, f0_hz, harmonics of (n, length) frames at `rate` Hz.
+
+    The level is measured on every frame. Periodicity, pitch and harmonics (the spectral
+    measures, where the cost is) are measured on every `config.pitch_every`-th frame of the
+    stream, the frames whose index (`phase` + row) is a multiple of it, and each frame
+    between holds the values of the last measured frame before it. Rows before the first
+    measured row hold `previous`: (periodicity, f0_hz, harmonics) of the frame just before
+    `frames`, needed when `phase` is not a multiple of `pitch_every`.
 
     Harmonics are counted only where they can decide (loud above the absolute floor,
     periodic, pitch in range); they are 0 in the other frames.
     """
-    length = frames.shape[1]
-    plan = _plan(length, rate, config)
+    every = config.pitch_every
+    first = (-phase) % every
+    if first and previous is None:
+        raise ValueError(f"frames from phase {phase} need the measures of the frame before")
     x = frames.astype(np.float64)
     x -= x.mean(axis=1, keepdims=True)
-    rms = np.sqrt(np.mean(np.square(x), axis=1))
     with np.errstate(divide="ignore"):
-        rms_db = 20 * np.log10(rms)
+        rms_db = 20 * np.log10(np.sqrt(np.mean(np.square(x), axis=1)))
+    periodicity, f0, harmonics = _spectral(x[first::every], rms_db[first::every], rate, config)
+    held = (np.arange(len(x)) - first) // every  # -1: rows before the first measured one
+    if first:
+        held += 1
+        periodicity = np.concatenate([[previous[0]], periodicity])
+        f0 = np.concatenate([[previous[1]], f0])
+        harmonics = np.concatenate([np.array([previous[2]], np.int64), harmonics])
+    return rms_db, periodicity[held], f0[held], harmonics[held]
+
+
+def _spectral(
+    x: np.ndarray, rms_db: np.ndarray, rate: int, config: SpeechGateConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """periodicity, f0_hz, harmonics of (n, length) mean-removed float64 frames."""
+    length = x.shape[1]
+    if not len(x):
+        return np.zeros(0), np.zeros(0), np.zeros(0, np.int64)
+    plan = _plan(length, rate, config)
     # A first difference flattens low-frequency-heavy noise (brown, rumble) before whitening.
     emphasized = np.multiply(x[:, :-1], 0.97)
     np.subtract(x[:, 1:], emphasized, out=emphasized)
@@ -189,7 +219,7 @@ def measure_block(
         power = np.zeros((int(decides.sum()), plan.top + 2))
         np.square(mag[decides], out=power[:, :-1])
         harmonics[decides] = _count_harmonics(power, rate / plan.n_fft, f0[decides], config)
-    return rms_db, periodicity, f0, harmonics
+    return periodicity, f0, harmonics
 
 
 def _count_harmonics(

@@ -390,10 +390,23 @@ def test_render_export():
 
 
 def _times(e2e: float, inference: float) -> dict:
-    return {"e2e": e2e, "e2e_cpu": e2e, "decode": 0.04, "frontend": 0.4, "inference": inference}
+    gate = 0.25 * e2e
+    return {
+        "e2e": e2e,
+        "e2e_cpu": e2e,
+        "model_path": e2e - gate,
+        "model_path_cpu": e2e - gate,
+        "decode": 0.04,
+        "gate": gate,
+        "gate_cpu": gate,
+        "frontend": 0.4,
+        "inference": inference,
+    }
 
 
-def _predict(engine: str, e2e: float, inference: float, xnnpack: bool, window_ms: dict) -> dict:
+def _predict(
+    engine: str, e2e: float, inference: float, delegate_nodes: int | None, window_ms: dict
+) -> dict:
     return {
         "machine": "x86_64",
         "engine": engine,
@@ -411,7 +424,8 @@ def _predict(engine: str, e2e: float, inference: float, xnnpack: bool, window_ms
         "window_ms": window_ms,
         "heavy_loaded": [],
         "heavy_installed": ["scipy"],
-        "xnnpack": xnnpack,
+        "delegate_nodes": delegate_nodes,
+        "gate": True,
     }
 
 
@@ -433,7 +447,7 @@ def edge_results() -> dict:
     checkpoint = {"audio_s": 60.0, "cpu_s": 0.24, "wall_s": 0.3, "decisions": 119, "rss_mb": 58.2}
     stream = {
         "engine": LITERT,
-        "xnnpack": True,
+        "delegate_nodes": 6,
         "short": checkpoint,
         "long": {**checkpoint, "audio_s": 600.0, "cpu_s": 2.4, "decisions": 1195, "rss_mb": 58.5},
         "decision_ms_median": 2.0,
@@ -441,12 +455,13 @@ def edge_results() -> dict:
         "peak_rss_mb": 60.0,
     }
     emulated = {
-        **_predict(LITERT, 600.0, 570.0, False, {"default": 300.0, "builtin": 280.0}),
+        **_predict(LITERT, 600.0, 570.0, 0, {"default": 300.0, "builtin": 280.0}),
         "machine": "aarch64",
         "heavy_installed": [],
         "median": {**_times(600.0, 570.0), "frontend": 20.0},
     }
     int8_window = {"default": 1.6, "builtin": 4.0, "reset_us": 0.31}
+    int8_window |= {"default_nodes": 6, "builtin_nodes": 0}
     return {
         "environment": ENV,
         "settings": {
@@ -475,19 +490,25 @@ def edge_results() -> dict:
                 "tflite",
                 "none",
                 export,
-                _predict(LITERT, 4.0, 3.5, True, {"default": 2.0, "builtin": 9.0}),
+                _predict(
+                    LITERT,
+                    4.0,
+                    3.5,
+                    5,
+                    {"default": 2.0, "builtin": 9.0, "default_nodes": 5, "builtin_nodes": 0},
+                ),
             ),
-            model("tflite", "dynamic", export, _predict(LITERT, 2.5, 2.0, True, {})),
+            model("tflite", "dynamic", export, _predict(LITERT, 2.5, 2.0, 6, {})),
             model(
                 "tflite",
                 "int8",
                 export,
-                _predict(LITERT, 3.0, 2.4, True, int8_window),
+                _predict(LITERT, 3.0, 2.4, 6, int8_window),
                 stream,
                 emulated,
             ),
             model("onnx", "float16", {"error": "conversion failed"}),
-            model("numpy", "none", export, _predict("numpy 2.4.6", 120.0, 110.0, False, {})),
+            model("numpy", "none", export, _predict("numpy 2.4.6", 120.0, 110.0, None, {})),
         ],
         "cli_line": "clip-3s.wav: fear  (fear 0.93)",
     }
@@ -503,23 +524,33 @@ def test_render_edge():
     )
     assert "3 processes per model, round-robin over the models, each 40 timed runs" in text
     assert (
-        "| tflite | int8 | litert (ai_edge_litert) + XNNPACK | 416 | 10 | **3.00** | 3.10 | "
-        "3.00 | 0.040 | 0.40 | 2.40 | 34 | 59 | 97.7 | fear |\n"
-        "| onnx | float16 | export failed | - | - | - | - | - | - | - | - | - | - | - | - |\n"
-        "| numpy | none | numpy 2.4.6 | 416 | 10 | **120** | 120 | 120 |"
+        "| decode ms | speech gate ms / CPU ms | frontend ms | inference ms | "
+        "model path (no gate) ms / CPU ms |"
     ) in text
     assert (
-        "Targets (this x86 CPU, one thread): int8 LiteRT end-to-end <= 10 ms: met (3.00 ms); "
+        "| tflite | int8 | litert (ai_edge_litert) + XNNPACK (6 partitions) | 416 | 10 | "
+        "**3.00** | 3.10 | 3.00 | 0.040 | 0.75 / 0.75 | 0.40 | 2.40 | 2.25 / 2.25 | 34 | 59 | "
+        "97.7 | fear |\n"
+        "| onnx | float16 | export failed | - | - | - | - | - | - | - | - | - | - | - | - | - | "
+        "- |\n"
+        "| numpy | none | numpy 2.4.6 | 416 | 10 | **120** | 120 | 120 | 0.040 | 30.00 / 30.00 |"
+    ) in text
+    assert (
+        "Targets (this x86 CPU, one thread): int8 LiteRT end-to-end <= 10 ms: met (3.00 ms: the "
+        "speech gate 0.75 ms, the model path (the same call without the gate) 2.25 ms); "
         "numpy engine <= 100 ms: **missed** (120.0 ms); streaming (int8 LiteRT, 0.5 s hop) < "
         "5% of one core: met (0.40%)."
     ) in text
     assert (
-        "| tflite int8 | litert (ai_edge_litert) + XNNPACK | 600 | 1195 | 0.0040 | 0.0040 | "
-        "**0.40** | 2.00 / 2.50 | 58.2 | 58.5 | +0.3 |"
+        "| tflite int8 | litert (ai_edge_litert) + XNNPACK (6 partitions) | 600 | 1195 | "
+        "0.0040 | 0.0040 | **0.40** | 2.00 / 2.50 | 58.2 | 58.5 | +0.3 |"
     ) in text
     assert "installed there: none; imported by the runtime: none." in text
     assert "printed `clip-3s.wav: fear  (fear 0.93)`." in text
-    assert "| tflite int8 | litert (ai_edge_litert) | 3.00 | 600 | 200x | 20.00 / 570 | " in text
+    assert (
+        "| tflite int8 | litert (ai_edge_litert), builtin kernels only | 3.00 | 600 | 200x | "
+        "20.00 / 570 | "
+    ) in text
     assert (
         "**Raspberry Pi 4 (estimate, not measured)**: the x86 CPU times above scaled by 5-10x. "
         "Streaming with int8 LiteRT at the slow end (4.0% of one core) within the 5% budget: "
@@ -530,7 +561,11 @@ def test_render_edge():
     ) in text
     assert (
         "**Derived figures.**\n\n"
-        "- Model windows per 3 s clip: 2; inference is 80% of the tflite int8 end-to-end time.\n"
+        "- Model windows per 3 s clip: 2; inference is 80%, the speech gate 25% of the tflite "
+        "int8 end-to-end time.\n"
+        "- DELEGATE nodes in the LiteRT graph (one per partition a delegate took), default "
+        "delegates / builtin kernels only: float32 5 / 0, int8 6 / 0. The runtime passes no "
+        "delegate, so the default graph's are XNNPACK's.\n"
         "- One window through LiteRT, default delegates (XNNPACK) / builtin kernels only: "
         "float32 2.00 / 9.00 ms (XNNPACK 4.5x faster), int8 1.60 / 4.00 ms (XNNPACK 2.5x "
         "faster); int8 / float32 with XNNPACK: 0.80x. `reset_all_variables()` (called before "
@@ -552,6 +587,33 @@ def test_render_edge():
     assert "(arm64 emulation skipped.)" in render_edge.render(no_emulator)
 
 
+def test_render_edge_results_saved_before_the_gate_was_timed():
+    """Results saved before the gate and the delegate nodes were measured still render:
+    their cells say "-" and the engine claims no delegate."""
+    old = edge_results()
+    for m in old["models"]:
+        for part in ("predict", "stream", "emulated"):
+            if m.get(part):
+                m[part].pop("delegate_nodes")
+                for stats in ("median", "p90"):
+                    if stats in m[part]:
+                        for name in ("gate", "gate_cpu", "model_path", "model_path_cpu"):
+                            del m[part][stats][name]
+        if m.get("predict"):
+            for key in ("default_nodes", "builtin_nodes"):
+                m["predict"]["window_ms"].pop(key, None)
+    text = render_edge.render(old)
+    assert "+ XNNPACK (6" not in text and "builtin kernels only |" not in text
+    assert (
+        "| tflite | int8 | litert (ai_edge_litert) | 416 | 10 | **3.00** | 3.10 | 3.00 | "
+        "0.040 | - | 0.40 | 2.40 | - | 34 |"
+    ) in text
+    assert "int8 LiteRT end-to-end <= 10 ms: met (3.00 ms);" in text
+    assert "inference is 80% of the tflite int8 end-to-end time." in text
+    assert "- DELEGATE nodes in the LiteRT graph" not in text
+    assert "XNNPACK on x86 but not under emulation" not in text
+
+
 def speech_gate_results() -> dict:
     stats = {"min": 0.3, "p1": 0.5, "median": 1.2}
     corpus = {
@@ -571,6 +633,7 @@ def speech_gate_results() -> dict:
     config = {
         "frame_s": 0.06,
         "hop_s": 0.01,
+        "pitch_every": 2,
         "floor_db": -75.0,
         "noise_margin_db": 3.0,
         "noise_percentile": 10.0,
@@ -622,6 +685,10 @@ def test_render_speech_gate():
     assert "- melody: harmonic notes (seed 0, 2.35 s)" in text
     assert "40.0 ms to gate a 3 s clip" in text and "10.0 ms per 0.5 s hop" in text
     assert "2.0 % of a core" in text
+    assert "(60 ms every 10 ms; periodicity, pitch and harmonics every 20 ms, held between)" in text
+    before = speech_gate_results()
+    del before["settings"]["config"]["pitch_every"]  # saved before it existed
+    assert "(60 ms every 10 ms) above" in render_speech_gate.render(before)
     kept = speech_gate_results()
     kept["corpora"]["emodb"].update(rejected=0, rejections=[])
     assert "(target 0 of 2: met)" in render_speech_gate.render(kept)
@@ -944,6 +1011,14 @@ def test_edge_bench_round_trip(tmp_path, trained):
         ("numpy", "none"),
     ]
     assert all(m["predict"]["runs"] == 2 for m in data["models"])
+    for m in data["models"]:
+        p = m["predict"]
+        assert {"gate", "gate_cpu", "model_path", "model_path_cpu"} <= set(p["median"])
+        litert = m["format"] == "tflite"
+        assert (p["delegate_nodes"] is None) != litert
+        if litert:  # x86: XNNPACK takes part of the graph; builtin kernels only: none
+            assert p["delegate_nodes"] == p["window_ms"]["default_nodes"] > 0
+            assert p["window_ms"]["builtin_nodes"] == 0
     _assert_round_trip("edge", out, markdown, proc.stdout)
 
 

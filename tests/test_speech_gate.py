@@ -118,6 +118,9 @@ def test_reasons_and_rates():
     assert not detect_speech(np.full(16000, np.nan), 16000).has_speech  # no exception
     with pytest.raises(ValueError, match="hop_s"):
         SpeechGateConfig(hop_s=0)
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="pitch_every"):
+            SpeechGateConfig(pitch_every=bad)
     with pytest.raises(ValueError, match="4000 Hz"):
         speech_frames(np.zeros(100), 2000)
 
@@ -175,6 +178,57 @@ def test_harmonics_are_counted_where_they_can_decide():
     assert (a.harmonics[decides] >= config.min_harmonics).mean() > 0.5
 
 
+def test_spectral_measures_on_every_other_frame_are_held_between():
+    """pitch_every=2: level on every frame; periodicity, pitch and harmonics on the even
+    frames, as measuring every frame gives them there, and held by the odd frames."""
+    rate = 16000
+    clip = np.concatenate([speech_like(rate, seconds=4.0), non_speech(rate)["white noise"]])
+    every = analyze_frames(clip, rate, SpeechGateConfig(pitch_every=1))
+    half = analyze_frames(clip, rate)  # more than one block of 300 frames
+    assert len(half.rms_db) > 300
+    np.testing.assert_array_equal(half.rms_db, every.rms_db)
+    for name in ("periodicity", "f0_hz", "harmonics"):
+        a, b = getattr(half, name), getattr(every, name)
+        np.testing.assert_allclose(a[::2], b[::2], rtol=1e-12)  # BLAS order: ulps
+        np.testing.assert_array_equal(a[1::2], a[::2][: len(a[1::2])])
+    assert abs(half.voiced.mean() - every.voiced.mean()) < 0.02
+    thirds = analyze_frames(clip, rate, SpeechGateConfig(pitch_every=3))
+    np.testing.assert_array_equal(
+        thirds.f0_hz, np.repeat(thirds.f0_hz[::3], 3)[: len(thirds.f0_hz)]
+    )
+    frames = voicing.frame_view(clip[:16000], 960, 160)
+    with pytest.raises(ValueError, match="phase 1"):
+        voicing.measure_block(frames, rate, SpeechGateConfig(), phase=1)
+    held = voicing.measure_block(frames, rate, SpeechGateConfig(), phase=1, previous=(0.5, 99.0, 7))
+    assert (held[1][0], held[2][0], held[3][0]) == (0.5, 99.0, 7)
+    shifted = voicing.measure_block(frames[1:], rate, SpeechGateConfig())
+    for a, b in zip(held, shifted, strict=True):  # phase 1: rows 1, 3, ... are measured
+        np.testing.assert_array_equal(a[1:], b)
+
+
+def test_tracker_window_equals_the_clip_analysis():
+    """A stream pushed in odd chunks: the tracker's last window holds the measures that
+    analysing that window as a clip gives (its first frame is an even stream frame)."""
+    rate, window = 16000, 3.0
+    stream = np.concatenate([speech_like(seconds=2.5, seed=3), speech_like(seconds=2.5)])
+    tracker = SpeechTracker(rate, window)
+    rng = np.random.default_rng(1)
+    for piece in np.split(stream, np.sort(rng.integers(0, len(stream), 50))):
+        tracker.push(piece)
+    frames = 1 + (len(stream) - 960) // 160
+    first = frames - tracker._capacity
+    assert first % 2 == 0
+    clip = analyze_frames(stream[first * 160 : (frames - 1) * 160 + 960], rate)
+    for got, want in zip(
+        tracker._measures, (clip.rms_db, clip.periodicity, clip.f0_hz, clip.harmonics), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-9)
+    assert (
+        tracker.decision().speech_seconds
+        == detect_speech(stream[first * 160 : (frames - 1) * 160 + 960], rate).speech_seconds
+    )
+
+
 def test_long_clip_memory_is_blocked():
     """An hour-long analysis stays in blocks: the frames matrix is never built at once."""
     import tracemalloc
@@ -195,7 +249,7 @@ def test_tracker_follows_a_stream_analysing_each_frame_once(monkeypatch):
     measured = []
     original = speech._measure
     monkeypatch.setattr(
-        speech, "_measure", lambda f, r, c: measured.append(len(f)) or original(f, r, c)
+        speech, "_measure", lambda f, r, c, *a: measured.append(len(f)) or original(f, r, c, *a)
     )
     whole = SpeechTracker(rate, window)
     whole.push(stream[: 2 * rate])
