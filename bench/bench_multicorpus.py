@@ -41,7 +41,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -259,6 +259,13 @@ def _seed_mean(metric: str, true: np.ndarray, preds: dict[int, np.ndarray], i: n
     return float(np.mean([fn(true[i], p[i]) for p in preds.values()]))
 
 
+def _utterance_key(path: str) -> str:
+    """An utterance's last three path parts (e.g. ``casia/ZhaoZuoxiang/angry/201.wav`` ->
+    ``ZhaoZuoxiang/angry/201.wav``): the same file whether a run was given the corpus as
+    an absolute or a relative path."""
+    return "/".join(PurePath(path).parts[-3:])
+
+
 def _svm_cell(
     run: dict[str, Any], corpus: str, norm: str, paths: list[str], true: np.ndarray, preds: dict
 ) -> tuple[str, float | None]:
@@ -272,9 +279,10 @@ def _svm_cell(
     pooled = svm["pooled"]
     cell = f"{pct(pooled['wa'])} / {_interval(pooled['ua'], svm['pooled_ci95']['ua'])}"
     (fold,) = svm["folds"]
-    by_path = {p["path"]: p["predicted"] for p in fold["predictions"]}
-    if sorted(by_path) == sorted(paths):
-        s = _indices(labels, [by_path[p] for p in paths], f"loco-{corpus}-{norm}.json")
+    by_key = {_utterance_key(p["path"]): p["predicted"] for p in fold["predictions"]}
+    keys = [_utterance_key(p) for p in paths]
+    if len(by_key) == len(fold["predictions"]) and sorted(by_key) == sorted(keys):
+        s = _indices(labels, [by_key[k] for k in keys], f"loco-{corpus}-{norm}.json")
         lo, hi = _joint_ci(
             lambda i: _seed_mean("ua", true, preds, i) - unweighted_accuracy(true[i], s[i]),
             len(true),

@@ -110,13 +110,13 @@ LOCO_LABELS = ["anger", "sadness"]
 
 
 def _loco_fold(corpus, seed, true, pred):
-    """A loco fold record: held-out `corpus`, utterances <corpus>/<k>.wav."""
+    """A loco fold record: held-out `corpus`, utterances data/<corpus>/<k>.wav."""
     return {
         "fold": f"corpus-{corpus}",
         "seed": seed,
         "seconds": 30.0,
         "predictions": [
-            {"path": f"{corpus}/{k}.wav", "corpus": corpus, "label": t, "predicted": p}
+            {"path": f"data/{corpus}/{k}.wav", "corpus": corpus, "label": t, "predicted": p}
             for k, (t, p) in enumerate(zip(true, pred, strict=True))
         ],
     }
@@ -158,7 +158,8 @@ def _svm(train_corpora, predicted, labels=LOCO_LABELS):
             {
                 "fold": "corpus-emodb",
                 "predictions": [
-                    {"path": f"emodb/{k}.wav", "label": t, "predicted": p}
+                    # Given as an absolute path, the run a relative one: the same files.
+                    {"path": f"/work/data/emodb/{k}.wav", "label": t, "predicted": p}
                     for k, (t, p) in enumerate(zip(EMODB_TRUE, predicted, strict=True))
                 ],
             }
@@ -186,7 +187,7 @@ def test_leave_one_corpus_out_rows_against_the_svm_and_the_target(loco_dirs):
     run = json.loads((runs / "loco.json").read_text())
     assert bench_multicorpus.run_kind(run) == "loco"
     paths, true, preds = bench_multicorpus.held_out(run, "emodb")
-    assert paths[0] == "emodb/0.wav" and true.tolist() == [0, 0, 1, 1]
+    assert paths[0] == "data/emodb/0.wav" and true.tolist() == [0, 0, 1, 1]
     assert preds[0].tolist() == [0, 0, 1, 0] and list(preds) == [0, 1]
 
     body = bench_multicorpus.render(runs)
