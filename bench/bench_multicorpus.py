@@ -25,6 +25,15 @@ What a file is comes from its content (`run_kind`), not its name:
   issue's target: UA >= 50 on each held-out corpus and above the SVMs saved. Name:
   ``loco-seed<S>.json``, one file per seed (``loco-<variant>-seed<S>.json`` for a recipe
   variant), or ``loco.json`` for a run with several ``--seed``.
+* **Pooled runs** (`dyser-train --corpus ... --corpus ... --target all --protocol P`:
+  every corpus trained and tested at once, folds on their union; every corpus's role
+  "pooled"): one row per corpus from the run's "corpus_scores", WA / UA in its own label
+  set and in the common one with their recorded 95% bootstrap intervals (all folds and
+  seeds pooled), each seed's own UA, next to the eGeMAPS+SVM trained on that corpus alone
+  on the same protocol (docs/results/baseline/<corpus>-*-<none|speaker>.json with the same
+  protocol name, fold count for group-kfold, and label set), where saved. Name:
+  ``pooled-<protocol>-seed<S>.json`` (or ``pooled-<protocol>.json`` for several ``--seed``).
+  A pooled run of protocol "all" (one model, no test folds) is refused: nothing to score.
 
 Files whose names differ only in a ``-seed<N>`` suffix are the seeds of one run: they
 are merged (`keras_dyconv.results.merge_results`, which refuses runs that differ in
@@ -59,23 +68,29 @@ from keras_dyconv.metrics import (  # noqa: E402
 )
 from keras_dyconv.results import merge_results  # noqa: E402
 
-NAME, TITLE = "multicorpus", "Multi-corpus training: extra corpora, pretrain then fine-tune"
+NAME = "multicorpus"
+TITLE = "Multi-corpus training: extra corpora, leave one corpus out, pooled"
 RUNS = ROOT / "docs" / "results" / "multicorpus"
 NEURAL = ROOT / "docs" / "results"
 SVM = NEURAL / "baseline"
 
 
-def own_scores(run: dict[str, Any]) -> list[dict[str, Any]]:
-    """The run's target corpus in its own label set, per fold: records (fold, seed,
-    metrics) as `paired_delta` reads them."""
-    corpus, labels = run["target_corpus"], run["labels"]
+def own_scores(
+    run: dict[str, Any], corpus: str | None = None, space: str = "own"
+) -> list[dict[str, Any]]:
+    """`corpus` (default: the run's target corpus) in its own label set (`space` "own") or
+    the common one ("common"), per fold that tested it: records (fold, seed, metrics) as
+    `paired_delta` reads them."""
+    corpus, labels = corpus or run["target_corpus"], run["labels"]
     folds = []
     for r in run["folds"]:
         preds = [p for p in r["predictions"] if p["corpus"] == corpus]
+        if not preds:
+            continue
         probabilities = [p["probabilities"] for p in preds]
         true = [p["original_label"] for p in preds]
-        own = score_both(probabilities, labels, true, corpus)["own"]
-        folds.append({"fold": r["fold"], "seed": r["seed"], "metrics": own})
+        scored = score_both(probabilities, labels, true, corpus)[space]
+        folds.append({"fold": r["fold"], "seed": r["seed"], "metrics": scored})
     return folds
 
 
@@ -351,15 +366,89 @@ def loco_table(name: str, run: dict[str, Any]) -> str:
     )
 
 
+def _svm_same_protocol(run: dict[str, Any], corpus: str, own_labels: list[str]) -> list[str]:
+    """The eGeMAPS+SVM cells ("none", "speaker" normalisation) of `corpus` trained on that
+    corpus alone on the run's protocol (docs/results/baseline/<corpus>-*-<norm>.json of the
+    same protocol name, fold count for group-kfold, and label set), "-" where none is saved."""
+    protocol = run["protocol"]
+    cells = []
+    for norm in ("none", "speaker"):
+        cell = "-"
+        for path in sorted(SVM.glob(f"{corpus}-*-{norm}.json")):
+            svm = json.loads(path.read_text())
+            same = svm["protocol"]["name"] == protocol["name"] and (
+                protocol["name"] != "group-kfold" or svm["protocol"]["k"] == protocol["k"]
+            )
+            if same and svm.get("corpus") == corpus and sorted(svm["labels"]) == own_labels:
+                pooled = svm["pooled"]
+                cell = f"{pct(pooled['wa'])} / {_interval(pooled['ua'], svm['pooled_ci95']['ua'])}"
+                break
+        cells.append(cell)
+    return cells
+
+
+def _summary_cells(summary: dict[str, Any]) -> list[str]:
+    """WA and UA of a `summarize` record, each with its "ci95" interval where recorded."""
+    ci = summary.get("ci95", {})
+    return [_interval(summary[m], ci[m]) if m in ci else pct(summary[m]) for m in METRICS]
+
+
+def pooled_row(run: dict[str, Any], corpus: str) -> list[object]:
+    """One corpus of a pooled run (`dyser-train --target all`), as `pooled_table` shows it:
+    its "corpus_scores" (all folds and seeds), each seed's own UA, the SVM."""
+    scores = run["corpus_scores"][corpus]
+    own_labels = scores["own"]["labels"]
+    entry = run["corpora"][corpus]
+    row: list[object] = [corpus, entry["speakers"], entry["utterances"]]
+    row += [len(own_labels), *_summary_cells(scores["own"]), *_summary_cells(scores["common"])]
+    if len(run["seeds"]) > 1:
+        own = own_scores(run, corpus)
+        by_seed = {s: [f for f in own if f["seed"] == s] for s in run["seeds"]}
+        row.append(", ".join(f"{s}: {pct(_pooled(f)[1])}" for s, f in by_seed.items() if f))
+    return row + _svm_same_protocol(run, corpus, sorted(own_labels))
+
+
+def pooled_table(name: str, run: dict[str, Any]) -> str:
+    """A pooled run: every corpus trained and tested at once, one row per corpus in its own
+    label set and in the common one, next to the eGeMAPS+SVM on that corpus alone."""
+    corpora, seeds, protocol = list(run["corpora"]), run["seeds"], run["protocol"]
+    header = ["corpus", "speakers", "utterances", "own classes", "own WA [95%]", "own UA [95%]"]
+    header += ["common WA [95%]", "common UA [95%]"]
+    header += ["own UA per seed"] if len(seeds) > 1 else []
+    header += [f"eGeMAPS+SVM {n}: WA / UA [95%]" for n in ("no norm.", "per-speaker z")]
+    folds = [r["seconds"] for r in run["folds"]]
+    return "\n\n".join(
+        [
+            f"**{name}**: pooled, {', '.join(corpora)} trained and tested at once "
+            f"(protocol {protocol['name']} on their union, {run['folds_run']} folds; seeds "
+            f"{seeds}, recipe `{run['recipe']['name']}`). WA / UA (%) of each corpus in its own "
+            "label set (arg-max over its classes) and in the common one (arg-max over all "
+            f"{len(run['labels'])} classes), pooled over folds"
+            + (" and seeds" if len(seeds) > 1 else "")
+            + "; intervals: 95% bootstrap over utterances. eGeMAPS+SVM: that corpus alone on "
+            "the same protocol (docs/results/baseline/<corpus>-<protocol>-<none|speaker>.json, "
+            "`bench/bench_baseline.py`), own label set, where saved.",
+            markdown_table(header, [pooled_row(run, c) for c in corpora]),
+            f"Wall time (2 shared CPU cores): folds {sum(folds) / 60:.1f} min in all "
+            f"({min(folds):.0f}-{max(folds):.0f} s each).",
+        ]
+    )
+
+
 def run_kind(run: dict[str, Any]) -> str:
-    """What a saved results.json is: "loco" (protocol loco), or "target" (folds on one
-    target corpus, the other corpora extra training data)."""
+    """What a saved results.json is, from its content: "pooled" (every corpus's role
+    "pooled": `dyser-train --target all`), "target" (folds on one target corpus, the other
+    corpora extra training data) or "loco" (protocol loco)."""
+    if {c["role"] for c in run["corpora"].values()} == {"pooled"}:
+        if not run.get("folds"):
+            raise ValueError("a pooled run without test folds (protocol 'all'?): nothing to score")
+        return "pooled"
     if run.get("target_corpus"):
         return "target"
     if run["protocol"]["name"] == "loco":
         return "loco"
     raise ValueError(
-        f"neither a leave-one-corpus-out run nor a target-corpus run (protocol "
+        f"neither a pooled, a target-corpus nor a leave-one-corpus-out run (protocol "
         f"{run['protocol']['name']!r}, target_corpus {run.get('target_corpus')!r})"
     )
 
@@ -387,7 +476,7 @@ def render(runs_dir: Path = RUNS) -> str:
     runs = load_runs(runs_dir)
     if not runs:
         return "No multi-corpus run saved yet."
-    tables = {"target": run_table, "loco": loco_table}
+    tables = {"target": run_table, "loco": loco_table, "pooled": pooled_table}
     return "\n\n".join(tables[run_kind(run)](name, run) for name, run in runs)
 
 

@@ -12,6 +12,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import bench_multicorpus
 
+from keras_dyconv.labels import score_both
+
 LABELS = ["anger", "calm", "neutral", "sadness"]  # the common space; EmoDB lacks calm
 
 
@@ -242,5 +244,95 @@ def test_loco_seeds_must_test_the_same_utterances():
         bench_multicorpus.held_out(_loco_run(bad), "emodb")
     with pytest.raises(ValueError, match="no fold 'corpus-ravdess'"):
         bench_multicorpus.held_out(_loco_run(bad), "ravdess")
-    with pytest.raises(ValueError, match="neither a leave-one-corpus-out run"):
-        bench_multicorpus.run_kind({"protocol": {"name": "loso"}, "target_corpus": None})
+    with pytest.raises(
+        ValueError, match="neither a pooled, a target-corpus nor a leave-one-corpus-out run"
+    ):
+        bench_multicorpus.run_kind({**_loco_run(bad), "protocol": {"name": "loso"}})
+
+
+# ------------------------------------------------------------------ pooled (--target all)
+def _pooled_fold(seed, emodb_scores, ravdess_scores):
+    """A pooled fold testing EmoDB utterances (anger, neutral) and RAVDESS ones (angry,
+    calm), probabilities over `LABELS`."""
+    tested = [("emodb", "anger", s) for s in emodb_scores[:1]]
+    tested += [("emodb", "neutral", s) for s in emodb_scores[1:]]
+    tested += [("ravdess", o, s) for o, s in zip(["angry", "calm"], ravdess_scores, strict=True)]
+    return {
+        "fold": "speaker-1of1",
+        "seed": seed,
+        "seconds": 90.0,
+        "predictions": [
+            {"corpus": c, "original_label": o, "probabilities": s} for c, o, s in tested
+        ],
+    }
+
+
+def _pooled_run():
+    # EmoDB: seed 0 right on both; seed 1 says "calm" (not EmoDB's: its own arg-max is
+    # "neutral", right) for the 2nd and "sadness" for the 1st. RAVDESS right on both seeds.
+    folds = [
+        _pooled_fold(0, [[0.9, 0, 0.1, 0], [0, 0, 1, 0]], [[1, 0, 0, 0], [0, 1, 0, 0]]),
+        _pooled_fold(1, [[0.1, 0, 0, 0.9], [0, 0.8, 0.2, 0]], [[1, 0, 0, 0], [0, 1, 0, 0]]),
+    ]
+    scores = {}
+    for corpus in ("emodb", "ravdess"):
+        preds = [p for f in folds for p in f["predictions"] if p["corpus"] == corpus]
+        scores[corpus] = score_both(
+            [p["probabilities"] for p in preds],
+            LABELS,
+            [p["original_label"] for p in preds],
+            corpus,
+        )
+    scores["emodb"]["own"]["ci95"] = {"wa": [0.5, 1.0], "ua": [0.4, 0.9]}
+    return {
+        "protocol": {"name": "loso", "k": 5, "speaker_independent": True},
+        "target_corpus": "all",
+        "labels": LABELS,
+        "seeds": [0, 1],
+        "recipe": {"name": "default"},
+        "corpora": {
+            "emodb": {"role": "pooled", "utterances": 2, "speakers": 1},
+            "ravdess": {"role": "pooled", "utterances": 2, "speakers": 1},
+        },
+        "folds": folds,
+        "folds_run": 1,
+        "corpus_scores": scores,
+    }
+
+
+def test_pooled_run_one_row_per_corpus_in_own_and_common_labels(loco_dirs):
+    runs, svm = loco_dirs
+    run = _pooled_run()
+    assert bench_multicorpus.run_kind(run) == "pooled"
+    (runs / "pooled.json").write_text(json.dumps(run))
+    own = ["anger", "neutral", "sadness"]  # EmoDB's classes among LABELS
+    saved = {
+        "corpus": "emodb",
+        "protocol": {"name": "loso", "k": 5},
+        "labels": own,
+        "pooled": {"wa": 0.6, "ua": 0.55},
+        "pooled_ci95": {"wa": [0.5, 0.7], "ua": [0.45, 0.65]},
+    }
+    (svm / "emodb-loso-none.json").write_text(json.dumps(saved))
+    # Another protocol, or the same one on other classes: not this run's reference.
+    other = {**saved, "protocol": {"name": "group-kfold", "k": 6}}
+    (svm / "emodb-group6-speaker.json").write_text(json.dumps(other))
+    (svm / "ravdess-loso-none.json").write_text(json.dumps({**saved, "corpus": "ravdess"}))
+
+    body = bench_multicorpus.render(runs)
+    assert "emodb, ravdess trained and tested at once (protocol loso on their union" in body
+    # EmoDB own labels: 3 of 4 right (WA 75, UA (1/2 + 1) / 2 = 75), the recorded
+    # intervals; common: seed 1's "calm" is wrong too (WA 50, UA (1/2 + 1/2) / 2 = 50),
+    # no interval recorded. Per seed (own UA): 100 and 50. SVM on the same protocol.
+    assert (
+        "| emodb | 1 | 2 | 3 | 75.0 [50.0, 100.0] | 75.0 [40.0, 90.0] | 50.0 | 50.0 "
+        "| 0: 100.0, 1: 50.0 | 60.0 / 55.0 [45.0, 65.0] | - |"
+    ) in body
+    assert (
+        "| ravdess | 1 | 2 | 4 | 100.0 | 100.0 | 100.0 | 100.0 | 0: 100.0, 1: 100.0 | - | - |"
+        in (body)
+    )
+    assert "folds 3.0 min in all (90-90 s each)" in body
+
+    with pytest.raises(ValueError, match="without test folds"):
+        bench_multicorpus.run_kind({**run, "folds": []})
