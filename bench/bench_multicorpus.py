@@ -73,6 +73,9 @@ TITLE = "Multi-corpus training: extra corpora, leave one corpus out, pooled"
 RUNS = ROOT / "docs" / "results" / "multicorpus"
 NEURAL = ROOT / "docs" / "results"
 SVM = NEURAL / "baseline"
+METRICS = {"wa": weighted_accuracy, "ua": unweighted_accuracy}
+#: The eGeMAPS+SVM LOCO rows: file suffix -> how its features are normalised.
+SVM_NORMS = {"corpus": "per-corpus z", "speaker": "per-speaker z"}
 
 
 def own_scores(
@@ -251,9 +254,6 @@ def _joint_ci(stat: Callable[[np.ndarray], float], n: int) -> tuple[float, float
     return bootstrap_ci(i, i, lambda t, _: stat(t))
 
 
-METRICS = {"wa": weighted_accuracy, "ua": unweighted_accuracy}
-
-
 def _svm_loco(corpus: str, normalization: str) -> dict[str, Any] | None:
     """The eGeMAPS+SVM LOCO run testing on `corpus` (docs/results/baseline/
     loco-<corpus>-<normalization>.json), None if not saved."""
@@ -263,9 +263,6 @@ def _svm_loco(corpus: str, normalization: str) -> dict[str, Any] | None:
 
 def _interval(x: float, ci: Sequence[float]) -> str:
     return f"{pct(x)} [{pct(ci[0])}, {pct(ci[1])}]"
-
-
-SVM_NORMS = {"corpus": "per-corpus z", "speaker": "per-speaker z"}
 
 
 def _seed_mean(metric: str, true: np.ndarray, preds: dict[int, np.ndarray], i: np.ndarray) -> float:
@@ -282,7 +279,12 @@ def _utterance_key(path: str) -> str:
 
 
 def _svm_cell(
-    run: dict[str, Any], corpus: str, norm: str, paths: list[str], true: np.ndarray, preds: dict
+    run: dict[str, Any],
+    corpus: str,
+    norm: str,
+    paths: list[str],
+    true: np.ndarray,
+    preds: dict[int, np.ndarray],
 ) -> tuple[str, float | None]:
     """The eGeMAPS+SVM cell of held-out `corpus` (features normalised per `norm`) and its
     UA; ("-", None) where it is not saved or was trained on other corpora or classes.
@@ -318,7 +320,12 @@ def loco_row(run: dict[str, Any], corpus: str) -> list[object]:
         ci = _joint_ci(lambda i, m=m: _seed_mean(m, true, preds, i), len(true))
         row.append(_interval(neural[m], ci))
     if len(preds) > 1:
-        row.append(", ".join(f"{k}: {pct(unweighted_accuracy(true, p))}" for k, p in preds.items()))
+        row.append(
+            ", ".join(
+                f"{k}: {pct(weighted_accuracy(true, p))} / {pct(unweighted_accuracy(true, p))}"
+                for k, p in preds.items()
+            )
+        )
     svm_ua = []
     for norm in SVM_NORMS:
         cell, ua = _svm_cell(run, corpus, norm, paths, true, preds)
@@ -336,7 +343,7 @@ def loco_table(name: str, run: dict[str, Any]) -> str:
     the eGeMAPS+SVM trained on the same corpora and the target "UA >= 50, above the SVM"."""
     labels, corpora, seeds = run["labels"], list(run["corpora"]), run["seeds"]
     header = ["held out", "trained on", "n", "WA [95%]", "UA [95%]"]
-    header += ["UA per seed"] if len(seeds) > 1 else []
+    header += ["WA / UA per seed"] if len(seeds) > 1 else []
     header += [f"eGeMAPS+SVM {v}: WA / UA [95%]" for v in SVM_NORMS.values()]
     header += ["chance WA / UA", "UA >= 50 and above the SVMs"]
     seconds = {
@@ -404,7 +411,8 @@ def pooled_row(run: dict[str, Any], corpus: str) -> list[object]:
     if len(run["seeds"]) > 1:
         own = own_scores(run, corpus)
         by_seed = {s: [f for f in own if f["seed"] == s] for s in run["seeds"]}
-        row.append(", ".join(f"{s}: {pct(_pooled(f)[1])}" for s, f in by_seed.items() if f))
+        pooled = {s: " / ".join(map(pct, _pooled(f))) for s, f in by_seed.items() if f}
+        row.append(", ".join(f"{s}: {wa_ua}" for s, wa_ua in pooled.items()))
     return row + _svm_same_protocol(run, corpus, sorted(own_labels))
 
 
@@ -414,7 +422,7 @@ def pooled_table(name: str, run: dict[str, Any]) -> str:
     corpora, seeds, protocol = list(run["corpora"]), run["seeds"], run["protocol"]
     header = ["corpus", "speakers", "utterances", "own classes", "own WA [95%]", "own UA [95%]"]
     header += ["common WA [95%]", "common UA [95%]"]
-    header += ["own UA per seed"] if len(seeds) > 1 else []
+    header += ["own WA / UA per seed"] if len(seeds) > 1 else []
     header += [f"eGeMAPS+SVM {n}: WA / UA [95%]" for n in ("no norm.", "per-speaker z")]
     folds = [r["seconds"] for r in run["folds"]]
     return "\n\n".join(

@@ -198,7 +198,7 @@ def test_leave_one_corpus_out_rows_against_the_svm_and_the_target(loco_dirs):
     cells = [c.strip() for c in emodb.strip("|").split("|")]
     assert cells[:3] == ["emodb", "ravdess", "4"]
     assert cells[3].startswith("87.5 [") and cells[4].startswith("87.5 [")
-    assert cells[5] == "0: 75.0, 1: 100.0"
+    assert cells[5] == "0: 75.0 / 75.0, 1: 100.0 / 100.0"
     # Neural minus SVM UA: 87.5 - 50 = +37.5, paired over the same utterances.
     assert cells[6].startswith("50.0 / 50.0 [20.0, 80.0]; +37.5 [")
     assert cells[7] == "-"
@@ -326,12 +326,12 @@ def test_pooled_run_one_row_per_corpus_in_own_and_common_labels(loco_dirs):
     # no interval recorded. Per seed (own UA): 100 and 50. SVM on the same protocol.
     assert (
         "| emodb | 1 | 2 | 3 | 75.0 [50.0, 100.0] | 75.0 [40.0, 90.0] | 50.0 | 50.0 "
-        "| 0: 100.0, 1: 50.0 | 60.0 / 55.0 [45.0, 65.0] | - |"
+        "| 0: 100.0 / 100.0, 1: 50.0 / 50.0 | 60.0 / 55.0 [45.0, 65.0] | - |"
     ) in body
     assert (
-        "| ravdess | 1 | 2 | 4 | 100.0 | 100.0 | 100.0 | 100.0 | 0: 100.0, 1: 100.0 | - | - |"
-        in (body)
-    )
+        "| ravdess | 1 | 2 | 4 | 100.0 | 100.0 | 100.0 | 100.0 "
+        "| 0: 100.0 / 100.0, 1: 100.0 / 100.0 | - | - |"
+    ) in body
     assert "folds 3.0 min in all (90-90 s each)" in body
 
     with pytest.raises(ValueError, match="without test folds"):
