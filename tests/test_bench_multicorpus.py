@@ -12,6 +12,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import bench_multicorpus
 
+from keras_dyconv.labels import score_both
+
 LABELS = ["anger", "calm", "neutral", "sadness"]  # the common space; EmoDB lacks calm
 
 
@@ -103,3 +105,234 @@ def test_scored_in_the_target_labels_against_the_single_corpus_run(saved):
     assert "in one process: 10.0 min" in body  # 8 min + 2 folds of 60 s
     assert "common label space (arg-max over all 4 classes): WA 66.7" in body
     assert bench_multicorpus.render(saved.parent / "nothing") == "No multi-corpus run saved yet."
+
+
+# ------------------------------------------------------------------ leave one corpus out
+LOCO_LABELS = ["anger", "sadness"]
+
+
+def _loco_fold(corpus, seed, true, pred):
+    """A loco fold record: held-out `corpus`, utterances data/<corpus>/<k>.wav."""
+    return {
+        "fold": f"corpus-{corpus}",
+        "seed": seed,
+        "seconds": 30.0,
+        "predictions": [
+            {"path": f"data/{corpus}/{k}.wav", "corpus": corpus, "label": t, "predicted": p}
+            for k, (t, p) in enumerate(zip(true, pred, strict=True))
+        ],
+    }
+
+
+EMODB_TRUE = ["anger", "anger", "sadness", "sadness"]
+LOCO_FOLDS = [
+    # EmoDB: seed 0 WA 75 / UA 75, seed 1 all right -> mean 87.5 / 87.5.
+    _loco_fold("emodb", 0, EMODB_TRUE, ["anger", "anger", "sadness", "anger"]),
+    _loco_fold("emodb", 1, EMODB_TRUE, EMODB_TRUE),
+    # RAVDESS: both seeds say "sadness" for both -> 50 / 50.
+    _loco_fold("ravdess", 0, ["anger", "sadness"], ["sadness", "sadness"]),
+    _loco_fold("ravdess", 1, ["anger", "sadness"], ["sadness", "sadness"]),
+]
+
+
+def _loco_run(folds):
+    return {
+        "protocol": {"name": "loco", "speaker_independent": True},
+        "target_corpus": None,
+        "labels": LOCO_LABELS,
+        "seeds": sorted({f["seed"] for f in folds}),
+        "recipe": {"name": "default"},
+        "corpora": {"emodb": {"role": "loco"}, "ravdess": {"role": "loco"}},
+        "folds": folds,
+        "folds_run": len({f["fold"] for f in folds}),
+        "timings": {"total_s": 120.0},
+    }
+
+
+def _svm(train_corpora, predicted, labels=LOCO_LABELS):
+    """An eGeMAPS+SVM LOCO result on the EmoDB utterances of `LOCO_FOLDS`."""
+    return {
+        "labels": labels,
+        "train_corpora": train_corpora,
+        "pooled": {"wa": 0.5, "ua": 0.5},
+        "pooled_ci95": {"wa": [0.25, 0.75], "ua": [0.2, 0.8]},
+        "folds": [
+            {
+                "fold": "corpus-emodb",
+                "predictions": [
+                    # Given as an absolute path, the run a relative one: the same files.
+                    {"path": f"/work/data/emodb/{k}.wav", "label": t, "predicted": p}
+                    for k, (t, p) in enumerate(zip(EMODB_TRUE, predicted, strict=True))
+                ],
+            }
+        ],
+    }
+
+
+@pytest.fixture
+def loco_dirs(tmp_path, monkeypatch):
+    runs, svm = tmp_path / "multicorpus", tmp_path / "baseline"
+    runs.mkdir()
+    svm.mkdir()
+    monkeypatch.setattr(bench_multicorpus, "SVM", svm)
+    return runs, svm
+
+
+def test_leave_one_corpus_out_rows_against_the_svm_and_the_target(loco_dirs):
+    runs, svm = loco_dirs
+    (runs / "loco.json").write_text(json.dumps(_loco_run(LOCO_FOLDS)))
+    # Per-corpus z: WA 50 / UA 50 on the same 4 utterances (2 right); per-speaker z was
+    # trained on another corpus set, so it is not this run's reference.
+    svm_pred = ["sadness", "anger", "sadness", "anger"]
+    (svm / "loco-emodb-corpus.json").write_text(json.dumps(_svm(["ravdess"], svm_pred)))
+    (svm / "loco-emodb-speaker.json").write_text(json.dumps(_svm(["casia"], svm_pred)))
+    run = json.loads((runs / "loco.json").read_text())
+    assert bench_multicorpus.run_kind(run) == "loco"
+    paths, true, preds = bench_multicorpus.held_out(run, "emodb")
+    assert paths[0] == "data/emodb/0.wav" and true.tolist() == [0, 0, 1, 1]
+    assert preds[0].tolist() == [0, 0, 1, 0] and list(preds) == [0, 1]
+
+    body = bench_multicorpus.render(runs)
+    assert "the 2 classes they share (anger, sadness); seeds [0, 1]" in body
+    emodb = next(line for line in body.splitlines() if line.startswith("| emodb |"))
+    cells = [c.strip() for c in emodb.strip("|").split("|")]
+    assert cells[:3] == ["emodb", "ravdess", "4"]
+    assert cells[3].startswith("87.5 [") and cells[4].startswith("87.5 [")
+    assert cells[5] == "0: 75.0 / 75.0, 1: 100.0 / 100.0"
+    # Neural minus SVM UA: 87.5 - 50 = +37.5, paired over the same utterances.
+    assert cells[6].startswith("50.0 / 50.0 [20.0, 80.0]; +37.5 [")
+    assert cells[7] == "-"
+    assert cells[8:] == ["50.0 / 50.0", "met"]
+    # UA 50 reaches the first bar, but no SVM was saved for RAVDESS: not judged met.
+    assert "| ravdess | emodb | 2 | 50.0 [" in body
+    assert "| 50.0 / 50.0 | **missed** (no matching SVM) |" in body
+    assert "emodb 1.0 min, ravdess 1.0 min; 2.0 min in all" in body
+
+    # The bootstrap interval of the seed mean holds the mean and stays within [0, 100].
+    lo, hi = (float(x) for x in cells[4].split("[")[1].rstrip("]").split(","))
+    assert 0 <= lo <= 87.5 <= hi <= 100
+
+    # Another class set: the SVM is not comparable either.
+    (svm / "loco-emodb-corpus.json").write_text(
+        json.dumps(_svm(["ravdess"], svm_pred, labels=["anger", "neutral"]))
+    )
+    assert "| 50.0 / 50.0 | **missed** (no matching SVM) |" in bench_multicorpus.render(runs)
+
+
+def test_seed_files_of_one_loco_run_are_merged(loco_dirs):
+    runs, _ = loco_dirs
+    for seed in (0, 1):
+        part = _loco_run([f for f in LOCO_FOLDS if f["seed"] == seed])
+        (runs / f"loco-seed{seed}.json").write_text(json.dumps(part))
+    ((name, run),) = bench_multicorpus.load_runs(runs)
+    assert name == "loco" and run["seeds"] == [0, 1] and len(run["folds"]) == 4
+    assert "| emodb | ravdess | 4 | 87.5 [" in bench_multicorpus.render(runs)
+
+    # Runs on other classes are not seeds of one run.
+    other = _loco_run([_loco_fold("emodb", 2, ["anger"], ["anger"])])
+    (runs / "loco-seed2.json").write_text(json.dumps({**other, "labels": ["anger", "fear"]}))
+    with pytest.raises(ValueError, match=r"loco-seed2\.json: cannot merge runs that differ in"):
+        bench_multicorpus.load_runs(runs)
+
+
+def test_loco_seeds_must_test_the_same_utterances():
+    folds = [*LOCO_FOLDS[:1], _loco_fold("emodb", 1, EMODB_TRUE[:3], EMODB_TRUE[:3])]
+    with pytest.raises(ValueError, match="corpus-emodb: seed 1 tested other utterances"):
+        bench_multicorpus.held_out(_loco_run(folds), "emodb")
+    bad = [_loco_fold("emodb", 0, ["anger"], ["boredom"])]
+    with pytest.raises(ValueError, match=r"corpus-emodb seed 0: labels \['boredom'\]"):
+        bench_multicorpus.held_out(_loco_run(bad), "emodb")
+    with pytest.raises(ValueError, match="no fold 'corpus-ravdess'"):
+        bench_multicorpus.held_out(_loco_run(bad), "ravdess")
+    with pytest.raises(
+        ValueError, match="neither a pooled, a target-corpus nor a leave-one-corpus-out run"
+    ):
+        bench_multicorpus.run_kind({**_loco_run(bad), "protocol": {"name": "loso"}})
+
+
+# ------------------------------------------------------------------ pooled (--target all)
+def _pooled_fold(seed, emodb_scores, ravdess_scores):
+    """A pooled fold testing EmoDB utterances (anger, neutral) and RAVDESS ones (angry,
+    calm), probabilities over `LABELS`."""
+    tested = [("emodb", "anger", s) for s in emodb_scores[:1]]
+    tested += [("emodb", "neutral", s) for s in emodb_scores[1:]]
+    tested += [("ravdess", o, s) for o, s in zip(["angry", "calm"], ravdess_scores, strict=True)]
+    return {
+        "fold": "speaker-1of1",
+        "seed": seed,
+        "seconds": 90.0,
+        "predictions": [
+            {"corpus": c, "original_label": o, "probabilities": s} for c, o, s in tested
+        ],
+    }
+
+
+def _pooled_run():
+    # EmoDB: seed 0 right on both; seed 1 says "calm" (not EmoDB's: its own arg-max is
+    # "neutral", right) for the 2nd and "sadness" for the 1st. RAVDESS right on both seeds.
+    folds = [
+        _pooled_fold(0, [[0.9, 0, 0.1, 0], [0, 0, 1, 0]], [[1, 0, 0, 0], [0, 1, 0, 0]]),
+        _pooled_fold(1, [[0.1, 0, 0, 0.9], [0, 0.8, 0.2, 0]], [[1, 0, 0, 0], [0, 1, 0, 0]]),
+    ]
+    scores = {}
+    for corpus in ("emodb", "ravdess"):
+        preds = [p for f in folds for p in f["predictions"] if p["corpus"] == corpus]
+        scores[corpus] = score_both(
+            [p["probabilities"] for p in preds],
+            LABELS,
+            [p["original_label"] for p in preds],
+            corpus,
+        )
+    scores["emodb"]["own"]["ci95"] = {"wa": [0.5, 1.0], "ua": [0.4, 0.9]}
+    return {
+        "protocol": {"name": "loso", "k": 5, "speaker_independent": True},
+        "target_corpus": "all",
+        "labels": LABELS,
+        "seeds": [0, 1],
+        "recipe": {"name": "default"},
+        "corpora": {
+            "emodb": {"role": "pooled", "utterances": 2, "speakers": 1},
+            "ravdess": {"role": "pooled", "utterances": 2, "speakers": 1},
+        },
+        "folds": folds,
+        "folds_run": 1,
+        "corpus_scores": scores,
+    }
+
+
+def test_pooled_run_one_row_per_corpus_in_own_and_common_labels(loco_dirs):
+    runs, svm = loco_dirs
+    run = _pooled_run()
+    assert bench_multicorpus.run_kind(run) == "pooled"
+    (runs / "pooled.json").write_text(json.dumps(run))
+    own = ["anger", "neutral", "sadness"]  # EmoDB's classes among LABELS
+    saved = {
+        "corpus": "emodb",
+        "protocol": {"name": "loso", "k": 5},
+        "labels": own,
+        "pooled": {"wa": 0.6, "ua": 0.55},
+        "pooled_ci95": {"wa": [0.5, 0.7], "ua": [0.45, 0.65]},
+    }
+    (svm / "emodb-loso-none.json").write_text(json.dumps(saved))
+    # Another protocol, or the same one on other classes: not this run's reference.
+    other = {**saved, "protocol": {"name": "group-kfold", "k": 6}}
+    (svm / "emodb-group6-speaker.json").write_text(json.dumps(other))
+    (svm / "ravdess-loso-none.json").write_text(json.dumps({**saved, "corpus": "ravdess"}))
+
+    body = bench_multicorpus.render(runs)
+    assert "emodb, ravdess trained and tested at once (protocol loso on their union" in body
+    # EmoDB own labels: 3 of 4 right (WA 75, UA (1/2 + 1) / 2 = 75), the recorded
+    # intervals; common: seed 1's "calm" is wrong too (WA 50, UA (1/2 + 1/2) / 2 = 50),
+    # no interval recorded. Per seed (own UA): 100 and 50. SVM on the same protocol.
+    assert (
+        "| emodb | 1 | 2 | 3 | 75.0 [50.0, 100.0] | 75.0 [40.0, 90.0] | 50.0 | 50.0 "
+        "| 0: 100.0 / 100.0, 1: 50.0 / 50.0 | 60.0 / 55.0 [45.0, 65.0] | - |"
+    ) in body
+    assert (
+        "| ravdess | 1 | 2 | 4 | 100.0 | 100.0 | 100.0 | 100.0 "
+        "| 0: 100.0 / 100.0, 1: 100.0 / 100.0 | - | - |"
+    ) in body
+    assert "folds 3.0 min in all (90-90 s each)" in body
+
+    with pytest.raises(ValueError, match="without test folds"):
+        bench_multicorpus.run_kind({**run, "folds": []})
