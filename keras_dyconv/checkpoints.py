@@ -10,8 +10,9 @@ its folder:
     .lock                       held while a fit runs (`exclusive_folder`)
 
 Every write that a resume depends on survives a kill at any moment: the state is written
-to a temporary file and renamed into place, so the folder always holds the last complete
-epoch; a torn last line of the logs is dropped before the logs are appended to.
+to a temporary file, flushed to disk and renamed into place (`edge_runtime.files.
+atomic_output`), so the folder always holds the last complete epoch; a torn last line of
+the logs is dropped before the logs are appended to.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import keras
+
+from edge_runtime.files import atomic_output, sweep_stale_temporaries
 
 #: Files a checkpointed fit writes in its checkpoint folder: the weights after each epoch
 #: (1-based, Keras's `ModelCheckpoint` naming) and the logs of every epoch, validation UA
@@ -84,8 +87,6 @@ def read_epoch_logs(path: str | os.PathLike) -> dict[str, list[float]]:
 #: The resume state in the backup folder: "state-<epochs done>.weights.h5".
 STATE_FILE = "state-{epochs:03d}.weights.h5"
 STATE_PATTERN = re.compile(r"^state-(\d{3,})\.weights\.h5$")
-#: Where a state is written before it is renamed into place (`save_weights` needs the suffix).
-PARTIAL_STATE = ".partial.weights.h5"
 
 
 class EpochBackup(keras.callbacks.Callback):
@@ -93,7 +94,8 @@ class EpochBackup(keras.callbacks.Callback):
 
     What `keras.callbacks.BackupAndRestore` does, written so that a kill at any moment
     leaves a run that resumes from the last complete epoch: the state is written to a
-    temporary file, flushed to disk and renamed over (`os.replace`, atomic), and the number
+    temporary file, flushed to disk and renamed over (`edge_runtime.files.atomic_output`
+    with `fsync`), and the number
     of epochs done is part of the file's name, so weights and epoch count are one write.
     Keras's callback overwrites `latest.weights.h5` in place and records the epoch in a
     second file: a kill during that write leaves a truncated file that every later resume
@@ -119,7 +121,7 @@ class EpochBackup(keras.callbacks.Callback):
         return sorted((int(m.group(1)), p) for m, p in found if m)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        (self.backup_dir / PARTIAL_STATE).unlink(missing_ok=True)  # a write a kill cut short
+        sweep_stale_temporaries(self.backup_dir)  # writes a kill cut short
         states = self.states() or self._keras_backup()
         if not states:
             return
@@ -147,14 +149,12 @@ class EpochBackup(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.backup_dir.mkdir(parents=True, exist_ok=True)
-        partial = self.backup_dir / PARTIAL_STATE
-        self.model.save_weights(partial, overwrite=True)
-        with open(partial, "rb+") as handle:  # on disk before it counts as done
-            os.fsync(handle.fileno())
+        state = self.backup_dir / STATE_FILE.format(epochs=epoch + 1)
         older = self.states()
-        os.replace(partial, self.backup_dir / STATE_FILE.format(epochs=epoch + 1))
+        with atomic_output(state, fsync=True) as tmp:  # on disk before it counts as done
+            self.model.save_weights(tmp, overwrite=True)
         for _, path in older:
-            if path.name != STATE_FILE.format(epochs=epoch + 1):
+            if path != state:
                 path.unlink()
         self._remove_keras_backup()
 

@@ -800,7 +800,7 @@ class Killed(BaseException):
     """Stands for a SIGKILL: nothing in the fit catches it and no cleanup runs."""
 
 
-@pytest.mark.parametrize("torn", ["epoch-002.weights.h5", ".partial.weights.h5"])
+@pytest.mark.parametrize("torn", ["epoch-002.weights.h5", ".state-002.weights.h5.tmp-"])
 def test_a_kill_during_a_checkpoint_write_resumes_from_the_last_complete_epoch(
     tmp_path, monkeypatch, torn
 ):
@@ -816,7 +816,7 @@ def test_a_kill_during_a_checkpoint_write_resumes_from_the_last_complete_epoch(
     def torn_write(self, filepath, *args, **kwargs):
         save_weights(self, filepath, *args, **kwargs)
         written.append(Path(filepath).name)
-        if Path(filepath).name == torn and len(written) > 2:  # epoch 2, not epoch 1
+        if Path(filepath).name.startswith(torn):  # epoch 2's weights or backup
             data = Path(filepath).read_bytes()
             Path(filepath).write_bytes(data[: len(data) // 2])
             raise Killed
@@ -871,10 +871,16 @@ def test_epoch_backup_resumes_a_backup_that_keras_wrote(tmp_path):
     model.save_weights(backup / "latest.weights.h5")
     (backup / "training_metadata.json").write_text('{"epoch": 2, "batch": 0}')
     model.set_weights([np.zeros_like(w) for w in model.get_weights()])
+    # A state write that a SIGKILL cut short (its process is gone) is swept on resume.
+    (backup / ".state-003.weights.h5.tmp-999999999-x1y2.weights.h5").write_bytes(b"half")
     callback = EpochBackup(backup)
     callback.set_model(model)
     callback.on_train_begin()
     assert model._initial_epoch == 2 and all((w == 3).all() for w in model.get_weights())
+    assert sorted(p.name for p in backup.iterdir()) == [
+        "latest.weights.h5",
+        "training_metadata.json",
+    ]
     callback.on_epoch_end(2)
     assert sorted(p.name for p in backup.iterdir()) == ["state-003.weights.h5"]
     callback.on_train_end()  # a finished fit leaves no state to resume from
