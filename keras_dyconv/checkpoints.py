@@ -22,7 +22,7 @@ import csv
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import keras
@@ -38,24 +38,57 @@ EPOCH_LOGS = "history.csv"
 
 
 @contextlib.contextmanager
-def exclusive_folder(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on a checkpoint folder for the duration of a fit.
+def exclusive_lock(
+    path: Path, *, wait: bool, on_wait: Callable[[], None] | None = None
+) -> Iterator[None]:
+    """Hold an exclusive lock (`fcntl.flock`) on the file `path` (created if missing) for
+    the duration of the block.
 
-    Two fits writing the same epoch checkpoints and logs corrupt each other's resume (HDF5
-    lock errors, logs interleaved). The operating system drops the lock when the process
-    dies, so a killed run never leaves a stale lock. Windows has no `fcntl`: no lock there.
+    The operating system drops the lock when its holder's process dies, so a killed
+    process never leaves a stale lock: the next one gets it. A lock is per open file, so
+    two threads of one process exclude each other too. Windows has no `fcntl`: no lock
+    there.
+
+    Args:
+        path: the lock file (its folder must exist); it stays after the block.
+        wait: whether to wait for another holder to let go (True), or to raise.
+        on_wait: called once before waiting, when the lock is held elsewhere (e.g. to say
+            what the process waits for).
 
     Raises:
-        RuntimeError: another process holds the lock.
+        BlockingIOError: `wait` is False and another holder has the lock.
     """
     try:
         import fcntl
     except ImportError:  # Windows
         yield
         return
-    with open(folder / ".lock", "w") as handle:
+    with open(path, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+@contextlib.contextmanager
+def exclusive_folder(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a checkpoint folder for the duration of a fit
+    (`exclusive_lock` on its ``.lock`` file, without waiting).
+
+    Two fits writing the same epoch checkpoints and logs corrupt each other's resume (HDF5
+    lock errors, logs interleaved). A killed run never leaves a stale lock.
+
+    Raises:
+        RuntimeError: another process holds the lock.
+    """
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(exclusive_lock(folder / ".lock", wait=False))
         except BlockingIOError:
             raise RuntimeError(
                 f"checkpoint folder {folder} is in use by another training; wait for it to "

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -13,9 +21,10 @@ from test_training import POLICY
 
 from edge_runtime.config import FrontendConfig
 from keras_dyconv import experiment, pretraining
+from keras_dyconv.checkpoints import exclusive_lock
 from keras_dyconv.corpora import load_manifest
 from keras_dyconv.experiment import ProtocolSpec, multi_corpus, run_experiment
-from keras_dyconv.pretraining import Pretrained, assert_not_pretrained, pretrain_seeds
+from keras_dyconv.pretraining import Pretrained, assert_not_pretrained, made_once, pretrain_seeds
 from keras_dyconv.protocols import LeakageError
 from keras_dyconv.training import train_model
 
@@ -153,3 +162,66 @@ def test_nothing_to_pretrain_without_extra_corpora():
     messages = []
     assert pretrain_seeds(None, np.arange(0), [0, 1], "auto", messages.append) == {}  # type: ignore[arg-type]
     assert "nothing to pretrain" in messages[0] and "loco" in messages[0]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fcntl locks on Windows")
+def test_processes_started_at_once_pretrain_once(tmp_path):
+    """Two fold processes of one run ask for the same pretrained model at once: one trains
+    it, the other waits for it and reads it back (here threads, each with its own lock)."""
+    lock, saved = tmp_path / ".lock", tmp_path / "weights"
+    made, waited = [], []
+    start = threading.Barrier(3)
+
+    def read():
+        return saved.read_text() if saved.exists() else None
+
+    def make():
+        made.append(threading.get_ident())
+        time.sleep(0.5)  # training; the others ask meanwhile
+        saved.write_text("pretrained")
+        return "trained"
+
+    def fold_process(_):
+        start.wait()
+        return made_once(lock, read, make, lambda: waited.append(threading.get_ident()))
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(fold_process, range(3)))
+    assert len(made) == 1 and sorted(results) == ["pretrained", "pretrained", "trained"]
+    assert len(waited) == 2 and made[0] not in waited
+    # Later: read back without waiting or training.
+    assert made_once(lock, read, make, lambda: waited.append(0)) == "pretrained"
+    assert len(made) == 1 and len(waited) == 2
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fcntl locks on Windows")
+def test_a_killed_pretraining_leaves_no_stale_lock(tmp_path):
+    """A process killed while it pretrains (SIGKILL: no cleanup) lets go of the lock: the
+    next one is not kept waiting, and trains the model itself."""
+    lock = tmp_path / ".lock"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path\n"
+            "from keras_dyconv.checkpoints import exclusive_lock\n"
+            "with exclusive_lock(Path(sys.argv[1]), wait=True):\n"
+            "    print('held', flush=True); time.sleep(120)",
+            str(lock),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(BlockingIOError), exclusive_lock(lock, wait=False):
+            pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    found = []
+    waiter = threading.Thread(target=lambda: found.append(made_once(lock, lambda: None, lambda: 7)))
+    waiter.start()
+    waiter.join(timeout=30)
+    assert not waiter.is_alive() and found == [7]
