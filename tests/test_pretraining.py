@@ -16,29 +16,38 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from test_multicorpus import EMODB_EMOTIONS, RAVDESS_EMOTIONS, TINY, _own_corpus
 from test_training import POLICY
 
 from edge_runtime.config import FrontendConfig
 from keras_dyconv import experiment, pretraining
 from keras_dyconv.checkpoints import exclusive_lock
+from keras_dyconv.cli import train
 from keras_dyconv.corpora import load_manifest
 from keras_dyconv.experiment import ProtocolSpec, multi_corpus, run_experiment
+from keras_dyconv.features import extract_corpus
+from keras_dyconv.modelio import load_model
 from keras_dyconv.pretraining import Pretrained, assert_not_pretrained, made_once, pretrain_seeds
 from keras_dyconv.protocols import LeakageError
+from keras_dyconv.recipes import get_recipe
 from keras_dyconv.training import train_model
 
 PRETRAIN = dataclasses.replace(TINY, epochs=1, pretrain_extra=True)
 
 
 @pytest.fixture(scope="module")
-def corpora(tmp_path_factory):
+def manifests(tmp_path_factory):
     root = tmp_path_factory.mktemp("pretrain-corpora")
-    paths = {
+    return {
         "emodb": _own_corpus(root, "emodb", EMODB_EMOTIONS, 3, seed=1),
         "ravdess": _own_corpus(root, "ravdess", RAVDESS_EMOTIONS, 3, seed=2),
     }
-    return multi_corpus({name: load_manifest(p) for name, p in paths.items()}, "emodb")
+
+
+@pytest.fixture(scope="module")
+def corpora(manifests):
+    return multi_corpus({name: load_manifest(p) for name, p in manifests.items()}, "emodb")
 
 
 def _run(corpora, out, recipe, **kwargs):
@@ -225,3 +234,38 @@ def test_a_killed_pretraining_leaves_no_stale_lock(tmp_path):
     waiter.start()
     waiter.join(timeout=30)
     assert not waiter.is_alive() and found == [7]
+
+
+def test_corpus_statistics_with_pretraining_refused_fine_tune_keeps_target_statistics(
+    manifests, tmp_path
+):
+    """The fine-tune of --pretrain-extra trains on the target alone, with the target's
+    statistics: --corpus-statistics could only change the pretraining, which has no target
+    whose statistics its model keeps. The two together are a usage error, before any
+    feature is made."""
+    with pytest.raises(ValueError, match="corpus_statistics and pretrain_extra exclude"):
+        get_recipe("fast").with_overrides(corpus_statistics=True, pretrain_extra=True)
+    runner = CliRunner()
+    args = ["--corpus", "manifest", "--data", str(manifests["emodb"])]
+    args += ["--corpus", "manifest", "--data", str(manifests["ravdess"]), "--recipe", "fast"]
+    args += ["--epochs", "1", "--window", "1.0", "--val-speakers", "1", "--quiet"]
+    args += ["--model", '{"conv_filters": [4], "lstm_units": 8, "attention_units": 8}']
+    bad = runner.invoke(
+        train, [*args, "--corpus-statistics", "--pretrain-extra", "--out", str(tmp_path / "x")]
+    )
+    assert bad.exit_code == 2 and "exclude each other" in bad.output, bad.output
+    assert not (tmp_path / "x" / "results.json").exists()
+    # --pretrain-extra alone: the fold's model normalises as its target training data does.
+    out = tmp_path / "run"
+    ok = runner.invoke(
+        train, [*args, "--pretrain-extra", "--max-folds", "1", "--save-models", "--out", str(out)]
+    )
+    assert ok.exit_code == 0, ok.output
+    run = json.loads((out / "results.json").read_text())
+    (fold,) = run["folds"]
+    held_out = {*fold["test_speakers"], *fold["val_speakers"]}
+    target = [u for u in load_manifest(manifests["emodb"]) if u.speaker not in held_out]
+    assert len(target) == fold["n_train"] == 8
+    feats = np.concatenate(extract_corpus([u.path for u in target], FrontendConfig()))
+    _, metadata = load_model(out / "folds" / fold["fold"] / "model.keras")
+    np.testing.assert_allclose(metadata.frontend.mean, feats.mean(axis=0), rtol=1e-4, atol=1e-4)
