@@ -186,7 +186,9 @@ def test_processes_started_at_once_pretrain_once(tmp_path):
 
     def make():
         made.append(threading.get_ident())
-        time.sleep(0.5)  # training; the others ask meanwhile
+        deadline = time.monotonic() + 20  # training, while the others ask and wait
+        while len(waited) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         saved.write_text("pretrained")
         return "trained"
 
@@ -269,3 +271,45 @@ def test_corpus_statistics_with_pretraining_refused_fine_tune_keeps_target_stati
     feats = np.concatenate(extract_corpus([u.path for u in target], FrontendConfig()))
     _, metadata = load_model(out / "folds" / fold["fold"] / "model.keras")
     np.testing.assert_allclose(metadata.frontend.mean, feats.mean(axis=0), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="no fcntl locks on Windows")
+def test_two_fold_processes_on_one_run_folder_share_one_pretraining(manifests, tmp_path):
+    """Two `dyser-train --only-folds` processes started at once on the same --out and
+    --checkpoints: one pretrains, the other waits and reads the model back; a last run of
+    every fold then reads both folds and the model back, trains the third fold alone, and
+    writes the whole result."""
+    emodb = sorted({u.speaker for u in load_manifest(manifests["emodb"])})
+    args = ["--corpus", "manifest", "--data", str(manifests["emodb"])]
+    args += ["--corpus", "manifest", "--data", str(manifests["ravdess"]), "--recipe", "fast"]
+    args += ["--epochs", "1", "--window", "1.0", "--val-speakers", "1", "--quiet"]
+    args += ["--model", '{"conv_filters": [4], "lstm_units": 8, "attention_units": 8}']
+    args += ["--pretrain-extra", "--out", str(tmp_path / "run")]
+    args += ["--checkpoints", str(tmp_path / "ckpt")]
+    code = "import sys; from keras_dyconv.cli import train; train(sys.argv[1:])"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, *args, "--only-folds", f"loso-{speaker}"],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for speaker in emodb[:2]
+    ]
+    logs = [p.communicate(timeout=600)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], logs
+    trained = [log for log in logs if "pretraining seed 0 on the extra corpora" in log]
+    waited = [log for log in logs if "another process is training it, waiting" in log]
+    assert len(trained) == 1 and len(waited) == 1 and waited[0] is not trained[0]
+    assert "read back" in waited[0]
+    result = CliRunner().invoke(
+        train, [*args, "--only-folds", ",".join(f"loso-{s}" for s in emodb)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "pretraining seed 0" not in result.output
+    assert result.output.count("finished in an earlier run, read back") == 2
+    run = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert [r["fold"] for r in run["folds"]] == [f"loso-{s}" for s in emodb]
+    assert "partial" not in run["protocol"] and run["pretraining"]["seeds"]["0"]["reused"]
