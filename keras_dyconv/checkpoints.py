@@ -128,8 +128,8 @@ class EpochBackup(keras.callbacks.Callback):
     What `keras.callbacks.BackupAndRestore` does, written so that a kill at any moment
     leaves a run that resumes from the last complete epoch: the state is written to a
     temporary file, flushed to disk and renamed over (`edge_runtime.files.atomic_output`
-    with `fsync`), and the number
-    of epochs done is part of the file's name, so weights and epoch count are one write.
+    with `fsync`), and the number of epochs done is part of the file's name, so weights
+    and epoch count are one write.
     Keras's callback overwrites `latest.weights.h5` in place and records the epoch in a
     second file: a kill during that write leaves a truncated file that every later resume
     fails to open.

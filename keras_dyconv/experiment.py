@@ -190,11 +190,11 @@ def run_experiment(
     `keras_dyconv.folds.UnknownFoldError` before any feature is extracted. With
     `checkpoint_dir`, every epoch is checkpointed under `checkpoint_dir/<fold>/seed<seed>/`
     (protocol "all": `checkpoint_dir/all/seed<seed>/`) and a finished fold leaves its
-    record there: running
-    the same experiment again resumes it (finished folds are read back, an interrupted one
-    continues from its last epoch). With `cache_dir` the features stay in the cache's `.npy`
-    files and every window is read from them, memory-mapped (bit-identical to features held
-    in memory, which they are without a cache), so corpora larger than memory train.
+    record there: running the same experiment again resumes it (finished folds are read
+    back, an interrupted one continues from its last epoch). With `cache_dir` the features
+    stay in the cache's `.npy` files and every window is read from them, memory-mapped
+    (bit-identical to features held in memory, which they are without a cache), so corpora
+    larger than memory train.
 
     Several corpora (`keras_dyconv.multicorpus.multi_corpus` makes `utts` and `extra`):
     `extra` holds the extra training corpora's utterances, added to every fold's training
