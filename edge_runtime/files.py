@@ -3,7 +3,9 @@
 `atomic_output(target)` yields a temporary path next to `target`; when the block ends
 normally the temporary file is renamed onto `target` (one `os.replace`, atomic on POSIX), and
 removed otherwise: a reader sees the old file or the new one, never half of one.
-`atomic_write(target, data)` does it for bytes or text.
+`atomic_write(target, data)` does it for bytes or text. With `fsync=True` the temporary
+file's bytes are on disk before the rename (what a checkpoint that a resume depends on
+needs after a power loss, not only after a kill).
 
 A process killed with SIGKILL runs no cleanup, so its temporary file stays behind. The
 names are recognisable, ``.<target name>.tmp-<pid>-<random><target suffix>``, and
@@ -56,14 +58,17 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 @contextmanager
-def atomic_output(target: str | os.PathLike, mode: int = FILE_MODE) -> Iterator[Path]:
+def atomic_output(
+    target: str | os.PathLike, mode: int = FILE_MODE, fsync: bool = False
+) -> Iterator[Path]:
     """Yield an empty temporary file next to `target`; rename it onto `target` on success.
 
     The temporary file is in `target`'s folder (so the rename never crosses file systems)
     and ends in `target`'s suffixes (so tools that go by them, like `keras.Model.save` with
     ".keras" or `save_weights` with ".weights.h5", accept it). On an exception it is
     removed and `target` is left as it was. `mode`: the permissions the file gets before
-    the rename.
+    the rename; `fsync`: flush the file's bytes to disk (`os.fsync`) before the rename, so
+    that `target` names a complete file even after a power loss.
     """
     target = Path(target)
     fd, name = tempfile.mkstemp(
@@ -75,6 +80,9 @@ def atomic_output(target: str | os.PathLike, mode: int = FILE_MODE) -> Iterator[
     tmp = Path(name)
     try:
         yield tmp
+        if fsync:
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, target)
     finally:

@@ -10,8 +10,9 @@ its folder:
     .lock                       held while a fit runs (`exclusive_folder`)
 
 Every write that a resume depends on survives a kill at any moment: the state is written
-to a temporary file and renamed into place, so the folder always holds the last complete
-epoch; a torn last line of the logs is dropped before the logs are appended to.
+to a temporary file, flushed to disk and renamed into place (`edge_runtime.files.
+atomic_output`), so the folder always holds the last complete epoch; a torn last line of
+the logs is dropped before the logs are appended to.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import csv
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import keras
+
+from edge_runtime.files import atomic_output, sweep_stale_temporaries
 
 #: Files a checkpointed fit writes in its checkpoint folder: the weights after each epoch
 #: (1-based, Keras's `ModelCheckpoint` naming) and the logs of every epoch, validation UA
@@ -35,24 +38,57 @@ EPOCH_LOGS = "history.csv"
 
 
 @contextlib.contextmanager
-def exclusive_folder(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on a checkpoint folder for the duration of a fit.
+def exclusive_lock(
+    path: Path, *, wait: bool, on_wait: Callable[[], None] | None = None
+) -> Iterator[None]:
+    """Hold an exclusive lock (`fcntl.flock`) on the file `path` (created if missing) for
+    the duration of the block.
 
-    Two fits writing the same epoch checkpoints and logs corrupt each other's resume (HDF5
-    lock errors, logs interleaved). The operating system drops the lock when the process
-    dies, so a killed run never leaves a stale lock. Windows has no `fcntl`: no lock there.
+    The operating system drops the lock when its holder's process dies, so a killed
+    process never leaves a stale lock: the next one gets it. A lock is per open file, so
+    two threads of one process exclude each other too. Windows has no `fcntl`: no lock
+    there.
+
+    Args:
+        path: the lock file (its folder must exist); it stays after the block.
+        wait: whether to wait for another holder to let go (True), or to raise.
+        on_wait: called once before waiting, when the lock is held elsewhere (e.g. to say
+            what the process waits for).
 
     Raises:
-        RuntimeError: another process holds the lock.
+        BlockingIOError: `wait` is False and another holder has the lock.
     """
     try:
         import fcntl
     except ImportError:  # Windows
         yield
         return
-    with open(folder / ".lock", "w") as handle:
+    with open(path, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+@contextlib.contextmanager
+def exclusive_folder(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a checkpoint folder for the duration of a fit
+    (`exclusive_lock` on its ``.lock`` file, without waiting).
+
+    Two fits writing the same epoch checkpoints and logs corrupt each other's resume (HDF5
+    lock errors, logs interleaved). A killed run never leaves a stale lock.
+
+    Raises:
+        RuntimeError: another process holds the lock.
+    """
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(exclusive_lock(folder / ".lock", wait=False))
         except BlockingIOError:
             raise RuntimeError(
                 f"checkpoint folder {folder} is in use by another training; wait for it to "
@@ -84,8 +120,6 @@ def read_epoch_logs(path: str | os.PathLike) -> dict[str, list[float]]:
 #: The resume state in the backup folder: "state-<epochs done>.weights.h5".
 STATE_FILE = "state-{epochs:03d}.weights.h5"
 STATE_PATTERN = re.compile(r"^state-(\d{3,})\.weights\.h5$")
-#: Where a state is written before it is renamed into place (`save_weights` needs the suffix).
-PARTIAL_STATE = ".partial.weights.h5"
 
 
 class EpochBackup(keras.callbacks.Callback):
@@ -93,8 +127,9 @@ class EpochBackup(keras.callbacks.Callback):
 
     What `keras.callbacks.BackupAndRestore` does, written so that a kill at any moment
     leaves a run that resumes from the last complete epoch: the state is written to a
-    temporary file, flushed to disk and renamed over (`os.replace`, atomic), and the number
-    of epochs done is part of the file's name, so weights and epoch count are one write.
+    temporary file, flushed to disk and renamed over (`edge_runtime.files.atomic_output`
+    with `fsync`), and the number of epochs done is part of the file's name, so weights
+    and epoch count are one write.
     Keras's callback overwrites `latest.weights.h5` in place and records the epoch in a
     second file: a kill during that write leaves a truncated file that every later resume
     fails to open.
@@ -119,7 +154,7 @@ class EpochBackup(keras.callbacks.Callback):
         return sorted((int(m.group(1)), p) for m, p in found if m)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        (self.backup_dir / PARTIAL_STATE).unlink(missing_ok=True)  # a write a kill cut short
+        sweep_stale_temporaries(self.backup_dir)  # writes a kill cut short
         states = self.states() or self._keras_backup()
         if not states:
             return
@@ -147,14 +182,12 @@ class EpochBackup(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.backup_dir.mkdir(parents=True, exist_ok=True)
-        partial = self.backup_dir / PARTIAL_STATE
-        self.model.save_weights(partial, overwrite=True)
-        with open(partial, "rb+") as handle:  # on disk before it counts as done
-            os.fsync(handle.fileno())
+        state = self.backup_dir / STATE_FILE.format(epochs=epoch + 1)
         older = self.states()
-        os.replace(partial, self.backup_dir / STATE_FILE.format(epochs=epoch + 1))
+        with atomic_output(state, fsync=True) as tmp:  # on disk before it counts as done
+            self.model.save_weights(tmp, overwrite=True)
         for _, path in older:
-            if path.name != STATE_FILE.format(epochs=epoch + 1):
+            if path != state:
                 path.unlink()
         self._remove_keras_backup()
 

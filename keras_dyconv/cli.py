@@ -45,6 +45,17 @@ def _val_speakers(ctx: click.Context, param: click.Parameter, value: str) -> int
         raise click.BadParameter(str(err)) from None
 
 
+def _fold_names(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> list[str] | None:
+    """--only-folds: the fold names of every use of the option, comma-separated or not
+    (None when not given)."""
+    names = [name.strip() for item in value for name in item.split(",") if name.strip()]
+    if value and not names:
+        raise click.BadParameter("no fold name given")
+    return names or None
+
+
 def _frontend(path: Path | None) -> FrontendConfig:
     """The --frontend config (default: `FrontendConfig()`), with normalization "none" (a
     usage error otherwise): training computes the statistics."""
@@ -238,6 +249,14 @@ def load_corpora(corpora: tuple[str, ...], data: tuple[Path, ...], target: str |
 )
 @click.option("--max-folds", type=int, help="Run only the first N folds (partial result).")
 @click.option(
+    "--only-folds",
+    multiple=True,
+    callback=_fold_names,
+    help="Run only the folds named (as results.json names them, e.g. loso-03); repeat it or "
+    "separate names with commas. Processes given different folds and the same --out share "
+    "the pretraining of --pretrain-extra (partial result).",
+)
+@click.option(
     "--checkpoints",
     type=click.Path(file_okay=False, path_type=Path),
     help="Checkpoint every epoch under this folder. Run the same command again to resume "
@@ -266,6 +285,7 @@ def train(
     cache,
     jobs,
     max_folds,
+    only_folds,
     checkpoints,
     save_models,
     quiet,
@@ -295,7 +315,7 @@ def train(
         policy = _window_policy(config, window, window_hop)
         utts, extra, target = load_corpora(corpus, data, target, loco=protocol == "loco")
         from keras_dyconv.experiment import run_experiment
-        from keras_dyconv.folds import ProtocolSpec
+        from keras_dyconv.folds import ProtocolSpec, UnknownFoldError
 
         spec = ProtocolSpec(
             protocol,
@@ -316,6 +336,7 @@ def train(
                 cache_dir=cache,
                 n_jobs=jobs,
                 max_folds=max_folds,
+                only_folds=only_folds,
                 checkpoint_dir=checkpoints,
                 save_models=save_models,
                 verbose=0 if quiet else "auto",
@@ -323,6 +344,8 @@ def train(
                 extra=extra,
                 target=target,
             )
+        except UnknownFoldError as err:
+            raise click.BadParameter(str(err), param_hint="--only-folds") from None
         except ValueError as err:
             click.echo(f"dyser-train: {err}", err=True)
             sys.exit(EXIT_FAILED)

@@ -38,7 +38,12 @@ from keras_dyconv.corpora import Utterance
 from keras_dyconv.distribute import data_parallel_devices
 from keras_dyconv.features import extract_corpus
 from keras_dyconv.feeding import predict_utterances
-from keras_dyconv.folds import ProtocolSpec, chosen_folds, make_folds  # noqa: F401 (old import path)
+from keras_dyconv.folds import (  # make_folds: its old import path
+    ProtocolSpec,
+    UnknownFoldError,
+    chosen_folds,
+    make_folds,  # noqa: F401
+)
 from keras_dyconv.labels import class_indices
 from keras_dyconv.metrics import summarize
 from keras_dyconv.modelio import save_model
@@ -178,14 +183,18 @@ def run_experiment(
     on each fold's training data and stored in that fold's model. With protocol "all", one
     model is trained on every speaker except the validation speakers (held out for model
     selection) and saved as `out_dir/model.keras`; nothing is tested. `max_folds` and
-    `only_folds` run a subset of the folds (e.g. to spread folds over processes;
-    `keras_dyconv.results.merge_results` joins them). With `checkpoint_dir`, every epoch is
-    checkpointed under `checkpoint_dir/<fold>/seed<seed>/` (protocol "all":
-    `checkpoint_dir/all/seed<seed>/`) and a finished fold leaves its record there: running
-    the same experiment again resumes it (finished folds are read back, an interrupted one
-    continues from its last epoch). With `cache_dir` the features stay in the cache's `.npy`
-    files and every window is read from them, memory-mapped (bit-identical to features held
-    in memory, which they are without a cache), so corpora larger than memory train.
+    `only_folds` (fold names as results.json names them, e.g. "loso-03") run a subset of
+    the folds (e.g. to spread folds over processes; `keras_dyconv.results.merge_results`
+    joins them); results.json then says which in ``protocol["partial"]``
+    (`keras_dyconv.folds.subset_record`). An unknown fold name raises
+    `keras_dyconv.folds.UnknownFoldError` before any feature is extracted. With
+    `checkpoint_dir`, every epoch is checkpointed under `checkpoint_dir/<fold>/seed<seed>/`
+    (protocol "all": `checkpoint_dir/all/seed<seed>/`) and a finished fold leaves its
+    record there: running the same experiment again resumes it (finished folds are read
+    back, an interrupted one continues from its last epoch). With `cache_dir` the features
+    stay in the cache's `.npy` files and every window is read from them, memory-mapped
+    (bit-identical to features held in memory, which they are without a cache), so corpora
+    larger than memory train.
 
     Several corpora (`keras_dyconv.multicorpus.multi_corpus` makes `utts` and `extra`):
     `extra` holds the extra training corpora's utterances, added to every fold's training
@@ -204,6 +213,15 @@ def run_experiment(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     utts, target, n_protocol = join_corpora(utts, extra, target, protocol.name)
+    # Which folds run is known before any feature or pretraining: a bad name fails now.
+    folds: list[Fold] = []
+    subset = None
+    if protocol.name != "all":
+        folds, subset = chosen_folds(
+            utts[: n_protocol or len(utts)], protocol, only_folds, max_folds
+        )
+    elif only_folds is not None:
+        raise UnknownFoldError("protocol 'all' trains one model on every speaker: it has no folds")
     labels, y = class_indices(utts, labels)
     feats = _features(utts, config, cache_dir, n_jobs, log)
     t_features = time.time() - t_start
@@ -234,11 +252,17 @@ def run_experiment(
         )
     if protocol.name == "all":
         return _train_all(run, protocol, seeds[0], t_start, pretrained.get(seeds[0]))
-    folds = chosen_folds(utts[: n_protocol or len(utts)], protocol, only_folds, max_folds)
     if len(extra_idx) and not pretrained:
         folds = [add_training(f, extra_idx) for f in folds]
+    if subset is not None:
+        log(
+            f"partial run: folds {', '.join(subset['folds_run'])} of the protocol's "
+            f"{subset['n_folds']}"
+        )
     fold_records, curves = _run_folds(run, folds, seeds, save_models, pretrained)
     results = _results(run, protocol, folds, seeds, fold_records, t_features, t_start)
+    if subset is not None:
+        results["protocol"]["partial"] = subset
     if pretrained:
         results["pretraining"] = pretraining_record(pretrained)  # type: ignore[typeddict-unknown-key]
     write_run_folder(results, curves, out)

@@ -25,7 +25,10 @@ Design:
   window, labels, seed, validation rule, the extra utterances): a run with the same key
   reuses it (on resume and across folds, or processes of `only_folds`), a different
   recipe or corpus never does. Its training checkpoints (with a checkpoint folder) resume
-  like a fold's.
+  like a fold's. Processes started at once on the same run folder (``dyser-train
+  --only-folds`` with different folds) pretrain it once: the first holds a lock on the
+  folder's ``.lock`` file while it trains, the others wait for it and read the model back
+  (`made_once`; a killed holder lets go of the lock, and the next one trains it).
 * `assert_not_pretrained`: no fold's test or validation speaker, nor test file, was in the
   pretraining (checked per fold, like `keras_dyconv.protocols.assert_no_leak`).
 """
@@ -39,11 +42,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from edge_runtime.files import atomic_output
+from keras_dyconv.checkpoints import exclusive_lock
 from keras_dyconv.protocols import Fold, LeakageError, ValSpeakers, leave_one_speaker_out
 from keras_dyconv.results import write_json
 from keras_dyconv.training import train_model
@@ -54,6 +58,11 @@ if TYPE_CHECKING:
 
 #: Sub-folder of a run folder holding its pretrained models.
 PRETRAINED_DIR = "pretrained"
+#: The files of a pretrained model's folder: its weights, its record (written last: a
+#: folder with both holds a complete model) and the lock held while it is trained.
+WEIGHTS_FILE, RECORD_FILE, LOCK_FILE = "model.weights.h5", "record.json", ".lock"
+T = TypeVar("T")
+
 #: What `results.json` says the fine-tune of each fold is.
 FINE_TUNE = (
     "every fold starts from the pretrained model of its seed (all weights, output layer "
@@ -131,12 +140,52 @@ def pretrain(run: _Run, extra: Sequence[int], seed: int, val_speakers: ValSpeake
     is there, trained (and saved) otherwise."""
     key = pretraining_key(run, extra, seed, val_speakers)
     folder = run.out / PRETRAINED_DIR / f"seed{seed}-{key}"
-    weights, record_path = folder / "model.weights.h5", folder / "record.json"
-    if weights.exists() and record_path.exists():
-        saved = json.loads(record_path.read_text())
-        paths = frozenset(saved.pop("paths"))
-        run.log(f"pretrained model of seed {seed} read back from {folder}")
-        return Pretrained(weights, {**saved, "reused": True}, paths)
+    folder.mkdir(parents=True, exist_ok=True)
+    return made_once(
+        folder / LOCK_FILE,
+        lambda: _read_back(run, folder, seed),
+        lambda: _pretrain(run, extra, seed, val_speakers, key, folder),
+        lambda: run.log(
+            f"pretrained model of seed {seed}: another process is training it, waiting for "
+            f"it ({folder})"
+        ),
+    )
+
+
+def made_once(
+    lock: Path,
+    read: Callable[[], T | None],
+    make: Callable[[], T],
+    on_wait: Callable[[], None] | None = None,
+) -> T:
+    """What `read` returns, or, when it returns None, what `make` makes: under an exclusive
+    lock on the file `lock` (`keras_dyconv.checkpoints.exclusive_lock`), so that of the
+    processes (or threads) that ask at once, one makes it and the others wait for it and
+    read it back. A holder that dies lets go of the lock: the next one reads what it left
+    (None if it was killed before it finished) and makes it if needed. `on_wait` is called
+    once when another holder has the lock."""
+    with exclusive_lock(lock, wait=True, on_wait=on_wait):
+        found = read()
+        return make() if found is None else found
+
+
+def _read_back(run: _Run, folder: Path, seed: int) -> Pretrained | None:
+    """The pretrained model saved in `folder`, None when there is none (yet)."""
+    weights, record_path = folder / WEIGHTS_FILE, folder / RECORD_FILE
+    if not (weights.exists() and record_path.exists()):
+        return None
+    saved = json.loads(record_path.read_text())
+    paths = frozenset(saved.pop("paths"))
+    run.log(f"pretrained model of seed {seed} read back from {folder}")
+    return Pretrained(weights, {**saved, "reused": True}, paths)
+
+
+def _pretrain(
+    run: _Run, extra: Sequence[int], seed: int, val_speakers: ValSpeakers, key: str, folder: Path
+) -> Pretrained:
+    """Train the model of `seed` on the extra utterances at `extra` and save it in
+    `folder` (weights first, then the record that makes it complete)."""
+    weights, record_path = folder / WEIGHTS_FILE, folder / RECORD_FILE
     train, val = pretraining_split(run.utts, extra, val_speakers)
     run.log(
         f"pretraining seed {seed} on the extra corpora: train {len(train)}, val {len(val)} "
@@ -180,7 +229,6 @@ def pretrain(run: _Run, extra: Sequence[int], seed: int, val_speakers: ValSpeake
         "weights": str(weights.relative_to(run.out)),
     }
     paths = frozenset(os.path.normpath(str(run.utts[i].path)) for i in extra)
-    folder.mkdir(parents=True, exist_ok=True)
     with atomic_output(weights) as tmp:  # never half-written
         result.model.save_weights(tmp, overwrite=True)
     write_json(record_path, {**record, "paths": sorted(paths)})

@@ -124,7 +124,9 @@ class Recipe:
             normalise each corpus's training windows with that corpus's own dataset
             statistics (recording chains and languages differ) instead of statistics pooled
             over all corpora; the model keeps the target corpus's, the ones its test data
-            shares. Needs a target corpus (not leave-one-corpus-out).
+            shares. Needs a target corpus (not leave-one-corpus-out) and excludes
+            pretrain_extra, whose fine-tune trains on the target alone (normalised by its
+            own statistics either way).
         pretrain_extra: with extra training corpora (`dyser-train --corpus ... --target ...`):
             instead of adding the extra corpora to every fold's training data, train one
             model per seed on the extra corpora alone (validation: the speakers the first
@@ -226,6 +228,16 @@ class Recipe:
         if self.corpus_statistics and self.normalization != "dataset":
             raise ValueError(
                 f'corpus_statistics needs normalization "dataset", got {self.normalization!r}'
+            )
+        if self.corpus_statistics and self.pretrain_extra:
+            # Per-corpus statistics could only change the pretraining, which has no target
+            # whose statistics its model keeps, and whose validation speakers span several
+            # corpora under one normalisation: refused rather than half applied.
+            raise ValueError(
+                "corpus_statistics and pretrain_extra exclude each other: with pretrain_extra "
+                "the fine-tune trains on the target corpus alone, normalised by its own "
+                "statistics either way, and the pretraining on the extra corpora has no "
+                "target whose statistics its model would keep; drop one of the two"
             )
         start, end, anneal_epochs = self.temperature
         if start <= 0 or end <= 0 or anneal_epochs < 0:

@@ -18,6 +18,7 @@ from typing import Any, NotRequired, TypedDict
 import numpy as np
 
 from edge_runtime.files import atomic_write
+from keras_dyconv.folds import subset_record
 from keras_dyconv.labels import score_both
 from keras_dyconv.metrics import bootstrap_ci, pooled_and_mean, summarize
 from keras_dyconv.recipes import Recipe
@@ -256,9 +257,14 @@ def merge_results(parts: Sequence[Results]) -> Results:
     if recorded:
         merged["architecture"] = recorded[0]
     merged["protocol"] = {
-        **first["protocol"],
+        **{k: v for k, v in first["protocol"].items() if k != "partial"},
         "speaker_independent": all(p["protocol"]["speaker_independent"] for p in parts),
     }
+    # Still a subset of the protocol's folds (`keras_dyconv.folds.subset_record`)?
+    n_folds = max(p["protocol"].get("partial", {}).get("n_folds", 0) for p in parts)
+    ran = list(dict.fromkeys(r["fold"] for r in records))
+    if len(ran) < n_folds:
+        merged["protocol"]["partial"] = subset_record(ran, n_folds)
     merged["timings"] = {
         "total_s": round(sum(p["timings"]["total_s"] for p in parts), 1),
         "max_part_s": max(p["timings"]["total_s"] for p in parts),

@@ -496,6 +496,28 @@ def test_atomic_output_replaces_whole_or_not_at_all(tmp_path):
         edge_files.check_writable_folder(target)
 
 
+def test_atomic_output_with_fsync_flushes_before_the_rename(tmp_path, monkeypatch):
+    target = tmp_path / "state-001.weights.h5"
+    synced = []
+    real_fsync = os.fsync
+
+    def spy(fd):
+        # The file flushed is the temporary one, complete, and the target not there yet.
+        synced.append((os.fstat(fd).st_ino, target.exists()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    edge_files.atomic_write(target, b"no flush")
+    assert synced == []  # the default: no fsync
+    target.unlink()
+    with edge_files.atomic_output(target, fsync=True) as tmp:
+        tmp.write_bytes(b"state")
+    assert target.read_bytes() == b"state" and list(tmp_path.iterdir()) == [target]
+    ((inode, existed),) = synced
+    assert inode == target.stat().st_ino and existed is False  # the file that became target
+    assert tmp.name.endswith(".weights.h5")
+
+
 def test_an_unwritable_output_folder_fails_before_the_model_is_loaded(
     trained, tmp_path, monkeypatch
 ):

@@ -28,6 +28,7 @@ from keras_dyconv.corpora import load_manifest
 from keras_dyconv.experiment import ProtocolSpec, run_experiment
 from keras_dyconv.features import extract_corpus
 from keras_dyconv.feeding import WindowSequence, predict_utterances
+from keras_dyconv.folds import UnknownFoldError, chosen_folds, make_folds
 from keras_dyconv.levers import chosen_recipe, lever_option, recipe_levers
 from keras_dyconv.modelio import load_model
 from keras_dyconv.normalization import normalize_utterances, online_statistics
@@ -310,6 +311,10 @@ def test_run_folder_and_reloaded_model(corpus, tmp_path):
     ]
     merged = merge_results(parts)
     assert merged["pooled"] == on_disk["pooled"] and merged["per_seed"] == on_disk["per_seed"]
+    # The first 2 of 4 folds ran (--max-folds): the run, and the merge of its parts, say so.
+    partial = {"folds_run": names, "n_folds": 4, "only_folds": None, "max_folds": 2}
+    assert on_disk["protocol"]["partial"] == partial
+    assert merged["protocol"]["partial"] == {**partial, "max_folds": None}
     with pytest.raises(ValueError, match="overlap"):
         merge_results([on_disk, on_disk])
     # A run recorded before a recipe field existed merges with one that has its default ...
@@ -418,6 +423,48 @@ def test_dyser_train_cli(corpus, tmp_path):
     assert bad.exit_code == 2 and "wav" in bad.output
     unknown = runner.invoke(train, [*args, "--recipe", "magic"])
     assert unknown.exit_code == 2 and "default" in unknown.output
+
+
+def test_dyser_train_only_folds(corpus, tmp_path):
+    names = [f.name for f in make_folds(load_manifest(corpus), ProtocolSpec("loso"))]
+    assert names == [f"loso-{s}" for s in sorted({u.speaker for u in load_manifest(corpus)})]
+    runner = CliRunner()
+    args = ["--corpus", "manifest", "--data", str(corpus), "--recipe", "fast", "--epochs", "1"]
+    args += ["--window", "1.0", "--val-speakers", "1", "--quiet", "--out", str(tmp_path / "run")]
+    # Comma-separated and repeated; run in the protocol's order, each once.
+    chosen = ["--only-folds", f"{names[3]},{names[1]}", "--only-folds", names[3]]
+    result = runner.invoke(train, [*args, *chosen])
+    assert result.exit_code == 0, result.output
+    assert f"partial run: folds {names[1]}, {names[3]} of the protocol's 4" in result.output
+    run = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert [r["fold"] for r in run["folds"]] == [names[1], names[3]]
+    assert run["protocol"]["partial"] == {
+        "folds_run": [names[1], names[3]],
+        "n_folds": 4,
+        "only_folds": [names[3], names[1]],
+        "max_folds": None,
+    }
+    # Every fold named: not partial.
+    every, subset = chosen_folds(load_manifest(corpus), ProtocolSpec("loso"), names[::-1], 9)
+    assert [f.name for f in every] == names and subset is None
+    # An unknown name is a usage error that lists the folds, before any feature is made.
+    bad = runner.invoke(train, [*args[:-1], str(tmp_path / "bad"), "--only-folds", "loso-99"])
+    assert bad.exit_code == 2, bad.output
+    assert "Invalid value for --only-folds" in bad.output and "no fold named loso-99" in bad.output
+    assert ", ".join(names) in bad.output.replace("\n", " ").replace("  ", " ")
+    assert not (tmp_path / "bad" / "results.json").exists()
+    empty = runner.invoke(train, [*args, "--only-folds", ","])
+    assert empty.exit_code == 2 and "no fold name given" in empty.output
+    with pytest.raises(UnknownFoldError, match="no folds"):
+        run_experiment(
+            load_manifest(corpus),
+            tmp_path / "all",
+            FrontendConfig(),
+            TINY,
+            ProtocolSpec("all"),
+            only_folds=[names[0]],
+            log=lambda _: None,
+        )
 
 
 def test_ensemble_scores_the_mean_probabilities_of_the_seeds():
@@ -800,7 +847,7 @@ class Killed(BaseException):
     """Stands for a SIGKILL: nothing in the fit catches it and no cleanup runs."""
 
 
-@pytest.mark.parametrize("torn", ["epoch-002.weights.h5", ".partial.weights.h5"])
+@pytest.mark.parametrize("torn", ["epoch-002.weights.h5", ".state-002.weights.h5.tmp-"])
 def test_a_kill_during_a_checkpoint_write_resumes_from_the_last_complete_epoch(
     tmp_path, monkeypatch, torn
 ):
@@ -816,7 +863,7 @@ def test_a_kill_during_a_checkpoint_write_resumes_from_the_last_complete_epoch(
     def torn_write(self, filepath, *args, **kwargs):
         save_weights(self, filepath, *args, **kwargs)
         written.append(Path(filepath).name)
-        if Path(filepath).name == torn and len(written) > 2:  # epoch 2, not epoch 1
+        if Path(filepath).name.startswith(torn):  # epoch 2's weights or backup
             data = Path(filepath).read_bytes()
             Path(filepath).write_bytes(data[: len(data) // 2])
             raise Killed
@@ -871,10 +918,16 @@ def test_epoch_backup_resumes_a_backup_that_keras_wrote(tmp_path):
     model.save_weights(backup / "latest.weights.h5")
     (backup / "training_metadata.json").write_text('{"epoch": 2, "batch": 0}')
     model.set_weights([np.zeros_like(w) for w in model.get_weights()])
+    # A state write that a SIGKILL cut short (its process is gone) is swept on resume.
+    (backup / ".state-003.weights.h5.tmp-999999999-x1y2.weights.h5").write_bytes(b"half")
     callback = EpochBackup(backup)
     callback.set_model(model)
     callback.on_train_begin()
     assert model._initial_epoch == 2 and all((w == 3).all() for w in model.get_weights())
+    assert sorted(p.name for p in backup.iterdir()) == [
+        "latest.weights.h5",
+        "training_metadata.json",
+    ]
     callback.on_epoch_end(2)
     assert sorted(p.name for p in backup.iterdir()) == ["state-003.weights.h5"]
     callback.on_train_end()  # a finished fit leaves no state to resume from
