@@ -38,12 +38,20 @@ class ProtocolSpec:
     seed: int = 0
 
 
-def make_folds(utts: Sequence[Utterance], spec: ProtocolSpec) -> list[Fold]:
-    """The folds of `spec` over `utts` (see `keras_dyconv.protocols`)."""
+def make_folds(
+    utts: Sequence[Utterance], spec: ProtocolSpec, per_corpus: bool = False
+) -> list[Fold]:
+    """The folds of `spec` over `utts` (see `keras_dyconv.protocols`); `per_corpus`: `utts`
+    pool several corpora (``dyser-train --target all``), so the speaker-independent
+    protocols balance folds by corpus and choose validation speakers within each corpus."""
     if spec.name == "loso":
-        return list(leave_one_speaker_out(utts, val_speakers=spec.val_speakers))
+        return list(
+            leave_one_speaker_out(utts, val_speakers=spec.val_speakers, per_corpus=per_corpus)
+        )
     if spec.name == "group-kfold":
-        return list(speaker_group_kfold(utts, spec.k, val_speakers=spec.val_speakers))
+        return list(
+            speaker_group_kfold(utts, spec.k, val_speakers=spec.val_speakers, per_corpus=per_corpus)
+        )
     if spec.name == "stratified":
         return list(stratified_kfold(utts, spec.k, seed=spec.seed))
     if spec.name == "split":
@@ -60,10 +68,11 @@ def chosen_folds(
     protocol: ProtocolSpec,
     only_folds: Sequence[str] | None,
     max_folds: int | None,
+    per_corpus: bool = False,
 ) -> list[Fold]:
-    """The folds of `protocol` to run: those named in `only_folds` (all if None), the first
-    `max_folds` of them (all if None)."""
-    folds = make_folds(utts, protocol)
+    """The folds of `protocol` (`make_folds`) to run: those named in `only_folds` (all if
+    None), the first `max_folds` of them (all if None)."""
+    folds = make_folds(utts, protocol, per_corpus)
     assert_test_partition(folds, len(utts))
     if only_folds is not None:
         unknown = set(only_folds) - {f.name for f in folds}

@@ -131,7 +131,7 @@ class Results(Scores):
     #: Several corpora only: `keras_dyconv.labels.mapping_record` of the corpora.
     label_mapping: NotRequired[dict[str, Any]]
     #: Several corpora only: `corpus_scores`, each tested corpus in its own label set
-    #: ("own") and in the common one ("common").
+    #: ("own") and in the common one ("common"), each with "ci95" (WA, UA, macro-F1).
     corpus_scores: NotRequired[dict[str, dict[str, Summary]]]
 
 
@@ -271,7 +271,8 @@ def merge_results(parts: Sequence[Results]) -> Results:
 
 def corpus_scores(fold_records: Sequence[FoldRecord], labels: Sequence[str]) -> dict[str, Any]:
     """Each tested corpus's predictions (all folds and seeds pooled) scored in its own
-    label set and in the common one: {corpus: `keras_dyconv.labels.score_both`}."""
+    label set and in the common one, with bootstrap 95% intervals of WA, UA and macro-F1:
+    {corpus: `keras_dyconv.labels.score_both`}."""
     by_corpus: dict[str, list[Prediction]] = {}
     for record in fold_records:
         for p in record["predictions"]:
@@ -282,6 +283,7 @@ def corpus_scores(fold_records: Sequence[FoldRecord], labels: Sequence[str]) -> 
             labels,
             [p["original_label"] for p in preds],
             corpus,
+            intervals=True,
         )
         for corpus, preds in by_corpus.items()
     }
