@@ -7,10 +7,13 @@ part only, as held-out training speakers, never more of them than training keeps
 speakers, rounded, at least 1 and at most half: 1 of 3 on CASIA, 2 of 9 on EmoDB, 4 of 20 in
 RAVDESS's 6 folds) or an explicit number; each fold records the decision in
 `Fold.val_rule`. That rule lives in `keras_dyconv.validation_speakers` (its public names
-are re-exported here). `stratified_kfold` is speaker-DEPENDENT (the same
-speakers in train and test, as many papers report) and its folds say so. Guards against the
-known traps of published SER code: `assert_no_leak` (call it on every fold before training)
-and `assert_test_partition` (every utterance tested exactly once).
+are re-exported here). With several corpora pooled (``per_corpus=True``, ``dyser-train
+--target all``) the rule is applied within each corpus and the picks joined, and
+`speaker_group_kfold` balances its folds by corpus first. `stratified_kfold` is
+speaker-DEPENDENT (the same speakers in train and test, as many papers report) and its folds
+say so. Guards against the known traps of published SER code: `assert_no_leak` (call it on
+every fold before training) and `assert_test_partition` (every utterance tested exactly
+once).
 """
 
 from __future__ import annotations

@@ -123,10 +123,11 @@ class Results(Scores):
     versions: dict[str, str]
     folds: list[FoldRecord]
     timings: Timings
-    #: Several corpora only: the corpus the folds are made on (None for protocol "loco").
+    #: Several corpora only: the corpus the folds are made on (None for protocol "loco";
+    #: "all", `keras_dyconv.multicorpus.POOLED`, when every corpus is trained and tested).
     target_corpus: NotRequired[str | None]
-    #: Several corpora only: per corpus {"role": "target" | "extra training" | "loco",
-    #: "utterances", "speakers"}.
+    #: Several corpora only: per corpus {"role": "target" | "extra training" |
+    #: "pretraining" | "loco" | "pooled", "utterances", "speakers"}.
     corpora: NotRequired[dict[str, dict[str, Any]]]
     #: Several corpora only: `keras_dyconv.labels.mapping_record` of the corpora.
     label_mapping: NotRequired[dict[str, Any]]

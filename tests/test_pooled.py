@@ -303,3 +303,36 @@ def test_dyser_train_target_all_errors(two_corpora, tmp_path):
     )
     assert bad.exit_code == 1 and "pooled training (target 'all') have none" in bad.output
     assert not (tmp_path / "bad" / "results.json").exists()
+
+
+SHARED = Path("/work/shared/datasets")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not all((SHARED / c).is_dir() for c in ("emodb", "casia", "ravdess")),
+    reason="the shared corpora are not at /work/shared/datasets",
+)
+def test_real_corpora_pooled_four_folds():
+    from keras_dyconv.corpora import load_corpus
+
+    corpora = {c: load_corpus(c, SHARED / c) for c in ("emodb", "casia", "ravdess")}
+    utts, _ = multi_corpus(corpora, POOLED)
+    assert len(utts) == 535 + 1200 + 1440
+    folds = make_folds(utts, ProtocolSpec("group-kfold", k=4), per_corpus=True)
+    assert_test_partition(folds, len(utts))
+    for fold in folds:
+        assert_no_leak(fold, utts)
+        test = {c: len(s) for c, s in _by_corpus(utts, fold.test).items()}
+        assert test["casia"] == 1 and test["ravdess"] == 6 and test["emodb"] in (2, 3)
+        assert {c: len(s) for c, s in _by_corpus(utts, fold.val).items()} == {
+            "emodb": 1 if test["emodb"] == 3 else 2,
+            "casia": 1,
+            "ravdess": 4,
+        }
+    # Protocol "all": EmoDB validates on the speakers its single-corpus model did (08, 10).
+    first = next(leave_one_speaker_out(utts, per_corpus=True))
+    assert {utts[i].speaker for i in first.val if utts[i].extra["corpus"] == "emodb"} == {
+        "emodb/08",
+        "emodb/10",
+    }
