@@ -37,7 +37,7 @@ import numpy as np
 
 from edge_runtime.features import Frontend
 from edge_runtime.metadata import ModelMetadata
-from edge_runtime.wav import WavError, read_wav
+from edge_runtime.wav import read_wav
 from edge_runtime.windows import WindowPolicy, split_windows
 from keras_dyconv.console import Progress, track
 from keras_dyconv.corpora import AUDIO_SUFFIXES, CorpusError, load_manifest
@@ -149,7 +149,7 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
     if path.suffix.lower() == ".wav":
         try:
             return read_wav(path)
-        except WavError as err:
+        except ValueError as err:  # edge_runtime.wav.WavError is one
             raise CalibrationError(f"{path}: cannot compute features ({err})") from None
     import soundfile as sf
 
