@@ -1,10 +1,14 @@
 """Feature windows for int8 calibration and for the parity report, from real audio.
 
-Sources (`--calibration`, `--holdout`): a folder of WAV files (searched recursively; no
-labels), or a CSV manifest ``path,label[,speaker,...]`` (`keras_dyconv.corpora.load_manifest`;
-labels must be among the model's labels, so accuracy can be reported). Audio is turned into
-features by `edge_runtime.Frontend` with the model's own `FrontendConfig` (from its
-metadata, normalisation included): the exact numpy code the device runs. Each utterance is
+Sources (`--calibration`, repeatable, and `--holdout`): a folder of audio files (WAV or FLAC,
+`keras_dyconv.corpora.AUDIO_SUFFIXES`, searched recursively; no labels), or a CSV manifest
+``path,label[,speaker,...]`` (`keras_dyconv.corpora.load_manifest`; labels must be among the
+model's labels, so accuracy can be reported). Several sources are joined (`list_sources`:
+e.g. one folder per corpus of a model trained on several). Audio is turned into features
+by `edge_runtime.Frontend` with the model's own `FrontendConfig` (from its metadata,
+normalisation included): the exact numpy code the device runs. WAV files are read as the
+device reads them (`edge_runtime.wav.read_wav`), other formats (FLAC, lossless: the same
+samples) with soundfile. Each utterance is
 cut into windows by the model's window policy (`edge_runtime.windows.split_windows`).
 
 Calibration audio is played at several gains (`CALIBRATION_GAINS_DB`, cycled over the
@@ -33,10 +37,10 @@ import numpy as np
 
 from edge_runtime.features import Frontend
 from edge_runtime.metadata import ModelMetadata
-from edge_runtime.wav import WavError, read_wav
+from edge_runtime.wav import read_wav
 from edge_runtime.windows import WindowPolicy, split_windows
 from keras_dyconv.console import Progress, track
-from keras_dyconv.corpora import CorpusError, load_manifest
+from keras_dyconv.corpora import AUDIO_SUFFIXES, CorpusError, load_manifest
 
 __all__ = [
     "CALIBRATION_GAINS_DB",
@@ -45,6 +49,7 @@ __all__ = [
     "WindowSet",
     "extract_windows",
     "list_audio",
+    "list_sources",
     "representative",
     "split_holdout",
     "synthetic_windows",
@@ -90,7 +95,8 @@ class WindowSet:
 
 
 def list_audio(source: str | os.PathLike, labels: Sequence[str]) -> list[AudioItem]:
-    """The utterances of a folder of WAVs or of a CSV manifest, sorted by path.
+    """The utterances of a folder of audio files (`AUDIO_SUFFIXES`) or of a CSV manifest,
+    sorted by path.
 
     Raises:
         CalibrationError: nothing found, a malformed manifest, or a label that is not one
@@ -98,10 +104,12 @@ def list_audio(source: str | os.PathLike, labels: Sequence[str]) -> list[AudioIt
     """
     source = Path(source)
     if source.is_dir():
-        paths = sorted(p for p in source.rglob("*") if p.suffix.lower() == ".wav")
+        paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
         paths = [p for p in paths if p.is_file() and not p.name.startswith(".")]
         if not paths:
-            raise CalibrationError(f"{source}: no .wav files in this folder")
+            raise CalibrationError(
+                f"{source}: no audio files ({'/'.join(AUDIO_SUFFIXES)}) in this folder"
+            )
         return [AudioItem(p) for p in paths]
     if not source.is_file():
         raise CalibrationError(f"{source}: no such folder or manifest file")
@@ -115,6 +123,41 @@ def list_audio(source: str | os.PathLike, labels: Sequence[str]) -> list[AudioIt
             f"{source}: labels {unknown} are not among the model's labels {list(labels)}"
         )
     return [AudioItem(u.path, u.label) for u in utts]
+
+
+def list_sources(
+    sources: str | os.PathLike | Sequence[str | os.PathLike], labels: Sequence[str]
+) -> list[AudioItem]:
+    """`list_audio` of one source or of several, joined in the order given.
+
+    Raises:
+        CalibrationError: as `list_audio`, or no source at all.
+    """
+    many = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    if not many:
+        raise CalibrationError("no audio source given")
+    return [item for source in many for item in list_audio(source, labels)]
+
+
+def _read(path: Path) -> tuple[np.ndarray, int]:
+    """Samples (mono float32) and rate of an audio file: WAV as the device reads it
+    (`read_wav`), other formats with soundfile (several channels averaged).
+
+    Raises:
+        CalibrationError: naming the file, when it cannot be read.
+    """
+    if path.suffix.lower() == ".wav":
+        try:
+            return read_wav(path)
+        except ValueError as err:  # edge_runtime.wav.WavError is one
+            raise CalibrationError(f"{path}: cannot compute features ({err})") from None
+    import soundfile as sf
+
+    try:
+        samples, rate = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises several types for unreadable files
+        raise CalibrationError(f"{path}: cannot read audio ({err})") from None
+    return samples.mean(axis=1), int(rate)
 
 
 def split_holdout(
@@ -162,10 +205,10 @@ def extract_windows(
     windows, owner = [], []
     for i, item in enumerate(track(items, f"{origin} audio", len(items), progress)):
         gain = np.float32(10 ** (gains_db[i % len(gains_db)] / 20))
+        samples, rate = _read(Path(item.path))
         try:
-            samples, rate = read_wav(item.path)
             feats = frontend(samples * gain, rate)
-        except (WavError, ValueError) as err:
+        except ValueError as err:
             raise CalibrationError(f"{item.path}: cannot compute features ({err})") from None
         cut = split_windows(feats, policy)
         windows.append(cut)

@@ -115,8 +115,9 @@ QUANTIZATION MODES (--quantize)
 
 \b
 CALIBRATION AND PARITY
-  --calibration takes a folder of .wav files (no labels) or a CSV manifest
-  path,label[,speaker] (labels must be the model's; accuracy is then reported).
+  --calibration takes a folder of .wav/.flac files (no labels) or a CSV manifest
+  path,label[,speaker] (labels must be the model's; accuracy is then reported);
+  repeat it to join several, e.g. one folder per corpus of a pooled model.
   The audio goes through the model's own frontend (edge_runtime.Frontend with
   the configuration stored in MODEL.keras), cut into windows by its window
   policy. Calibration utterances are played at -6, 0 and +6 dB in turn, so
@@ -193,8 +194,10 @@ def _frontend(ctx: click.Context, param: click.Parameter, value: Path | None):
 @click.option(
     "--calibration",
     type=click.Path(exists=True, path_type=Path),
+    multiple=True,
     metavar="DIR|MANIFEST",
-    help="Real audio: a folder of .wav files or a CSV manifest path,label[,speaker].",
+    help="Real audio: a folder of .wav/.flac files or a CSV manifest path,label[,speaker]; "
+    "repeat to join several (e.g. one folder per corpus).",
 )
 @click.option(
     "--holdout",
@@ -266,7 +269,7 @@ def main(
     model: Path,
     fmt: str,
     quantize: str,
-    calibration: Path | None,
+    calibration: tuple[Path, ...],
     holdout: Path | None,
     window_seconds: float | None,
     out: Path | None,
@@ -288,7 +291,7 @@ def main(
                 model,
                 fmt,
                 quantize,
-                calibration=calibration,
+                calibration=calibration or None,
                 holdout=holdout,
                 window_seconds=window_seconds,
                 out=out,

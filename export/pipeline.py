@@ -49,6 +49,7 @@ from export.calibration import (
     WindowSet,
     extract_windows,
     list_audio,
+    list_sources,
     representative,
     split_holdout,
     synthetic_windows,
@@ -136,7 +137,7 @@ def _frames(metadata: ModelMetadata, window_seconds: float | None) -> int:
 
 def _load_data(
     metadata: ModelMetadata,
-    calibration: str | os.PathLike | None,
+    calibration: str | os.PathLike | Sequence[str | os.PathLike] | None,
     holdout: str | os.PathLike | None,
     holdout_fraction: float,
     need_calibration: bool,
@@ -146,7 +147,7 @@ def _load_data(
     `metadata.window`."""
     policy = metadata.window
     try:
-        calib_items = list_audio(calibration, metadata.labels) if calibration else None
+        calib_items = list_sources(calibration, metadata.labels) if calibration else None
         held_items, origin = None, "held-out"
         if holdout is not None:
             held_items = list_audio(holdout, metadata.labels)
@@ -314,7 +315,10 @@ def _install(
 
 
 def _check_request(
-    fmt: str, quantize: str, calibration: str | os.PathLike | None, min_agreement: float | None
+    fmt: str,
+    quantize: str,
+    calibration: str | os.PathLike | Sequence[str | os.PathLike] | None,
+    min_agreement: float | None,
 ) -> float:
     """The minimum agreement to require; usage errors in the format, quantization,
     calibration or agreement raise `ExportError` (`EXIT_USAGE`)."""
@@ -328,7 +332,7 @@ def _check_request(
             f"the {fmt} format takes --quantize {' or '.join(allowed)}, got {quantize!r}",
             EXIT_USAGE,
         )
-    if quantize == "int8" and calibration is None:
+    if quantize == "int8" and not calibration:
         raise ExportError(
             "int8 quantization needs real audio to calibrate activation ranges: pass "
             "--calibration DIR|MANIFEST",
@@ -391,7 +395,7 @@ def export_model(
     fmt: str = "tflite",
     quantize: str = "none",
     *,
-    calibration: str | os.PathLike | None = None,
+    calibration: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     holdout: str | os.PathLike | None = None,
     window_seconds: float | None = None,
     out: str | os.PathLike | None = None,
@@ -413,8 +417,9 @@ def export_model(
         fmt: "tflite", "onnx" or "numpy" (`.npz` for `edge_runtime.numpy_engine`; float32
             only).
         quantize: "none", "float16", "dynamic" or "int8" (full integer; needs calibration).
-        calibration: folder of WAVs or CSV manifest (path,label[,speaker]) of real audio for
-            int8 calibration; without `holdout`, part of it is held out for parity.
+        calibration: folder of audio files (WAV, FLAC) or CSV manifest (path,label
+            [,speaker]) of real audio for int8 calibration, or several of them (joined:
+            e.g. one per corpus); without `holdout`, part of it is held out for parity.
         holdout: folder or manifest of held-out audio for the parity report.
         window_seconds: model input window in seconds (default: the model's window policy).
         out: output model path (default `default_output`); the manifest is `out + ".json"`.

@@ -102,18 +102,27 @@ def load_corpora(corpora: tuple[str, ...], data: tuple[Path, ...], target: str |
     """`dyser-train`'s corpora: (utts, extra, target) for `run_experiment`.
 
     One --corpus/--data pair (and not --protocol loco): its utterances in their own labels,
-    no extra, no target. Several: `keras_dyconv.multicorpus.multi_corpus` of them.
+    no extra, no target. Several: `keras_dyconv.multicorpus.multi_corpus` of them (target
+    "all", `POOLED`: every corpus trained and tested, no extra).
     """
+    from keras_dyconv.multicorpus import POOLED, multi_corpus
+
     if len(corpora) != len(data):
         raise click.UsageError(
             f"give --corpus and --data in pairs: got {len(corpora)} --corpus and {len(data)} --data"
         )
+    if loco and target == POOLED:
+        raise click.BadParameter(
+            f"{POOLED!r} pools every corpus in each fold; --protocol loco holds out one corpus "
+            "per fold instead: give one of the two",
+            param_hint="--target",
+        )
+    if loco and target is not None:
+        raise click.BadParameter("--protocol loco tests on every corpus", param_hint="--target")
     if len(corpora) == 1 and not loco:
         if target is not None:
             raise click.BadParameter("needs several corpora", param_hint="--target")
         return _load_utterances(corpora[0], data[0]), [], None
-    from keras_dyconv.multicorpus import multi_corpus
-
     loaded: dict[str, Any] = {}
     for loader, root in zip(corpora, data, strict=True):
         utts = _load_utterances(loader, root)
@@ -121,10 +130,8 @@ def load_corpora(corpora: tuple[str, ...], data: tuple[Path, ...], target: str |
         if name in loaded:
             raise click.UsageError(f"corpus {name!r} is given twice")
         loaded[name] = utts
-    if loco and target is not None:
-        raise click.BadParameter("--protocol loco tests on every corpus", param_hint="--target")
     target = None if loco else (target or next(iter(loaded)))
-    if target is not None and target not in loaded:
+    if target not in (None, POOLED) and target not in loaded:
         raise click.BadParameter(
             f"{target!r} is not one of the corpora {list(loaded)}", param_hint="--target"
         )
@@ -158,7 +165,10 @@ def load_corpora(corpora: tuple[str, ...], data: tuple[Path, ...], target: str |
 @click.option(
     "--target",
     help="With several corpora: the corpus the protocol's folds are made on and tested "
-    "(default: the first --corpus).",
+    "(default: the first --corpus). 'all': pool every corpus, each trained and tested: the "
+    "folds are made on their union (all their classes), validation speakers are chosen "
+    "within each corpus, group-kfold balances folds by corpus, and results.json scores "
+    "each corpus on its own.",
 )
 @click.option(
     "--out",
@@ -200,7 +210,8 @@ def load_corpora(corpora: tuple[str, ...], data: tuple[Path, ...], target: str |
     callback=_val_speakers,
     help="Training speakers held out for early stopping: a number, or 'auto' (a fifth of "
     "the fold's training speakers, at least 1, never more than training keeps: 1 of 3 on "
-    "CASIA, 2 of 9 on EmoDB; female and male alternately when genders are known). The test "
+    "CASIA, 2 of 9 on EmoDB; female and male alternately when genders are known). With "
+    "--target all, chosen within each corpus (a number: that many per corpus). The test "
     "fold is never used for selection.",
 )
 @click.option(

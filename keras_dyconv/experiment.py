@@ -15,7 +15,9 @@ corpus, and the other corpora's utterances join every fold's training part (neve
 validation or test); all labels are the common names of `keras_dyconv.labels`, the loss of
 each utterance covers its own corpus's classes only, and each test corpus is scored in its
 own label set and in the common one. Protocol "loco" (leave one corpus out) tests on each
-corpus in turn, trained on the others, on the classes every corpus has.
+corpus in turn, trained on the others, on the classes every corpus has. Target `POOLED`
+("all") trains and tests every corpus: the folds are made on their union, validation
+speakers are chosen within each corpus, and each corpus is scored on its own.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ from keras_dyconv.labels import class_indices
 from keras_dyconv.metrics import summarize
 from keras_dyconv.modelio import save_model
 from keras_dyconv.multicorpus import (  # multi_corpus: its old import here keeps working
+    POOLED,
+    check_corpus_statistics,
     corpus_record,
     join_corpora,
     multi_corpus,  # noqa: F401
@@ -102,9 +106,9 @@ class _Run:
     checkpoint_dir: Path | None
     verbose: int | str
     log: Callable[[str], None]
-    #: Several corpora: the target corpus (None for "loco") and the number of utterances
-    #: of the protocol's own corpus (or corpora), which come first in `utts`; the rest are
-    #: extra training corpora. None: one corpus, its own labels.
+    #: Several corpora: the target corpus (None for "loco", `POOLED` for all) and the
+    #: number of utterances of the protocol's own corpus (or corpora), which come first in
+    #: `utts`; the rest are extra training corpora. None: one corpus, its own labels.
     target: str | None = None
     n_protocol: int | None = None
 
@@ -112,6 +116,12 @@ class _Run:
     def multi(self) -> bool:
         """Whether several corpora train (common labels, masked loss)."""
         return self.n_protocol is not None
+
+    @property
+    def pooled(self) -> bool:
+        """Whether every corpus is trained and tested (target `POOLED`): folds on their
+        union, validation speakers within each corpus, every corpus weighing the same."""
+        return self.target == POOLED
 
     def corpora(self, indices: Sequence[int]) -> list[str] | None:
         """The corpus of each utterance at `indices` (None for a single-corpus run)."""
@@ -138,7 +148,7 @@ class _Run:
             kwargs.update(
                 train_corpora=self.corpora(train),
                 val_corpora=self.corpora(val),
-                target_corpus=self.target,
+                target_corpus=None if self.pooled else self.target,
             )
         return train_model(
             train_feats,
@@ -206,6 +216,14 @@ def run_experiment(
     every corpus, `extra` empty). With `Recipe.pretrain_extra` the extra corpora pretrain
     one model per seed and each fold fine-tunes it on the target alone
     (`keras_dyconv.pretraining`; results.json adds "pretraining").
+
+    Target `POOLED` ("all"; `multi_corpus(corpora, POOLED)` makes `utts`, `extra` empty):
+    every corpus is trained and tested, the folds are made on the union of the corpora
+    (speaker-independent protocols choose validation speakers within each corpus, and
+    group-kfold balances its folds by corpus), the masked loss and the corpus balance apply
+    as above with every corpus weighing the same, and "corpus_scores" scores each corpus.
+    `Recipe.corpus_statistics` is refused (no corpus whose statistics the model would keep);
+    `Recipe.pretrain_extra` changes nothing (no extra corpus to pretrain on).
     """
     t_start = time.time()
     if recipe.data_parallel:
@@ -213,12 +231,18 @@ def run_experiment(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     utts, target, n_protocol = join_corpora(utts, extra, target, protocol.name)
+    if n_protocol is not None:  # refuse now, not after the features
+        check_corpus_statistics(target, recipe.corpus_statistics)
     # Which folds run is known before any feature or pretraining: a bad name fails now.
     folds: list[Fold] = []
     subset = None
     if protocol.name != "all":
         folds, subset = chosen_folds(
-            utts[: n_protocol or len(utts)], protocol, only_folds, max_folds
+            utts[: n_protocol or len(utts)],
+            protocol,
+            only_folds,
+            max_folds,
+            per_corpus=target == POOLED,
         )
     elif only_folds is not None:
         raise UnknownFoldError("protocol 'all' trains one model on every speaker: it has no folds")
@@ -453,10 +477,13 @@ def _train_all(
     run: _Run, protocol: ProtocolSpec, seed: int, t_start: float, pretrained: Pretrained | None
 ) -> AllResults:
     """Protocol "all": one model on every speaker but the validation speakers of the first
-    LOSO fold (its "test" speaker goes back to training), saved as out/model.keras; with
-    `pretrained`, fine-tuned from it on the target corpus alone."""
+    LOSO fold (its "test" speaker goes back to training; pooled: validation speakers of
+    every corpus), saved as out/model.keras; with `pretrained`, fine-tuned from it on the
+    target corpus alone."""
     own = run.utts[: run.n_protocol or len(run.utts)]  # extra corpora: training only
-    folds = list(leave_one_speaker_out(own, val_speakers=protocol.val_speakers))
+    folds = list(
+        leave_one_speaker_out(own, val_speakers=protocol.val_speakers, per_corpus=run.pooled)
+    )
     val = folds[0].val
     if pretrained is not None:
         assert_not_pretrained(folds[0], own, pretrained)

@@ -47,12 +47,20 @@ class ProtocolSpec:
     seed: int = 0
 
 
-def make_folds(utts: Sequence[Utterance], spec: ProtocolSpec) -> list[Fold]:
-    """The folds of `spec` over `utts` (see `keras_dyconv.protocols`)."""
+def make_folds(
+    utts: Sequence[Utterance], spec: ProtocolSpec, per_corpus: bool = False
+) -> list[Fold]:
+    """The folds of `spec` over `utts` (see `keras_dyconv.protocols`); `per_corpus`: `utts`
+    pool several corpora (``dyser-train --target all``), so the speaker-independent
+    protocols balance folds by corpus and choose validation speakers within each corpus."""
     if spec.name == "loso":
-        return list(leave_one_speaker_out(utts, val_speakers=spec.val_speakers))
+        return list(
+            leave_one_speaker_out(utts, val_speakers=spec.val_speakers, per_corpus=per_corpus)
+        )
     if spec.name == "group-kfold":
-        return list(speaker_group_kfold(utts, spec.k, val_speakers=spec.val_speakers))
+        return list(
+            speaker_group_kfold(utts, spec.k, val_speakers=spec.val_speakers, per_corpus=per_corpus)
+        )
     if spec.name == "stratified":
         return list(stratified_kfold(utts, spec.k, seed=spec.seed))
     if spec.name == "split":
@@ -73,16 +81,18 @@ def chosen_folds(
     protocol: ProtocolSpec,
     only_folds: Sequence[str] | None,
     max_folds: int | None,
+    per_corpus: bool = False,
 ) -> tuple[list[Fold], dict[str, Any] | None]:
     """The folds of `protocol` to run: those named in `only_folds` (all if None; in the
     protocol's order), the first `max_folds` of them (all if None); and, when that is not
     every fold of the protocol, the record of the subset (`subset_record`), else None.
+    `per_corpus`: pooled corpora, as `make_folds` takes it.
 
     Raises:
         UnknownFoldError: a name in `only_folds` is not a fold of the protocol (the
             message lists the protocol's folds).
     """
-    folds = make_folds(utts, protocol)
+    folds = make_folds(utts, protocol, per_corpus)
     assert_test_partition(folds, len(utts))
     names = [f.name for f in folds]
     chosen = folds

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from keras_dyconv.corpora import Utterance
-from keras_dyconv.metrics import summarize
+from keras_dyconv.metrics import bootstrap_ci, summarize
 
 __all__ = [
     "COMMON_LABELS",
@@ -234,7 +234,11 @@ def class_mask(
 
 
 def score_both(
-    probabilities: Any, label_space: Sequence[str], true_labels: Sequence[str], corpus: str
+    probabilities: Any,
+    label_space: Sequence[str],
+    true_labels: Sequence[str],
+    corpus: str,
+    intervals: bool = False,
 ) -> dict[str, Any]:
     """Score one corpus's predictions in the common label space and in its own.
 
@@ -245,6 +249,8 @@ def score_both(
         true_labels: the utterances' labels in the corpus's own names, length n (e.g.
             ``[u.extra["original_label"] for u in to_common(utts, corpus)]``).
         corpus: a key of `CORPUS_LABELS`.
+        intervals: add to each summary "ci95": {metric: [low, high]}, the bootstrap 95%
+            interval (`keras_dyconv.metrics.bootstrap_ci`) of "wa", "ua" and "macro_f1".
 
     Returns:
         ``{"common": summarize(...), "own": summarize(...)}`` (`keras_dyconv.metrics`):
@@ -272,13 +278,22 @@ def score_both(
             f"{corpus}: true classes {missing} are not in the label space {list(label_space)}"
         )
     y_common = np.array([index[c] for c in common_true], dtype=np.int64)
-    common = summarize(y_common, p.argmax(axis=1), list(label_space))
     own_labels = sorted(original_label(corpus, c) for c in np.asarray(label_space)[mask])
     own_index = {x: i for i, x in enumerate(own_labels)}
     columns = [index[common_label(corpus, x)] for x in own_labels]
     y_own = np.array([own_index[x] for x in true_labels], dtype=np.int64)
-    own = summarize(y_own, p[:, columns].argmax(axis=1), own_labels)
-    return {"common": common, "own": own}
+    scored = {
+        "common": (y_common, p.argmax(axis=1), list(label_space)),
+        "own": (y_own, p[:, columns].argmax(axis=1), own_labels),
+    }
+    out = {}
+    for space, (y, predicted, names) in scored.items():
+        out[space] = summarize(y, predicted, names)
+        if intervals:
+            out[space]["ci95"] = {
+                m: list(bootstrap_ci(y, predicted, m)) for m in ("wa", "ua", "macro_f1")
+            }
+    return out
 
 
 def mapping_record(corpora: Iterable[str]) -> dict[str, Any]:

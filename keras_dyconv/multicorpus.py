@@ -11,6 +11,13 @@ balance and each corpus's own normalisation statistics.
     from keras_dyconv.multicorpus import multi_corpus
     utts, extra = multi_corpus({"emodb": emodb, "ravdess": ravdess}, target="emodb")
     run_experiment(utts, "runs/x", config, recipe, ProtocolSpec("loso"), extra=extra)
+
+With target `POOLED` ("all") every corpus is trained and tested: the protocol's folds are
+made on the union of the corpora (all their classes, speakers namespaced by corpus), each
+fold validating on speakers of every corpus (`keras_dyconv.protocols`, ``per_corpus``).
+
+    utts, _ = multi_corpus(corpora, target=POOLED)
+    run_experiment(utts, "runs/x", config, recipe, ProtocolSpec("loso"), target=POOLED)
 """
 
 from __future__ import annotations
@@ -33,7 +40,19 @@ from keras_dyconv.labels import (
 from keras_dyconv.normalization import FeatureSource, load_features
 from keras_dyconv.protocols import namespace_speakers
 
-__all__ = ["Corpora", "corpus_of", "corpus_record", "join_corpora", "multi_corpus"]
+__all__ = [
+    "POOLED",
+    "Corpora",
+    "check_corpus_statistics",
+    "corpus_of",
+    "corpus_record",
+    "join_corpora",
+    "multi_corpus",
+]
+
+POOLED = "all"
+"""The target that pools every corpus (``dyser-train --target all``): each corpus is both
+trained and tested, the folds are made on their union and no corpus is extra."""
 
 
 def corpus_of(loader: str, utts: Sequence[Utterance]) -> str | None:
@@ -55,22 +74,27 @@ def multi_corpus(
     Args:
         corpora: corpus name (a key of `keras_dyconv.labels.CORPUS_LABELS`) -> its
             utterances in its own labels, in training order.
-        target: the corpus the protocol's folds are made on; None: protocol "loco" (every
-            corpus is tested in turn, on the classes every corpus has).
+        target: the corpus the protocol's folds are made on; `POOLED`: all of them; None:
+            protocol "loco" (every corpus is tested in turn, on the classes every corpus has).
 
     Returns:
         (utts, extra): with a target, its utterances (speaker ids unchanged, so its folds
         are those of a single-corpus run) and the other corpora's, speakers namespaced by
-        corpus ("ravdess/01"); for "loco", every corpus's utterances of the shared classes,
-        namespaced, and no extra.
+        corpus ("ravdess/01"); for `POOLED`, every corpus's utterances (all their classes),
+        namespaced, and no extra; for "loco", every corpus's utterances of the shared
+        classes, namespaced, and no extra.
 
     Raises:
-        ValueError: an unknown target, a label with no common name, or (loco) fewer than
-            two corpora or no class that all of them have.
+        ValueError: an unknown target, a corpus named like `POOLED`, a label with no common
+            name, or (loco) fewer than two corpora or no class that all of them have.
     """
-    if target is not None and target not in corpora:
+    if POOLED in corpora:
+        raise ValueError(f"a corpus cannot be named {POOLED!r}: that target pools every corpus")
+    if target is not None and target != POOLED and target not in corpora:
         raise ValueError(f"target corpus {target!r} is not among the corpora {sorted(corpora)}")
     mapped = {name: to_common(utts, name) for name, utts in corpora.items()}
+    if target == POOLED:
+        return [u for name, us in mapped.items() for u in namespace_speakers(us, name)], []
     if target is not None:
         extra = [
             u for name, us in mapped.items() if name != target for u in namespace_speakers(us, name)
@@ -94,15 +118,24 @@ def join_corpora(
 
     Returns:
         (all utterances, target, n_protocol): for one corpus (no `extra`, protocol not
-        "loco") `utts`, `target` unchanged and n_protocol None; for several, the target
-        (default: the first utterance's ``extra["corpus"]``; None for "loco") and the number
-        of the protocol's own utterances, which come first.
+        "loco", target not `POOLED`) `utts`, `target` unchanged and n_protocol None; for
+        several, the target (default: the first utterance's ``extra["corpus"]``; None for
+        "loco"; `POOLED` stays) and the number of the protocol's own utterances, which come
+        first (pooled: all of them).
 
     Raises:
         ValueError: naming the file, for an utterance not in the common label space (not
-            mapped by `multi_corpus`) or, with extra corpora, one of `utts` not of the target.
+            mapped by `multi_corpus`) or, with extra corpora, one of `utts` not of the
+            target; protocol "loco" with target `POOLED`, or `POOLED` with `extra`.
     """
-    if not extra and protocol != "loco":
+    if target == POOLED and protocol == "loco":
+        raise ValueError(
+            f"protocol 'loco' tests each corpus once, trained on the others; target {POOLED!r} "
+            "tests every corpus within its folds: choose one"
+        )
+    if target == POOLED and extra:
+        raise ValueError(f"target {POOLED!r} pools every corpus: there are no extra corpora")
+    if not extra and protocol != "loco" and target != POOLED:
         return list(utts), target, None
     unmapped = [u.path for u in [*utts, *extra] if "original_label" not in u.extra]
     if unmapped:
@@ -118,6 +151,21 @@ def join_corpora(
     return [*utts, *extra], target, len(utts)
 
 
+def check_corpus_statistics(target: str | None, corpus_statistics: bool) -> None:
+    """Refuse `Recipe.corpus_statistics` for a multi-corpus run without a target corpus
+    (`target` None: leave-one-corpus-out, or `POOLED`): the model keeps one corpus's
+    normalisation statistics, the target's, and there is none.
+
+    Raises:
+        ValueError: `corpus_statistics` with no target.
+    """
+    if corpus_statistics and target in (None, POOLED):
+        raise ValueError(
+            "corpus_statistics needs a target corpus (whose statistics the model keeps); "
+            f"leave-one-corpus-out and pooled training (target {POOLED!r}) have none"
+        )
+
+
 def corpus_record(
     utts: Sequence[Utterance],
     target: str | None,
@@ -129,7 +177,8 @@ def corpus_record(
 
     Args:
         utts: every utterance of the run (`join_corpora`), the protocol's first.
-        target: the target corpus; None: leave-one-corpus-out.
+        target: the target corpus; `POOLED`: every corpus (role "pooled"); None:
+            leave-one-corpus-out.
         n_protocol: how many of `utts` are the protocol's own.
         extra_role: the role of the other corpora: "extra training" (in every fold's
             training part) or "pretraining" (`Recipe.pretrain_extra`).
@@ -141,6 +190,8 @@ def corpus_record(
         entry["speakers"].add(u.speaker)
         if target is None:
             entry["role"] = "loco"
+        elif target == POOLED:
+            entry["role"] = "pooled"
         else:
             entry["role"] = "target" if i < (n_protocol or 0) else extra_role
     return {
@@ -155,7 +206,8 @@ def corpus_record(
 
 @dataclass(frozen=True)
 class Corpora:
-    """The corpora of a multi-corpus fit: the target, and the corpus of each utterance."""
+    """The corpora of a multi-corpus fit: the target (None: leave-one-corpus-out or pooled,
+    every corpus weighs the same), and the corpus of each utterance."""
 
     target: str | None
     names: list[str]
@@ -187,11 +239,7 @@ class Corpora:
     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Each corpus's dataset statistics (mean, std) over its utterances in `sources`
         (`Recipe.corpus_statistics`)."""
-        if self.target is None:
-            raise ValueError(
-                "corpus_statistics needs a target corpus (whose statistics the model keeps); "
-                "leave-one-corpus-out has none"
-            )
+        check_corpus_statistics(self.target, True)
         names = np.asarray(self.names)
         out = {}
         for c in dict.fromkeys(self.names):

@@ -267,7 +267,8 @@ def pretrain_seeds(
     on: no extra corpora)."""
     if not len(extra):
         log(
-            "pretrain_extra: no extra training corpora (one corpus, or protocol loco): "
+            "pretrain_extra: no extra training corpora (one corpus, protocol loco, or every "
+            "corpus pooled with target 'all'): "
             "nothing to pretrain on, every fold trains from scratch"
         )
         return {}

@@ -7,10 +7,13 @@ part only, as held-out training speakers, never more of them than training keeps
 speakers, rounded, at least 1 and at most half: 1 of 3 on CASIA, 2 of 9 on EmoDB, 4 of 20 in
 RAVDESS's 6 folds) or an explicit number; each fold records the decision in
 `Fold.val_rule`. That rule lives in `keras_dyconv.validation_speakers` (its public names
-are re-exported here). `stratified_kfold` is speaker-DEPENDENT (the same
-speakers in train and test, as many papers report) and its folds say so. Guards against the
-known traps of published SER code: `assert_no_leak` (call it on every fold before training)
-and `assert_test_partition` (every utterance tested exactly once).
+are re-exported here). With several corpora pooled (``per_corpus=True``, ``dyser-train
+--target all``) the rule is applied within each corpus and the picks joined, and
+`speaker_group_kfold` balances its folds by corpus first. `stratified_kfold` is
+speaker-DEPENDENT (the same speakers in train and test, as many papers report) and its folds
+say so. Guards against the known traps of published SER code: `assert_no_leak` (call it on
+every fold before training) and `assert_test_partition` (every utterance tested exactly
+once).
 """
 
 from __future__ import annotations
@@ -96,18 +99,19 @@ def _holdout_fold(
     unit_of: np.ndarray,
     val_speakers: ValSpeakers,
     group: str,
+    per_corpus: bool = False,
 ) -> Fold:
-    """Test = utterances whose unit is in `test_units`; val = held-out training speakers."""
+    """Test = utterances whose unit is in `test_units`; val = held-out training speakers
+    (`per_corpus`: chosen within each corpus, `_per_corpus_validation`)."""
     speakers = np.array([u.speaker for u in utts])
     is_test = np.isin(unit_of, sorted(test_units))
-    train_speakers = sorted(set(speakers[~is_test]))
-    test_speakers = sorted(set(speakers[is_test]))
-    genders = speaker_genders(utts)
     try:
-        rule = validation_rule(len(train_speakers), val_speakers)
+        if per_corpus:
+            val, rule = _per_corpus_validation(utts, speakers, is_test, val_speakers)
+        else:
+            val, rule = _validation(utts, speakers, is_test, val_speakers)
     except ValueError as err:
         raise ValueError(f"fold {name}: {err}") from None
-    val = pick_val_speakers(test_speakers, train_speakers, genders, rule["val_speakers"])
     is_val = ~is_test & np.isin(speakers, val)
     return Fold(
         name=name,
@@ -118,6 +122,62 @@ def _holdout_fold(
         group=group,
         val_rule=rule,
     )
+
+
+def _validation(
+    utts: Sequence[Utterance],
+    speakers: np.ndarray,
+    is_test: np.ndarray,
+    val_speakers: ValSpeakers,
+    anchor: str | None = None,
+) -> tuple[list[str], dict[str, Any]]:
+    """The validation speakers among the training speakers of `utts` (those not
+    `is_test`), and the rule that chose them (`validation_rule`). The choice is anchored at
+    the first test speaker (`pick_val_speakers`), or at `anchor` when given."""
+    train_speakers = sorted(set(speakers[~is_test]))
+    test_speakers = [anchor] if anchor is not None else sorted(set(speakers[is_test]))
+    rule = validation_rule(len(train_speakers), val_speakers)
+    genders = speaker_genders(utts)
+    return pick_val_speakers(test_speakers, train_speakers, genders, rule["val_speakers"]), rule
+
+
+def _per_corpus_validation(
+    utts: Sequence[Utterance], speakers: np.ndarray, is_test: np.ndarray, val_speakers: ValSpeakers
+) -> tuple[list[str], dict[str, Any]]:
+    """`_validation` within each corpus (``extra["corpus"]``, in order of first
+    appearance), the picks joined: every corpus takes part in model selection, and a number
+    `val_speakers` means that many per corpus. A corpus without a test speaker in the fold
+    anchors its choice at its first speaker (sorted), as protocol "all" does.
+
+    Returns:
+        (validation speakers, rule): the rule has the keys of `validation_rule` (summed
+        over the corpora) and "per_corpus": {corpus: its `validation_rule`}.
+    """
+    missing = [u.path for u in utts if not u.extra.get("corpus")]
+    if missing:
+        raise ValueError(f"{missing[0]}: validation per corpus needs extra['corpus']")
+    corpus_of = np.array([u.extra["corpus"] for u in utts])
+    val: list[str] = []
+    rules: dict[str, dict[str, Any]] = {}
+    for corpus in dict.fromkeys(corpus_of.tolist()):
+        mine = np.flatnonzero(corpus_of == corpus)
+        anchor = None if is_test[mine].any() else min(speakers[mine])
+        try:
+            picked, rules[corpus] = _validation(
+                [utts[i] for i in mine], speakers[mine], is_test[mine], val_speakers, anchor
+            )
+        except ValueError as err:
+            raise ValueError(f"corpus {corpus}: {err}") from None
+        val += picked
+    totals = {k: sum(r[k] for r in rules.values()) for k in ("candidates", "val_speakers")}
+    return sorted(val), {
+        "rule": next(iter(rules.values()))["rule"],
+        **totals,
+        "train_speakers": totals["candidates"] - totals["val_speakers"],
+        "description": "per corpus: "
+        + "; ".join(f"{c}: {r['description']}" for c, r in rules.items()),
+        "per_corpus": rules,
+    }
 
 
 def _check_speakers(utts: Sequence[Utterance]) -> None:
@@ -131,7 +191,7 @@ def _check_speakers(utts: Sequence[Utterance]) -> None:
 
 
 def leave_one_speaker_out(
-    utts: Sequence[Utterance], val_speakers: ValSpeakers = "auto"
+    utts: Sequence[Utterance], val_speakers: ValSpeakers = "auto", per_corpus: bool = False
 ) -> Iterator[Fold]:
     """Leave-one-speaker-out (LOSO): one fold per speaker (sorted), that speaker as test.
 
@@ -142,13 +202,27 @@ def leave_one_speaker_out(
     rank (with 2: one female and one male); otherwise the next speakers after the test
     speaker in sorted order. Speaker-independent.
 
+    With `per_corpus` (several corpora pooled, speakers namespaced, each utterance's corpus
+    in ``extra["corpus"]``) this choice is made within each corpus and the picks joined: a
+    number `val_speakers` is then per corpus, and a corpus without the test speaker anchors
+    its choice at its first speaker (sorted). Fold names replace the namespace's "/" by "-"
+    ("loso-ravdess-01"), so that they name folders.
+
     Raises:
         ValueError: a fixed `val_speakers` larger than the training speakers it leaves.
     """
     _check_speakers(utts)
     speakers = np.array([u.speaker for u in utts])
     for s in sorted(set(speakers)):
-        yield _holdout_fold(f"loso-{s}", utts, {s}, speakers, val_speakers, "speaker")
+        yield _holdout_fold(
+            f"loso-{_fold_part(s)}", utts, {s}, speakers, val_speakers, "speaker", per_corpus
+        )
+
+
+def _fold_part(unit: str) -> str:
+    """`unit` (a speaker or session id) as part of a fold name: a namespaced id's "/" (which
+    would nest folders where the fold's files go) becomes "-"."""
+    return unit.replace(SPEAKER_NAMESPACE, "-")
 
 
 #: Joins a corpus name and a speaker id in `namespace_speakers` ("ravdess/01").
@@ -199,7 +273,11 @@ def leave_one_corpus_out(
 
 
 def speaker_group_kfold(
-    utts: Sequence[Utterance], k: int, group: str = "speaker", val_speakers: ValSpeakers = "auto"
+    utts: Sequence[Utterance],
+    k: int,
+    group: str = "speaker",
+    val_speakers: ValSpeakers = "auto",
+    per_corpus: bool = False,
 ) -> Iterator[Fold]:
     """k folds of whole groups (speakers, or sessions as for IEMOCAP's leave-one-session-out).
 
@@ -212,6 +290,12 @@ def speaker_group_kfold(
     Validation = held-out training speakers as in `leave_one_speaker_out` (with
     group="session" they come from training sessions; the other speakers of their sessions
     stay in training, which only affects early stopping). Speaker-independent.
+
+    With `per_corpus` (several corpora pooled, as for `leave_one_speaker_out`) the folds are
+    balanced by corpus first: a group goes to a fold with the fewest groups of its corpus
+    so far, then (genders known within its corpus) the fewest of its corpus and gender,
+    then the fewest utterances of its corpus, then the fewest in all; each fold holds out
+    speakers of every corpus that has k speakers or more. Validation is chosen per corpus.
 
     Raises:
         ValueError: k < 2 or more than the number of groups; a speaker in two groups
@@ -234,6 +318,21 @@ def speaker_group_kfold(
     units, sizes = np.unique(unit_of, return_counts=True)
     if not 2 <= k <= len(units):
         raise ValueError(f"k must be in [2, {len(units)}] (the number of {group}s), got {k}")
+    folds = (
+        _deal_per_corpus(utts, unit_of, units, sizes, k)
+        if per_corpus
+        else _deal(utts, units, sizes, k, group)
+    )
+    for j, members in enumerate(folds):
+        name = f"{group}-{_fold_part(members[0])}" if len(members) == 1 else f"{group}-{j + 1}of{k}"
+        yield _holdout_fold(name, utts, set(members), unit_of, val_speakers, group, per_corpus)
+
+
+def _deal(
+    utts: Sequence[Utterance], units: np.ndarray, sizes: np.ndarray, k: int, group: str
+) -> list[list[str]]:
+    """`speaker_group_kfold`'s groups dealt to k folds: largest first, to the fold with the
+    fewest groups of its gender (speakers, genders known), then the fewest utterances."""
     genders = speaker_genders(utts) if group == "speaker" else {}
     by_gender = bool(genders) and all(g is not None for g in genders.values())
     folds: list[list[str]] = [[] for _ in range(k)]
@@ -244,9 +343,50 @@ def speaker_group_kfold(
         j = min(range(k), key=lambda j: (same[j], load[j], j))
         folds[j].append(str(units[i]))
         load[j] += sizes[i]
-    for j, members in enumerate(folds):
-        name = f"{group}-{members[0]}" if len(members) == 1 else f"{group}-{j + 1}of{k}"
-        yield _holdout_fold(name, utts, set(members), unit_of, val_speakers, group)
+    return folds
+
+
+def _deal_per_corpus(
+    utts: Sequence[Utterance], unit_of: np.ndarray, units: np.ndarray, sizes: np.ndarray, k: int
+) -> list[list[str]]:
+    """`_deal` balanced by corpus first (``extra["corpus"]``; see `speaker_group_kfold`)."""
+    missing = [u.path for u in utts if not u.extra.get("corpus")]
+    if missing:
+        raise ValueError(f"{missing[0]}: folds balanced by corpus need extra['corpus']")
+    corpus_of: dict[str, str] = {}
+    for u, unit in zip(utts, unit_of, strict=True):
+        if corpus_of.setdefault(str(unit), u.extra["corpus"]) != u.extra["corpus"]:
+            raise ValueError(
+                f"{unit!r} is in corpora {corpus_of[str(unit)]!r} and {u.extra['corpus']!r}: "
+                "namespace the speakers first (namespace_speakers)"
+            )
+    gender_of: dict[str, str | None] = {}
+    for corpus in dict.fromkeys(corpus_of.values()):
+        mine = [u for u in utts if u.extra["corpus"] == corpus]
+        gender_of.update(speaker_genders(mine))
+    # Per fold: groups per (corpus, gender) and utterances per corpus.
+    count: list[dict[tuple[str, str | None], int]] = [{} for _ in range(k)]
+    corpus_load: list[dict[str, int]] = [{} for _ in range(k)]
+    folds: list[list[str]] = [[] for _ in range(k)]
+    load = np.zeros(k, dtype=np.int64)
+    for i in sorted(range(len(units)), key=lambda i: (-sizes[i], units[i])):
+        unit = str(units[i])
+        corpus, gender = corpus_of[unit], gender_of.get(unit)
+        j = min(
+            range(k),
+            key=lambda j: (
+                sum(n for (c, _), n in count[j].items() if c == corpus),
+                count[j].get((corpus, gender), 0),
+                corpus_load[j].get(corpus, 0),
+                load[j],
+                j,
+            ),
+        )
+        folds[j].append(unit)
+        count[j][corpus, gender] = count[j].get((corpus, gender), 0) + 1
+        corpus_load[j][corpus] = corpus_load[j].get(corpus, 0) + int(sizes[i])
+        load[j] += sizes[i]
+    return folds
 
 
 def _stratified_parts(labels: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

@@ -124,15 +124,16 @@ class Results(Scores):
     versions: dict[str, str]
     folds: list[FoldRecord]
     timings: Timings
-    #: Several corpora only: the corpus the folds are made on (None for protocol "loco").
+    #: Several corpora only: the corpus the folds are made on (None for protocol "loco";
+    #: "all", `keras_dyconv.multicorpus.POOLED`, when every corpus is trained and tested).
     target_corpus: NotRequired[str | None]
-    #: Several corpora only: per corpus {"role": "target" | "extra training" | "loco",
-    #: "utterances", "speakers"}.
+    #: Several corpora only: per corpus {"role": "target" | "extra training" |
+    #: "pretraining" | "loco" | "pooled", "utterances", "speakers"}.
     corpora: NotRequired[dict[str, dict[str, Any]]]
     #: Several corpora only: `keras_dyconv.labels.mapping_record` of the corpora.
     label_mapping: NotRequired[dict[str, Any]]
     #: Several corpora only: `corpus_scores`, each tested corpus in its own label set
-    #: ("own") and in the common one ("common").
+    #: ("own") and in the common one ("common"), each with "ci95" (WA, UA, macro-F1).
     corpus_scores: NotRequired[dict[str, dict[str, Summary]]]
 
 
@@ -277,7 +278,8 @@ def merge_results(parts: Sequence[Results]) -> Results:
 
 def corpus_scores(fold_records: Sequence[FoldRecord], labels: Sequence[str]) -> dict[str, Any]:
     """Each tested corpus's predictions (all folds and seeds pooled) scored in its own
-    label set and in the common one: {corpus: `keras_dyconv.labels.score_both`}."""
+    label set and in the common one, with bootstrap 95% intervals of WA, UA and macro-F1:
+    {corpus: `keras_dyconv.labels.score_both`}."""
     by_corpus: dict[str, list[Prediction]] = {}
     for record in fold_records:
         for p in record["predictions"]:
@@ -288,6 +290,7 @@ def corpus_scores(fold_records: Sequence[FoldRecord], labels: Sequence[str]) -> 
             labels,
             [p["original_label"] for p in preds],
             corpus,
+            intervals=True,
         )
         for corpus, preds in by_corpus.items()
     }

@@ -1,0 +1,338 @@
+"""Pooled multi-corpus training (`dyser-train --target all`): every corpus trained and tested."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_multicorpus import EMODB_EMOTIONS, RAVDESS_EMOTIONS, TINY, _own_corpus
+from test_training import POLICY
+
+from edge_runtime.config import FrontendConfig
+from keras_dyconv import training
+from keras_dyconv.cli import train
+from keras_dyconv.corpora import Utterance, load_manifest
+from keras_dyconv.experiment import ProtocolSpec, run_experiment
+from keras_dyconv.folds import make_folds
+from keras_dyconv.labels import CORPUS_LABELS
+from keras_dyconv.losses import MaskedCrossEntropy
+from keras_dyconv.multicorpus import POOLED, corpus_record, join_corpora, multi_corpus
+from keras_dyconv.protocols import (
+    assert_no_leak,
+    assert_test_partition,
+    leave_one_speaker_out,
+    namespace_speakers,
+    speaker_group_kfold,
+)
+
+#: Utterances per speaker in the fixtures below: (EmoDB's sizes, CASIA 300, RAVDESS 60).
+EMODB_SIZES = {"03": 49, "08": 58, "09": 43, "10": 38, "11": 55, "12": 35, "13": 61, "14": 69,
+               "15": 56, "16": 71}  # fmt: skip
+EMODB_MALE = {"03", "10", "11", "12", "15"}
+CASIA = {"liuchang": "female", "wangzhe": "male", "zhaoquanyin": "female", "ZhaoZuoxiang": "male"}
+
+
+def _own(corpus: str, speakers: dict[str, str | None], sizes: dict[str, int]) -> list[Utterance]:
+    """A corpus in its own labels (each speaker's utterances cycling through its classes)."""
+    labels = sorted(CORPUS_LABELS[corpus])
+    return [
+        Utterance(Path(f"/{corpus}/{s}/{j}.wav"), labels[j % len(labels)], s, g)
+        for s, g in speakers.items()
+        for j in range(sizes[s])
+    ]
+
+
+def _three(scale: int = 1) -> dict[str, list[Utterance]]:
+    """EmoDB (10 speakers), CASIA (4) and RAVDESS (24, odd male) shaped fixtures; `scale`
+    divides the utterance counts (at least 8 per speaker)."""
+    emodb = {s: "male" if s in EMODB_MALE else "female" for s in EMODB_SIZES}
+    ravdess = {f"{i:02d}": "male" if i % 2 else "female" for i in range(1, 25)}
+    return {
+        "emodb": _own("emodb", emodb, {s: max(8, n // scale) for s, n in EMODB_SIZES.items()}),
+        "casia": _own("casia", CASIA, dict.fromkeys(CASIA, max(8, 300 // scale))),
+        "ravdess": _own("ravdess", ravdess, dict.fromkeys(ravdess, max(8, 60 // scale))),
+    }
+
+
+@pytest.fixture(scope="module")
+def two_corpora(tmp_path_factory):
+    """EmoDB (4 speakers, 4 classes) and RAVDESS (3 speakers, 3 classes) shaped manifests."""
+    root = tmp_path_factory.mktemp("pooled")
+    return {
+        "emodb": _own_corpus(root, "emodb", EMODB_EMOTIONS, 4, seed=1),
+        "ravdess": _own_corpus(root, "ravdess", RAVDESS_EMOTIONS, 3, seed=2),
+    }
+
+
+def _by_corpus(utts, idx) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for i in idx:
+        out.setdefault(utts[i].extra["corpus"], set()).add(utts[i].speaker)
+    return out
+
+
+def test_pooled_union_namespaces_speakers_and_keeps_every_class():
+    corpora = _three(scale=4)
+    utts, extra = multi_corpus(corpora, POOLED)
+    assert extra == [] and len(utts) == sum(len(us) for us in corpora.values())
+    assert {u.speaker for u in utts if u.extra["corpus"] == "ravdess"} == {
+        f"ravdess/{i:02d}" for i in range(1, 25)
+    }
+    assert utts[0].speaker == "emodb/03" and utts[0].extra["original_label"] == "anger"
+    # Every class of every corpus, not only the shared ones: EmoDB's boredom, RAVDESS's
+    # calm, CASIA's and RAVDESS's surprise.
+    assert {"boredom", "calm", "surprise", "disgust"} <= {u.label for u in utts}
+    joined, target, n_protocol = join_corpora(utts, [], POOLED, "group-kfold")
+    assert target == POOLED and n_protocol == len(utts) == len(joined)
+    record = corpus_record(joined, target, n_protocol)
+    assert record["target_corpus"] == "all"
+    assert record["corpora"]["casia"] == {"role": "pooled", "utterances": 300, "speakers": 4}
+    assert set(record["label_mapping"]["corpora"]) == {"emodb", "casia", "ravdess"}
+    with pytest.raises(ValueError, match="loco"):
+        join_corpora(utts, [], POOLED, "loco")
+    with pytest.raises(ValueError, match="no extra corpora"):
+        join_corpora(utts[:10], utts[10:], POOLED, "loso")
+    with pytest.raises(ValueError, match="cannot be named 'all'"):
+        multi_corpus({"all": corpora["emodb"], "casia": corpora["casia"]}, POOLED)
+
+
+def test_pooled_validation_is_chosen_within_each_corpus():
+    """LOSO over EmoDB (10), CASIA (4) and RAVDESS (24) pooled: every fold validates on
+    2 EmoDB, 1 CASIA and 5 RAVDESS speakers, and within the test speaker's corpus on exactly
+    the speakers a single-corpus run of that corpus picks."""
+    corpora = _three(scale=8)
+    utts, _ = multi_corpus(corpora, POOLED)
+    folds = list(leave_one_speaker_out(utts, per_corpus=True))
+    assert len(folds) == 38 and folds[0].name == "loso-casia-ZhaoZuoxiang"
+    assert_test_partition(folds, len(utts))
+    single = {
+        name: {f.name: f for f in leave_one_speaker_out(namespace_speakers(corpora[name], name))}
+        for name in corpora
+    }
+    for fold in folds:
+        assert_no_leak(fold, utts)
+        val = _by_corpus(utts, fold.val)
+        assert {c: len(s) for c, s in val.items()} == {"emodb": 2, "casia": 1, "ravdess": 5}
+        (test_corpus,) = _by_corpus(utts, fold.test)
+        alone = single[test_corpus][fold.name]
+        own = namespace_speakers(corpora[test_corpus], test_corpus)
+        assert val[test_corpus] == {own[i].speaker for i in alone.val}
+        rule = fold.val_rule
+        assert rule["rule"] == "auto" and rule["val_speakers"] == 8
+        assert rule["per_corpus"][test_corpus] == alone.val_rule
+        assert rule["candidates"] == 37 and rule["train_speakers"] == 29
+        # RAVDESS's genders are known: female and male alternate.
+        genders = Counter(utts[i].gender for i in fold.val if utts[i].extra["corpus"] == "ravdess")
+        assert sorted(genders.values()) == [2 * 8, 3 * 8]
+    # A number is per corpus, and never more than a corpus's training keeps.
+    fixed = next(leave_one_speaker_out(utts, val_speakers=1, per_corpus=True))
+    assert {c: len(s) for c, s in _by_corpus(utts, fixed.val).items()} == {
+        "emodb": 1,
+        "casia": 1,
+        "ravdess": 1,
+    }
+    assert fixed.val_rule["rule"] == "fixed"
+    with pytest.raises(ValueError, match=r"fold loso-casia-ZhaoZuoxiang: corpus casia: 2 valid"):
+        list(leave_one_speaker_out(utts, val_speakers=2, per_corpus=True))
+    # One corpus: per corpus is the single-corpus choice.
+    emodb = utts[: len(corpora["emodb"])]
+    for a, b in zip(
+        leave_one_speaker_out(emodb), leave_one_speaker_out(emodb, per_corpus=True), strict=True
+    ):
+        assert a.val.tolist() == b.val.tolist() and a.train.tolist() == b.train.tolist()
+        assert b.val_rule["per_corpus"]["emodb"] == a.val_rule
+
+
+def test_pooled_group_kfold_balances_corpora_then_genders():
+    corpora = _three()
+    utts, _ = multi_corpus(corpora, POOLED)
+    folds = make_folds(utts, ProtocolSpec("group-kfold", k=4), per_corpus=True)
+    assert_test_partition(folds, len(utts))
+    emodb_sizes = []
+    for fold in folds:
+        assert_no_leak(fold, utts)
+        test = _by_corpus(utts, fold.test)
+        assert len(test["casia"]) == 1 and len(test["ravdess"]) == 6
+        assert len(test["emodb"]) in (2, 3)
+        ravdess = Counter(utts[i].gender for i in fold.test if utts[i].extra["corpus"] == "ravdess")
+        assert ravdess == {"female": 3 * 60, "male": 3 * 60}
+        emodb_sizes.append(sum(utts[i].extra["corpus"] == "emodb" for i in fold.test))
+        # Validation: 1 of CASIA's 3 training speakers, a fifth of EmoDB's and RAVDESS's.
+        val = {c: len(s) for c, s in _by_corpus(utts, fold.val).items()}
+        assert val == {"casia": 1, "emodb": round(0.2 * (10 - len(test["emodb"]))), "ravdess": 4}
+    assert max(emodb_sizes) - min(emodb_sizes) <= 71
+    # Balanced by utterances and gender alone (the single-corpus rule), a fold would hold
+    # 1 EmoDB and 7 RAVDESS speakers.
+    plain = [_by_corpus(utts, f.test) for f in speaker_group_kfold(utts, 4)]
+    assert sorted(len(t["emodb"]) for t in plain) == [1, 3, 3, 3]
+
+
+def test_pooled_run_masks_each_corpus_and_ignores_pretrain_extra(
+    two_corpora, tmp_path, monkeypatch
+):
+    sequences = []
+
+    class Spy(training.WindowSequence):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            sequences.append(self)
+
+    losses = []
+    compiled = training._compiled_model
+
+    def spy(*args, **kwargs):
+        model = compiled(*args, **kwargs)
+        losses.append(model.loss)
+        return model
+
+    monkeypatch.setattr(training, "WindowSequence", Spy)
+    monkeypatch.setattr(training, "_compiled_model", spy)
+    corpora = {name: load_manifest(path) for name, path in two_corpora.items()}
+    utts, extra = multi_corpus(corpora, POOLED)
+    messages: list[str] = []
+    recipe = dataclasses.replace(TINY, epochs=1, pretrain_extra=True)
+    results = run_experiment(
+        utts,
+        tmp_path / "run",
+        FrontendConfig(top_db=None),
+        recipe,
+        ProtocolSpec("group-kfold", k=2),
+        policy=POLICY,
+        max_folds=1,
+        verbose=0,
+        log=messages.append,
+        extra=extra,
+        target=POOLED,
+    )
+    # pretrain_extra: nothing to pretrain on, the folds train from scratch as without it.
+    assert any("nothing to pretrain on" in m and "'all'" in m for m in messages)
+    assert "pretraining" not in results
+    assert len(losses) == 1 and isinstance(losses[0], MaskedCrossEntropy)
+    (data,) = sequences
+    labels = results["labels"]
+    assert labels == ["anger", "boredom", "happiness", "neutral", "sadness"]
+    (fold,) = results["folds"]
+    train_corpora = [
+        u.extra["corpus"]
+        for u in utts
+        if u.speaker not in fold["test_speakers"] + fold["val_speakers"]
+    ]
+    assert len(train_corpora) == fold["n_train"] == len(data.masks)
+    for corpus, mask in zip(train_corpora, data.masks.astype(bool), strict=True):
+        has = {"emodb": {"boredom"}, "ravdess": {"happiness"}}
+        # Each corpus's own classes; the other corpus's class is never its negative.
+        assert mask[labels.index("anger")] and mask[labels.index("neutral")]
+        assert mask[labels.index("boredom")] == ("boredom" in has[corpus])
+        assert mask[labels.index("happiness")] == ("happiness" in has[corpus])
+    # Every corpus weighs the same (no target): each corpus's weights sum to the same.
+    weights = data.sample_weights
+    names = np.array(train_corpora)
+    np.testing.assert_allclose(weights[names == "emodb"].sum(), weights[names == "ravdess"].sum())
+    # Validation: speakers of both corpora; test: both corpora, each scored on its own.
+    assert {s.split("/")[0] for s in fold["val_speakers"]} == {"emodb", "ravdess"}
+    assert set(results["corpus_scores"]) == {"emodb", "ravdess"}
+    assert set(fold["val_rule"]["per_corpus"]) == {"emodb", "ravdess"}
+
+
+def test_dyser_train_target_all(two_corpora, tmp_path):
+    runner = CliRunner()
+    pairs = ["--corpus", "manifest", "--data", str(two_corpora["emodb"])]
+    pairs += ["--corpus", "manifest", "--data", str(two_corpora["ravdess"])]
+    tiny = ["--recipe", "fast", "--epochs", "1", "--window", "1.0", "--quiet"]
+    tiny += ["--model", '{"conv_filters": [4], "lstm_units": 8, "attention_units": 8}']
+    out = tmp_path / "pooled"
+    args = [*pairs, "--target", "all", "--protocol", "group-kfold", "--folds", "2"]
+    result = runner.invoke(train, [*args, "--out", str(out), *tiny])
+    assert result.exit_code == 0, result.output
+    run = json.loads((out / "results.json").read_text())
+    assert run["target_corpus"] == "all"
+    assert run["corpora"] == {
+        "emodb": {"role": "pooled", "utterances": 32, "speakers": 4},
+        "ravdess": {"role": "pooled", "utterances": 18, "speakers": 3},
+    }
+    assert run["labels"] == ["anger", "boredom", "happiness", "neutral", "sadness"]
+    assert run["label_mapping"]["corpora"]["ravdess"]["mapping"]["happy"] == "happiness"
+    assert run["pooled"]["n"] == 50 and len(run["folds"]) == 2
+    for fold in run["folds"]:  # each fold tests speakers of both corpora
+        assert {s.split("/")[0] for s in fold["test_speakers"]} == {"emodb", "ravdess"}
+        assert fold["val_rule"]["per_corpus"]["emodb"]["val_speakers"] == 1
+    scores = run["corpus_scores"]
+    assert scores["emodb"]["common"]["n"] == 32 and scores["ravdess"]["own"]["n"] == 18
+    assert scores["ravdess"]["own"]["labels"] == ["angry", "happy", "neutral", "sad"]
+    # Own labels: the corpus's classes (its label table) that the model has.
+    assert scores["emodb"]["own"]["labels"] == run["labels"]
+    for corpus in ("emodb", "ravdess"):
+        for space in ("common", "own"):
+            summary = scores[corpus][space]
+            for metric in ("wa", "ua", "macro_f1"):
+                low, high = summary["ci95"][metric]
+                assert 0.0 <= low <= summary[metric] <= high <= 1.0, (corpus, space, metric)
+    # In its own label set a corpus's score is never below the common one's WA: the
+    # arg-max over its own classes only can only turn errors into hits.
+    assert scores["emodb"]["own"]["wa"] >= scores["emodb"]["common"]["wa"]
+    # Protocol "all": one model, validation speakers of every corpus.
+    out = tmp_path / "pooled-all"
+    result = runner.invoke(
+        train, [*pairs, "--target", "all", "--protocol", "all", "--out", str(out), *tiny]
+    )
+    assert result.exit_code == 0, result.output
+    run = json.loads((out / "results.json").read_text())
+    assert {s.split("/")[0] for s in run["val_speakers"]} == {"emodb", "ravdess"}
+    assert run["corpora"]["ravdess"]["role"] == "pooled" and (out / "model.keras").is_file()
+
+
+def test_dyser_train_target_all_errors(two_corpora, tmp_path):
+    runner = CliRunner()
+    pairs = ["--corpus", "manifest", "--data", str(two_corpora["emodb"])]
+    pairs += ["--corpus", "manifest", "--data", str(two_corpora["ravdess"])]
+    out = ["--out", str(tmp_path / "bad")]
+    for bad_args, message in [
+        ([*pairs, "--target", "all", "--protocol", "loco"], "'all' pools every corpus"),
+        ([*pairs[:4], "--target", "all"], "needs several corpora"),
+    ]:
+        bad = runner.invoke(train, [*bad_args, *out])
+        assert bad.exit_code == 2 and message in bad.output, (bad_args, bad.output)
+    bad = runner.invoke(
+        train,
+        [*pairs, "--target", "all", "--normalization", "dataset", "--corpus-statistics", *out],
+    )
+    assert bad.exit_code == 1 and "pooled training (target 'all') have none" in bad.output
+    assert not (tmp_path / "bad" / "results.json").exists()
+
+
+SHARED = Path("/work/shared/datasets")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not all((SHARED / c).is_dir() for c in ("emodb", "casia", "ravdess")),
+    reason="the shared corpora are not at /work/shared/datasets",
+)
+def test_real_corpora_pooled_four_folds():
+    from keras_dyconv.corpora import load_corpus
+
+    corpora = {c: load_corpus(c, SHARED / c) for c in ("emodb", "casia", "ravdess")}
+    utts, _ = multi_corpus(corpora, POOLED)
+    assert len(utts) == 535 + 1200 + 1440
+    folds = make_folds(utts, ProtocolSpec("group-kfold", k=4), per_corpus=True)
+    assert_test_partition(folds, len(utts))
+    for fold in folds:
+        assert_no_leak(fold, utts)
+        test = {c: len(s) for c, s in _by_corpus(utts, fold.test).items()}
+        assert test["casia"] == 1 and test["ravdess"] == 6 and test["emodb"] in (2, 3)
+        assert {c: len(s) for c, s in _by_corpus(utts, fold.val).items()} == {
+            "emodb": 1 if test["emodb"] == 3 else 2,
+            "casia": 1,
+            "ravdess": 4,
+        }
+    # Protocol "all": EmoDB validates on the speakers its single-corpus model did (08, 10).
+    first = next(leave_one_speaker_out(utts, per_corpus=True))
+    assert {utts[i].speaker for i in first.val if utts[i].extra["corpus"] == "emodb"} == {
+        "emodb/08",
+        "emodb/10",
+    }
