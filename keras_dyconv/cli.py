@@ -211,7 +211,8 @@ def load_corpora(corpora: tuple[str, ...], data: tuple[Path, ...], target: str |
     help="Training speakers held out for early stopping: a number, or 'auto' (a fifth of "
     "the fold's training speakers, at least 1, never more than training keeps: 1 of 3 on "
     "CASIA, 2 of 9 on EmoDB; female and male alternately when genders are known). With "
-    "--target all, chosen within each corpus (a number: that many per corpus). The test "
+    "--target all, chosen within each corpus, and with --protocol loco within each training "
+    "corpus (a number: that many per corpus). The test "
     "fold is never used for selection.",
 )
 @click.option(

@@ -8,8 +8,9 @@ speakers, rounded, at least 1 and at most half: 1 of 3 on CASIA, 2 of 9 on EmoDB
 RAVDESS's 6 folds) or an explicit number; each fold records the decision in
 `Fold.val_rule`. That rule lives in `keras_dyconv.validation_speakers` (its public names
 are re-exported here). With several corpora pooled (``per_corpus=True``, ``dyser-train
---target all``) the rule is applied within each corpus and the picks joined, and
-`speaker_group_kfold` balances its folds by corpus first. `stratified_kfold` is
+--target all``) and in `leave_one_corpus_out` (over its training corpora) the rule is
+applied within each corpus and the picks joined, and `speaker_group_kfold` (pooled)
+balances its folds by corpus first. `stratified_kfold` is
 speaker-DEPENDENT (the same speakers in train and test, as many papers report) and its folds
 say so. Guards against the known traps of published SER code: `assert_no_leak` (call it on
 every fold before training) and `assert_test_partition` (every utterance tested exactly
@@ -147,7 +148,9 @@ def _per_corpus_validation(
     """`_validation` within each corpus (``extra["corpus"]``, in order of first
     appearance), the picks joined: every corpus takes part in model selection, and a number
     `val_speakers` means that many per corpus. A corpus without a test speaker in the fold
-    anchors its choice at its first speaker (sorted), as protocol "all" does.
+    anchors its choice at its first speaker (sorted), as protocol "all" does; a corpus
+    wholly in the fold's test part (leave-one-corpus-out's held-out corpus) has no training
+    speaker to give and takes no part.
 
     Returns:
         (validation speakers, rule): the rule has the keys of `validation_rule` (summed
@@ -161,6 +164,8 @@ def _per_corpus_validation(
     rules: dict[str, dict[str, Any]] = {}
     for corpus in dict.fromkeys(corpus_of.tolist()):
         mine = np.flatnonzero(corpus_of == corpus)
+        if is_test[mine].all():
+            continue
         anchor = None if is_test[mine].any() else min(speakers[mine])
         try:
             picked, rules[corpus] = _validation(
@@ -245,9 +250,13 @@ def leave_one_corpus_out(
 
     Each utterance's corpus is its ``extra["corpus"]`` (`keras_dyconv.labels.to_common` sets
     it); speaker ids must not repeat across corpora (`namespace_speakers`). Validation:
-    `val_speakers` speakers of the training corpora (chosen as `leave_one_speaker_out`
-    does, over all training corpora's speakers in sorted order; default 0, none).
-    Speaker-independent, group "corpus".
+    held-out speakers chosen within each training corpus and joined, as the pooled
+    protocols do (``per_corpus=True``, `_per_corpus_validation`): "auto" takes a fifth of
+    each training corpus's speakers (at least 1, never more than that corpus's training
+    keeps, female and male alternately when genders are known, anchored at the corpus's
+    first speaker), a number that many per training corpus (default 0, none). So every
+    training corpus takes part in model selection and keeps training speakers; `Fold.val_rule`
+    records each corpus's choice under "per_corpus". Speaker-independent, group "corpus".
 
     Raises:
         ValueError: an utterance without a corpus, fewer than two corpora, or a speaker id
@@ -269,7 +278,9 @@ def leave_one_corpus_out(
                 f"{u.extra['corpus']!r}: namespace the speakers first (namespace_speakers)"
             )
     for c in corpora:
-        yield _holdout_fold(f"corpus-{c}", utts, {c}, corpus_of, val_speakers, "corpus")
+        yield _holdout_fold(
+            f"corpus-{c}", utts, {c}, corpus_of, val_speakers, "corpus", per_corpus=True
+        )
 
 
 def speaker_group_kfold(

@@ -148,6 +148,52 @@ def test_pooled_validation_is_chosen_within_each_corpus():
         assert b.val_rule["per_corpus"]["emodb"] == a.val_rule
 
 
+def test_leave_one_corpus_out_validates_within_each_training_corpus():
+    """LOCO over EmoDB (10), CASIA (4) and RAVDESS (24): each fold's validation is chosen
+    within each training corpus as the pooled folds choose it, so no corpus gives most of
+    its speakers to validation (formerly, over all training speakers in sorted order, the
+    RAVDESS fold validated on 3 of CASIA's 4 speakers and the EmoDB fold on no CASIA one)."""
+    utts, _ = multi_corpus(_three(scale=8), None)
+    n_speakers = {c: len(s) for c, s in _by_corpus(utts, range(len(utts))).items()}
+    assert n_speakers == {"emodb": 10, "casia": 4, "ravdess": 24}
+    folds = make_folds(utts, ProtocolSpec("loco", val_speakers="auto"))
+    assert [f.name for f in folds] == ["corpus-emodb", "corpus-casia", "corpus-ravdess"]
+    assert_test_partition(folds, len(utts))
+    pooled = {f.name: f for f in leave_one_speaker_out(utts, per_corpus=True)}
+    auto = {"emodb": 2, "casia": 1, "ravdess": 5}  # a fifth of 10, 4 and 24, at least 1
+    for fold in folds:
+        assert_no_leak(fold, utts)
+        (test_corpus,) = _by_corpus(utts, fold.test)
+        training = [c for c in n_speakers if c != test_corpus]
+        val, train = _by_corpus(utts, fold.val), _by_corpus(utts, fold.train)
+        assert {c: len(s) for c, s in val.items()} == {c: auto[c] for c in training}
+        for c in training:
+            assert len(train[c]) == n_speakers[c] - auto[c] >= len(val[c])
+            # Female and male alternate within the corpus.
+            genders = Counter(next(u.gender for u in utts if u.speaker == s) for s in val[c])
+            assert max(genders.values()) - min(genders.values(), default=0) <= 1
+            assert len(genders) == min(2, auto[c])
+        # The pooled rule's picks: a pooled LOSO fold testing a speaker of the held-out
+        # corpus validates on the same speakers of the other corpora.
+        other = pooled[f"loso-{min(s for s in _by_corpus(utts, fold.test)[test_corpus])}"
+                       .replace("/", "-")]  # fmt: skip
+        assert {c: s for c, s in _by_corpus(utts, other.val).items() if c != test_corpus} == val
+        rule = fold.val_rule
+        assert list(rule["per_corpus"]) == training and rule["rule"] == "auto"
+        assert rule["val_speakers"] == sum(auto[c] for c in training)
+        assert rule["candidates"] == sum(n_speakers[c] for c in training)
+        assert all(other.val_rule["per_corpus"][c] == rule["per_corpus"][c] for c in training)
+    # A number is per training corpus, never more than that corpus's training keeps.
+    fixed = make_folds(utts, ProtocolSpec("loco", val_speakers=2))
+    for fold in fixed:
+        assert all(len(s) == 2 for s in _by_corpus(utts, fold.val).values())
+        assert fold.val_rule["rule"] == "fixed" and len(fold.val_rule["per_corpus"]) == 2
+    with pytest.raises(ValueError, match=r"fold corpus-emodb: corpus casia: 3 validation"):
+        make_folds(utts, ProtocolSpec("loco", val_speakers=3))
+    # 0 (leave_one_corpus_out's default): no validation.
+    assert all(f.val.size == 0 for f in make_folds(utts, ProtocolSpec("loco", val_speakers=0)))
+
+
 def test_pooled_group_kfold_balances_corpora_then_genders():
     corpora = _three()
     utts, _ = multi_corpus(corpora, POOLED)
