@@ -18,7 +18,7 @@ not weigh on another:
   pinned to a Cortex-A72, the Raspberry Pi 4's core) with only numpy and the interpreters
   installed: a check that the runtime needs nothing else, and x86-vs-emulated ratios.
 
-    python bench/bench_edge.py [--model runs/default-model/model.keras] [--quick]
+    python bench/bench_edge.py [--model runs/multi-model/model.keras] [--quick]
 
 Saves every number to docs/results/bench/edge.json, then renders the "edge" section of
 docs/benchmarks.md from it (bench/render_edge.py; re-render alone with
@@ -339,7 +339,7 @@ def measure(args: argparse.Namespace, s: dict, workdir: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=REPO / "runs/default-model/model.keras")
+    parser.add_argument("--model", type=Path, default=REPO / "runs/multi-model/model.keras")
     parser.add_argument(
         "--audio", type=Path, default=EMODB_WAV, help="folder of speech WAVs (default: EmoDB)"
     )

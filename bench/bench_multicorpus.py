@@ -406,7 +406,14 @@ def pooled_row(run: dict[str, Any], corpus: str) -> list[object]:
     scores = run["corpus_scores"][corpus]
     own_labels = scores["own"]["labels"]
     entry = run["corpora"][corpus]
-    row: list[object] = [corpus, entry["speakers"], entry["utterances"]]
+    tested = {s for r in run["folds"] for s in r["test_speakers"] if s.startswith(f"{corpus}/")}
+    n_tested = scores["own"]["n"] // len(run["seeds"])
+    # A partial run (--max-folds / --only-folds) tests only some of a corpus's speakers.
+    row: list[object] = [
+        corpus,
+        f"{len(tested)} of {entry['speakers']}",
+        f"{n_tested} of {entry['utterances']}",
+    ]
     row += [len(own_labels), *_summary_cells(scores["own"]), *_summary_cells(scores["common"])]
     if len(run["seeds"]) > 1:
         own = own_scores(run, corpus)
@@ -420,7 +427,8 @@ def pooled_table(name: str, run: dict[str, Any]) -> str:
     """A pooled run: every corpus trained and tested at once, one row per corpus in its own
     label set and in the common one, next to the eGeMAPS+SVM on that corpus alone."""
     corpora, seeds, protocol = list(run["corpora"]), run["seeds"], run["protocol"]
-    header = ["corpus", "speakers", "utterances", "own classes", "own WA [95%]", "own UA [95%]"]
+    header = ["corpus", "test speakers", "test utterances", "own classes", "own WA [95%]"]
+    header += ["own UA [95%]"]
     header += ["common WA [95%]", "common UA [95%]"]
     header += ["own WA / UA per seed"] if len(seeds) > 1 else []
     header += [f"eGeMAPS+SVM {n}: WA / UA [95%]" for n in ("no norm.", "per-speaker z")]

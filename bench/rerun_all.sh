@@ -3,7 +3,7 @@
 # numbers should be refreshed), one after the other on an otherwise idle machine: each saves
 # docs/results/bench/<name>.json and rewrites its section from it. Needs EmoDB ($EMODB,
 # default /work/shared/datasets/emodb) and, for the edge bench, the default model in
-# runs/default-model/model.keras (`bash scripts/build_default_model.sh` trains it, and also
+# runs/multi-model/model.keras (`bash scripts/build_default_model.sh` trains it, and also
 # rewrites the models shipped in edge_runtime/models/). Run from anywhere; about 1-2 h on 2
 # cores.
 #
@@ -26,7 +26,7 @@ run() {
     frontend) "$PYTHON" bench/bench_frontend.py --corpus "$EMODB/wav" ;;
     dynconv) "$PYTHON" bench/bench_dynconv.py ;;
     edge)
-      "$PYTHON" bench/bench_edge.py --model runs/default-model/model.keras --audio "$EMODB/wav"
+      "$PYTHON" bench/bench_edge.py --model runs/multi-model/model.keras --audio "$EMODB/wav"
       ;;
     *) echo "unknown bench: $1 (export, frontend, dynconv, edge)" >&2; return 2 ;;
   esac
@@ -35,8 +35,8 @@ run() {
 benches="${*:-export frontend dynconv edge}"
 case " $benches " in
   *" edge "*)
-    if [ ! -f runs/default-model/model.keras ]; then
-      echo "runs/default-model/model.keras not found: bash scripts/build_default_model.sh" >&2
+    if [ ! -f runs/multi-model/model.keras ]; then
+      echo "runs/multi-model/model.keras not found: bash scripts/build_default_model.sh" >&2
       exit 1
     fi
     ;;

@@ -35,7 +35,7 @@ from edge_runtime.speech import (
 from edge_runtime.wav import DEFAULT_LIMITS, WavError, WavLimits, read_wav
 from edge_runtime.windows import aggregate, split_windows, tile_to_length, window_starts
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "emodb-int8.tflite"
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "dyser-multi-int8.tflite"
 #: Windows per engine call (32 windows = 34 s of audio at the 3 s / 1 s policy).
 BATCH = 32
 

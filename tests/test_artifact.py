@@ -193,7 +193,9 @@ def test_version_1_manifest_is_refused_with_the_reason(model):
         load_artifact(model)
 
 
-SHIPPED = Path(__file__).resolve().parents[1] / "edge_runtime" / "models" / "emodb-int8.tflite"
+SHIPPED = (
+    Path(__file__).resolve().parents[1] / "edge_runtime" / "models" / "dyser-multi-int8.tflite"
+)
 
 
 def test_shipped_manifest_is_sealed_and_edits_are_refused(tmp_path):

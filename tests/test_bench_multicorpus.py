@@ -261,6 +261,7 @@ def _pooled_fold(seed, emodb_scores, ravdess_scores):
         "fold": "speaker-1of1",
         "seed": seed,
         "seconds": 90.0,
+        "test_speakers": ["emodb/03", "ravdess/01"],
         "predictions": [
             {"corpus": c, "original_label": o, "probabilities": s} for c, o, s in tested
         ],
@@ -291,8 +292,8 @@ def _pooled_run():
         "seeds": [0, 1],
         "recipe": {"name": "default"},
         "corpora": {
-            "emodb": {"role": "pooled", "utterances": 2, "speakers": 1},
-            "ravdess": {"role": "pooled", "utterances": 2, "speakers": 1},
+            "emodb": {"role": "pooled", "utterances": 2, "speakers": 2},
+            "ravdess": {"role": "pooled", "utterances": 3, "speakers": 1},
         },
         "folds": folds,
         "folds_run": 1,
@@ -325,11 +326,11 @@ def test_pooled_run_one_row_per_corpus_in_own_and_common_labels(loco_dirs):
     # intervals; common: seed 1's "calm" is wrong too (WA 50, UA (1/2 + 1/2) / 2 = 50),
     # no interval recorded. Per seed (own UA): 100 and 50. SVM on the same protocol.
     assert (
-        "| emodb | 1 | 2 | 3 | 75.0 [50.0, 100.0] | 75.0 [40.0, 90.0] | 50.0 | 50.0 "
+        "| emodb | 1 of 2 | 2 of 2 | 3 | 75.0 [50.0, 100.0] | 75.0 [40.0, 90.0] | 50.0 | 50.0 "
         "| 0: 100.0 / 100.0, 1: 50.0 / 50.0 | 60.0 / 55.0 [45.0, 65.0] | - |"
     ) in body
     assert (
-        "| ravdess | 1 | 2 | 4 | 100.0 | 100.0 | 100.0 | 100.0 "
+        "| ravdess | 1 of 1 | 2 of 3 | 4 | 100.0 | 100.0 | 100.0 | 100.0 "
         "| 0: 100.0 / 100.0, 1: 100.0 / 100.0 | - | - |"
     ) in body
     assert "folds 3.0 min in all (90-90 s each)" in body

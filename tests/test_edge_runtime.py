@@ -293,15 +293,21 @@ def test_shipped_default_model(tmp_path):
     recognizer = EmotionRecognizer()
     assert recognizer.artifact.artifact_info.quantization == "int8"
     assert DEFAULT_MODEL.stat().st_size < 1_000_000
+    # Trained on EmoDB, CASIA and RAVDESS in the common label space (issue 23, point 9).
     assert set(recognizer.labels) == {
         "anger",
         "boredom",
+        "calm",
         "disgust",
         "fear",
         "happiness",
         "neutral",
         "sadness",
+        "surprise",
     }
+    corpora = recognizer.artifact.metadata.info["corpora"]
+    assert set(corpora) == {"emodb", "casia", "ravdess"}
+    assert {c["role"] for c in corpora.values()} == {"pooled"}
     rng = np.random.default_rng(0)
     clip = tmp_path / "clip.wav"
     samples = 0.3 * np.sin(2 * np.pi * 180 * np.arange(48000) / 16000) + rng.normal(0, 0.01, 48000)
