@@ -332,6 +332,34 @@ def test_dyser_train_target_all(two_corpora, tmp_path):
     assert run["corpora"]["ravdess"]["role"] == "pooled" and (out / "model.keras").is_file()
 
 
+def test_dyser_train_target_all_only_folds(two_corpora, tmp_path):
+    """--only-folds with --target all: the folds are those of the pooled union (validation
+    speakers within each corpus), the one named runs alone, an unknown name lists them."""
+    corpora = {name: load_manifest(path) for name, path in two_corpora.items()}
+    utts, _ = multi_corpus(corpora, POOLED)
+    folds = make_folds(utts, ProtocolSpec("group-kfold", k=2), per_corpus=True)
+    runner = CliRunner()
+    args = ["--corpus", "manifest", "--data", str(two_corpora["emodb"])]
+    args += ["--corpus", "manifest", "--data", str(two_corpora["ravdess"])]
+    args += ["--target", "all", "--protocol", "group-kfold", "--folds", "2", "--recipe", "fast"]
+    args += ["--epochs", "1", "--window", "1.0", "--quiet"]
+    args += ["--model", '{"conv_filters": [4], "lstm_units": 8, "attention_units": 8}']
+    out = tmp_path / "second"
+    result = runner.invoke(train, [*args, "--out", str(out), "--only-folds", folds[1].name])
+    assert result.exit_code == 0, result.output
+    run = json.loads((out / "results.json").read_text())
+    assert run["protocol"]["partial"]["folds_run"] == [folds[1].name]
+    (fold,) = run["folds"]
+    assert fold["fold"] == folds[1].name
+    assert set(fold["val_rule"]["per_corpus"]) == {"emodb", "ravdess"}
+    assert sorted(fold["test_speakers"]) == sorted({utts[i].speaker for i in folds[1].test})
+    assert sorted(fold["val_speakers"]) == sorted({utts[i].speaker for i in folds[1].val})
+    assert set(run["corpus_scores"]) == {"emodb", "ravdess"}
+    bad = runner.invoke(train, [*args, "--out", str(tmp_path / "bad"), "--only-folds", "x-9"])
+    assert bad.exit_code == 2 and "no fold named x-9" in bad.output, bad.output
+    assert folds[0].name in bad.output and not (tmp_path / "bad" / "results.json").exists()
+
+
 def test_dyser_train_target_all_errors(two_corpora, tmp_path):
     runner = CliRunner()
     pairs = ["--corpus", "manifest", "--data", str(two_corpora["emodb"])]
