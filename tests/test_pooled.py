@@ -10,11 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_multicorpus import EMODB_EMOTIONS, RAVDESS_EMOTIONS, TINY, _own_corpus
+from test_multicorpus import (
+    EMODB_EMOTIONS,
+    RAVDESS_EMOTIONS,
+    TINY,
+    _own_corpus,
+    spy_losses,
+    spy_sequences,
+)
 from test_training import POLICY
 
 from edge_runtime.config import FrontendConfig
-from keras_dyconv import training
 from keras_dyconv.cli import train
 from keras_dyconv.corpora import Utterance, load_manifest
 from keras_dyconv.experiment import ProtocolSpec, run_experiment
@@ -221,23 +227,8 @@ def test_pooled_group_kfold_balances_corpora_then_genders():
 def test_pooled_run_masks_each_corpus_and_ignores_pretrain_extra(
     two_corpora, tmp_path, monkeypatch
 ):
-    sequences = []
-
-    class Spy(training.WindowSequence):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            sequences.append(self)
-
-    losses = []
-    compiled = training._compiled_model
-
-    def spy(*args, **kwargs):
-        model = compiled(*args, **kwargs)
-        losses.append(model.loss)
-        return model
-
-    monkeypatch.setattr(training, "WindowSequence", Spy)
-    monkeypatch.setattr(training, "_compiled_model", spy)
+    sequences = spy_sequences(monkeypatch)
+    losses = spy_losses(monkeypatch)
     corpora = {name: load_manifest(path) for name, path in two_corpora.items()}
     utts, extra = multi_corpus(corpora, POOLED)
     messages: list[str] = []
