@@ -152,6 +152,10 @@ def test_pooled_validation_is_chosen_within_each_corpus():
     ):
         assert a.val.tolist() == b.val.tolist() and a.train.tolist() == b.train.tolist()
         assert b.val_rule["per_corpus"]["emodb"] == a.val_rule
+    # Speakers not namespaced, one id in two corpora: refused, not tested as one speaker.
+    shared = [*emodb, dataclasses.replace(utts[-1], speaker=emodb[0].speaker)]
+    with pytest.raises(ValueError, match=r"is in corpora 'emodb' and 'ravdess': namespace"):
+        list(leave_one_speaker_out(shared, per_corpus=True))
 
 
 def test_leave_one_corpus_out_validates_within_each_training_corpus():
