@@ -76,6 +76,9 @@ SVM = NEURAL / "baseline"
 METRICS = {"wa": weighted_accuracy, "ua": unweighted_accuracy}
 #: The eGeMAPS+SVM LOCO rows: file suffix -> how its features are normalised.
 SVM_NORMS = {"corpus": "per-corpus z", "speaker": "per-speaker z"}
+#: The eGeMAPS+SVM next to a pooled run's corpora (that corpus alone): file suffix -> how
+#: its features are normalised.
+SVM_ALONE_NORMS = {"none": "no norm.", "speaker": "per-speaker z"}
 
 
 def own_scores(
@@ -278,6 +281,12 @@ def _utterance_key(path: str) -> str:
     return "/".join(PurePath(path).parts[-3:])
 
 
+def _svm_summary(svm: dict[str, Any]) -> str:
+    """A saved eGeMAPS+SVM run's pooled "WA / UA [95%]" (%)."""
+    pooled = svm["pooled"]
+    return f"{pct(pooled['wa'])} / {_interval(pooled['ua'], svm['pooled_ci95']['ua'])}"
+
+
 def _svm_cell(
     run: dict[str, Any],
     corpus: str,
@@ -293,8 +302,7 @@ def _svm_cell(
     trained = sorted(c for c in run["corpora"] if c != corpus)
     if svm is None or svm["labels"] != labels or sorted(svm["train_corpora"]) != trained:
         return "-", None
-    pooled = svm["pooled"]
-    cell = f"{pct(pooled['wa'])} / {_interval(pooled['ua'], svm['pooled_ci95']['ua'])}"
+    cell = _svm_summary(svm)
     (fold,) = svm["folds"]
     by_key = {_utterance_key(p["path"]): p["predicted"] for p in fold["predictions"]}
     keys = [_utterance_key(p) for p in paths]
@@ -306,7 +314,7 @@ def _svm_cell(
         )
         d = _seed_mean("ua", true, preds, np.arange(len(true))) - unweighted_accuracy(true, s)
         cell += f"; {100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-    return cell, pooled["ua"]
+    return cell, svm["pooled"]["ua"]
 
 
 def loco_row(run: dict[str, Any], corpus: str) -> list[object]:
@@ -374,12 +382,12 @@ def loco_table(name: str, run: dict[str, Any]) -> str:
 
 
 def _svm_same_protocol(run: dict[str, Any], corpus: str, own_labels: list[str]) -> list[str]:
-    """The eGeMAPS+SVM cells ("none", "speaker" normalisation) of `corpus` trained on that
+    """The eGeMAPS+SVM cells (each of `SVM_ALONE_NORMS`) of `corpus` trained on that
     corpus alone on the run's protocol (docs/results/baseline/<corpus>-*-<norm>.json of the
     same protocol name, fold count for group-kfold, and label set), "-" where none is saved."""
     protocol = run["protocol"]
     cells = []
-    for norm in ("none", "speaker"):
+    for norm in SVM_ALONE_NORMS:
         cell = "-"
         for path in sorted(SVM.glob(f"{corpus}-*-{norm}.json")):
             svm = json.loads(path.read_text())
@@ -387,8 +395,7 @@ def _svm_same_protocol(run: dict[str, Any], corpus: str, own_labels: list[str]) 
                 protocol["name"] != "group-kfold" or svm["protocol"]["k"] == protocol["k"]
             )
             if same and svm.get("corpus") == corpus and sorted(svm["labels"]) == own_labels:
-                pooled = svm["pooled"]
-                cell = f"{pct(pooled['wa'])} / {_interval(pooled['ua'], svm['pooled_ci95']['ua'])}"
+                cell = _svm_summary(svm)
                 break
         cells.append(cell)
     return cells
@@ -431,7 +438,7 @@ def pooled_table(name: str, run: dict[str, Any]) -> str:
     header += ["own UA [95%]"]
     header += ["common WA [95%]", "common UA [95%]"]
     header += ["own WA / UA per seed"] if len(seeds) > 1 else []
-    header += [f"eGeMAPS+SVM {n}: WA / UA [95%]" for n in ("no norm.", "per-speaker z")]
+    header += [f"eGeMAPS+SVM {n}: WA / UA [95%]" for n in SVM_ALONE_NORMS.values()]
     folds = [r["seconds"] for r in run["folds"]]
     return "\n\n".join(
         [
@@ -493,7 +500,14 @@ def render(runs_dir: Path = RUNS) -> str:
     if not runs:
         return "No multi-corpus run saved yet."
     tables = {"target": run_table, "loco": loco_table, "pooled": pooled_table}
-    return "\n\n".join(tables[run_kind(run)](name, run) for name, run in runs)
+    sections = []
+    for name, run in runs:
+        try:
+            kind = run_kind(run)
+        except ValueError as e:
+            raise ValueError(f"{runs_dir / name}[-seed<N>].json: {e}") from None
+        sections.append(tables[kind](name, run))
+    return "\n\n".join(sections)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -150,7 +150,7 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
         try:
             return read_wav(path)
         except ValueError as err:  # edge_runtime.wav.WavError is one
-            raise CalibrationError(f"{path}: cannot compute features ({err})") from None
+            raise CalibrationError(f"{path}: cannot read audio ({err})") from None
     import soundfile as sf
 
     try:

@@ -12,7 +12,7 @@ import click
 from edge_runtime.config import FrontendConfig
 from edge_runtime.windows import WindowPolicy
 from keras_dyconv.console import native_logs
-from keras_dyconv.corpora import CORPORA
+from keras_dyconv.corpora import CORPORA, Utterance
 from keras_dyconv.folds import PROTOCOLS
 from keras_dyconv.levers import chosen_recipe, recipe_options
 
@@ -98,7 +98,9 @@ def _corpus_name(loader: str, utts) -> str:
     return name
 
 
-def load_corpora(corpora: tuple[str, ...], data: tuple[Path, ...], target: str | None, loco: bool):
+def load_corpora(
+    corpora: tuple[str, ...], data: tuple[Path, ...], target: str | None, loco: bool
+) -> tuple[list[Utterance], list[Utterance], str | None]:
     """`dyser-train`'s corpora: (utts, extra, target) for `run_experiment`.
 
     One --corpus/--data pair (and not --protocol loco): its utterances in their own labels,
@@ -152,7 +154,8 @@ def load_corpora(corpora: tuple[str, ...], data: tuple[Path, ...], target: str |
     "or a CSV manifest (path,label[,speaker,gender]). Repeat --corpus/--data pairs to train "
     "on several corpora: labels become the common names (docs: concepts/labels), the "
     "protocol's folds are made on the --target corpus and the others only add training "
-    "utterances (a manifest needs a 'corpus' column naming its corpus).",
+    "utterances (--target all: every corpus is trained and tested; --protocol loco: each "
+    "corpus is held out in turn); a manifest needs a 'corpus' column naming its corpus.",
 )
 @click.option(
     "--data",

@@ -234,18 +234,7 @@ def run_experiment(
     if n_protocol is not None:  # refuse now, not after the features
         check_corpus_statistics(target, recipe.corpus_statistics)
     # Which folds run is known before any feature or pretraining: a bad name fails now.
-    folds: list[Fold] = []
-    subset = None
-    if protocol.name != "all":
-        folds, subset = chosen_folds(
-            utts[: n_protocol or len(utts)],
-            protocol,
-            only_folds,
-            max_folds,
-            per_corpus=target == POOLED,
-        )
-    elif only_folds is not None:
-        raise UnknownFoldError("protocol 'all' trains one model on every speaker: it has no folds")
+    folds, subset = _planned_folds(utts, n_protocol, target, protocol, only_folds, max_folds)
     labels, y = class_indices(utts, labels)
     feats = _features(utts, config, cache_dir, n_jobs, log)
     t_features = time.time() - t_start
@@ -292,6 +281,29 @@ def run_experiment(
     write_run_folder(results, curves, out)
     log_scores(results, out, log)
     return results
+
+
+def _planned_folds(
+    utts: Sequence[Utterance],
+    n_protocol: int | None,
+    target: str | None,
+    protocol: ProtocolSpec,
+    only_folds: Sequence[str] | None,
+    max_folds: int | None,
+) -> tuple[list[Fold], dict[str, Any] | None]:
+    """`chosen_folds` of the protocol's own utterances (the first `n_protocol` of `utts`;
+    target `POOLED`: folds per corpus); protocol "all": no folds, ([], None).
+
+    Raises:
+        UnknownFoldError: a name in `only_folds` that is not a fold of the protocol, or
+            `only_folds` with protocol "all".
+    """
+    if protocol.name != "all":
+        own = utts[: n_protocol or len(utts)]
+        return chosen_folds(own, protocol, only_folds, max_folds, per_corpus=target == POOLED)
+    if only_folds is not None:
+        raise UnknownFoldError("protocol 'all' trains one model on every speaker: it has no folds")
+    return [], None
 
 
 def _features(

@@ -156,10 +156,7 @@ def _per_corpus_validation(
         (validation speakers, rule): the rule has the keys of `validation_rule` (summed
         over the corpora) and "per_corpus": {corpus: its `validation_rule`}.
     """
-    missing = [u.path for u in utts if not u.extra.get("corpus")]
-    if missing:
-        raise ValueError(f"{missing[0]}: validation per corpus needs extra['corpus']")
-    corpus_of = np.array([u.extra["corpus"] for u in utts])
+    corpus_of = _corpus_of(utts, "validation per corpus", speakers.tolist())
     val: list[str] = []
     rules: dict[str, dict[str, Any]] = {}
     for corpus in dict.fromkeys(corpus_of.tolist()):
@@ -183,6 +180,28 @@ def _per_corpus_validation(
         + "; ".join(f"{c}: {r['description']}" for c, r in rules.items()),
         "per_corpus": rules,
     }
+
+
+def _corpus_of(
+    utts: Sequence[Utterance], what: str, units: Sequence[str] | np.ndarray
+) -> np.ndarray:
+    """Each utterance's corpus (``extra["corpus"]``), for `what`, which needs it.
+
+    Raises:
+        ValueError: naming the first file without a corpus, or a unit (`units[i]` of
+            `utts[i]`: its speaker, or session) found in two corpora.
+    """
+    missing = [u.path for u in utts if not u.extra.get("corpus")]
+    if missing:
+        raise ValueError(f"{missing[0]}: {what} needs extra['corpus']")
+    owner: dict[str, str] = {}
+    for u, unit in zip(utts, units, strict=True):
+        if owner.setdefault(str(unit), u.extra["corpus"]) != u.extra["corpus"]:
+            raise ValueError(
+                f"{unit!r} is in corpora {owner[str(unit)]!r} and {u.extra['corpus']!r}: "
+                "namespace the speakers first (namespace_speakers)"
+            )
+    return np.array([u.extra["corpus"] for u in utts])
 
 
 def _check_speakers(utts: Sequence[Utterance]) -> None:
@@ -263,20 +282,10 @@ def leave_one_corpus_out(
             shared by two corpora.
     """
     _check_speakers(utts)
-    missing = [u.path for u in utts if not u.extra.get("corpus")]
-    if missing:
-        raise ValueError(f"{missing[0]}: leave-one-corpus-out needs extra['corpus']")
-    corpus_of = np.array([u.extra["corpus"] for u in utts])
+    corpus_of = _corpus_of(utts, "leave-one-corpus-out", [u.speaker for u in utts])
     corpora = list(dict.fromkeys(corpus_of.tolist()))
     if len(corpora) < 2:
         raise ValueError(f"leave-one-corpus-out needs two corpora or more, got {corpora}")
-    owner: dict[str, str] = {}
-    for u in utts:
-        if owner.setdefault(u.speaker, u.extra["corpus"]) != u.extra["corpus"]:
-            raise ValueError(
-                f"speaker {u.speaker!r} is in corpora {owner[u.speaker]!r} and "
-                f"{u.extra['corpus']!r}: namespace the speakers first (namespace_speakers)"
-            )
     for c in corpora:
         yield _holdout_fold(
             f"corpus-{c}", utts, {c}, corpus_of, val_speakers, "corpus", per_corpus=True
@@ -361,16 +370,8 @@ def _deal_per_corpus(
     utts: Sequence[Utterance], unit_of: np.ndarray, units: np.ndarray, sizes: np.ndarray, k: int
 ) -> list[list[str]]:
     """`_deal` balanced by corpus first (``extra["corpus"]``; see `speaker_group_kfold`)."""
-    missing = [u.path for u in utts if not u.extra.get("corpus")]
-    if missing:
-        raise ValueError(f"{missing[0]}: folds balanced by corpus need extra['corpus']")
-    corpus_of: dict[str, str] = {}
-    for u, unit in zip(utts, unit_of, strict=True):
-        if corpus_of.setdefault(str(unit), u.extra["corpus"]) != u.extra["corpus"]:
-            raise ValueError(
-                f"{unit!r} is in corpora {corpus_of[str(unit)]!r} and {u.extra['corpus']!r}: "
-                "namespace the speakers first (namespace_speakers)"
-            )
+    corpora = _corpus_of(utts, "folds balanced by corpus", unit_of)
+    corpus_of = dict(zip(map(str, unit_of), corpora.tolist(), strict=True))
     gender_of: dict[str, str | None] = {}
     for corpus in dict.fromkeys(corpus_of.values()):
         mine = [u for u in utts if u.extra["corpus"] == corpus]

@@ -124,9 +124,9 @@ class Recipe:
             normalise each corpus's training windows with that corpus's own dataset
             statistics (recording chains and languages differ) instead of statistics pooled
             over all corpora; the model keeps the target corpus's, the ones its test data
-            shares. Needs a target corpus (not leave-one-corpus-out) and excludes
-            pretrain_extra, whose fine-tune trains on the target alone (normalised by its
-            own statistics either way).
+            shares. Needs one target corpus (not leave-one-corpus-out nor `--target all`) and
+            excludes pretrain_extra, whose fine-tune trains on the target alone (normalised
+            by its own statistics either way).
         pretrain_extra: with extra training corpora (`dyser-train --corpus ... --target ...`):
             instead of adding the extra corpora to every fold's training data, train one
             model per seed on the extra corpora alone (validation: the speakers the first
@@ -138,7 +138,7 @@ class Recipe:
             the fine-tune keeps the attention temperature at the schedule's end value. Cost:
             one extra-corpora training per seed plus target-sized folds, instead of every
             fold on all corpora (`keras_dyconv.pretraining`). Without extra corpora (one
-            corpus, protocol "loco") it changes nothing.
+            corpus, protocol "loco", or `--target all`) it changes nothing.
         model: architecture: keyword arguments for `build_dycnn_bilstm`, any of
             `MODEL_RECIPE_ARGUMENTS`, e.g. `{"num_kernels": 8}` (K kernels per dynamic
             convolution) or `{"conv_filters": [32, 64, 128]}` (channels per block; its length

@@ -337,3 +337,7 @@ def test_pooled_run_one_row_per_corpus_in_own_and_common_labels(loco_dirs):
 
     with pytest.raises(ValueError, match="without test folds"):
         bench_multicorpus.run_kind({**run, "folds": []})
+    # Rendering names the file that is not a run it can score.
+    (runs / "pooled-all.json").write_text(json.dumps({**run, "folds": []}))
+    with pytest.raises(ValueError, match=r"pooled-all\[-seed<N>\]\.json: a pooled run without"):
+        bench_multicorpus.render(runs)

@@ -46,6 +46,11 @@ def test_calibration_reads_flac_as_the_same_samples_as_wav(tmp_path: Path):
         extract_windows(
             list_audio(flac.parent, METADATA.labels), METADATA, METADATA.window, origin="c"
         )
+    (tmp_path / "wav" / "b.wav").write_bytes(b"RIFF....WAVEjunk")
+    with pytest.raises(CalibrationError, match=r"b\.wav: cannot read audio"):
+        extract_windows(
+            list_audio(wav.parent, METADATA.labels), METADATA, METADATA.window, origin="c"
+        )
 
 
 def test_several_calibration_sources_are_joined_in_order(tmp_path: Path):

@@ -40,6 +40,33 @@ from keras_dyconv.training import train_model
 TINY = TRAINING_TINY.with_overrides(epochs=2)
 
 
+def spy_losses(monkeypatch) -> list:
+    """The loss of every model `keras_dyconv.training` compiles from now on (in order)."""
+    losses = []
+    compiled = training._compiled_model
+
+    def spy(*args, **kwargs):
+        model = compiled(*args, **kwargs)
+        losses.append(model.loss)
+        return model
+
+    monkeypatch.setattr(training, "_compiled_model", spy)
+    return losses
+
+
+def spy_sequences(monkeypatch) -> list:
+    """Every `WindowSequence` that `keras_dyconv.training` makes from now on (in order)."""
+    sequences = []
+
+    class Spy(training.WindowSequence):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            sequences.append(self)
+
+    monkeypatch.setattr(training, "WindowSequence", Spy)
+    return sequences
+
+
 def _loss(y_true, y_pred, **kwargs) -> np.ndarray:
     loss = MaskedCrossEntropy(reduction=None, **kwargs)
     return keras.ops.convert_to_numpy(
@@ -183,15 +210,7 @@ def test_window_sequence_carries_masks_and_weights():
 
 
 def test_extra_corpora_train_every_fold_never_validate_or_test(two_corpora, tmp_path, monkeypatch):
-    losses = []
-    compiled = training._compiled_model
-
-    def spy(*args, **kwargs):
-        model = compiled(*args, **kwargs)
-        losses.append(model.loss)
-        return model
-
-    monkeypatch.setattr(training, "_compiled_model", spy)
+    losses = spy_losses(monkeypatch)
     corpora = {name: load_manifest(path) for name, path in two_corpora.items()}
     utts, extra = multi_corpus(corpora, "emodb")
     assert {u.speaker.split("/")[0] for u in extra} == {"ravdess"} and len(extra) == 18
@@ -298,14 +317,7 @@ def test_corpus_statistics_normalise_each_corpus_by_its_own(monkeypatch):
         rng.normal(size=(120, 16)).astype(np.float32) + (5.0 if k >= 6 else 0.0) for k in range(12)
     ]
     labels, corpora = np.arange(12) % 2, ["t"] * 6 + ["x"] * 6
-    sequences = []
-
-    class Spy(training.WindowSequence):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            sequences.append(self)
-
-    monkeypatch.setattr(training, "WindowSequence", Spy)
+    sequences = spy_sequences(monkeypatch)
     recipe = dataclasses.replace(TINY, epochs=1, corpus_statistics=True)
     args = (feats, labels, ["a", "b"], FrontendConfig(n_mels=16), recipe, POLICY)
     result = train_model(*args, verbose=0, train_corpora=corpora, target_corpus="t")

@@ -10,11 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_multicorpus import EMODB_EMOTIONS, RAVDESS_EMOTIONS, TINY, _own_corpus
+from test_multicorpus import (
+    EMODB_EMOTIONS,
+    RAVDESS_EMOTIONS,
+    TINY,
+    _own_corpus,
+    spy_losses,
+    spy_sequences,
+)
 from test_training import POLICY
 
 from edge_runtime.config import FrontendConfig
-from keras_dyconv import training
 from keras_dyconv.cli import train
 from keras_dyconv.corpora import Utterance, load_manifest
 from keras_dyconv.experiment import ProtocolSpec, run_experiment
@@ -146,6 +152,10 @@ def test_pooled_validation_is_chosen_within_each_corpus():
     ):
         assert a.val.tolist() == b.val.tolist() and a.train.tolist() == b.train.tolist()
         assert b.val_rule["per_corpus"]["emodb"] == a.val_rule
+    # Speakers not namespaced, one id in two corpora: refused, not tested as one speaker.
+    shared = [*emodb, dataclasses.replace(utts[-1], speaker=emodb[0].speaker)]
+    with pytest.raises(ValueError, match=r"is in corpora 'emodb' and 'ravdess': namespace"):
+        list(leave_one_speaker_out(shared, per_corpus=True))
 
 
 def test_leave_one_corpus_out_validates_within_each_training_corpus():
@@ -221,23 +231,8 @@ def test_pooled_group_kfold_balances_corpora_then_genders():
 def test_pooled_run_masks_each_corpus_and_ignores_pretrain_extra(
     two_corpora, tmp_path, monkeypatch
 ):
-    sequences = []
-
-    class Spy(training.WindowSequence):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            sequences.append(self)
-
-    losses = []
-    compiled = training._compiled_model
-
-    def spy(*args, **kwargs):
-        model = compiled(*args, **kwargs)
-        losses.append(model.loss)
-        return model
-
-    monkeypatch.setattr(training, "WindowSequence", Spy)
-    monkeypatch.setattr(training, "_compiled_model", spy)
+    sequences = spy_sequences(monkeypatch)
+    losses = spy_losses(monkeypatch)
     corpora = {name: load_manifest(path) for name, path in two_corpora.items()}
     utts, extra = multi_corpus(corpora, POOLED)
     messages: list[str] = []
@@ -330,6 +325,34 @@ def test_dyser_train_target_all(two_corpora, tmp_path):
     run = json.loads((out / "results.json").read_text())
     assert {s.split("/")[0] for s in run["val_speakers"]} == {"emodb", "ravdess"}
     assert run["corpora"]["ravdess"]["role"] == "pooled" and (out / "model.keras").is_file()
+
+
+def test_dyser_train_target_all_only_folds(two_corpora, tmp_path):
+    """--only-folds with --target all: the folds are those of the pooled union (validation
+    speakers within each corpus), the one named runs alone, an unknown name lists them."""
+    corpora = {name: load_manifest(path) for name, path in two_corpora.items()}
+    utts, _ = multi_corpus(corpora, POOLED)
+    folds = make_folds(utts, ProtocolSpec("group-kfold", k=2), per_corpus=True)
+    runner = CliRunner()
+    args = ["--corpus", "manifest", "--data", str(two_corpora["emodb"])]
+    args += ["--corpus", "manifest", "--data", str(two_corpora["ravdess"])]
+    args += ["--target", "all", "--protocol", "group-kfold", "--folds", "2", "--recipe", "fast"]
+    args += ["--epochs", "1", "--window", "1.0", "--quiet"]
+    args += ["--model", '{"conv_filters": [4], "lstm_units": 8, "attention_units": 8}']
+    out = tmp_path / "second"
+    result = runner.invoke(train, [*args, "--out", str(out), "--only-folds", folds[1].name])
+    assert result.exit_code == 0, result.output
+    run = json.loads((out / "results.json").read_text())
+    assert run["protocol"]["partial"]["folds_run"] == [folds[1].name]
+    (fold,) = run["folds"]
+    assert fold["fold"] == folds[1].name
+    assert set(fold["val_rule"]["per_corpus"]) == {"emodb", "ravdess"}
+    assert sorted(fold["test_speakers"]) == sorted({utts[i].speaker for i in folds[1].test})
+    assert sorted(fold["val_speakers"]) == sorted({utts[i].speaker for i in folds[1].val})
+    assert set(run["corpus_scores"]) == {"emodb", "ravdess"}
+    bad = runner.invoke(train, [*args, "--out", str(tmp_path / "bad"), "--only-folds", "x-9"])
+    assert bad.exit_code == 2 and "no fold named x-9" in bad.output, bad.output
+    assert folds[0].name in bad.output and not (tmp_path / "bad" / "results.json").exists()
 
 
 def test_dyser_train_target_all_errors(two_corpora, tmp_path):
