@@ -49,79 +49,30 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path, PurePath
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # this checkout's code
-from _report import markdown_table, verdict, write_section  # noqa: E402
+import multicorpus_tables  # noqa: E402
+from _report import markdown_table, write_section  # noqa: E402
 from bench_ablation import paired_delta  # noqa: E402
-
-from keras_dyconv.labels import score_both  # noqa: E402
-from keras_dyconv.metrics import (  # noqa: E402
-    bootstrap_ci,
-    unweighted_accuracy,
-    weighted_accuracy,
+from multicorpus_tables import (  # noqa: E402
+    loco_table,
+    own_scores,
+    pct,
+    pooled_ci,
+    pooled_table,
+    pooled_wa_ua,
 )
+
 from keras_dyconv.results import merge_results  # noqa: E402
 
 NAME = "multicorpus"
 TITLE = "Multi-corpus training: extra corpora, leave one corpus out, pooled"
 RUNS = ROOT / "docs" / "results" / "multicorpus"
 NEURAL = ROOT / "docs" / "results"
-SVM = NEURAL / "baseline"
-METRICS = {"wa": weighted_accuracy, "ua": unweighted_accuracy}
-#: The eGeMAPS+SVM LOCO rows: file suffix -> how its features are normalised.
-SVM_NORMS = {"corpus": "per-corpus z", "speaker": "per-speaker z"}
-#: The eGeMAPS+SVM next to a pooled run's corpora (that corpus alone): file suffix -> how
-#: its features are normalised.
-SVM_ALONE_NORMS = {"none": "no norm.", "speaker": "per-speaker z"}
-
-
-def own_scores(
-    run: dict[str, Any], corpus: str | None = None, space: str = "own"
-) -> list[dict[str, Any]]:
-    """`corpus` (default: the run's target corpus) in its own label set (`space` "own") or
-    the common one ("common"), per fold that tested it: records (fold, seed, metrics) as
-    `paired_delta` reads them."""
-    corpus, labels = corpus or run["target_corpus"], run["labels"]
-    folds = []
-    for r in run["folds"]:
-        preds = [p for p in r["predictions"] if p["corpus"] == corpus]
-        if not preds:
-            continue
-        probabilities = [p["probabilities"] for p in preds]
-        true = [p["original_label"] for p in preds]
-        scored = score_both(probabilities, labels, true, corpus)[space]
-        folds.append({"fold": r["fold"], "seed": r["seed"], "metrics": scored})
-    return folds
-
-
-def pct(x: float) -> str:
-    return f"{100 * x:.1f}"
-
-
-def _confusion(folds: Sequence[dict[str, Any]]) -> np.ndarray:
-    """The confusion matrix (rows: true class) pooled over fold records."""
-    return sum(np.asarray(f["metrics"]["confusion"], dtype=np.int64) for f in folds)
-
-
-def _pooled(folds: Sequence[dict[str, Any]]) -> tuple[float, float]:
-    """Pooled (WA, UA) over fold records, from their confusion matrices."""
-    cm = _confusion(folds).astype(np.float64)
-    seen = cm.sum(1) > 0
-    return float(np.trace(cm) / cm.sum()), float((np.diag(cm)[seen] / cm.sum(1)[seen]).mean())
-
-
-def _pooled_ci(folds: Sequence[dict[str, Any]], metric: str) -> tuple[float, float]:
-    """`bootstrap_ci` of `metric` over the pooled utterances (rebuilt from the confusion)."""
-    cm = _confusion(folds)
-    true = np.repeat(np.arange(cm.shape[0]), cm.sum(1))
-    pred = np.concatenate([np.repeat(np.arange(cm.shape[1]), row) for row in cm])
-    return bootstrap_ci(true, pred, metric)
 
 
 def _delta(run: dict, base: dict, metric: str) -> str:
@@ -135,7 +86,7 @@ def run_table(name: str, run: dict[str, Any]) -> str:
     own = {"folds": own_scores(run)}
     single_path = NEURAL / f"{target}-loso-default.json"
     single = json.loads(single_path.read_text()) if single_path.exists() else None
-    svm_path = SVM / f"{target}-loso-none.json"
+    svm_path = multicorpus_tables.SVM / f"{target}-loso-none.json"
     svm = json.loads(svm_path.read_text()) if svm_path.exists() else None
 
     def by_fold(ref: dict | None) -> dict[str, dict]:
@@ -156,12 +107,12 @@ def run_table(name: str, run: dict[str, Any]) -> str:
                 str(r["best_epoch"]),
             ]
         )
-    wa, ua = _pooled(own["folds"])
-    ci = {m: _pooled_ci(own["folds"], m) for m in ("wa", "ua")}
+    wa, ua = pooled_wa_ua(own["folds"])
+    ci = {m: pooled_ci(own["folds"], m) for m in ("wa", "ua")}
     pooled = [f"{pct(wa)} / {pct(ua)}"]
     for ref, ref_f in ((single, single_f), (svm, svm_f)):
         same = [{"metrics": ref_f[f["fold"]]} for f in own["folds"] if f["fold"] in ref_f]
-        pooled.append("-" if ref is None or not same else " / ".join(map(pct, _pooled(same))))
+        pooled.append("-" if ref is None or not same else " / ".join(map(pct, pooled_wa_ua(same))))
     rows.append(["**pooled**", *[f"**{p}**" for p in pooled], "", ""])
     text = [
         f"**{name}**: target {target}, extra corpora "
@@ -217,245 +168,6 @@ def timing_line(run: dict[str, Any]) -> str:
         total = sum(folds) + sum(p["seconds"] for p in pre["seeds"].values())
         line += f"; pretraining {'; '.join(parts)}; in one process: {total / 60:.1f} min"
     return line + "."
-
-
-def _indices(labels: Sequence[str], names: Sequence[str], where: str) -> np.ndarray:
-    """`names` as indices into `labels`; a name outside them is an error naming `where`."""
-    unknown = sorted(set(names) - set(labels))
-    if unknown:
-        raise ValueError(f"{where}: labels {unknown} are not among {list(labels)}")
-    return np.array([labels.index(n) for n in names])
-
-
-def held_out(
-    run: dict[str, Any], corpus: str
-) -> tuple[list[str], np.ndarray, dict[int, np.ndarray]]:
-    """A leave-one-corpus-out run's predictions on held-out `corpus` (fold
-    ``corpus-<corpus>``), in the common classes: (paths, true class indices (n,), {seed:
-    predicted class indices (n,)}), every seed's aligned to the same utterances."""
-    labels = run["labels"]
-    records = [r for r in run["folds"] if r["fold"] == f"corpus-{corpus}"]
-    if not records:
-        raise ValueError(f"no fold 'corpus-{corpus}' in the run (folds run: {run['folds_run']})")
-    first = records[0]["predictions"]
-    paths = [p["path"] for p in first]
-    true = _indices(labels, [p["label"] for p in first], f"corpus-{corpus}")
-    preds = {}
-    for r in records:
-        by_path = {p["path"]: p["predicted"] for p in r["predictions"]}
-        if sorted(by_path) != sorted(paths):
-            raise ValueError(f"corpus-{corpus}: seed {r['seed']} tested other utterances")
-        where = f"corpus-{corpus} seed {r['seed']}"
-        preds[r["seed"]] = _indices(labels, [by_path[p] for p in paths], where)
-    return paths, true, preds
-
-
-def _joint_ci(stat: Callable[[np.ndarray], float], n: int) -> tuple[float, float]:
-    """`bootstrap_ci` of `stat(indices)` over `n` utterances: each resample draws the
-    utterances once and scores every system (each seed, the SVM) on that same draw."""
-    i = np.arange(n)
-    return bootstrap_ci(i, i, lambda t, _: stat(t))
-
-
-def _svm_loco(corpus: str, normalization: str) -> dict[str, Any] | None:
-    """The eGeMAPS+SVM LOCO run testing on `corpus` (docs/results/baseline/
-    loco-<corpus>-<normalization>.json), None if not saved."""
-    path = SVM / f"loco-{corpus}-{normalization}.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _interval(x: float, ci: Sequence[float]) -> str:
-    return f"{pct(x)} [{pct(ci[0])}, {pct(ci[1])}]"
-
-
-def _seed_mean(metric: str, true: np.ndarray, preds: dict[int, np.ndarray], i: np.ndarray) -> float:
-    """`metric` ("wa", "ua") on utterances `i`, averaged over the seeds' predictions."""
-    fn = METRICS[metric]
-    return float(np.mean([fn(true[i], p[i]) for p in preds.values()]))
-
-
-def _utterance_key(path: str) -> str:
-    """An utterance's last three path parts (e.g. ``casia/ZhaoZuoxiang/angry/201.wav`` ->
-    ``ZhaoZuoxiang/angry/201.wav``): the same file whether a run was given the corpus as
-    an absolute or a relative path."""
-    return "/".join(PurePath(path).parts[-3:])
-
-
-def _svm_summary(svm: dict[str, Any]) -> str:
-    """A saved eGeMAPS+SVM run's pooled "WA / UA [95%]" (%)."""
-    pooled = svm["pooled"]
-    return f"{pct(pooled['wa'])} / {_interval(pooled['ua'], svm['pooled_ci95']['ua'])}"
-
-
-def _svm_cell(
-    run: dict[str, Any],
-    corpus: str,
-    norm: str,
-    paths: list[str],
-    true: np.ndarray,
-    preds: dict[int, np.ndarray],
-) -> tuple[str, float | None]:
-    """The eGeMAPS+SVM cell of held-out `corpus` (features normalised per `norm`) and its
-    UA; ("-", None) where it is not saved or was trained on other corpora or classes.
-    Tested on the same utterances: neural minus SVM UA, paired bootstrap."""
-    svm, labels = _svm_loco(corpus, norm), run["labels"]
-    trained = sorted(c for c in run["corpora"] if c != corpus)
-    if svm is None or svm["labels"] != labels or sorted(svm["train_corpora"]) != trained:
-        return "-", None
-    cell = _svm_summary(svm)
-    (fold,) = svm["folds"]
-    by_key = {_utterance_key(p["path"]): p["predicted"] for p in fold["predictions"]}
-    keys = [_utterance_key(p) for p in paths]
-    if len(by_key) == len(fold["predictions"]) and sorted(by_key) == sorted(keys):
-        s = _indices(labels, [by_key[k] for k in keys], f"loco-{corpus}-{norm}.json")
-        lo, hi = _joint_ci(
-            lambda i: _seed_mean("ua", true, preds, i) - unweighted_accuracy(true[i], s[i]),
-            len(true),
-        )
-        d = _seed_mean("ua", true, preds, np.arange(len(true))) - unweighted_accuracy(true, s)
-        cell += f"; {100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-    return cell, svm["pooled"]["ua"]
-
-
-def loco_row(run: dict[str, Any], corpus: str) -> list[object]:
-    """One held-out corpus of a leave-one-corpus-out run, as `loco_table` shows it."""
-    labels = run["labels"]
-    paths, true, preds = held_out(run, corpus)
-    every = np.arange(len(true))
-    neural = {m: _seed_mean(m, true, preds, every) for m in METRICS}
-    row: list[object] = [corpus, ", ".join(c for c in run["corpora"] if c != corpus), len(true)]
-    for m in METRICS:
-        ci = _joint_ci(lambda i, m=m: _seed_mean(m, true, preds, i), len(true))
-        row.append(_interval(neural[m], ci))
-    if len(preds) > 1:
-        row.append(
-            ", ".join(
-                f"{k}: {pct(weighted_accuracy(true, p))} / {pct(unweighted_accuracy(true, p))}"
-                for k, p in preds.items()
-            )
-        )
-    svm_ua = []
-    for norm in SVM_NORMS:
-        cell, ua = _svm_cell(run, corpus, norm, paths, true, preds)
-        row.append(cell)
-        svm_ua += [] if ua is None else [ua]
-    majority = np.bincount(true, minlength=len(labels)).max() / len(true)
-    row.append(f"{pct(majority)} / {pct(1 / len(labels))}")
-    met = neural["ua"] >= 0.5 and bool(svm_ua) and neural["ua"] > max(svm_ua)
-    row.append(verdict(met) + ("" if svm_ua else " (no matching SVM)"))
-    return row
-
-
-def loco_table(name: str, run: dict[str, Any]) -> str:
-    """A leave-one-corpus-out run: one row per held-out corpus (common classes), next to
-    the eGeMAPS+SVM trained on the same corpora and the target "UA >= 50, above the SVM"."""
-    labels, corpora, seeds = run["labels"], list(run["corpora"]), run["seeds"]
-    header = ["held out", "trained on", "n", "WA [95%]", "UA [95%]"]
-    header += ["WA / UA per seed"] if len(seeds) > 1 else []
-    header += [f"eGeMAPS+SVM {v}: WA / UA [95%]" for v in SVM_NORMS.values()]
-    header += ["chance WA / UA", "UA >= 50 and above the SVMs"]
-    seconds = {
-        c: sum(r["seconds"] for r in run["folds"] if r["fold"] == f"corpus-{c}") for c in corpora
-    }
-    return "\n\n".join(
-        [
-            f"**{name}**: leave one corpus out over {', '.join(corpora)}, the {len(labels)} "
-            f"classes they share ({', '.join(labels)}); seeds {seeds}, recipe "
-            f"`{run['recipe']['name']}`. WA / UA (%) on each held-out corpus"
-            + (
-                f", the mean of the {len(seeds)} seeds; intervals: 95% bootstrap over the "
-                "held-out utterances, each resample scoring every seed on the same draw"
-                if len(seeds) > 1
-                else "; intervals: 95% bootstrap over the held-out utterances"
-            )
-            + ". eGeMAPS+SVM: the same training and test corpora and classes, features "
-            "z-normalised per corpus or per speaker (docs/results/baseline/loco-<corpus>-"
-            '<corpus|speaker>.json, `bench/bench_baseline.py`); after the ";": neural minus '
-            "SVM UA [paired 95% bootstrap over the same utterances]. Chance: WA of always the "
-            "majority class, UA 1 / classes.",
-            markdown_table(header, [loco_row(run, c) for c in corpora]),
-            "Wall time (2 shared CPU cores), per held-out corpus over all seeds: "
-            + ", ".join(f"{c} {s / 60:.1f} min" for c, s in seconds.items())
-            + f"; {sum(seconds.values()) / 60:.1f} min in all.",
-        ]
-    )
-
-
-def _svm_same_protocol(run: dict[str, Any], corpus: str, own_labels: list[str]) -> list[str]:
-    """The eGeMAPS+SVM cells (each of `SVM_ALONE_NORMS`) of `corpus` trained on that
-    corpus alone on the run's protocol (docs/results/baseline/<corpus>-*-<norm>.json of the
-    same protocol name, fold count for group-kfold, and label set), "-" where none is saved."""
-    protocol = run["protocol"]
-    cells = []
-    for norm in SVM_ALONE_NORMS:
-        cell = "-"
-        for path in sorted(SVM.glob(f"{corpus}-*-{norm}.json")):
-            svm = json.loads(path.read_text())
-            same = svm["protocol"]["name"] == protocol["name"] and (
-                protocol["name"] != "group-kfold" or svm["protocol"]["k"] == protocol["k"]
-            )
-            if same and svm.get("corpus") == corpus and sorted(svm["labels"]) == own_labels:
-                cell = _svm_summary(svm)
-                break
-        cells.append(cell)
-    return cells
-
-
-def _summary_cells(summary: dict[str, Any]) -> list[str]:
-    """WA and UA of a `summarize` record, each with its "ci95" interval where recorded."""
-    ci = summary.get("ci95", {})
-    return [_interval(summary[m], ci[m]) if m in ci else pct(summary[m]) for m in METRICS]
-
-
-def pooled_row(run: dict[str, Any], corpus: str) -> list[object]:
-    """One corpus of a pooled run (`dyser-train --target all`), as `pooled_table` shows it:
-    its "corpus_scores" (all folds and seeds), each seed's own UA, the SVM."""
-    scores = run["corpus_scores"][corpus]
-    own_labels = scores["own"]["labels"]
-    entry = run["corpora"][corpus]
-    tested = {s for r in run["folds"] for s in r["test_speakers"] if s.startswith(f"{corpus}/")}
-    n_tested = scores["own"]["n"] // len(run["seeds"])
-    # A partial run (--max-folds / --only-folds) tests only some of a corpus's speakers.
-    row: list[object] = [
-        corpus,
-        f"{len(tested)} of {entry['speakers']}",
-        f"{n_tested} of {entry['utterances']}",
-    ]
-    row += [len(own_labels), *_summary_cells(scores["own"]), *_summary_cells(scores["common"])]
-    if len(run["seeds"]) > 1:
-        own = own_scores(run, corpus)
-        by_seed = {s: [f for f in own if f["seed"] == s] for s in run["seeds"]}
-        pooled = {s: " / ".join(map(pct, _pooled(f))) for s, f in by_seed.items() if f}
-        row.append(", ".join(f"{s}: {wa_ua}" for s, wa_ua in pooled.items()))
-    return row + _svm_same_protocol(run, corpus, sorted(own_labels))
-
-
-def pooled_table(name: str, run: dict[str, Any]) -> str:
-    """A pooled run: every corpus trained and tested at once, one row per corpus in its own
-    label set and in the common one, next to the eGeMAPS+SVM on that corpus alone."""
-    corpora, seeds, protocol = list(run["corpora"]), run["seeds"], run["protocol"]
-    header = ["corpus", "test speakers", "test utterances", "own classes", "own WA [95%]"]
-    header += ["own UA [95%]"]
-    header += ["common WA [95%]", "common UA [95%]"]
-    header += ["own WA / UA per seed"] if len(seeds) > 1 else []
-    header += [f"eGeMAPS+SVM {n}: WA / UA [95%]" for n in SVM_ALONE_NORMS.values()]
-    folds = [r["seconds"] for r in run["folds"]]
-    return "\n\n".join(
-        [
-            f"**{name}**: pooled, {', '.join(corpora)} trained and tested at once "
-            f"(protocol {protocol['name']} on their union, {run['folds_run']} folds; seeds "
-            f"{seeds}, recipe `{run['recipe']['name']}`). WA / UA (%) of each corpus in its own "
-            "label set (arg-max over its classes) and in the common one (arg-max over all "
-            f"{len(run['labels'])} classes), pooled over folds"
-            + (" and seeds" if len(seeds) > 1 else "")
-            + "; intervals: 95% bootstrap over utterances. eGeMAPS+SVM: that corpus alone on "
-            "the same protocol (docs/results/baseline/<corpus>-<protocol>-<none|speaker>.json, "
-            "`bench/bench_baseline.py`), own label set, where saved.",
-            markdown_table(header, [pooled_row(run, c) for c in corpora]),
-            f"Wall time (2 shared CPU cores): folds {sum(folds) / 60:.1f} min in all "
-            f"({min(folds):.0f}-{max(folds):.0f} s each).",
-        ]
-    )
 
 
 def run_kind(run: dict[str, Any]) -> str:

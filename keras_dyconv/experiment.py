@@ -26,7 +26,6 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from edge_runtime.metadata import ModelMetadata
 from edge_runtime.windows import WindowPolicy
 from keras_dyconv.corpora import Utterance
 from keras_dyconv.distribute import data_parallel_devices
+from keras_dyconv.experiment_run import ExperimentRun
 from keras_dyconv.features import extract_corpus
 from keras_dyconv.feeding import predict_utterances
 from keras_dyconv.folds import (  # make_folds: its old import path
@@ -52,7 +52,6 @@ from keras_dyconv.modelio import save_model
 from keras_dyconv.multicorpus import (  # multi_corpus: its old import here keeps working
     POOLED,
     check_corpus_statistics,
-    corpus_record,
     join_corpora,
     multi_corpus,  # noqa: F401
 )
@@ -87,84 +86,7 @@ from keras_dyconv.runfolder import (
     versions,
     write_run_folder,
 )
-from keras_dyconv.training import TrainResult, train_model
-
-
-@dataclass(frozen=True)
-class _Run:
-    """What every fold of one `run_experiment` shares."""
-
-    utts: Sequence[Utterance]
-    feats: Sequence[FeatureSource]
-    #: Class index of every utterance, into `labels`.
-    y: np.ndarray
-    labels: list[str]
-    config: FrontendConfig
-    recipe: Recipe
-    policy: WindowPolicy
-    out: Path
-    checkpoint_dir: Path | None
-    verbose: int | str
-    log: Callable[[str], None]
-    #: Several corpora: the target corpus (None for "loco", `POOLED` for all) and the
-    #: number of utterances of the protocol's own corpus (or corpora), which come first in
-    #: `utts`; the rest are extra training corpora. None: one corpus, its own labels.
-    target: str | None = None
-    n_protocol: int | None = None
-
-    @property
-    def multi(self) -> bool:
-        """Whether several corpora train (common labels, masked loss)."""
-        return self.n_protocol is not None
-
-    @property
-    def pooled(self) -> bool:
-        """Whether every corpus is trained and tested (target `POOLED`): folds on their
-        union, validation speakers within each corpus, every corpus weighing the same."""
-        return self.target == POOLED
-
-    def corpora(self, indices: Sequence[int]) -> list[str] | None:
-        """The corpus of each utterance at `indices` (None for a single-corpus run)."""
-        return [self.utts[i].extra["corpus"] for i in indices] if self.multi else None
-
-    def corpus_record(self) -> dict[str, Any]:
-        """`keras_dyconv.multicorpus.corpus_record` of the run's corpora (several only)."""
-        extra_role = "pretraining" if self.recipe.pretrain_extra else "extra training"
-        return corpus_record(self.utts, self.target, self.n_protocol, extra_role)
-
-    def part(self, indices: Sequence[int]) -> tuple[list[FeatureSource], np.ndarray, list[str]]:
-        """Features, class indices and speakers of the utterances at `indices`."""
-        return (
-            [self.feats[i] for i in indices],
-            self.y[indices],
-            [self.utts[i].speaker for i in indices],
-        )
-
-    def train(self, train: Sequence[int], val: Sequence[int], seed: int, **kwargs) -> TrainResult:
-        """`train_model` on the utterances at `train`, selecting on those at `val`."""
-        train_feats, train_y, train_speakers = self.part(train)
-        val_feats, val_y, val_speakers = self.part(val)
-        if self.multi:
-            kwargs.update(
-                train_corpora=self.corpora(train),
-                val_corpora=self.corpora(val),
-                target_corpus=None if self.pooled else self.target,
-            )
-        return train_model(
-            train_feats,
-            train_y,
-            self.labels,
-            self.config,
-            self.recipe,
-            self.policy,
-            val_sources=val_feats,
-            val_labels=val_y,
-            seed=seed,
-            verbose=self.verbose,
-            train_speakers=train_speakers,
-            val_speakers=val_speakers,
-            **kwargs,
-        )
+from keras_dyconv.training import TrainResult
 
 
 def run_experiment(
@@ -238,7 +160,7 @@ def run_experiment(
     labels, y = class_indices(utts, labels)
     feats = _features(utts, config, cache_dir, n_jobs, log)
     t_features = time.time() - t_start
-    run = _Run(
+    run = ExperimentRun(
         utts,
         feats,
         y,
@@ -326,7 +248,7 @@ def _features(
 
 
 def _results(
-    run: _Run,
+    run: ExperimentRun,
     protocol: ProtocolSpec,
     folds: Sequence[Fold],
     seeds: Sequence[int],
@@ -358,7 +280,7 @@ def _results(
 
 
 def _run_folds(
-    run: _Run,
+    run: ExperimentRun,
     folds: Sequence[Fold],
     seeds: Sequence[int],
     save_models: bool,
@@ -392,7 +314,7 @@ def _run_folds(
 
 
 def _run_fold(
-    run: _Run, fold: Fold, seed: int, pretrained: Pretrained | None = None
+    run: ExperimentRun, fold: Fold, seed: int, pretrained: Pretrained | None = None
 ) -> tuple[FoldRecord, dict[str, list[float]], TrainResult | None]:
     """Train (fine-tune `pretrained`, if given) and test one fold with one seed: its
     record, its training history, and the fitted model (None when the record was read back
@@ -446,7 +368,7 @@ def _run_fold(
 
 
 def _test(
-    run: _Run, result: TrainResult, test: Sequence[int]
+    run: ExperimentRun, result: TrainResult, test: Sequence[int]
 ) -> tuple[dict[str, Summary], list[Prediction]]:
     """Score the fitted model on the test utterances at `test`: the metrics ("metrics"; for
     normalization "stream" also "metrics_independent" and "metrics_speaker_norm") and the
@@ -486,7 +408,11 @@ def _test(
 
 
 def _train_all(
-    run: _Run, protocol: ProtocolSpec, seed: int, t_start: float, pretrained: Pretrained | None
+    run: ExperimentRun,
+    protocol: ProtocolSpec,
+    seed: int,
+    t_start: float,
+    pretrained: Pretrained | None,
 ) -> AllResults:
     """Protocol "all": one model on every speaker but the validation speakers of the first
     LOSO fold (its "test" speaker goes back to training; pooled: validation speakers of
@@ -532,7 +458,7 @@ def _train_all(
     return results
 
 
-def _save(result: TrainResult, run: _Run, path: Path, info: dict[str, Any]) -> Path:
+def _save(result: TrainResult, run: ExperimentRun, path: Path, info: dict[str, Any]) -> Path:
     metadata = ModelMetadata(
         labels=tuple(run.labels),
         frontend=result.config,

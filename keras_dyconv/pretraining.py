@@ -54,7 +54,7 @@ from keras_dyconv.training import train_model
 
 if TYPE_CHECKING:
     from keras_dyconv.corpora import Utterance
-    from keras_dyconv.experiment import _Run
+    from keras_dyconv.experiment_run import ExperimentRun
 
 #: Sub-folder of a run folder holding its pretrained models.
 PRETRAINED_DIR = "pretrained"
@@ -90,7 +90,9 @@ class Pretrained:
         return {*self.record["train_speakers"], *self.record["val_speakers"]}
 
 
-def pretraining_key(run: _Run, extra: Sequence[int], seed: int, val_speakers: ValSpeakers) -> str:
+def pretraining_key(
+    run: ExperimentRun, extra: Sequence[int], seed: int, val_speakers: ValSpeakers
+) -> str:
     """A hash (16 hex digits) of everything that shapes the pretrained model of `seed`:
     the recipe, frontend, window, labels, validation rule and the extra utterances
     (path, label, speaker, corpus), in order."""
@@ -134,7 +136,9 @@ def pretraining_split(
     return np.setdiff1d(extra, val_arr), val_arr
 
 
-def pretrain(run: _Run, extra: Sequence[int], seed: int, val_speakers: ValSpeakers) -> Pretrained:
+def pretrain(
+    run: ExperimentRun, extra: Sequence[int], seed: int, val_speakers: ValSpeakers
+) -> Pretrained:
     """The model of `seed` pretrained on the extra utterances at `extra` (indices into
     `run.utts`): read back from the run folder when one with the same `pretraining_key`
     is there, trained (and saved) otherwise."""
@@ -169,7 +173,7 @@ def made_once(
         return make() if found is None else found
 
 
-def _read_back(run: _Run, folder: Path, seed: int) -> Pretrained | None:
+def _read_back(run: ExperimentRun, folder: Path, seed: int) -> Pretrained | None:
     """The pretrained model saved in `folder`, None when there is none (yet)."""
     weights, record_path = folder / WEIGHTS_FILE, folder / RECORD_FILE
     if not (weights.exists() and record_path.exists()):
@@ -181,7 +185,12 @@ def _read_back(run: _Run, folder: Path, seed: int) -> Pretrained | None:
 
 
 def _pretrain(
-    run: _Run, extra: Sequence[int], seed: int, val_speakers: ValSpeakers, key: str, folder: Path
+    run: ExperimentRun,
+    extra: Sequence[int],
+    seed: int,
+    val_speakers: ValSpeakers,
+    key: str,
+    folder: Path,
 ) -> Pretrained:
     """Train the model of `seed` on the extra utterances at `extra` and save it in
     `folder` (weights first, then the record that makes it complete)."""
@@ -257,7 +266,7 @@ def assert_not_pretrained(fold: Fold, utts: Sequence[Utterance], pretrained: Pre
 
 
 def pretrain_seeds(
-    run: _Run,
+    run: ExperimentRun,
     extra: Sequence[int],
     seeds: Sequence[int],
     val_speakers: ValSpeakers,

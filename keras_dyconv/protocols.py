@@ -6,11 +6,11 @@ part only, as held-out training speakers, never more of them than training keeps
 `val_speakers="auto"` (the default, `auto_val_speakers`: a fifth of the fold's training
 speakers, rounded, at least 1 and at most half: 1 of 3 on CASIA, 2 of 9 on EmoDB, 4 of 20 in
 RAVDESS's 6 folds) or an explicit number; each fold records the decision in
-`Fold.val_rule`. That rule lives in `keras_dyconv.validation_speakers` (its public names
-are re-exported here). With several corpora pooled (``per_corpus=True``, ``dyser-train
---target all``) and in `leave_one_corpus_out` (over its training corpora) the rule is
-applied within each corpus and the picks joined, and `speaker_group_kfold` (pooled)
-balances its folds by corpus first. `stratified_kfold` is
+`Fold.val_rule`. That rule lives in `keras_dyconv.validation_speakers` (its names for
+setting it are re-exported here). With several corpora pooled (``per_corpus=True``,
+``dyser-train --target all``) and in `leave_one_corpus_out` (over its training corpora) the
+rule is applied within each corpus and the picks joined, and `speaker_group_kfold` (pooled)
+balances its folds by corpus first (`keras_dyconv.pooling`). `stratified_kfold` is
 speaker-DEPENDENT (the same speakers in train and test, as many papers report) and its folds
 say so. Guards against the known traps of published SER code: `assert_no_leak` (call it on
 every fold before training) and `assert_test_partition` (every utterance tested exactly
@@ -30,12 +30,13 @@ from typing import Any
 import numpy as np
 
 from keras_dyconv.corpora import Utterance
+from keras_dyconv.pooling import deal_per_corpus, per_corpus_validation, utterance_corpora
 from keras_dyconv.validation_speakers import (
     AUTO_VAL_FRACTION,
     ValSpeakers,
     auto_val_speakers,
+    fold_validation,
     parse_val_speakers,
-    pick_val_speakers,
     speaker_genders,
     validation_rule,
 )
@@ -103,14 +104,14 @@ def _holdout_fold(
     per_corpus: bool = False,
 ) -> Fold:
     """Test = utterances whose unit is in `test_units`; val = held-out training speakers
-    (`per_corpus`: chosen within each corpus, `_per_corpus_validation`)."""
+    (`per_corpus`: chosen within each corpus, `per_corpus_validation`)."""
     speakers = np.array([u.speaker for u in utts])
     is_test = np.isin(unit_of, sorted(test_units))
     try:
         if per_corpus:
-            val, rule = _per_corpus_validation(utts, speakers, is_test, val_speakers)
+            val, rule = per_corpus_validation(utts, speakers, is_test, val_speakers)
         else:
-            val, rule = _validation(utts, speakers, is_test, val_speakers)
+            val, rule = fold_validation(utts, speakers, is_test, val_speakers)
     except ValueError as err:
         raise ValueError(f"fold {name}: {err}") from None
     is_val = ~is_test & np.isin(speakers, val)
@@ -123,85 +124,6 @@ def _holdout_fold(
         group=group,
         val_rule=rule,
     )
-
-
-def _validation(
-    utts: Sequence[Utterance],
-    speakers: np.ndarray,
-    is_test: np.ndarray,
-    val_speakers: ValSpeakers,
-    anchor: str | None = None,
-) -> tuple[list[str], dict[str, Any]]:
-    """The validation speakers among the training speakers of `utts` (those not
-    `is_test`), and the rule that chose them (`validation_rule`). The choice is anchored at
-    the first test speaker (`pick_val_speakers`), or at `anchor` when given."""
-    train_speakers = sorted(set(speakers[~is_test]))
-    test_speakers = [anchor] if anchor is not None else sorted(set(speakers[is_test]))
-    rule = validation_rule(len(train_speakers), val_speakers)
-    genders = speaker_genders(utts)
-    return pick_val_speakers(test_speakers, train_speakers, genders, rule["val_speakers"]), rule
-
-
-def _per_corpus_validation(
-    utts: Sequence[Utterance], speakers: np.ndarray, is_test: np.ndarray, val_speakers: ValSpeakers
-) -> tuple[list[str], dict[str, Any]]:
-    """`_validation` within each corpus (``extra["corpus"]``, in order of first
-    appearance), the picks joined: every corpus takes part in model selection, and a number
-    `val_speakers` means that many per corpus. A corpus without a test speaker in the fold
-    anchors its choice at its first speaker (sorted), as protocol "all" does; a corpus
-    wholly in the fold's test part (leave-one-corpus-out's held-out corpus) has no training
-    speaker to give and takes no part.
-
-    Returns:
-        (validation speakers, rule): the rule has the keys of `validation_rule` (summed
-        over the corpora) and "per_corpus": {corpus: its `validation_rule`}.
-    """
-    corpus_of = _corpus_of(utts, "validation per corpus", speakers.tolist())
-    val: list[str] = []
-    rules: dict[str, dict[str, Any]] = {}
-    for corpus in dict.fromkeys(corpus_of.tolist()):
-        mine = np.flatnonzero(corpus_of == corpus)
-        if is_test[mine].all():
-            continue
-        anchor = None if is_test[mine].any() else min(speakers[mine])
-        try:
-            picked, rules[corpus] = _validation(
-                [utts[i] for i in mine], speakers[mine], is_test[mine], val_speakers, anchor
-            )
-        except ValueError as err:
-            raise ValueError(f"corpus {corpus}: {err}") from None
-        val += picked
-    totals = {k: sum(r[k] for r in rules.values()) for k in ("candidates", "val_speakers")}
-    return sorted(val), {
-        "rule": next(iter(rules.values()))["rule"],
-        **totals,
-        "train_speakers": totals["candidates"] - totals["val_speakers"],
-        "description": "per corpus: "
-        + "; ".join(f"{c}: {r['description']}" for c, r in rules.items()),
-        "per_corpus": rules,
-    }
-
-
-def _corpus_of(
-    utts: Sequence[Utterance], what: str, units: Sequence[str] | np.ndarray
-) -> np.ndarray:
-    """Each utterance's corpus (``extra["corpus"]``), for `what`, which needs it.
-
-    Raises:
-        ValueError: naming the first file without a corpus, or a unit (`units[i]` of
-            `utts[i]`: its speaker, or session) found in two corpora.
-    """
-    missing = [u.path for u in utts if not u.extra.get("corpus")]
-    if missing:
-        raise ValueError(f"{missing[0]}: {what} needs extra['corpus']")
-    owner: dict[str, str] = {}
-    for u, unit in zip(utts, units, strict=True):
-        if owner.setdefault(str(unit), u.extra["corpus"]) != u.extra["corpus"]:
-            raise ValueError(
-                f"{unit!r} is in corpora {owner[str(unit)]!r} and {u.extra['corpus']!r}: "
-                "namespace the speakers first (namespace_speakers)"
-            )
-    return np.array([u.extra["corpus"] for u in utts])
 
 
 def _check_speakers(utts: Sequence[Utterance]) -> None:
@@ -270,19 +192,20 @@ def leave_one_corpus_out(
     Each utterance's corpus is its ``extra["corpus"]`` (`keras_dyconv.labels.to_common` sets
     it); speaker ids must not repeat across corpora (`namespace_speakers`). Validation:
     held-out speakers chosen within each training corpus and joined, as the pooled
-    protocols do (``per_corpus=True``, `_per_corpus_validation`): "auto" takes a fifth of
-    each training corpus's speakers (at least 1, never more than that corpus's training
-    keeps, female and male alternately when genders are known, anchored at the corpus's
-    first speaker), a number that many per training corpus (default 0, none). So every
-    training corpus takes part in model selection and keeps training speakers; `Fold.val_rule`
-    records each corpus's choice under "per_corpus". Speaker-independent, group "corpus".
+    protocols do (``per_corpus=True``, `keras_dyconv.pooling.per_corpus_validation`):
+    "auto" takes a fifth of each training corpus's speakers (at least 1, never more than
+    that corpus's training keeps, female and male alternately when genders are known,
+    anchored at the corpus's first speaker), a number that many per training corpus
+    (default 0, none). So every training corpus takes part in model selection and keeps
+    training speakers; `Fold.val_rule` records each corpus's choice under "per_corpus".
+    Speaker-independent, group "corpus".
 
     Raises:
         ValueError: an utterance without a corpus, fewer than two corpora, or a speaker id
             shared by two corpora.
     """
     _check_speakers(utts)
-    corpus_of = _corpus_of(utts, "leave-one-corpus-out", [u.speaker for u in utts])
+    corpus_of = utterance_corpora(utts, "leave-one-corpus-out", [u.speaker for u in utts])
     corpora = list(dict.fromkeys(corpus_of.tolist()))
     if len(corpora) < 2:
         raise ValueError(f"leave-one-corpus-out needs two corpora or more, got {corpora}")
@@ -339,7 +262,7 @@ def speaker_group_kfold(
     if not 2 <= k <= len(units):
         raise ValueError(f"k must be in [2, {len(units)}] (the number of {group}s), got {k}")
     folds = (
-        _deal_per_corpus(utts, unit_of, units, sizes, k)
+        deal_per_corpus(utts, unit_of, units, sizes, k)
         if per_corpus
         else _deal(utts, units, sizes, k, group)
     )
@@ -362,41 +285,6 @@ def _deal(
         same = [sum(genders[m] == gender for m in members) if by_gender else 0 for members in folds]
         j = min(range(k), key=lambda j: (same[j], load[j], j))
         folds[j].append(str(units[i]))
-        load[j] += sizes[i]
-    return folds
-
-
-def _deal_per_corpus(
-    utts: Sequence[Utterance], unit_of: np.ndarray, units: np.ndarray, sizes: np.ndarray, k: int
-) -> list[list[str]]:
-    """`_deal` balanced by corpus first (``extra["corpus"]``; see `speaker_group_kfold`)."""
-    corpora = _corpus_of(utts, "folds balanced by corpus", unit_of)
-    corpus_of = dict(zip(map(str, unit_of), corpora.tolist(), strict=True))
-    gender_of: dict[str, str | None] = {}
-    for corpus in dict.fromkeys(corpus_of.values()):
-        mine = [u for u in utts if u.extra["corpus"] == corpus]
-        gender_of.update(speaker_genders(mine))
-    # Per fold: groups per (corpus, gender) and utterances per corpus.
-    count: list[dict[tuple[str, str | None], int]] = [{} for _ in range(k)]
-    corpus_load: list[dict[str, int]] = [{} for _ in range(k)]
-    folds: list[list[str]] = [[] for _ in range(k)]
-    load = np.zeros(k, dtype=np.int64)
-    for i in sorted(range(len(units)), key=lambda i: (-sizes[i], units[i])):
-        unit = str(units[i])
-        corpus, gender = corpus_of[unit], gender_of.get(unit)
-        j = min(
-            range(k),
-            key=lambda j: (
-                sum(n for (c, _), n in count[j].items() if c == corpus),
-                count[j].get((corpus, gender), 0),
-                corpus_load[j].get(corpus, 0),
-                load[j],
-                j,
-            ),
-        )
-        folds[j].append(unit)
-        count[j][corpus, gender] = count[j].get((corpus, gender), 0) + 1
-        corpus_load[j][corpus] = corpus_load[j].get(corpus, 0) + int(sizes[i])
         load[j] += sizes[i]
     return folds
 

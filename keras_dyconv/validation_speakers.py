@@ -4,7 +4,9 @@
 rounded, at least 1 and at most half; a number takes exactly that many, never more than
 training keeps (`validation_rule` says which and why, for results.json). `pick_val_speakers`
 chooses them deterministically, balancing genders when every speaker's gender is known.
-The protocols of `keras_dyconv.protocols` use these; the names are re-exported there.
+`fold_validation` applies both to one fold's training speakers. The protocols of
+`keras_dyconv.protocols` use these (the names for setting the rule are re-exported there),
+within each corpus for pooled corpora (`keras_dyconv.pooling`).
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from keras_dyconv.corpora import Utterance
 
 __all__ = [
     "AUTO_VAL_FRACTION",
     "ValSpeakers",
     "auto_val_speakers",
+    "fold_validation",
     "parse_val_speakers",
     "pick_val_speakers",
     "speaker_genders",
@@ -137,3 +142,23 @@ def pick_val_speakers(
             if queue and len(picked) < n:
                 picked.append(queue.pop(0))
     return sorted(picked)
+
+
+def fold_validation(
+    utts: Sequence[Utterance],
+    speakers: np.ndarray,
+    is_test: np.ndarray,
+    val_speakers: ValSpeakers,
+    anchor: str | None = None,
+) -> tuple[list[str], dict[str, Any]]:
+    """The validation speakers among the training speakers of `utts` (those not
+    `is_test`), and the rule that chose them (`validation_rule`). The choice is anchored at
+    the first test speaker (`pick_val_speakers`), or at `anchor` when given.
+
+    `speakers` (n,) is the speaker of each of `utts`, `is_test` (n,) bool marks the fold's
+    test part."""
+    train_speakers = sorted(set(speakers[~is_test]))
+    test_speakers = [anchor] if anchor is not None else sorted(set(speakers[is_test]))
+    rule = validation_rule(len(train_speakers), val_speakers)
+    genders = speaker_genders(utts)
+    return pick_val_speakers(test_speakers, train_speakers, genders, rule["val_speakers"]), rule

@@ -1,4 +1,5 @@
-"""bench/bench_multicorpus.py renders a saved multi-corpus run against its references."""
+"""bench/bench_multicorpus.py (with bench/multicorpus_tables.py) renders a saved multi-corpus
+run against its references."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import bench_multicorpus
+import multicorpus_tables
 
 from keras_dyconv.labels import score_both
 
@@ -86,12 +88,12 @@ def saved(tmp_path, monkeypatch):
     }
     (tmp_path / "emodb-loso-default.json").write_text(json.dumps(ref))
     monkeypatch.setattr(bench_multicorpus, "NEURAL", tmp_path)
-    monkeypatch.setattr(bench_multicorpus, "SVM", tmp_path / "none")  # no SVM saved
+    monkeypatch.setattr(multicorpus_tables, "SVM", tmp_path / "none")  # no SVM saved
     return runs
 
 
 def test_scored_in_the_target_labels_against_the_single_corpus_run(saved):
-    folds = bench_multicorpus.own_scores(
+    folds = multicorpus_tables.own_scores(
         json.loads((saved / "emodb-loso-pretrain.json").read_text())
     )
     # Own labels: fold a all right (calm is not EmoDB's), fold b 2 of 3 right.
@@ -174,7 +176,7 @@ def loco_dirs(tmp_path, monkeypatch):
     runs, svm = tmp_path / "multicorpus", tmp_path / "baseline"
     runs.mkdir()
     svm.mkdir()
-    monkeypatch.setattr(bench_multicorpus, "SVM", svm)
+    monkeypatch.setattr(multicorpus_tables, "SVM", svm)
     return runs, svm
 
 
@@ -188,7 +190,7 @@ def test_leave_one_corpus_out_rows_against_the_svm_and_the_target(loco_dirs):
     (svm / "loco-emodb-speaker.json").write_text(json.dumps(_svm(["casia"], svm_pred)))
     run = json.loads((runs / "loco.json").read_text())
     assert bench_multicorpus.run_kind(run) == "loco"
-    paths, true, preds = bench_multicorpus.held_out(run, "emodb")
+    paths, true, preds = multicorpus_tables.held_out(run, "emodb")
     assert paths[0] == "data/emodb/0.wav" and true.tolist() == [0, 0, 1, 1]
     assert preds[0].tolist() == [0, 0, 1, 0] and list(preds) == [0, 1]
 
@@ -238,12 +240,12 @@ def test_seed_files_of_one_loco_run_are_merged(loco_dirs):
 def test_loco_seeds_must_test_the_same_utterances():
     folds = [*LOCO_FOLDS[:1], _loco_fold("emodb", 1, EMODB_TRUE[:3], EMODB_TRUE[:3])]
     with pytest.raises(ValueError, match="corpus-emodb: seed 1 tested other utterances"):
-        bench_multicorpus.held_out(_loco_run(folds), "emodb")
+        multicorpus_tables.held_out(_loco_run(folds), "emodb")
     bad = [_loco_fold("emodb", 0, ["anger"], ["boredom"])]
     with pytest.raises(ValueError, match=r"corpus-emodb seed 0: labels \['boredom'\]"):
-        bench_multicorpus.held_out(_loco_run(bad), "emodb")
+        multicorpus_tables.held_out(_loco_run(bad), "emodb")
     with pytest.raises(ValueError, match="no fold 'corpus-ravdess'"):
-        bench_multicorpus.held_out(_loco_run(bad), "ravdess")
+        multicorpus_tables.held_out(_loco_run(bad), "ravdess")
     with pytest.raises(
         ValueError, match="neither a pooled, a target-corpus nor a leave-one-corpus-out run"
     ):
