@@ -21,7 +21,7 @@ from test_multicorpus import EMODB_EMOTIONS, RAVDESS_EMOTIONS, TINY, _own_corpus
 from test_training import POLICY
 
 from edge_runtime.config import FrontendConfig
-from keras_dyconv import experiment, pretraining
+from keras_dyconv import experiment, experiment_run, pretraining
 from keras_dyconv.checkpoints import exclusive_lock
 from keras_dyconv.cli import train
 from keras_dyconv.corpora import load_manifest
@@ -68,7 +68,7 @@ def _run(corpora, out, recipe, **kwargs):
 
 def test_pretrained_once_reused_by_every_fold_and_on_resume(corpora, tmp_path, monkeypatch):
     pretrainings, fold_inits = [], []
-    real_pretrain, real_train = pretraining.train_model, experiment.train_model
+    real_pretrain, real_train = pretraining.train_model, experiment_run.train_model
 
     def count_pretraining(*args, **kwargs):
         pretrainings.append(kwargs["train_speakers"])
@@ -79,7 +79,7 @@ def test_pretrained_once_reused_by_every_fold_and_on_resume(corpora, tmp_path, m
         return real_train(*args, **kwargs)
 
     monkeypatch.setattr(pretraining, "train_model", count_pretraining)
-    monkeypatch.setattr(experiment, "train_model", spy_fold)
+    monkeypatch.setattr(experiment_run, "train_model", spy_fold)
     out = tmp_path / "run"
     results = _run(corpora, out, PRETRAIN, max_folds=1)
     # One pretraining, on RAVDESS only (2 training speakers, 1 validation speaker).
