@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+# The benchmark scripts (bench/_report.py, bench_*.py, render_*.py) are imported by their tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,12 @@
-"""Helpers for the edge runtime tests: a tiny numpy-format artifact built without Keras, and
-manifest edits (optionally re-sealed as an exporter would seal them)."""
+"""Helpers for the edge runtime tests: a tiny numpy-format artifact built without Keras,
+manifest edits (optionally re-sealed as an exporter would seal them), and `python -m
+edge_runtime` run in a subprocess."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +24,7 @@ from edge_runtime.config import FrontendConfig
 from edge_runtime.metadata import ModelMetadata
 from edge_runtime.windows import WindowPolicy
 
+ROOT = Path(__file__).resolve().parent.parent
 TINY_LABELS = ("calm", "angry", "sad")
 TINY_CONFIG = FrontendConfig(n_mels=16, normalization="dataset", mean=(-40.0,) * 16, std=(10,) * 16)
 TINY_POLICY = WindowPolicy(frames=50, hop_frames=25)
@@ -86,3 +90,13 @@ def edit_manifest(model: Path, change: Callable[[dict], object], *, reseal: bool
         else:
             data["artifact"]["manifest_sha256"] = manifest_digest(meta, info)
     manifest.write_text(json.dumps(data))
+
+
+def run_edge(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "edge_runtime", *args],
+        input=stdin,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=120,
+    )

@@ -1,7 +1,7 @@
 """Every click command (dyser-train, dyser-eval, dyser-export, dyser-demo) given bad options
 or bad files ends with a one-line message naming the problem and its documented exit status,
 never a traceback (issue 22, point 4; `python -m edge_runtime` has its own in
-test_edge_runtime.py)."""
+test_edge_hostile_input.py)."""
 
 from __future__ import annotations
 

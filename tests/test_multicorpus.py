@@ -12,8 +12,8 @@ import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_training import POLICY
-from test_training import TINY as TRAINING_TINY
+from tiny_training import POLICY
+from tiny_training import TINY as TRAINING_TINY
 
 from edge_runtime.config import FrontendConfig
 from keras_dyconv import training
@@ -36,7 +36,7 @@ from keras_dyconv.protocols import (
 from keras_dyconv.synthetic import write_corpus
 from keras_dyconv.training import train_model
 
-# test_training's tiny recipe and window policy, one epoch shorter.
+# tiny_training's tiny recipe and window policy, one epoch shorter.
 TINY = TRAINING_TINY.with_overrides(epochs=2)
 
 

@@ -18,7 +18,7 @@ from test_multicorpus import (
     spy_losses,
     spy_sequences,
 )
-from test_training import POLICY
+from tiny_training import POLICY
 
 from edge_runtime.config import FrontendConfig
 from keras_dyconv.cli import train

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from test_multicorpus import EMODB_EMOTIONS, RAVDESS_EMOTIONS, TINY, _own_corpus
-from test_training import POLICY
+from tiny_training import POLICY
 
 from edge_runtime.config import FrontendConfig
 from keras_dyconv import experiment, experiment_run, pretraining
