@@ -17,6 +17,7 @@ import platform
 import resource
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -66,43 +67,14 @@ def worker_predict(model: str, clip: str, runs: int, warmup: int) -> None:
     import_ms = 1e3 * (time.perf_counter() - t0)
     rss_import = _rss_mb()
     from edge_runtime.recognizer import EmotionRecognizer
-    from edge_runtime.speech import detect_speech
-    from edge_runtime.wav import read_wav
-    from edge_runtime.windows import split_windows
 
     t0 = time.perf_counter()
     recognizer = EmotionRecognizer(model, threads=1)
     load_ms = 1e3 * (time.perf_counter() - t0)
     rss_loaded = _rss_mb()
     for _ in range(warmup):
-        prediction = recognizer.predict_file(clip)
-
-    gate = recognizer.speech_gate
-    parts = ("e2e", "e2e_cpu", "model_path", "model_path_cpu", "decode", "gate", "gate_cpu")
-    parts += ("frontend", "inference")
-    times: dict[str, list[float]] = {name: [] for name in parts}
-    clock, cpu = time.perf_counter_ns, time.process_time_ns
-    for _ in range(runs):  # whole call and its parts interleaved, so load hits all alike
-        w0, c0 = clock(), cpu()
-        prediction = recognizer.predict_file(clip)
-        w1, c1 = clock(), cpu()
-        recognizer.speech_gate = None  # the same call without the gate
         recognizer.predict_file(clip)
-        recognizer.speech_gate = gate
-        w2, c2 = clock(), cpu()
-        samples, rate = read_wav(clip)
-        w3, c3 = clock(), cpu()
-        detect_speech(samples, rate, gate)
-        w4, c4 = clock(), cpu()
-        feats = recognizer.frontend(samples, rate)
-        w5 = clock()
-        windows = split_windows(feats, recognizer.policy).astype(np.float32)
-        w6 = clock()
-        recognizer.engine.predict(windows)
-        w7 = clock()
-        spans = (w1 - w0, c1 - c0, w2 - w1, c2 - c1, w3 - w2, w4 - w3, c4 - c3, w5 - w4, w7 - w6)
-        for name, ns in zip(parts, spans, strict=True):
-            times[name].append(ns / 1e6)
+    times, prediction, windows = time_parts(recognizer, clip, runs)
     peak = _peak_rss_mb()  # before the extra interpreters below
     heavy_loaded = sorted(m for m in HEAVY_MODULES if m in sys.modules)
     delegate_ms = _litert_window_ms(recognizer, windows[:1], runs)
@@ -111,7 +83,7 @@ def worker_predict(model: str, clip: str, runs: int, warmup: int) -> None:
             "machine": platform.machine(),
             "engine": recognizer.engine.name,
             "delegate_nodes": delegate_nodes(recognizer.engine),
-            "gate": gate is not None,
+            "gate": recognizer.speech_gate is not None,
             "label": prediction.label,
             "windows": len(windows),
             "runs": runs,
@@ -128,6 +100,62 @@ def worker_predict(model: str, clip: str, runs: int, warmup: int) -> None:
     )
 
 
+def time_parts(recognizer, clip: str, runs: int) -> tuple[dict[str, list[float]], Any, np.ndarray]:
+    """`runs` timings (ms) of `recognizer.predict_file(clip)` and of its parts, interleaved
+    run by run so that load hits all alike: (times by part, the last prediction, the clip's
+    model windows).
+
+    Parts: "e2e" (the whole call), "model_path" (the same call with the gate off), "decode",
+    "frontend", "inference", and "gate" (`detect_speech`) only when the recognizer has a
+    speech gate; "e2e", "model_path" and "gate" also as process CPU time ("<part>_cpu").
+    """
+    from edge_runtime.speech import detect_speech
+    from edge_runtime.wav import read_wav
+    from edge_runtime.windows import split_windows
+
+    gate = recognizer.speech_gate
+    parts = ["e2e", "e2e_cpu", "model_path", "model_path_cpu", "decode"]
+    parts += ["gate", "gate_cpu"] if gate is not None else []
+    parts += ["frontend", "inference"]
+    times: dict[str, list[float]] = {name: [] for name in parts}
+    clock, cpu = time.perf_counter_ns, time.process_time_ns
+    for _ in range(runs):
+        w0, c0 = clock(), cpu()
+        prediction = recognizer.predict_file(clip)
+        w1, c1 = clock(), cpu()
+        recognizer.speech_gate = None  # the same call without the gate
+        try:
+            recognizer.predict_file(clip)
+        finally:
+            recognizer.speech_gate = gate
+        w2, c2 = clock(), cpu()
+        samples, rate = read_wav(clip)
+        w3, c3 = clock(), cpu()
+        if gate is not None:
+            detect_speech(samples, rate, gate)
+        w4, c4 = clock(), cpu()
+        feats = recognizer.frontend(samples, rate)
+        w5 = clock()
+        windows = split_windows(feats, recognizer.policy).astype(np.float32)
+        w6 = clock()
+        recognizer.engine.predict(windows)
+        w7 = clock()
+        spans = {
+            "e2e": w1 - w0,
+            "e2e_cpu": c1 - c0,
+            "model_path": w2 - w1,
+            "model_path_cpu": c2 - c1,
+            "decode": w3 - w2,
+            "gate": w4 - w3,
+            "gate_cpu": c4 - c3,
+            "frontend": w5 - w4,
+            "inference": w7 - w6,
+        }
+        for name in parts:
+            times[name].append(spans[name] / 1e6)
+    return times, prediction, windows
+
+
 def delegate_nodes(engine) -> int | None:
     """DELEGATE nodes in a LiteRT engine's graph, None for other engines.
 
@@ -136,7 +164,9 @@ def delegate_nodes(engine) -> int | None:
     these are LiteRT's default delegate, XNNPACK (with `OpResolverType.
     BUILTIN_WITHOUT_DEFAULT_DELEGATES` the same graph has none: `_litert_window_ms`).
     """
-    if not engine.name.startswith("litert ("):
+    from edge_runtime.engines import LiteRTEngine
+
+    if not isinstance(engine, LiteRTEngine):
         return None
     return engine.ops().count("DELEGATE")
 
@@ -145,13 +175,14 @@ def _litert_window_ms(recognizer, window: np.ndarray, runs: int) -> dict[str, fl
     """Median invoke (ms) of one window in fresh LiteRT interpreters with the default
     delegates (XNNPACK) and with the builtin kernels only, and the DELEGATE nodes of each
     graph ("default_nodes", "builtin_nodes"); {} for other engines."""
-    if not recognizer.engine.name.startswith("litert ("):
+    from edge_runtime.engines import LiteRTEngine, litert_ops, quantize
+
+    if not isinstance(recognizer.engine, LiteRTEngine):
         return {}
     try:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError:
         return {}
-    from edge_runtime.engines import quantize
 
     spec = recognizer.artifact.artifact_info.input
     x = quantize(window, spec)
@@ -166,8 +197,7 @@ def _litert_window_ms(recognizer, window: np.ndarray, runs: int) -> dict[str, fl
             experimental_op_resolver_type=resolver,
         )
         interpreter.allocate_tensors()
-        ops = [op["op_name"] for op in interpreter._get_ops_details()]
-        result[f"{name}_nodes"] = ops.count("DELEGATE")
+        result[f"{name}_nodes"] = litert_ops(interpreter).count("DELEGATE")
         index = interpreter.get_input_details()[0]["index"]
         times = []
         for _ in range(runs + 3):

@@ -41,6 +41,7 @@ __all__ = [
     "NumpyEngine",
     "OnnxRuntimeEngine",
     "dequantize",
+    "litert_ops",
     "open_engine",
     "quantize",
     "quiet_native_stderr",
@@ -175,6 +176,12 @@ def _litert_interpreter_class() -> tuple[Any, str]:
         ) from None
 
 
+def litert_ops(interpreter: Any) -> list[str]:
+    """Operator names of a LiteRT interpreter's graph (allocated), in execution order; each
+    partition a delegate took is one DELEGATE node."""
+    return [op["op_name"] for op in interpreter._get_ops_details()]
+
+
 class LiteRTEngine:
     """Runs a .tflite artifact with the LiteRT interpreter (one window per invoke)."""
 
@@ -199,7 +206,7 @@ class LiteRTEngine:
 
     def ops(self) -> list[str]:
         """Operator names of the flatbuffer's graph, as the interpreter lists them."""
-        return [op["op_name"] for op in self._interpreter._get_ops_details()]
+        return litert_ops(self._interpreter)
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
         x = _check_windows(windows, self.artifact)

@@ -8,8 +8,8 @@ n_fft // 2 each side, `pad_mode`) as librosa's.
 
 The steps live by concern: `edge_runtime.dsp` (pre-emphasis, window, mel filter bank, dB,
 DCT, deltas, each matching its librosa function), `edge_runtime.pitch` (YIN pitch
-channels) and `edge_runtime.normalization` (the normalisation modes, online CMVN). Their
-public names are importable from here too.
+channels) and `edge_runtime.normalization` (the normalisation modes, online CMVN): import
+their names from there.
 """
 
 from __future__ import annotations
@@ -27,41 +27,17 @@ from .dsp import (
     dct_matrix,
     delta,
     delta_width_for,
-    hz_to_mel,
     mel_filterbank,
-    mel_to_hz,
     power_to_db,
     preemphasis,
     window,
 )
-from .normalization import (
-    STREAM_MEMORY_FRAMES,
-    STREAM_PRIOR_FRAMES,
-    StreamStatistics,
-    normalize,
-)
+from .normalization import StreamStatistics, normalize
 from .pitch import pitch_channels
 from .resample import resample
 from .wav import DEFAULT_LIMITS, Source, read_wav
 
-__all__ = [
-    "STREAM_MEMORY_FRAMES",
-    "STREAM_PRIOR_FRAMES",
-    "Frontend",
-    "StreamStatistics",
-    "band_deltas",
-    "check_sample_rate",
-    "dct_matrix",
-    "delta",
-    "delta_width_for",
-    "hz_to_mel",
-    "mel_filterbank",
-    "mel_to_hz",
-    "normalize",
-    "power_to_db",
-    "preemphasis",
-    "window",
-]
+__all__ = ["Frontend", "check_sample_rate"]
 
 #: Scratch arrays up to this size (about 60 s of audio at the defaults) are kept per thread
 #: and reused; larger inputs get temporary arrays.

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_runtime.config import FrontendConfig
-from edge_runtime.features import hz_to_mel, mel_to_hz
+from edge_runtime.dsp import hz_to_mel, mel_to_hz
 
 __all__ = [
     "Augmentation",

@@ -107,18 +107,16 @@ def load_corpora(
     no extra, no target. Several: `keras_dyconv.multicorpus.multi_corpus` of them (target
     "all", `POOLED`: every corpus trained and tested, no extra).
     """
-    from keras_dyconv.multicorpus import POOLED, multi_corpus
+    from keras_dyconv.multicorpus import POOLED, check_pooled_protocol, multi_corpus
 
     if len(corpora) != len(data):
         raise click.UsageError(
             f"give --corpus and --data in pairs: got {len(corpora)} --corpus and {len(data)} --data"
         )
-    if loco and target == POOLED:
-        raise click.BadParameter(
-            f"{POOLED!r} pools every corpus in each fold; --protocol loco holds out one corpus "
-            "per fold instead: give one of the two",
-            param_hint="--target",
-        )
+    try:
+        check_pooled_protocol(target, loco)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--target") from None
     if loco and target is not None:
         raise click.BadParameter("--protocol loco tests on every corpus", param_hint="--target")
     if len(corpora) == 1 and not loco:

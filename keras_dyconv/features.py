@@ -24,8 +24,9 @@ from edge_runtime.config import (
     PITCH_TROUGH_THRESHOLD,
     FrontendConfig,
 )
-from edge_runtime.features import delta_width_for, normalize
+from edge_runtime.dsp import delta_width_for
 from edge_runtime.files import atomic_write, file_sha256
+from edge_runtime.normalization import normalize
 from edge_runtime.pitch import (
     cumulative_mean_normalized,
     voicing_channels,

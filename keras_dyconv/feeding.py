@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from edge_runtime.config import FrontendConfig
-from edge_runtime.features import normalize
+from edge_runtime.normalization import normalize
 from edge_runtime.windows import WindowPolicy, aggregate, random_window, split_windows
 from keras_dyconv.augment import Augmentation, augment_window, mel_band_centres
 from keras_dyconv.distribute import predict

@@ -4,8 +4,8 @@ Where the metadata (labels, frontend configuration with its normalisation statis
 window policy, training info) lives in a `.keras` file:
 
 * `save_model` writes it as an extra `dyser.json` entry inside the zip archive, next to
-  Keras's own `config.json` and weights; Keras ignores the entry, so the file still opens
-  with plain `keras.saving.load_model`. Any architecture can be saved this way.
+  Keras's own `config.json` and weights; Keras ignores the entry. Any architecture can be
+  saved this way.
 * a model built by `keras_dyconv.models.build_dycnn_bilstm` also carries labels, frontend
   and window in its `ModelInfo` layer's config (`save_model` records them there too), so a
   plain `model.save("m.keras")` keeps them.
@@ -13,6 +13,12 @@ window policy, training info) lives in a `.keras` file:
 `read_metadata` reads `dyser.json`, else the `ModelInfo` layer's config; values neither
 records (e.g. the labels of a model built without `labels=`) come from its `labels` and
 `frontend` arguments, and are otherwise refused with `IncompleteMetadata`, which lists them.
+
+Load a saved model with `load_model` (compiled or not): importing this module registers with
+Keras every custom object our models and training use (the layers, `ModelInfo`,
+`AttentionPooling`, `MaskedCrossEntropy`, `masked_accuracy`). A plain
+`keras.saving.load_model` finds them only once their modules are imported; ``import
+keras_dyconv`` alone does not import them (it keeps the data modules Keras-free).
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ from typing import Any
 
 import keras
 
+# The modules whose custom objects saved models refer to: importing them registers them.
 import keras_dyconv.layers
-import keras_dyconv.models  # noqa: F401  (registers ModelInfo and AttentionPooling)
+import keras_dyconv.losses
+import keras_dyconv.models  # noqa: F401
 from edge_runtime.config import FrontendConfig
 from edge_runtime.files import atomic_output
 from edge_runtime.metadata import MetadataError, ModelMetadata
@@ -159,7 +167,11 @@ def load_model(
     labels: Sequence[str] | None = None,
     frontend: FrontendConfig | None = None,
 ) -> tuple[keras.Model, ModelMetadata]:
-    """Load a `.keras` model and its metadata (`read_metadata`): returns (model, metadata)."""
+    """Load a `.keras` model and its metadata (`read_metadata`): returns (model, metadata).
+
+    `compile`: restore the optimiser, loss and metrics the model was saved with (as
+    `keras.saving.load_model`'s), e.g. to continue training; off by default (inference).
+    """
     metadata = read_metadata(path, labels=labels, frontend=frontend)
     model = keras.saving.load_model(path, compile=compile)
     n_out, n_in = model.output_shape[-1], model.input_shape[-1]

@@ -44,6 +44,7 @@ __all__ = [
     "POOLED",
     "Corpora",
     "check_corpus_statistics",
+    "check_pooled_protocol",
     "corpus_of",
     "corpus_record",
     "join_corpora",
@@ -111,6 +112,16 @@ def multi_corpus(
     return utts, []
 
 
+def check_pooled_protocol(target: str | None, loco: bool) -> None:
+    """Refuse target `POOLED` with protocol "loco" (`loco`): ValueError, the one wording
+    of that refusal (`dyser-train` shows it for ``--target all --protocol loco``)."""
+    if loco and target == POOLED:
+        raise ValueError(
+            f"target {POOLED!r} pools every corpus in each fold; protocol 'loco' holds out "
+            "one corpus per fold instead: choose one of the two"
+        )
+
+
 def join_corpora(
     utts: Sequence[Utterance], extra: Sequence[Utterance], target: str | None, protocol: str
 ) -> tuple[list[Utterance], str | None, int | None]:
@@ -128,11 +139,7 @@ def join_corpora(
             mapped by `multi_corpus`) or, with extra corpora, one of `utts` not of the
             target; protocol "loco" with target `POOLED`, or `POOLED` with `extra`.
     """
-    if target == POOLED and protocol == "loco":
-        raise ValueError(
-            f"protocol 'loco' tests each corpus once, trained on the others; target {POOLED!r} "
-            "tests every corpus within its folds: choose one"
-        )
+    check_pooled_protocol(target, protocol == "loco")
     if target == POOLED and extra:
         raise ValueError(f"target {POOLED!r} pools every corpus: there are no extra corpora")
     if not extra and protocol != "loco" and target != POOLED:

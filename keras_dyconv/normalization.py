@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from edge_runtime.config import FrontendConfig, dataset_statistics
-from edge_runtime.features import StreamStatistics, normalize
+from edge_runtime.normalization import StreamStatistics, normalize
 
 #: Utterance features: an in-memory (frames, n_features) array or a `.npy` file path.
 FeatureSource = np.ndarray | str | os.PathLike

@@ -266,8 +266,10 @@ def test_streaming_memory_is_bounded(exported):
         tracemalloc.stop()
         return peak
 
+    # Flat: a warm stream's 60 s trace the same peak as its 10 s (measured: 152 bytes less).
+    # A leak of a 100-byte object per 0.1 s push adds 500 of them (~70 KB) to the 60 s peak.
     short, long = peak_after(10), peak_after(60)
-    assert long < 1.5 * short + 100_000
+    assert long - short < 50_000, (short, long)
     assert stream._ring.size == stream.window
 
 

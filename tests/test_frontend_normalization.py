@@ -13,10 +13,8 @@ from edge_runtime.config import (
     remove_gain,
     with_dataset_stats,
 )
-from edge_runtime.features import (
-    Frontend,
-    StreamStatistics,
-)
+from edge_runtime.features import Frontend
+from edge_runtime.normalization import StreamStatistics
 from keras_dyconv.features import librosa_features
 
 

@@ -6,13 +6,19 @@ tests/run.sh runs this module once per KERAS_BACKEND (tensorflow, jax, torch).
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 from keras import ops
 
+from edge_runtime.config import FrontendConfig
+from edge_runtime.metadata import ModelMetadata
 from keras_dyconv import (
     DynamicConv,
     DynamicConv1D,
@@ -22,6 +28,8 @@ from keras_dyconv import (
     model_cost,
 )
 from keras_dyconv.callbacks import annealed_temperature, dynamic_conv_layers
+from keras_dyconv.losses import MaskedCrossEntropy, masked_accuracy
+from keras_dyconv.modelio import save_model
 from keras_dyconv.models import time_reduction
 
 pytestmark = pytest.mark.backends
@@ -275,6 +283,51 @@ def test_save_and_load_round_trip(tmp_path):
     np.testing.assert_array_equal(to_np(loaded(x, training=False)), expected)
     assert float(to_np(loaded.get_layer("dyconv1").temperature)) == 3.5
     assert loaded.get_layer("dyconv1").get_config() == model.get_layer("dyconv1").get_config()
+
+
+#: Run in a fresh interpreter: the documented loader alone restores a compiled model.
+FRESH_LOAD = """
+import sys
+import numpy as np
+from keras import ops
+from keras_dyconv.modelio import load_model
+
+model, metadata = load_model(sys.argv[1], compile=True)
+assert type(model.loss).__name__ == "MaskedCrossEntropy", model.loss
+assert model.loss.label_smoothing == 0.1
+assert metadata.labels == ("a", "b", "c", "d"), metadata.labels
+x = np.load(sys.argv[2])
+got = np.asarray(ops.convert_to_numpy(model(x, training=False)))
+np.testing.assert_allclose(got, np.load(sys.argv[3]), atol=1e-6)
+y = np.concatenate([np.eye(4)[[0, 1]], np.ones((2, 4))], -1)
+print("trained", sorted(model.fit(x, y, epochs=1, verbose=0).history))
+"""
+
+
+def test_a_fresh_interpreter_loads_a_compiled_model_through_modelio(tmp_path):
+    """`keras_dyconv.modelio.load_model` is the documented loader: in a fresh interpreter it
+    restores a model compiled with our loss and metric (registered only by importing
+    `keras_dyconv.losses`), and the restored model trains."""
+    model = build_dycnn_bilstm(num_classes=4, n_mels=16, conv_filters=(4, 8), lstm_units=8)
+    accuracy = keras.metrics.MeanMetricWrapper(masked_accuracy, name="categorical_accuracy")
+    model.compile(optimizer="adam", loss=MaskedCrossEntropy(0.1), metrics=[accuracy])
+    x = rng_array((2, 40, 16))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "expected.npy", to_np(model(x, training=False)))
+    metadata = ModelMetadata(labels=("a", "b", "c", "d"), frontend=FrontendConfig(n_mels=16))
+    path = save_model(model, tmp_path / "model.keras", metadata)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    args = [path, tmp_path / "x.npy", tmp_path / "expected.npy"]
+    run = subprocess.run(
+        [sys.executable, "-c", FRESH_LOAD, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "categorical_accuracy" in run.stdout
 
 
 def test_config_round_trip():

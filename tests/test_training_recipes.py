@@ -14,7 +14,7 @@ import pytest
 from tiny_training import POLICY, TINY, synthetic_features
 
 from edge_runtime.config import FrontendConfig, dataset_statistics, with_dataset_stats
-from edge_runtime.features import StreamStatistics, normalize
+from edge_runtime.normalization import StreamStatistics, normalize
 from keras_dyconv.callbacks import EpochSnapshots
 from keras_dyconv.feeding import WindowSequence
 from keras_dyconv.normalization import normalize_utterances, online_statistics
