@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from edge_runtime.dsp import window
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from edge_runtime.speech import SpeechGateConfig
 
 ANALYSIS_RATE = 16000  # Hz; faster rates are decimated by an integer factor down towards it
+_LEVEL_FRAMES = 300  # frames per block of `frame_levels`
 
 
 def decimate(x: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
@@ -129,21 +131,59 @@ def _smooth_band(mag: np.ndarray, plan: _Plan) -> np.ndarray:
     return env
 
 
+def frame_levels(x: np.ndarray, length: int, hop: int) -> np.ndarray:
+    """RMS level (dBFS, -inf for a constant frame) of the `frame_view(x, length, hop)` frames.
+
+    The mean-removed energy of each frame from the sums of x and x**2 over hop-long pieces
+    (the frames overlap length / hop times; each sample is squared once): a frame adds up
+    its whole pieces, then its last length % hop samples, always in that order, so a frame's
+    level depends on its own samples only (a stream and a clip agree to the bit) and is -inf
+    exactly for digital silence. In blocks of `_LEVEL_FRAMES` frames. float64 (n_frames,).
+    """
+    if len(x) < length:
+        x = np.pad(x, (0, length - len(x)))
+    n = 1 + (len(x) - length) // hop
+    whole, rest = divmod(length, hop)
+    out = np.empty(n)
+    for i in range(0, n, _LEVEL_FRAMES):
+        m = min(_LEVEL_FRAMES, n - i)
+        seg = x[i * hop : (i + m - 1) * hop + length].astype(np.float64)
+        pieces = seg[: (m - 1 + whole) * hop].reshape(-1, hop)
+        tails = sliding_window_view(seg[whole * hop :], rest)[::hop] if rest else None
+        sums = []
+        for power in (1, 2):
+            per_piece = (pieces if power == 1 else np.square(pieces)).sum(axis=1)
+            total = sliding_window_view(per_piece, whole).sum(axis=1)
+            if rest:
+                total += (tails if power == 1 else np.square(tails)).sum(axis=1)
+            sums.append(total)
+        energy = np.maximum(sums[1] - np.square(sums[0]) / length, 0.0) / length
+        with np.errstate(divide="ignore"):
+            out[i : i + m] = 10 * np.log10(energy)
+    return out
+
+
 def measure_block(
     frames: np.ndarray,
+    rms_db: np.ndarray,
+    wanted: np.ndarray,
     rate: int,
     config: SpeechGateConfig,
     phase: int = 0,
     previous: tuple[float, float, int] | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """rms_db, periodicity, f0_hz, harmonics of (n, length) frames at `rate` Hz.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """periodicity, f0_hz, harmonics of (n, length) frames at `rate` Hz.
 
-    The level is measured on every frame. Periodicity, pitch and harmonics (the spectral
-    measures, where the cost is) are measured on every `config.pitch_every`-th frame of the
-    stream, the frames whose index (`phase` + row) is a multiple of it, and each frame
-    between holds the values of the last measured frame before it. Rows before the first
-    measured row hold `previous`: (periodicity, f0_hz, harmonics) of the frame just before
-    `frames`, needed when `phase` is not a multiple of `pitch_every`.
+    `rms_db`: (n,) their levels (`frame_levels`); `wanted`: (n,) bool, the frames whose
+    voicing can matter (the gate passes the loud ones: no other frame can be voiced).
+
+    Periodicity, pitch and harmonics (the spectral measures, where the cost is) are measured
+    on every `config.pitch_every`-th frame of the stream, the frames whose index (`phase` +
+    row) is a multiple of it, and each frame between holds the values of the last measured
+    frame before it. A measured frame is analysed only when it or a frame holding its values
+    is wanted; the others get periodicity 0, pitch 0 Hz and 0 harmonics (not voiced). Rows
+    before the first measured row hold `previous`: (periodicity, f0_hz, harmonics) of the
+    frame just before `frames`, needed when `phase` is not a multiple of `pitch_every`.
 
     Harmonics are counted only where they can decide (loud above the absolute floor,
     periodic, pitch in range); they are 0 in the other frames.
@@ -152,27 +192,33 @@ def measure_block(
     first = (-phase) % every
     if first and previous is None:
         raise ValueError(f"frames from phase {phase} need the measures of the frame before")
-    x = frames.astype(np.float64)
-    x -= x.mean(axis=1, keepdims=True)
-    with np.errstate(divide="ignore"):
-        rms_db = 20 * np.log10(np.sqrt(np.mean(np.square(x), axis=1)))
-    periodicity, f0, harmonics = _spectral(x[first::every], rms_db[first::every], rate, config)
-    held = (np.arange(len(x)) - first) // every  # -1: rows before the first measured one
+    held = (np.arange(len(frames)) - first) // every  # -1: rows before the first measured one
+    measured = np.arange(first, len(frames), every)
+    # A measured row is analysed when a row holding its values (itself included) is wanted.
+    need = np.bincount(held[first:], weights=wanted[first:], minlength=len(measured)) > 0
+    periodicity, f0 = np.zeros(len(measured)), np.zeros(len(measured))
+    harmonics = np.zeros(len(measured), np.int64)
+    rows = measured[need]
+    periodicity[need], f0[need], harmonics[need] = _spectral(
+        frames[rows], rms_db[rows], rate, config
+    )
     if first:
         held += 1
         periodicity = np.concatenate([[previous[0]], periodicity])
         f0 = np.concatenate([[previous[1]], f0])
         harmonics = np.concatenate([np.array([previous[2]], np.int64), harmonics])
-    return rms_db, periodicity[held], f0[held], harmonics[held]
+    return periodicity[held], f0[held], harmonics[held]
 
 
 def _spectral(
     x: np.ndarray, rms_db: np.ndarray, rate: int, config: SpeechGateConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """periodicity, f0_hz, harmonics of (n, length) mean-removed float64 frames."""
+    """periodicity, f0_hz, harmonics of (n, length) frames (any float dtype)."""
     length = x.shape[1]
     if not len(x):
         return np.zeros(0), np.zeros(0), np.zeros(0, np.int64)
+    x = x.astype(np.float64)
+    x -= x.mean(axis=1, keepdims=True)
     plan = _plan(length, rate, config)
     # A first difference flattens low-frequency-heavy noise (brown, rumble) before whitening.
     emphasized = np.multiply(x[:, :-1], 0.97)

@@ -163,6 +163,53 @@ def test_band_smoothing_is_the_moving_average_of_the_whole_spectrum():
     assert not want[:, got.shape[1] :].any()  # 0 past the returned bins
 
 
+def _analysed_everywhere(clip: np.ndarray, rate: int) -> speech.FrameAnalysis:
+    """`analyze_frames` with the spectral measures taken on every frame, quiet ones too."""
+    config, clip = SpeechGateConfig(), voicing.finite_mono(clip)  # float32, as the gate
+    length, hop = speech._frame_samples(rate, config)
+    rms_db = voicing.frame_levels(clip, length, hop)
+    frames = voicing.frame_view(clip, length, hop)
+    spectral = speech._measure(frames, rms_db, np.ones(len(frames), bool), rate, config)
+    return speech._voicing(rms_db, *spectral, config)
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_skipping_quiet_frames_changes_no_verdict(rate):
+    """Only loud frames get the spectral measures: the voiced frames, the pitch they carry
+    and every decision are those of measuring all frames, on speech and on non-speech."""
+    clips = {"speech": speech_like(rate), "quiet speech": 0.01 * speech_like(rate, 220.0, seed=2)}
+    clips["speech after silence"] = np.concatenate([np.zeros(rate // 2), speech_like(rate)])
+    clips.update(non_speech(rate))
+    skipped = 0
+    for name, clip in clips.items():
+        if len(clip) < round(0.06 * rate):
+            continue
+        fast, full = analyze_frames(clip, rate), _analysed_everywhere(clip, rate)
+        np.testing.assert_array_equal(fast.rms_db, full.rms_db)
+        np.testing.assert_array_equal(fast.voiced, full.voiced, err_msg=name)
+        np.testing.assert_array_equal(fast.f0_hz[fast.voiced], full.f0_hz[full.voiced])
+        assert speech._decide(fast, SpeechGateConfig()) == speech._decide(
+            full, SpeechGateConfig()
+        ), name
+        skipped += int(np.sum((fast.f0_hz == 0) & (full.f0_hz > 0)))
+    assert skipped > 100  # frames were skipped, not only decided the same
+
+
+def test_frame_levels_are_the_rms_of_each_frame():
+    rng = np.random.default_rng(4)
+    x = np.concatenate([np.zeros(3000), 0.3 + 0.1 * rng.standard_normal(9000)]).astype(np.float32)
+    for length, hop in ((960, 160), (1323, 220), (100, 100)):
+        frames = voicing.frame_view(x, length, hop).astype(np.float64)
+        with np.errstate(divide="ignore"):
+            want = 10 * np.log10(np.var(frames, axis=1))
+        got = voicing.frame_levels(x, length, hop)
+        np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)], atol=1e-6)
+        assert np.array_equal(np.isneginf(got), np.isneginf(want))  # digital silence: -inf
+    short = 0.5 * rng.standard_normal(10)  # shorter than a frame: one zero-padded frame
+    want = 10 * np.log10(np.var(np.pad(short, (0, 950))))
+    np.testing.assert_allclose(voicing.frame_levels(short, 960, 160), [want], rtol=1e-9)
+
+
 def test_harmonics_are_counted_where_they_can_decide():
     rate, config = 16000, SpeechGateConfig()
     clip = np.concatenate([speech_like(rate), non_speech(rate)["white noise"]])
@@ -180,16 +227,19 @@ def test_harmonics_are_counted_where_they_can_decide():
 
 def test_spectral_measures_on_every_other_frame_are_held_between():
     """pitch_every=2: level on every frame; periodicity, pitch and harmonics on the even
-    frames, as measuring every frame gives them there, and held by the odd frames."""
+    frames, as measuring every frame gives them there (where both analyse: at loud frames),
+    and held by the odd frames."""
     rate = 16000
     clip = np.concatenate([speech_like(rate, seconds=4.0), non_speech(rate)["white noise"]])
     every = analyze_frames(clip, rate, SpeechGateConfig(pitch_every=1))
     half = analyze_frames(clip, rate)  # more than one block of 300 frames
     assert len(half.rms_db) > 300
     np.testing.assert_array_equal(half.rms_db, every.rms_db)
+    loud = every.loud[::2]
+    assert 0.5 < loud.mean() < 0.95  # the quiet frames are not analysed
     for name in ("periodicity", "f0_hz", "harmonics"):
         a, b = getattr(half, name), getattr(every, name)
-        np.testing.assert_allclose(a[::2], b[::2], rtol=1e-12)  # BLAS order: ulps
+        np.testing.assert_allclose(a[::2][loud], b[::2][loud], rtol=1e-12)  # BLAS order: ulps
         np.testing.assert_array_equal(a[1::2], a[::2][: len(a[1::2])])
     assert abs(half.voiced.mean() - every.voiced.mean()) < 0.02
     thirds = analyze_frames(clip, rate, SpeechGateConfig(pitch_every=3))
@@ -197,18 +247,23 @@ def test_spectral_measures_on_every_other_frame_are_held_between():
         thirds.f0_hz, np.repeat(thirds.f0_hz[::3], 3)[: len(thirds.f0_hz)]
     )
     frames = voicing.frame_view(clip[:16000], 960, 160)
+    levels, wanted = voicing.frame_levels(clip[:16000], 960, 160), np.ones(len(frames), bool)
     with pytest.raises(ValueError, match="phase 1"):
-        voicing.measure_block(frames, rate, SpeechGateConfig(), phase=1)
-    held = voicing.measure_block(frames, rate, SpeechGateConfig(), phase=1, previous=(0.5, 99.0, 7))
-    assert (held[1][0], held[2][0], held[3][0]) == (0.5, 99.0, 7)
-    shifted = voicing.measure_block(frames[1:], rate, SpeechGateConfig())
+        voicing.measure_block(frames, levels, wanted, rate, SpeechGateConfig(), phase=1)
+    held = voicing.measure_block(
+        frames, levels, wanted, rate, SpeechGateConfig(), phase=1, previous=(0.5, 99.0, 7)
+    )
+    assert (held[0][0], held[1][0], held[2][0]) == (0.5, 99.0, 7)
+    shifted = voicing.measure_block(frames[1:], levels[1:], wanted[1:], rate, SpeechGateConfig())
     for a, b in zip(held, shifted, strict=True):  # phase 1: rows 1, 3, ... are measured
         np.testing.assert_array_equal(a[1:], b)
 
 
 def test_tracker_window_equals_the_clip_analysis():
     """A stream pushed in odd chunks: the tracker's last window holds the measures that
-    analysing that window as a clip gives (its first frame is an even stream frame)."""
+    analysing that window as a clip gives (its first frame is an even stream frame): the
+    levels everywhere, the spectral measures where the clip takes them (its loud frames;
+    the tracker, not knowing the window's noise floor ahead, takes them above -75 dBFS)."""
     rate, window = 16000, 3.0
     stream = np.concatenate([speech_like(seconds=2.5, seed=3), speech_like(seconds=2.5)])
     tracker = SpeechTracker(rate, window)
@@ -219,10 +274,13 @@ def test_tracker_window_equals_the_clip_analysis():
     first = frames - tracker._capacity
     assert first % 2 == 0
     clip = analyze_frames(stream[first * 160 : (frames - 1) * 160 + 960], rate)
+    np.testing.assert_array_equal(tracker._measures[0], clip.rms_db)
+    loud = clip.loud
+    assert 0.5 < loud.mean() < 0.95
     for got, want in zip(
-        tracker._measures, (clip.rms_db, clip.periodicity, clip.f0_hz, clip.harmonics), strict=True
+        tracker._measures[1:], (clip.periodicity, clip.f0_hz, clip.harmonics), strict=True
     ):
-        np.testing.assert_allclose(got, want, rtol=1e-9)
+        np.testing.assert_allclose(got[loud], want[loud], rtol=1e-9)
     assert (
         tracker.decision().speech_seconds
         == detect_speech(stream[first * 160 : (frames - 1) * 160 + 960], rate).speech_seconds
