@@ -44,6 +44,7 @@ RAVDESS utterances, detection of generated silence, noise, hum, tones, clicks an
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -223,8 +224,9 @@ def analyze_frames(
     length, hop = _frame_samples(rate, config)
     rms_db = frame_levels(x, length, hop)
     # Only loud frames can be voiced: the spectral measures are taken where they can decide.
-    spectral = _measure(frame_view(x, length, hop), rms_db, _loud(rms_db, config), rate, config)
-    return _voicing(rms_db, *spectral, config)
+    loud = _loud(rms_db, config)
+    spectral = _measure(frame_view(x, length, hop), rms_db, loud, rate, config)
+    return _voicing(rms_db, *spectral, config, loud)
 
 
 def _frame_samples(rate: int, config: SpeechGateConfig) -> tuple[int, int]:
@@ -262,7 +264,7 @@ def _measure(
 def _loud(rms_db: np.ndarray, config: SpeechGateConfig) -> np.ndarray:
     """Frames above the absolute floor and `noise_margin_db` above the frames' noise floor."""
     finite = rms_db[np.isfinite(rms_db)]
-    noise = np.percentile(finite, config.noise_percentile) if len(finite) else -np.inf
+    noise = _percentiles(finite, config.noise_percentile)[0] if len(finite) else -np.inf
     return (rms_db >= config.floor_db) & (rms_db >= noise + config.noise_margin_db)
 
 
@@ -272,9 +274,11 @@ def _voicing(
     f0: np.ndarray,
     harmonics: np.ndarray,
     config: SpeechGateConfig,
+    loud: np.ndarray | None = None,
 ) -> FrameAnalysis:
-    """Loud and voiced frames from the per-frame measures of one clip (or stream window)."""
-    loud = _loud(rms_db, config)
+    """Loud and voiced frames from the per-frame measures of one clip (or stream window);
+    `loud`: `_loud(rms_db, config)` when already known."""
+    loud = _loud(rms_db, config) if loud is None else loud
     candidate = (
         loud
         & (periodicity >= config.min_periodicity)
@@ -305,10 +309,29 @@ def pitch_range_st(f0_hz: np.ndarray) -> float:
     """
     if len(f0_hz) < 2:
         return 0.0
-    st = 12 * np.log2(f0_hz / np.median(f0_hz))
+    ordered = np.sort(f0_hz)
+    middle = len(ordered) // 2
+    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    st = 12 * np.log2(f0_hz / median)
     st = st - 12 * np.round(st / 12)
-    lo, hi = np.percentile(st, [10, 90])
+    lo, hi = _percentiles(st, 10, 90)
     return float(hi - lo)
+
+
+def _percentiles(values: np.ndarray, *q: float) -> np.ndarray:
+    """np.percentile(values, q) (linear interpolation) of (n,) non-NaN values, n >= 1.
+
+    The same arithmetic as numpy's, to the bit, without its 30 us of overhead per call
+    (the gate takes three per clip).
+    """
+    ordered = np.sort(values)
+    virtual = (len(ordered) - 1) * (np.array(q) / 100)
+    below = np.floor(virtual)
+    gamma = virtual - below
+    i = below.astype(np.intp)
+    a, b = ordered[i], ordered[np.minimum(i + 1, len(ordered) - 1)]
+    diff = b - a
+    return np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
 
 
 def syllable_modulation(rms_db: np.ndarray, hop_s: float) -> float:
@@ -317,16 +340,27 @@ def syllable_modulation(rms_db: np.ndarray, hop_s: float) -> float:
     The envelope is the linear frame RMS (from `rms_db`, frames every `hop_s` seconds);
     0 for a steady signal, about 0.3-1 for speech. Clips shorter than 0.25 s give 0.
     """
-    env = np.nan_to_num(10 ** (rms_db / 20), nan=0.0)
+    env = 10 ** (rms_db / 20)
+    env[np.isnan(env)] = 0.0
     if len(env) * hop_s < 0.25 or env.mean() <= 0:
         return 0.0
     n = 1 << int(np.ceil(np.log2(2 * len(env))))
-    spec = np.fft.rfft((env - env.mean()) * window("hann", len(env)), n)
-    freqs = np.fft.rfftfreq(n, hop_s)
-    spec[(freqs < 2.0) | (freqs > 8.0)] = 0.0
+    hann, outside = _modulation_plan(len(env), hop_s)
+    spec = np.fft.rfft((env - env.mean()) * hann, n)
+    spec[outside] = 0.0
     band = np.fft.irfft(spec, n)[: len(env)]
     # Undo the Hann window's loss of power (mean of w**2 = 3/8).
     return float(np.sqrt(np.mean(band**2) / 0.375) / env.mean())
+
+
+@lru_cache(maxsize=8)
+def _modulation_plan(frames: int, hop_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """`syllable_modulation`'s Hann window of `frames` and its spectrum's bins outside 2-8 Hz."""
+    n = 1 << int(np.ceil(np.log2(2 * frames)))
+    freqs = np.fft.rfftfreq(n, hop_s)
+    hann, outside = window("hann", frames), (freqs < 2.0) | (freqs > 8.0)
+    hann.flags.writeable = outside.flags.writeable = False  # cached: shared by every call
+    return hann, outside
 
 
 def detect_speech(

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 ANALYSIS_RATE = 16000  # Hz; faster rates are decimated by an integer factor down towards it
 _LEVEL_FRAMES = 300  # frames per block of `frame_levels`
+# Multiply-adds per matrix product: OpenBLAS (numpy's wheels) runs a product up to 4 x 65536
+# of them on the calling thread; a bigger one wakes its thread pool, whose threads then spin
+# waiting for more work: 10-30x the product's own CPU time on a busy 2-core machine.
+_ONE_THREAD_PRODUCT = 4 * 65536
 
 
 def decimate(x: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
@@ -58,11 +62,14 @@ def frame_view(x: np.ndarray, length: int, hop: int) -> np.ndarray:
 class _Plan:
     """What `measure_block` reuses for every block of one frame length, rate and config.
 
-    The spectrum is taken at n_fft bins (the next power of two of 2 x the frame length) but
-    only its first `top + 1` bins are kept: above the band every bin is 0. The whitened
-    autocorrelation is wanted at lag 0 and the pitch lags only, and the whitened spectrum is
-    0 outside the pitch band, so it is a (pitch bins, 1 + lags) cosine product instead of
-    an inverse FFT of n_fft (the same sums, in another order).
+    The spectrum is taken at n_fft bins (the next power of two of the frame length: the
+    frame's own DFT, not interpolated by zero padding) but only its first `top + 1` bins are
+    kept: above the band every bin is 0. The whitened autocorrelation is wanted at lag 0 and
+    the pitch lags only, and the whitened spectrum is 0 outside the pitch band, so it is a
+    (pitch bins, 1 + lags) cosine product instead of an inverse FFT of n_fft (the same sums,
+    in another order). It is circular over n_fft samples: a pitch lag also picks up the lag
+    n_fft minus it, 3/4 of a frame or more, where the two Hann-windowed ends overlap little.
+    The product is taken `rows` frames at a time (see `_ONE_THREAD_PRODUCT`).
     """
 
     n_fft: int
@@ -74,12 +81,13 @@ class _Plan:
     pitch: slice  # bins of the pitch band
     basis: np.ndarray  # (pitch bins, 1 + lags) cosines: white**2 @ basis = acf at 0, lo..hi
     lo: int  # shortest pitch lag, samples
+    rows: int  # frames per product with `basis`
 
 
 @lru_cache(maxsize=8)
 def _plan(length: int, rate: int, config: SpeechGateConfig) -> _Plan:
     """The `_Plan` of frames of `length` samples at `rate` Hz."""
-    n_fft = 1 << int(np.ceil(np.log2(2 * length)))
+    n_fft = 1 << (length - 1).bit_length()
     bins = n_fft // 2 + 1
     freqs = np.arange(bins) * rate / n_fft
     inside = np.flatnonzero(
@@ -110,6 +118,7 @@ def _plan(length: int, rate: int, config: SpeechGateConfig) -> _Plan:
         slice(int(j[0]), int(j[-1]) + 1),
         basis,
         lo,
+        max(1, _ONE_THREAD_PRODUCT // basis.size),
     )
 
 
@@ -230,19 +239,22 @@ def _spectral(
     env = _smooth_band(mag, plan)
     tiny = 1e-3 * env.max(axis=1, keepdims=True) + 1e-12
     white = mag[:, plan.pitch] / (env[:, plan.pitch] + tiny)
-    acf = (white**2) @ plan.basis
+    np.square(white, out=white)
+    acf = np.empty((len(white), plan.basis.shape[1]))
+    for i in range(0, len(white), plan.rows):
+        np.matmul(white[i : i + plan.rows], plan.basis, out=acf[i : i + plan.rows])
     # Lag 0 is a sum of squares: 0 only where the pitch band is empty (then nacf is 0).
     energy = acf[:, :1]
     nacf = np.divide(acf[:, 1:], energy, out=np.zeros_like(acf[:, 1:]), where=energy > 0)
     # The shortest lag within 10 % of the best: a period, not a multiple of it.
     rows = np.arange(len(nacf))
-    best = np.argmax(nacf >= 0.9 * nacf.max(axis=1, keepdims=True), axis=1)
-    while True:  # climb to the local maximum right of that first lag
-        step = np.minimum(best + 1, nacf.shape[1] - 1)
-        up = nacf[rows, step] > nacf[rows, best]
-        if not up.any():
-            break
-        best = np.where(up, step, best)
+    first = np.argmax(nacf >= 0.9 * nacf.max(axis=1, keepdims=True), axis=1)
+    # Climb to the local maximum right of that first lag: the first lag from it on whose
+    # right neighbour is not higher (or the last lag).
+    stop = np.ones(nacf.shape, bool)
+    np.less_equal(nacf[:, 1:], nacf[:, :-1], out=stop[:, :-1])
+    stop &= np.arange(nacf.shape[1]) >= first[:, None]
+    best = np.argmax(stop, axis=1)
     periodicity = np.clip(nacf[rows, best], 0.0, 1.0)
     # Parabolic refinement of the lag for a sub-sample pitch.
     left = nacf[rows, np.maximum(best - 1, 0)]
@@ -261,54 +273,62 @@ def _spectral(
     )
     harmonics = np.zeros(len(f0), np.int64)
     if decides.any():
-        # The power spectrum with one 0 bin past the band: lookups beyond it read 0.
-        power = np.zeros((int(decides.sum()), plan.top + 2))
-        np.square(mag[decides], out=power[:, :-1])
-        harmonics[decides] = _count_harmonics(power, rate / plan.n_fft, f0[decides], config)
+        harmonics[decides] = _count_harmonics(mag[decides], rate / plan.n_fft, f0[decides], config)
     return periodicity, f0, harmonics
 
 
 def _count_harmonics(
-    power: np.ndarray, step: float, f0: np.ndarray, config: SpeechGateConfig
+    mag: np.ndarray, step: float, f0: np.ndarray, config: SpeechGateConfig
 ) -> np.ndarray:
     """Harmonics h*f0 whose peak stands `harmonic_db` above the spectrum midway between.
 
-    `power`: (n, bins) power spectrum, bins `step` Hz apart, the last bin the first past
-    the band (0); `f0`: (n,) pitch, Hz.
+    `mag`: (n, bins) magnitude spectrum up to the band's top, bins `step` Hz apart; `f0`:
+    (n,) pitch, Hz. Each frame's harmonics whose midpoint to the next one lies in the band
+    are looked at, those of all frames in one flat list.
     """
-    top = (power.shape[1] - 2) * step
-    n_harm = int(top // f0.min())  # more would all lie past the band
-    h = np.arange(1, n_harm + 1)
-    centres = f0[:, None] * h[None, :]  # (n, H) Hz
-    inside = centres + 0.5 * f0[:, None] <= top
-    rows = np.arange(len(f0))[None, :, None]
-    spread = np.linspace(-0.12, 0.12, 5)[:, None, None]
-
-    def level(offset: float, reduce) -> np.ndarray:
-        # Max or mean of the power over 5 bins around centres + offset * f0.
-        hz = centres[None] + (offset + spread) * f0[None, :, None]
-        span = np.clip(np.rint(hz / step), 0, power.shape[1] - 1).astype(int)
-        return reduce(power[rows, span], axis=0)
-
-    peak = level(0.0, np.max)
-    valley = 0.5 * (level(-0.5, np.mean) + level(0.5, np.mean))
-    loudest = power.max(axis=1, keepdims=True)
+    top = (mag.shape[1] - 1) * step
+    # Harmonics h = 1, 2, ... of each frame while h * f0 + 0.5 * f0 <= top: h <= top / f0.
+    count = (top // f0).astype(np.int64)
+    frame = np.repeat(np.arange(len(f0)), count)
+    h = np.arange(len(frame)) - np.repeat(np.cumsum(count) - count, count) + 1
+    pitch = f0[frame]
+    centres = pitch * h  # Hz
+    inside = centres + 0.5 * pitch <= top
+    frame, pitch, centres = frame[inside], pitch[inside], centres[inside]
+    # Power at 5 bins around each centre (offset 0) and midway to each neighbour (-+0.5),
+    # (3, 5, harmonics), looked up at once. Past the band the spectrum is 0: the power is
+    # padded with 0 as far as a lookup can reach (0.12 f0 past the last midpoint).
+    offsets = np.array([0.0, -0.5, 0.5])[:, None] + np.linspace(-0.12, 0.12, 5)
+    hz = centres + offsets[:, :, None] * pitch
+    np.divide(hz, step, out=hz)
+    span = np.rint(hz, out=hz).astype(np.intp)
+    width = mag.shape[1] + int(0.12 * f0.max() / step) + 2
+    power = np.zeros((len(f0), width))
+    np.square(mag, out=power[:, : mag.shape[1]])
+    span += frame * width
+    around = power.ravel()[span]
+    peak = around[0].max(axis=0)
+    valley = 0.5 * (around[1].mean(axis=0) + around[2].mean(axis=0))
+    loudest = power.max(axis=1)[frame]
     ratio = 10 ** (config.harmonic_db / 10)
-    present = inside & (peak >= ratio * valley) & (peak >= 1e-5 * loudest) & (peak > 0)
-    return present.sum(axis=1)
+    present = (peak >= ratio * valley) & (peak >= 1e-5 * loudest) & (peak > 0)
+    return np.bincount(frame[present], minlength=len(f0))
 
 
 def runs_at_least(mask: np.ndarray, min_len: int) -> np.ndarray:
     """`mask` with runs of consecutive True shorter than `min_len` set to False."""
     if min_len <= 1 or not mask.any():
         return mask.copy()
-    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    out = np.zeros_like(mask)
-    for s, e in zip(starts, ends, strict=True):
-        if e - s >= min_len:
-            out[s:e] = True
-    return out
+    # Starts and ends (one past) of the runs, alternating; +1 at a kept run's start, -1 at
+    # its end, summed up: 1 inside the kept runs.
+    padded = np.concatenate([[False], mask, [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    starts, ends = edges[::2], edges[1::2]
+    keep = ends - starts >= min_len
+    step = np.zeros(len(mask) + 1, np.int8)
+    step[starts[keep]] = 1
+    step[ends[keep]] = -1
+    return np.cumsum(step[:-1], dtype=np.int8).astype(bool)
 
 
 def finite_mono(samples: np.ndarray) -> np.ndarray:

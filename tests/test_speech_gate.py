@@ -163,6 +163,95 @@ def test_band_smoothing_is_the_moving_average_of_the_whole_spectrum():
     assert not want[:, got.shape[1] :].any()  # 0 past the returned bins
 
 
+def _harmonics_one_by_one(mag: np.ndarray, step: float, f0: np.ndarray) -> np.ndarray:
+    """`voicing._count_harmonics` written out frame by frame and harmonic by harmonic."""
+    ratio, counts = 10 ** (SpeechGateConfig().harmonic_db / 10), []
+    top = (mag.shape[1] - 1) * step
+    for row, pitch in zip(mag, f0, strict=True):
+        power = np.concatenate([row**2, [0.0]])  # lookups past the band read 0
+
+        def at(hz: float, power=power) -> float:
+            return power[min(int(np.rint(hz / step)), len(power) - 1)]
+
+        count, h = 0, 1
+        while h * pitch + 0.5 * pitch <= top:
+            around = [h * pitch + s * pitch for s in np.linspace(-0.12, 0.12, 5)]
+            peak = max(at(hz) for hz in around)
+            valley = 0.5 * sum(np.mean([at(hz + o * pitch) for hz in around]) for o in (-0.5, 0.5))
+            count += peak >= ratio * valley and peak >= 1e-5 * power.max() and peak > 0
+            h += 1
+        counts.append(count)
+    return np.array(counts)
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_harmonics_counted_in_one_flat_list_are_those_of_each_frame(rate):
+    config = SpeechGateConfig()
+    length, _ = speech._frame_samples(rate, config)
+    plan = voicing._plan(length, rate, config)
+    rng = np.random.default_rng(5)
+    step = rate / plan.n_fft
+    f0 = np.concatenate([rng.uniform(60, 600, 40), [60.0, 600.0, 8 * step, 125.0]])
+    bins = np.arange(plan.top + 1) * step
+    # Harmonic combs of each pitch (some harmonics missing) over a noise floor.
+    comb = np.cos(np.pi * bins[None, :] / f0[:, None]) ** 40 * (rng.random((len(f0), 1)) + 0.1)
+    mag = comb * (rng.random(comb.shape) < 0.8) + 1e-3 * rng.random(comb.shape)
+    mag[-3:] = 0.5  # flat: nothing stands out
+    got = voicing._count_harmonics(mag, step, f0, config)
+    np.testing.assert_array_equal(got, _harmonics_one_by_one(mag, step, f0))
+    assert not got[-3:].any() and got.min() == 0 and got[:-3].min() > 0 and got.max() > 10
+
+
+def test_short_runs_are_dropped():
+    rng = np.random.default_rng(6)
+    for _ in range(200):
+        mask = rng.random(int(rng.integers(0, 40))) < rng.random()
+        min_len = int(rng.integers(0, 7))
+        want = mask.copy()
+        start = None
+        for i, on in enumerate([*mask, False]):
+            if on and start is None:
+                start = i
+            elif not on and start is not None:
+                want[start:i] = i - start >= min_len
+                start = None
+        got = voicing.runs_at_least(mask, min_len)
+        assert got.dtype == bool and np.array_equal(got, want), (mask, min_len)
+
+
+def test_percentiles_are_numpys():
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 3, 10, 299, 300):
+        values = np.round(rng.standard_normal(n) * 20, int(rng.integers(0, 3)))
+        for q in ((10.0,), (10.0, 90.0), (0.0, 50.0, 100.0)):
+            assert np.array_equal(speech._percentiles(values, *q), np.percentile(values, q))
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 44100])
+def test_autocorrelation_products_stay_on_one_thread(rate):
+    """A product with the cosine basis small enough for OpenBLAS to run it on the calling
+    thread (its pool would spin and cost more than the product), and chunking it changes
+    no value."""
+    config = SpeechGateConfig()
+    length, _ = speech._frame_samples(rate, config)
+    plan = voicing._plan(length, rate, config)
+    assert (
+        1 <= plan.rows
+        and plan.rows * plan.basis.size <= 4 * 65536 < 2 * plan.rows * plan.basis.size
+    )
+    clip = speech_like(rate, seconds=2.0)
+    frames = voicing.frame_view(clip, length, round(0.01 * rate))
+    levels = voicing.frame_levels(clip, length, round(0.01 * rate))
+    assert len(frames) > plan.rows  # several products
+    everything = voicing._spectral(frames, levels, rate, config)
+    one_by_one = [
+        voicing._spectral(frames[i : i + 1], levels[i : i + 1], rate, config)
+        for i in range(len(frames))
+    ]
+    for whole, single in zip(everything, zip(*one_by_one, strict=True), strict=True):
+        np.testing.assert_allclose(whole, np.concatenate(single), rtol=1e-9, atol=1e-12)
+
+
 def _analysed_everywhere(clip: np.ndarray, rate: int) -> speech.FrameAnalysis:
     """`analyze_frames` with the spectral measures taken on every frame, quiet ones too."""
     config, clip = SpeechGateConfig(), voicing.finite_mono(clip)  # float32, as the gate
