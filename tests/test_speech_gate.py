@@ -250,6 +250,13 @@ def test_autocorrelation_products_stay_on_one_thread(rate):
     ]
     for whole, single in zip(everything, zip(*one_by_one, strict=True), strict=True):
         np.testing.assert_allclose(whole, np.concatenate(single), rtol=1e-9, atol=1e-12)
+    # measure_block analyses `chunk` frames per call, whole products of `rows`: the same
+    # values as all frames in one call.
+    assert plan.chunk % plan.rows == 0 and len(frames) > 2 * plan.chunk
+    config1 = SpeechGateConfig(pitch_every=1)
+    chunked = voicing.measure_block(frames, levels, np.ones(len(frames), bool), rate, config1)
+    for a, b in zip(chunked, voicing._spectral(frames, levels, rate, config1), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def _analysed_everywhere(clip: np.ndarray, rate: int) -> speech.FrameAnalysis:
