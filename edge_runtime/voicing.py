@@ -25,11 +25,11 @@ ANALYSIS_RATE = 16000  # Hz; faster rates are decimated by an integer factor dow
 _LEVEL_FRAMES = 300  # frames per block of `frame_levels`
 # Multiply-adds per matrix product: OpenBLAS (numpy's wheels) runs a product up to 4 x 65536
 # of them on the calling thread; a bigger one wakes its thread pool, whose threads then spin
-# waiting for more work: 10-30x the product's own CPU time on a busy 2-core machine.
+# waiting for more work: 6-11x the product's own CPU time on a busy 2-core machine.
 _ONE_THREAD_PRODUCT = 4 * 65536
-# Frames analysed together by `_spectral`, about: their float64 temporaries (~1 MB at 16 kHz)
-# stay in a core's L2 cache. All 300 of a block at once spill to the shared L3 cache, where
-# a busy machine made them 1.3-1.7x slower.
+# Frames analysed together by `_spectral`, about: their float64 temporaries (0.5 MB per
+# frames-sized array at 16 kHz) stay in a core's L2 cache. All 300 of a block at once spill
+# to the shared L3 cache, where a busy machine made the gate 1.2-1.7x slower.
 _SPECTRAL_FRAMES = 64
 
 
