@@ -141,11 +141,20 @@ def _synthetic(synth: dict, wall_s: float) -> str:
 
 
 def _cost(cost: dict) -> str:
-    """The gate's CPU cost per clip and per stream hop."""
+    """The gate's CPU cost per clip (and against the frontend's) and per stream hop."""
+    frontend = (
+        f"; the edge frontend (log-mel, `Frontend`) on the same clips, timed alternately "
+        f"before and after the gate in the same run ({cost['clips_timed']} of each), "
+        f"{cost['frontend_clip_ms']:.2f} ms: the gate costs "
+        f"**{cost['gate_over_frontend']:.2f}x the frontend**"
+        if "frontend_clip_ms" in cost  # results saved before it was timed lack it
+        else ""
+    )
+    threads = "process CPU time, BLAS threads included" if frontend else "CPU, one thread"
     return (
-        f"**Cost** (CPU, one thread, synthetic speech at 16 kHz): "
+        f"**Cost** ({threads}, synthetic speech at 16 kHz): "
         f"{cost['clip_ms']:.1f} ms to gate a {cost['window_s']:g} s clip "
-        f"(`detect_speech`, what `predict` adds per file of that length); "
+        f"(`detect_speech`, what `predict` adds per file of that length){frontend}; "
         f"{cost['hop_ms']:.1f} ms per {cost['hop_s']:g} s hop of a stream "
         f"(`SpeechTracker`: new frames only, a decision on the last "
         f"{cost['window_s']:g} s), "

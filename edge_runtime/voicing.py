@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from edge_runtime.dsp import window
 
@@ -21,6 +22,15 @@ if TYPE_CHECKING:
     from edge_runtime.speech import SpeechGateConfig
 
 ANALYSIS_RATE = 16000  # Hz; faster rates are decimated by an integer factor down towards it
+_LEVEL_FRAMES = 300  # frames per block of `frame_levels`
+# Multiply-adds per matrix product: OpenBLAS (numpy's wheels) runs a product up to 4 x 65536
+# of them on the calling thread; a bigger one wakes its thread pool, whose threads then spin
+# waiting for more work: 6-11x the product's own CPU time on a busy 2-core machine.
+_ONE_THREAD_PRODUCT = 4 * 65536
+# Frames analysed together by `_spectral`, about: their float64 temporaries (0.5 MB per
+# frames-sized array at 16 kHz) stay in a core's L2 cache. All 300 of a block at once spill
+# to the shared L3 cache, where a busy machine made the gate 1.2-1.7x slower.
+_SPECTRAL_FRAMES = 64
 
 
 def decimate(x: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
@@ -56,11 +66,15 @@ def frame_view(x: np.ndarray, length: int, hop: int) -> np.ndarray:
 class _Plan:
     """What `measure_block` reuses for every block of one frame length, rate and config.
 
-    The spectrum is taken at n_fft bins (the next power of two of 2 x the frame length) but
-    only its first `top + 1` bins are kept: above the band every bin is 0. The whitened
-    autocorrelation is wanted at lag 0 and the pitch lags only, and the whitened spectrum is
-    0 outside the pitch band, so it is a (pitch bins, 1 + lags) cosine product instead of
-    an inverse FFT of n_fft (the same sums, in another order).
+    The spectrum is taken at n_fft bins (the next power of two of the frame length: the
+    frame's own DFT, not interpolated by zero padding) but only its first `top + 1` bins are
+    kept: above the band every bin is 0. The whitened autocorrelation is wanted at lag 0 and
+    the pitch lags only, and the whitened spectrum is 0 outside the pitch band, so it is a
+    (pitch bins, 1 + lags) cosine product instead of an inverse FFT of n_fft (the same sums,
+    in another order). It is circular over n_fft samples: a pitch lag also picks up the lag
+    n_fft minus it, 3/4 of a frame or more, where the two Hann-windowed ends overlap little.
+    The product is taken `rows` frames at a time (see `_ONE_THREAD_PRODUCT`), within calls
+    of `chunk` frames (see `_SPECTRAL_FRAMES`).
     """
 
     n_fft: int
@@ -72,12 +86,14 @@ class _Plan:
     pitch: slice  # bins of the pitch band
     basis: np.ndarray  # (pitch bins, 1 + lags) cosines: white**2 @ basis = acf at 0, lo..hi
     lo: int  # shortest pitch lag, samples
+    rows: int  # frames per product with `basis`
+    chunk: int  # frames per `_spectral` call: about `_SPECTRAL_FRAMES`, a multiple of `rows`
 
 
 @lru_cache(maxsize=8)
 def _plan(length: int, rate: int, config: SpeechGateConfig) -> _Plan:
     """The `_Plan` of frames of `length` samples at `rate` Hz."""
-    n_fft = 1 << int(np.ceil(np.log2(2 * length)))
+    n_fft = 1 << (length - 1).bit_length()
     bins = n_fft // 2 + 1
     freqs = np.arange(bins) * rate / n_fft
     inside = np.flatnonzero(
@@ -96,6 +112,7 @@ def _plan(length: int, rate: int, config: SpeechGateConfig) -> _Plan:
     weight = np.where((j == 0) | (j == n_fft // 2), 1.0, 2.0) / n_fft  # the irfft's sum
     basis = weight[:, None] * np.cos(2 * np.pi * (np.outer(j, lags) % n_fft) / n_fft)
     win = window("hann", length - 1)
+    rows = max(1, _ONE_THREAD_PRODUCT // basis.size)
     for shared in (win, divisor, basis):  # cached: every later call reads the same arrays
         shared.flags.writeable = False
     return _Plan(
@@ -108,6 +125,8 @@ def _plan(length: int, rate: int, config: SpeechGateConfig) -> _Plan:
         slice(int(j[0]), int(j[-1]) + 1),
         basis,
         lo,
+        rows,
+        rows * max(1, round(_SPECTRAL_FRAMES / rows)),
     )
 
 
@@ -129,50 +148,101 @@ def _smooth_band(mag: np.ndarray, plan: _Plan) -> np.ndarray:
     return env
 
 
+def frame_levels(x: np.ndarray, length: int, hop: int) -> np.ndarray:
+    """RMS level (dBFS, -inf for a constant frame) of the `frame_view(x, length, hop)` frames.
+
+    The mean-removed energy of each frame from the sums of x and x**2 over hop-long pieces
+    (the frames overlap length / hop times; each sample is squared once): a frame adds up
+    its whole pieces, then its last length % hop samples, always in that order, so a frame's
+    level depends on its own samples only (a stream and a clip agree to the bit) and is -inf
+    exactly for digital silence. In blocks of `_LEVEL_FRAMES` frames. float64 (n_frames,).
+    """
+    if len(x) < length:
+        x = np.pad(x, (0, length - len(x)))
+    n = 1 + (len(x) - length) // hop
+    whole, rest = divmod(length, hop)
+    out = np.empty(n)
+    for i in range(0, n, _LEVEL_FRAMES):
+        m = min(_LEVEL_FRAMES, n - i)
+        seg = x[i * hop : (i + m - 1) * hop + length].astype(np.float64)
+        pieces = seg[: (m - 1 + whole) * hop].reshape(-1, hop)
+        tails = sliding_window_view(seg[whole * hop :], rest)[::hop] if rest else None
+        sums = []
+        for power in (1, 2):
+            per_piece = (pieces if power == 1 else np.square(pieces)).sum(axis=1)
+            total = sliding_window_view(per_piece, whole).sum(axis=1)
+            if rest:
+                total += (tails if power == 1 else np.square(tails)).sum(axis=1)
+            sums.append(total)
+        energy = np.maximum(sums[1] - np.square(sums[0]) / length, 0.0) / length
+        with np.errstate(divide="ignore"):
+            out[i : i + m] = 10 * np.log10(energy)
+    return out
+
+
 def measure_block(
     frames: np.ndarray,
+    rms_db: np.ndarray,
+    wanted: np.ndarray,
     rate: int,
     config: SpeechGateConfig,
     phase: int = 0,
     previous: tuple[float, float, int] | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """rms_db, periodicity, f0_hz, harmonics of (n, length) frames at `rate` Hz.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """periodicity, f0_hz, harmonics of (n, length) frames at `rate` Hz.
 
-    The level is measured on every frame. Periodicity, pitch and harmonics (the spectral
-    measures, where the cost is) are measured on every `config.pitch_every`-th frame of the
-    stream, the frames whose index (`phase` + row) is a multiple of it, and each frame
-    between holds the values of the last measured frame before it. Rows before the first
-    measured row hold `previous`: (periodicity, f0_hz, harmonics) of the frame just before
-    `frames`, needed when `phase` is not a multiple of `pitch_every`.
+    `rms_db`: (n,) their levels (`frame_levels`); `wanted`: (n,) bool, the frames whose
+    voicing can matter (the gate passes the loud ones: no other frame can be voiced).
+
+    Periodicity, pitch and harmonics (the spectral measures, where the cost is) are measured
+    on every `config.pitch_every`-th frame of the stream, the frames whose index (`phase` +
+    row) is a multiple of it, and each frame between holds the values of the last measured
+    frame before it. A measured frame is analysed only when it or a frame holding its values
+    is wanted; the others get periodicity 0, pitch 0 Hz and 0 harmonics (not voiced). Rows
+    before the first measured row hold `previous`: (periodicity, f0_hz, harmonics) of the
+    frame just before `frames`, needed when `phase` is not a multiple of `pitch_every`.
 
     Harmonics are counted only where they can decide (loud above the absolute floor,
-    periodic, pitch in range); they are 0 in the other frames.
+    periodic, pitch in range); they are 0 in the other frames. The analysed frames go
+    through the spectral measures `_SPECTRAL_FRAMES` or so at a time (each frame's measures
+    are its own: how many go together changes no value).
     """
     every = config.pitch_every
     first = (-phase) % every
     if first and previous is None:
         raise ValueError(f"frames from phase {phase} need the measures of the frame before")
-    x = frames.astype(np.float64)
-    x -= x.mean(axis=1, keepdims=True)
-    with np.errstate(divide="ignore"):
-        rms_db = 20 * np.log10(np.sqrt(np.mean(np.square(x), axis=1)))
-    periodicity, f0, harmonics = _spectral(x[first::every], rms_db[first::every], rate, config)
-    held = (np.arange(len(x)) - first) // every  # -1: rows before the first measured one
+    held = (np.arange(len(frames)) - first) // every  # -1: rows before the first measured one
+    measured = np.arange(first, len(frames), every)
+    # A measured row is analysed when a row holding its values (itself included) is wanted.
+    need = np.bincount(held[first:], weights=wanted[first:], minlength=len(measured)) > 0
+    periodicity, f0 = np.zeros(len(measured)), np.zeros(len(measured))
+    harmonics = np.zeros(len(measured), np.int64)
+    rows = measured[need]
+    chunk = _plan(frames.shape[1], rate, config).chunk
+    spectral = [
+        _spectral(frames[part], rms_db[part], rate, config)
+        for part in (rows[i : i + chunk] for i in range(0, len(rows), chunk))
+    ]
+    if spectral:
+        measures = zip(*spectral, strict=True)
+        periodicity[need], f0[need], harmonics[need] = map(np.concatenate, measures)
     if first:
         held += 1
         periodicity = np.concatenate([[previous[0]], periodicity])
         f0 = np.concatenate([[previous[1]], f0])
         harmonics = np.concatenate([np.array([previous[2]], np.int64), harmonics])
-    return rms_db, periodicity[held], f0[held], harmonics[held]
+    return periodicity[held], f0[held], harmonics[held]
 
 
 def _spectral(
     x: np.ndarray, rms_db: np.ndarray, rate: int, config: SpeechGateConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """periodicity, f0_hz, harmonics of (n, length) mean-removed float64 frames."""
+    """periodicity, f0_hz, harmonics of (n, length) frames (any float dtype)."""
     length = x.shape[1]
     if not len(x):
         return np.zeros(0), np.zeros(0), np.zeros(0, np.int64)
+    x = x.astype(np.float64)
+    x -= x.mean(axis=1, keepdims=True)
     plan = _plan(length, rate, config)
     # A first difference flattens low-frequency-heavy noise (brown, rumble) before whitening.
     emphasized = np.multiply(x[:, :-1], 0.97)
@@ -184,19 +254,22 @@ def _spectral(
     env = _smooth_band(mag, plan)
     tiny = 1e-3 * env.max(axis=1, keepdims=True) + 1e-12
     white = mag[:, plan.pitch] / (env[:, plan.pitch] + tiny)
-    acf = (white**2) @ plan.basis
+    np.square(white, out=white)
+    acf = np.empty((len(white), plan.basis.shape[1]))
+    for i in range(0, len(white), plan.rows):
+        np.matmul(white[i : i + plan.rows], plan.basis, out=acf[i : i + plan.rows])
     # Lag 0 is a sum of squares: 0 only where the pitch band is empty (then nacf is 0).
     energy = acf[:, :1]
     nacf = np.divide(acf[:, 1:], energy, out=np.zeros_like(acf[:, 1:]), where=energy > 0)
     # The shortest lag within 10 % of the best: a period, not a multiple of it.
     rows = np.arange(len(nacf))
-    best = np.argmax(nacf >= 0.9 * nacf.max(axis=1, keepdims=True), axis=1)
-    while True:  # climb to the local maximum right of that first lag
-        step = np.minimum(best + 1, nacf.shape[1] - 1)
-        up = nacf[rows, step] > nacf[rows, best]
-        if not up.any():
-            break
-        best = np.where(up, step, best)
+    first = np.argmax(nacf >= 0.9 * nacf.max(axis=1, keepdims=True), axis=1)
+    # Climb to the local maximum right of that first lag: the first lag from it on whose
+    # right neighbour is not higher (or the last lag).
+    stop = np.ones(nacf.shape, bool)
+    np.less_equal(nacf[:, 1:], nacf[:, :-1], out=stop[:, :-1])
+    stop &= np.arange(nacf.shape[1]) >= first[:, None]
+    best = np.argmax(stop, axis=1)
     periodicity = np.clip(nacf[rows, best], 0.0, 1.0)
     # Parabolic refinement of the lag for a sub-sample pitch.
     left = nacf[rows, np.maximum(best - 1, 0)]
@@ -215,54 +288,62 @@ def _spectral(
     )
     harmonics = np.zeros(len(f0), np.int64)
     if decides.any():
-        # The power spectrum with one 0 bin past the band: lookups beyond it read 0.
-        power = np.zeros((int(decides.sum()), plan.top + 2))
-        np.square(mag[decides], out=power[:, :-1])
-        harmonics[decides] = _count_harmonics(power, rate / plan.n_fft, f0[decides], config)
+        harmonics[decides] = _count_harmonics(mag[decides], rate / plan.n_fft, f0[decides], config)
     return periodicity, f0, harmonics
 
 
 def _count_harmonics(
-    power: np.ndarray, step: float, f0: np.ndarray, config: SpeechGateConfig
+    mag: np.ndarray, step: float, f0: np.ndarray, config: SpeechGateConfig
 ) -> np.ndarray:
     """Harmonics h*f0 whose peak stands `harmonic_db` above the spectrum midway between.
 
-    `power`: (n, bins) power spectrum, bins `step` Hz apart, the last bin the first past
-    the band (0); `f0`: (n,) pitch, Hz.
+    `mag`: (n, bins) magnitude spectrum up to the band's top, bins `step` Hz apart; `f0`:
+    (n,) pitch, Hz. Each frame's harmonics whose midpoint to the next one lies in the band
+    are looked at, those of all frames in one flat list.
     """
-    top = (power.shape[1] - 2) * step
-    n_harm = int(top // f0.min())  # more would all lie past the band
-    h = np.arange(1, n_harm + 1)
-    centres = f0[:, None] * h[None, :]  # (n, H) Hz
-    inside = centres + 0.5 * f0[:, None] <= top
-    rows = np.arange(len(f0))[None, :, None]
-    spread = np.linspace(-0.12, 0.12, 5)[:, None, None]
-
-    def level(offset: float, reduce) -> np.ndarray:
-        # Max or mean of the power over 5 bins around centres + offset * f0.
-        hz = centres[None] + (offset + spread) * f0[None, :, None]
-        span = np.clip(np.rint(hz / step), 0, power.shape[1] - 1).astype(int)
-        return reduce(power[rows, span], axis=0)
-
-    peak = level(0.0, np.max)
-    valley = 0.5 * (level(-0.5, np.mean) + level(0.5, np.mean))
-    loudest = power.max(axis=1, keepdims=True)
+    top = (mag.shape[1] - 1) * step
+    # Harmonics h = 1, 2, ... of each frame while h * f0 + 0.5 * f0 <= top: h <= top / f0.
+    count = (top // f0).astype(np.int64)
+    frame = np.repeat(np.arange(len(f0)), count)
+    h = np.arange(len(frame)) - np.repeat(np.cumsum(count) - count, count) + 1
+    pitch = f0[frame]
+    centres = pitch * h  # Hz
+    inside = centres + 0.5 * pitch <= top
+    frame, pitch, centres = frame[inside], pitch[inside], centres[inside]
+    # Power at 5 bins around each centre (offset 0) and midway to each neighbour (-+0.5),
+    # (3, 5, harmonics), looked up at once. Past the band the spectrum is 0: the power is
+    # padded with 0 as far as a lookup can reach (0.12 f0 past the last midpoint).
+    offsets = np.array([0.0, -0.5, 0.5])[:, None] + np.linspace(-0.12, 0.12, 5)
+    hz = centres + offsets[:, :, None] * pitch
+    np.divide(hz, step, out=hz)
+    span = np.rint(hz, out=hz).astype(np.intp)
+    width = mag.shape[1] + int(0.12 * f0.max() / step) + 2
+    power = np.zeros((len(f0), width))
+    np.square(mag, out=power[:, : mag.shape[1]])
+    span += frame * width
+    around = power.ravel()[span]
+    peak = around[0].max(axis=0)
+    valley = 0.5 * (around[1].mean(axis=0) + around[2].mean(axis=0))
+    loudest = power.max(axis=1)[frame]
     ratio = 10 ** (config.harmonic_db / 10)
-    present = inside & (peak >= ratio * valley) & (peak >= 1e-5 * loudest) & (peak > 0)
-    return present.sum(axis=1)
+    present = (peak >= ratio * valley) & (peak >= 1e-5 * loudest) & (peak > 0)
+    return np.bincount(frame[present], minlength=len(f0))
 
 
 def runs_at_least(mask: np.ndarray, min_len: int) -> np.ndarray:
     """`mask` with runs of consecutive True shorter than `min_len` set to False."""
     if min_len <= 1 or not mask.any():
         return mask.copy()
-    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    out = np.zeros_like(mask)
-    for s, e in zip(starts, ends, strict=True):
-        if e - s >= min_len:
-            out[s:e] = True
-    return out
+    # Starts and ends (one past) of the runs, alternating; +1 at a kept run's start, -1 at
+    # its end, summed up: 1 inside the kept runs.
+    padded = np.concatenate([[False], mask, [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    starts, ends = edges[::2], edges[1::2]
+    keep = ends - starts >= min_len
+    step = np.zeros(len(mask) + 1, np.int8)
+    step[starts[keep]] = 1
+    step[ends[keep]] = -1
+    return np.cumsum(step[:-1], dtype=np.int8).astype(bool)
 
 
 def finite_mono(samples: np.ndarray) -> np.ndarray:

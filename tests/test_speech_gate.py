@@ -163,6 +163,149 @@ def test_band_smoothing_is_the_moving_average_of_the_whole_spectrum():
     assert not want[:, got.shape[1] :].any()  # 0 past the returned bins
 
 
+def _harmonics_one_by_one(mag: np.ndarray, step: float, f0: np.ndarray) -> np.ndarray:
+    """`voicing._count_harmonics` written out frame by frame and harmonic by harmonic."""
+    ratio, counts = 10 ** (SpeechGateConfig().harmonic_db / 10), []
+    top = (mag.shape[1] - 1) * step
+    for row, pitch in zip(mag, f0, strict=True):
+        power = np.concatenate([row**2, [0.0]])  # lookups past the band read 0
+
+        def at(hz: float, power=power) -> float:
+            return power[min(int(np.rint(hz / step)), len(power) - 1)]
+
+        count, h = 0, 1
+        while h * pitch + 0.5 * pitch <= top:
+            around = [h * pitch + s * pitch for s in np.linspace(-0.12, 0.12, 5)]
+            peak = max(at(hz) for hz in around)
+            valley = 0.5 * sum(np.mean([at(hz + o * pitch) for hz in around]) for o in (-0.5, 0.5))
+            count += peak >= ratio * valley and peak >= 1e-5 * power.max() and peak > 0
+            h += 1
+        counts.append(count)
+    return np.array(counts)
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_harmonics_counted_in_one_flat_list_are_those_of_each_frame(rate):
+    config = SpeechGateConfig()
+    length, _ = speech._frame_samples(rate, config)
+    plan = voicing._plan(length, rate, config)
+    rng = np.random.default_rng(5)
+    step = rate / plan.n_fft
+    f0 = np.concatenate([rng.uniform(60, 600, 40), [60.0, 600.0, 8 * step, 125.0]])
+    bins = np.arange(plan.top + 1) * step
+    # Harmonic combs of each pitch (some harmonics missing) over a noise floor.
+    comb = np.cos(np.pi * bins[None, :] / f0[:, None]) ** 40 * (rng.random((len(f0), 1)) + 0.1)
+    mag = comb * (rng.random(comb.shape) < 0.8) + 1e-3 * rng.random(comb.shape)
+    mag[-3:] = 0.5  # flat: nothing stands out
+    got = voicing._count_harmonics(mag, step, f0, config)
+    np.testing.assert_array_equal(got, _harmonics_one_by_one(mag, step, f0))
+    assert not got[-3:].any() and got.min() == 0 and got[:-3].min() > 0 and got.max() > 10
+
+
+def test_short_runs_are_dropped():
+    rng = np.random.default_rng(6)
+    for _ in range(200):
+        mask = rng.random(int(rng.integers(0, 40))) < rng.random()
+        min_len = int(rng.integers(0, 7))
+        want = mask.copy()
+        start = None
+        for i, on in enumerate([*mask, False]):
+            if on and start is None:
+                start = i
+            elif not on and start is not None:
+                want[start:i] = i - start >= min_len
+                start = None
+        got = voicing.runs_at_least(mask, min_len)
+        assert got.dtype == bool and np.array_equal(got, want), (mask, min_len)
+
+
+def test_percentiles_are_numpys():
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 3, 10, 299, 300):
+        values = np.round(rng.standard_normal(n) * 20, int(rng.integers(0, 3)))
+        for q in ((10.0,), (10.0, 90.0), (0.0, 50.0, 100.0)):
+            assert np.array_equal(speech._percentiles(values, *q), np.percentile(values, q))
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 44100])
+def test_autocorrelation_products_stay_on_one_thread(rate):
+    """A product with the cosine basis small enough for OpenBLAS to run it on the calling
+    thread (its pool would spin and cost more than the product), and chunking it changes
+    no value."""
+    config = SpeechGateConfig()
+    length, _ = speech._frame_samples(rate, config)
+    plan = voicing._plan(length, rate, config)
+    assert (
+        1 <= plan.rows
+        and plan.rows * plan.basis.size <= 4 * 65536 < 2 * plan.rows * plan.basis.size
+    )
+    clip = speech_like(rate, seconds=2.0)
+    frames = voicing.frame_view(clip, length, round(0.01 * rate))
+    levels = voicing.frame_levels(clip, length, round(0.01 * rate))
+    assert len(frames) > plan.rows  # several products
+    everything = voicing._spectral(frames, levels, rate, config)
+    one_by_one = [
+        voicing._spectral(frames[i : i + 1], levels[i : i + 1], rate, config)
+        for i in range(len(frames))
+    ]
+    for whole, single in zip(everything, zip(*one_by_one, strict=True), strict=True):
+        np.testing.assert_allclose(whole, np.concatenate(single), rtol=1e-9, atol=1e-12)
+    # measure_block analyses `chunk` frames per call, whole products of `rows`: the same
+    # values as all frames in one call.
+    assert plan.chunk % plan.rows == 0 and len(frames) > 2 * plan.chunk
+    config1 = SpeechGateConfig(pitch_every=1)
+    chunked = voicing.measure_block(frames, levels, np.ones(len(frames), bool), rate, config1)
+    for a, b in zip(chunked, voicing._spectral(frames, levels, rate, config1), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def _analysed_everywhere(clip: np.ndarray, rate: int) -> speech.FrameAnalysis:
+    """`analyze_frames` with the spectral measures taken on every frame, quiet ones too."""
+    config, clip = SpeechGateConfig(), voicing.finite_mono(clip)  # float32, as the gate
+    length, hop = speech._frame_samples(rate, config)
+    rms_db = voicing.frame_levels(clip, length, hop)
+    frames = voicing.frame_view(clip, length, hop)
+    spectral = speech._measure(frames, rms_db, np.ones(len(frames), bool), rate, config)
+    return speech._voicing(rms_db, *spectral, config)
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_skipping_quiet_frames_changes_no_verdict(rate):
+    """Only loud frames get the spectral measures: the voiced frames, the pitch they carry
+    and every decision are those of measuring all frames, on speech and on non-speech."""
+    clips = {"speech": speech_like(rate), "quiet speech": 0.01 * speech_like(rate, 220.0, seed=2)}
+    clips["speech after silence"] = np.concatenate([np.zeros(rate // 2), speech_like(rate)])
+    clips.update(non_speech(rate))
+    skipped = 0
+    for name, clip in clips.items():
+        if len(clip) < round(0.06 * rate):
+            continue
+        fast, full = analyze_frames(clip, rate), _analysed_everywhere(clip, rate)
+        np.testing.assert_array_equal(fast.rms_db, full.rms_db)
+        np.testing.assert_array_equal(fast.voiced, full.voiced, err_msg=name)
+        np.testing.assert_array_equal(fast.f0_hz[fast.voiced], full.f0_hz[full.voiced])
+        assert speech._decide(fast, SpeechGateConfig()) == speech._decide(
+            full, SpeechGateConfig()
+        ), name
+        skipped += int(np.sum((fast.f0_hz == 0) & (full.f0_hz > 0)))
+    assert skipped > 100  # frames were skipped, not only decided the same
+
+
+def test_frame_levels_are_the_rms_of_each_frame():
+    rng = np.random.default_rng(4)
+    x = np.concatenate([np.zeros(3000), 0.3 + 0.1 * rng.standard_normal(9000)]).astype(np.float32)
+    for length, hop in ((960, 160), (1323, 220), (100, 100)):
+        frames = voicing.frame_view(x, length, hop).astype(np.float64)
+        with np.errstate(divide="ignore"):
+            want = 10 * np.log10(np.var(frames, axis=1))
+        got = voicing.frame_levels(x, length, hop)
+        np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)], atol=1e-6)
+        assert np.array_equal(np.isneginf(got), np.isneginf(want))  # digital silence: -inf
+    short = 0.5 * rng.standard_normal(10)  # shorter than a frame: one zero-padded frame
+    want = 10 * np.log10(np.var(np.pad(short, (0, 950))))
+    np.testing.assert_allclose(voicing.frame_levels(short, 960, 160), [want], rtol=1e-9)
+
+
 def test_harmonics_are_counted_where_they_can_decide():
     rate, config = 16000, SpeechGateConfig()
     clip = np.concatenate([speech_like(rate), non_speech(rate)["white noise"]])
@@ -180,16 +323,19 @@ def test_harmonics_are_counted_where_they_can_decide():
 
 def test_spectral_measures_on_every_other_frame_are_held_between():
     """pitch_every=2: level on every frame; periodicity, pitch and harmonics on the even
-    frames, as measuring every frame gives them there, and held by the odd frames."""
+    frames, as measuring every frame gives them there (where both analyse: at loud frames),
+    and held by the odd frames."""
     rate = 16000
     clip = np.concatenate([speech_like(rate, seconds=4.0), non_speech(rate)["white noise"]])
     every = analyze_frames(clip, rate, SpeechGateConfig(pitch_every=1))
     half = analyze_frames(clip, rate)  # more than one block of 300 frames
     assert len(half.rms_db) > 300
     np.testing.assert_array_equal(half.rms_db, every.rms_db)
+    loud = every.loud[::2]
+    assert 0.5 < loud.mean() < 0.95  # the quiet frames are not analysed
     for name in ("periodicity", "f0_hz", "harmonics"):
         a, b = getattr(half, name), getattr(every, name)
-        np.testing.assert_allclose(a[::2], b[::2], rtol=1e-12)  # BLAS order: ulps
+        np.testing.assert_allclose(a[::2][loud], b[::2][loud], rtol=1e-12)  # BLAS order: ulps
         np.testing.assert_array_equal(a[1::2], a[::2][: len(a[1::2])])
     assert abs(half.voiced.mean() - every.voiced.mean()) < 0.02
     thirds = analyze_frames(clip, rate, SpeechGateConfig(pitch_every=3))
@@ -197,18 +343,23 @@ def test_spectral_measures_on_every_other_frame_are_held_between():
         thirds.f0_hz, np.repeat(thirds.f0_hz[::3], 3)[: len(thirds.f0_hz)]
     )
     frames = voicing.frame_view(clip[:16000], 960, 160)
+    levels, wanted = voicing.frame_levels(clip[:16000], 960, 160), np.ones(len(frames), bool)
     with pytest.raises(ValueError, match="phase 1"):
-        voicing.measure_block(frames, rate, SpeechGateConfig(), phase=1)
-    held = voicing.measure_block(frames, rate, SpeechGateConfig(), phase=1, previous=(0.5, 99.0, 7))
-    assert (held[1][0], held[2][0], held[3][0]) == (0.5, 99.0, 7)
-    shifted = voicing.measure_block(frames[1:], rate, SpeechGateConfig())
+        voicing.measure_block(frames, levels, wanted, rate, SpeechGateConfig(), phase=1)
+    held = voicing.measure_block(
+        frames, levels, wanted, rate, SpeechGateConfig(), phase=1, previous=(0.5, 99.0, 7)
+    )
+    assert (held[0][0], held[1][0], held[2][0]) == (0.5, 99.0, 7)
+    shifted = voicing.measure_block(frames[1:], levels[1:], wanted[1:], rate, SpeechGateConfig())
     for a, b in zip(held, shifted, strict=True):  # phase 1: rows 1, 3, ... are measured
         np.testing.assert_array_equal(a[1:], b)
 
 
 def test_tracker_window_equals_the_clip_analysis():
     """A stream pushed in odd chunks: the tracker's last window holds the measures that
-    analysing that window as a clip gives (its first frame is an even stream frame)."""
+    analysing that window as a clip gives (its first frame is an even stream frame): the
+    levels everywhere, the spectral measures where the clip takes them (its loud frames;
+    the tracker, not knowing the window's noise floor ahead, takes them above -75 dBFS)."""
     rate, window = 16000, 3.0
     stream = np.concatenate([speech_like(seconds=2.5, seed=3), speech_like(seconds=2.5)])
     tracker = SpeechTracker(rate, window)
@@ -219,10 +370,13 @@ def test_tracker_window_equals_the_clip_analysis():
     first = frames - tracker._capacity
     assert first % 2 == 0
     clip = analyze_frames(stream[first * 160 : (frames - 1) * 160 + 960], rate)
+    np.testing.assert_array_equal(tracker._measures[0], clip.rms_db)
+    loud = clip.loud
+    assert 0.5 < loud.mean() < 0.95
     for got, want in zip(
-        tracker._measures, (clip.rms_db, clip.periodicity, clip.f0_hz, clip.harmonics), strict=True
+        tracker._measures[1:], (clip.periodicity, clip.f0_hz, clip.harmonics), strict=True
     ):
-        np.testing.assert_allclose(got, want, rtol=1e-9)
+        np.testing.assert_allclose(got[loud], want[loud], rtol=1e-9)
     assert (
         tracker.decision().speech_seconds
         == detect_speech(stream[first * 160 : (frames - 1) * 160 + 960], rate).speech_seconds
