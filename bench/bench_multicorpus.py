@@ -29,9 +29,11 @@ What a file is comes from its content (`run_kind`), not its name:
   every corpus trained and tested at once, folds on their union; every corpus's role
   "pooled"): one row per corpus from the run's "corpus_scores", WA / UA in its own label
   set and in the common one with their recorded 95% bootstrap intervals (all folds and
-  seeds pooled), each seed's own UA, next to the eGeMAPS+SVM trained on that corpus alone
-  on the same protocol (docs/results/baseline/<corpus>-*-<none|speaker>.json with the same
-  protocol name, fold count for group-kfold, and label set), where saved. Name:
+  seeds pooled), each seed's own UA, next to the eGeMAPS+SVM pooled on exactly the same
+  folds (docs/results/baseline/pooled-<job>-<corpus|speaker>.json with the same labels and
+  the same test speakers in every fold, features z-normalised per corpus or per speaker),
+  in the corpus's own label set, with the paired neural-minus-SVM UA on the same
+  utterances (seeds averaged; bootstrap over the utterances), where saved. Name:
   ``pooled-<protocol>-seed<S>.json`` (or ``pooled-<protocol>.json`` for several ``--seed``).
   A pooled run of protocol "all" (one model, no test folds) is refused: nothing to score.
 

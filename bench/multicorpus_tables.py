@@ -15,18 +15,17 @@ from typing import Any
 
 import numpy as np
 from _report import markdown_table, verdict
+from render_baseline import fold_test_speakers
 
-from keras_dyconv.labels import score_both
+from keras_dyconv.baseline import score_rows
+from keras_dyconv.labels import class_mask, score_both
 from keras_dyconv.metrics import bootstrap_ci, unweighted_accuracy, weighted_accuracy
 
 #: The saved eGeMAPS+SVM runs (`bench/bench_baseline.py`).
 SVM = Path(__file__).resolve().parent.parent / "docs" / "results" / "baseline"
 METRICS = {"wa": weighted_accuracy, "ua": unweighted_accuracy}
-#: The eGeMAPS+SVM LOCO rows: file suffix -> how its features are normalised.
+#: The eGeMAPS+SVM LOCO and pooled runs: file suffix -> how its features are normalised.
 SVM_NORMS = {"corpus": "per-corpus z", "speaker": "per-speaker z"}
-#: The eGeMAPS+SVM next to a pooled run's corpora (that corpus alone): file suffix -> how
-#: its features are normalised.
-SVM_ALONE_NORMS = {"none": "no norm.", "speaker": "per-speaker z"}
 
 
 def own_scores(
@@ -234,35 +233,91 @@ def loco_table(name: str, run: dict[str, Any]) -> str:
     )
 
 
-def _svm_same_protocol(run: dict[str, Any], corpus: str, own_labels: list[str]) -> list[str]:
-    """The eGeMAPS+SVM cells (each of `SVM_ALONE_NORMS`) of `corpus` trained on that
-    corpus alone on the run's protocol (docs/results/baseline/<corpus>-*-<norm>.json of the
-    same protocol name, fold count for group-kfold, and label set), "-" where none is saved."""
-    protocol = run["protocol"]
-    cells = []
-    for norm in SVM_ALONE_NORMS:
-        cell = "-"
-        for path in sorted(SVM.glob(f"{corpus}-*-{norm}.json")):
-            svm = json.loads(path.read_text())
-            same = svm["protocol"]["name"] == protocol["name"] and (
-                protocol["name"] != "group-kfold" or svm["protocol"]["k"] == protocol["k"]
-            )
-            if same and svm.get("corpus") == corpus and sorted(svm["labels"]) == own_labels:
-                cell = _svm_summary(svm)
-                break
-        cells.append(cell)
-    return cells
-
-
 def _summary_cells(summary: dict[str, Any]) -> list[str]:
     """WA and UA of a `summarize` record, each with its "ci95" interval where recorded."""
     ci = summary.get("ci95", {})
     return [_interval(summary[m], ci[m]) if m in ci else pct(summary[m]) for m in METRICS]
 
 
-def pooled_row(run: dict[str, Any], corpus: str) -> list[object]:
+def _pooled_svms(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The eGeMAPS+SVM pooled runs on exactly `run`'s folds: {normalisation (a key of
+    `SVM_NORMS`): results} from docs/results/baseline/pooled-*-<norm>.json with the same
+    labels and, fold by fold (same names), the same test speakers as the run's first seed."""
+    mine = fold_test_speakers(run["folds"])
+    found = {}
+    for norm in SVM_NORMS:
+        for path in sorted(SVM.glob(f"pooled-*-{norm}.json")):
+            svm = json.loads(path.read_text())
+            if svm["labels"] == run["labels"] and fold_test_speakers(svm["folds"]) == mine:
+                found[norm] = svm
+                break
+    return found
+
+
+def _own_predicted(rows: np.ndarray, labels: Sequence[str], corpus: str) -> np.ndarray:
+    """Per row of class scores over `labels`, the arg-max over `corpus`'s own classes
+    (`keras_dyconv.labels.class_mask`): class indices into `labels`, shape (n,)."""
+    return np.where(class_mask(corpus, labels), rows, -np.inf).argmax(axis=1)
+
+
+def pooled_paired(
+    run: dict[str, Any], svm: dict[str, Any], corpus: str
+) -> tuple[float, tuple[float, float]]:
+    """Own-label UA of a pooled run's `corpus` (mean over seeds) minus the pooled SVM's on
+    the same utterances, with a paired 95% bootstrap interval over those utterances (each
+    resample scores every seed and the SVM on the same draw).
+
+    Raises:
+        ValueError: the SVM or a seed did not test the same utterances of `corpus`.
+    """
+    labels = run["labels"]
+
+    def of_corpus(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [p for r in records for p in r["predictions"] if p["corpus"] == corpus]
+
+    first = min(run["seeds"])
+    keys = [
+        _utterance_key(p["path"]) for p in of_corpus(r for r in run["folds"] if r["seed"] == first)
+    ]
+    by_key = {}
+    for seed in run["seeds"]:
+        preds = of_corpus([r for r in run["folds"] if r["seed"] == seed])
+        by_key[seed] = dict(zip([_utterance_key(p["path"]) for p in preds], preds, strict=True))
+    svm_preds = of_corpus(svm["folds"])
+    svm_by_key = {_utterance_key(p["path"]): p for p in svm_preds}
+    for name, got in [*((f"seed {s}", k) for s, k in by_key.items()), ("the SVM", svm_by_key)]:
+        if sorted(got) != sorted(keys):
+            raise ValueError(f"{corpus}: {name} tested other utterances than seed {first}")
+    true = _indices(labels, [by_key[first][k]["label"] for k in keys], corpus)
+    neural = {
+        seed: _own_predicted(np.array([d[k]["probabilities"] for k in keys]), labels, corpus)
+        for seed, d in by_key.items()
+    }
+    s = _own_predicted(score_rows([svm_by_key[k] for k in keys], "scores_own"), labels, corpus)
+
+    def delta(i: np.ndarray) -> float:
+        return _seed_mean("ua", true, neural, i) - unweighted_accuracy(true[i], s[i])
+
+    return delta(np.arange(len(keys))), _joint_ci(delta, len(keys))
+
+
+def _pooled_svm_cell(run: dict[str, Any], svm: dict[str, Any] | None, corpus: str) -> str:
+    """A pooled SVM (`_pooled_svms`) on `corpus` in its own label set: "WA / UA [95%]; neural
+    minus SVM UA [paired 95%]"; "-" where none is saved."""
+    if svm is None:
+        return "-"
+    own = svm["corpus_scores"][corpus]["own"]
+    d, (lo, hi) = pooled_paired(run, svm, corpus)
+    return (
+        f"{pct(own['wa'])} / {_interval(own['ua'], own['ci95']['ua'])}; "
+        f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    )
+
+
+def pooled_row(run: dict[str, Any], corpus: str, svms: dict[str, dict[str, Any]]) -> list[object]:
     """One corpus of a pooled run (`dyser-train --target all`), as `pooled_table` shows it:
-    its "corpus_scores" (all folds and seeds), each seed's own UA, the SVM."""
+    its "corpus_scores" (all folds and seeds), each seed's own UA, the pooled SVMs on the
+    same folds (`svms`: `_pooled_svms`)."""
     scores = run["corpus_scores"][corpus]
     own_labels = scores["own"]["labels"]
     entry = run["corpora"][corpus]
@@ -280,18 +335,20 @@ def pooled_row(run: dict[str, Any], corpus: str) -> list[object]:
         by_seed = {s: [f for f in own if f["seed"] == s] for s in run["seeds"]}
         pooled = {s: " / ".join(map(pct, pooled_wa_ua(f))) for s, f in by_seed.items() if f}
         row.append(", ".join(f"{s}: {wa_ua}" for s, wa_ua in pooled.items()))
-    return row + _svm_same_protocol(run, corpus, sorted(own_labels))
+    return row + [_pooled_svm_cell(run, svms.get(norm), corpus) for norm in SVM_NORMS]
 
 
 def pooled_table(name: str, run: dict[str, Any]) -> str:
     """A pooled run: every corpus trained and tested at once, one row per corpus in its own
-    label set and in the common one, next to the eGeMAPS+SVM on that corpus alone."""
+    label set and in the common one, next to the eGeMAPS+SVM pooled on the same folds."""
     corpora, seeds, protocol = list(run["corpora"]), run["seeds"], run["protocol"]
+    svms = _pooled_svms(run)
     header = ["corpus", "test speakers", "test utterances", "own classes", "own WA [95%]"]
     header += ["own UA [95%]"]
     header += ["common WA [95%]", "common UA [95%]"]
     header += ["own WA / UA per seed"] if len(seeds) > 1 else []
-    header += [f"eGeMAPS+SVM {n}: WA / UA [95%]" for n in SVM_ALONE_NORMS.values()]
+    header += [f"eGeMAPS+SVM {n}: own WA / UA [95%]" for n in SVM_NORMS.values()]
+    files = ", ".join(f"{s['job']}-{n}.json" for n, s in svms.items()) or "pooled-*-<norm>.json"
     folds = [r["seconds"] for r in run["folds"]]
     return "\n\n".join(
         [
@@ -301,10 +358,16 @@ def pooled_table(name: str, run: dict[str, Any]) -> str:
             "label set (arg-max over its classes) and in the common one (arg-max over all "
             f"{len(run['labels'])} classes), pooled over folds"
             + (" and seeds" if len(seeds) > 1 else "")
-            + "; intervals: 95% bootstrap over utterances. eGeMAPS+SVM: that corpus alone on "
-            "the same protocol (docs/results/baseline/<corpus>-<protocol>-<none|speaker>.json, "
-            "`bench/bench_baseline.py`), own label set, where saved.",
-            markdown_table(header, [pooled_row(run, c) for c in corpora]),
+            + "; intervals: 95% bootstrap over utterances. eGeMAPS+SVM: one linear SVM over "
+            "the same common classes on exactly these folds (the same test speakers in every "
+            "fold, trained on every corpus's training and validation speakers), features "
+            "z-normalised per corpus or per speaker, each corpus scored in its own label set "
+            "(only the one-vs-one classifiers between two of its classes vote) "
+            f"(docs/results/baseline/{files}, `bench/bench_baseline.py`), where saved; "
+            'after the ";": neural minus SVM own-label UA on the same utterances'
+            + (", the neural seeds averaged" if len(seeds) > 1 else "")
+            + " [paired 95% bootstrap over them].",
+            markdown_table(header, [pooled_row(run, c, svms) for c in corpora]),
             f"Wall time (2 shared CPU cores): folds {sum(folds) / 60:.1f} min in all "
             f"({min(folds):.0f}-{max(folds):.0f} s each).",
         ]

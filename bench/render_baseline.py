@@ -56,6 +56,35 @@ LOCO_CORPORA = ("emodb", "casia", "ravdess")
 LOCO_NORMALIZATIONS = ("corpus", "speaker")
 
 
+@dataclass(frozen=True)
+class PooledJob:
+    """Several corpora pooled (`dyser-train --target all`) under one protocol (a
+    `ProtocolSpec`'s fields, folds on their union), in the table's words."""
+
+    corpora: tuple[str, ...]
+    protocol: dict[str, Any]
+    description: str
+
+
+#: Pooled jobs: one SVM over the union's common classes, on the folds of the pooled neural
+#: run of the same protocol (`dyser-train --corpus ... --target all --protocol ...`).
+POOLED_JOBS: dict[str, PooledJob] = {
+    "pooled-group4": PooledJob(
+        LOCO_CORPORA,
+        {"name": "group-kfold", "k": 4},
+        "4 speaker-grouped folds on the union, balanced by corpus",
+    ),
+}
+POOLED_NORMALIZATIONS = LOCO_NORMALIZATIONS
+
+
+def fold_test_speakers(records: Sequence[dict]) -> dict[str, list[str]]:
+    """{fold name: sorted test speakers} of fold records (`run_baseline`'s or a
+    results.json's "folds"), of their first seed only."""
+    first = min(r.get("seed", 0) for r in records)
+    return {r["fold"]: sorted(r["test_speakers"]) for r in records if r.get("seed", 0) == first}
+
+
 def same_protocol(a: dict, b: dict) -> bool:
     """Whether two protocols (`ProtocolSpec` fields) make the same folds."""
     keys = ("name", "k", "seed") if a["name"] == "stratified" else ("name",)
@@ -104,7 +133,10 @@ def render_body(runs: Sequence[dict[str, Any]], neural_dir: Path = NEURAL) -> st
     by_job: dict[str, dict[str, dict]] = {}
     for r in runs:
         by_job.setdefault(r["job"], {})[r["normalization"]] = r
-    single = sorted((j for j in by_job if not j.startswith("loco-")), key=_job_order)
+    single = sorted(
+        (j for j in by_job if not j.startswith("loco-") and j not in POOLED_JOBS), key=_job_order
+    )
+    pooled = [j for j in POOLED_JOBS if j in by_job]
     order = [f"loco-{c}" for c in LOCO_CORPORA]
     loco = sorted(
         (j for j in by_job if j.startswith("loco-")),
@@ -154,6 +186,8 @@ def render_body(runs: Sequence[dict[str, Any]], neural_dir: Path = NEURAL) -> st
         parts.append(paper_table(by_job, single, neural_dir))
     if loco:
         parts.append(loco_table(by_job, loco))
+    for job in pooled:
+        parts.append(pooled_table(by_job[job]))
     parts.append(measured_line(runs))
     return "\n\n".join(parts)
 
@@ -281,6 +315,52 @@ def loco_table(by_job: dict[str, dict[str, dict]], loco: Sequence[str]) -> str:
         "own statistics (the held-out corpus's from its unlabelled audio); speaker-norm.: each "
         "speaker z-scored instead. C chosen by inner CV grouped by speaker over the training "
         "corpora."
+    )
+    return intro + "\n\n" + markdown_table(header, rows)
+
+
+def pooled_table(runs_of: dict[str, dict]) -> str:
+    """A pooled job: one SVM over the union's common classes, each corpus scored in its own
+    label set (votes among its own classes) and in the common one, per normalisation."""
+    first = next(iter(runs_of.values()))
+    header = ["corpus", "test utterances", "own classes"]
+    for n in ("corpus-norm.", "speaker-norm."):
+        header += [f"{n} own WA [95% CI]", f"{n} own UA [95% CI]", f"{n} common WA / UA"]
+    rows = []
+    for corpus in first["corpora"]:
+        cells = []
+        for norm in POOLED_NORMALIZATIONS:
+            if norm not in runs_of:
+                cells += ["—"] * 3
+                continue
+            scores = runs_of[norm]["corpus_scores"][corpus]
+            own, common = scores["own"], scores["common"]
+            cells += [
+                f"{pct(own[m])} [{pct(own['ci95'][m][0])}, {pct(own['ci95'][m][1])}]"
+                for m in ("wa", "ua")
+            ]
+            cells.append(f"{pct(common['wa'])} / {pct(common['ua'])}")
+        own_of = first["corpus_scores"][corpus]["own"]
+        rows.append([CORPUS_NAMES.get(corpus, corpus), own_of["n"], len(own_of["labels"]), *cells])
+    chosen = "; ".join(f"{n}: {_chosen_c(r)}" for n, r in runs_of.items())
+    names = ", ".join(CORPUS_NAMES.get(c, c) for c in first["corpora"])
+    checked = ", ".join(first.get("neural_same_folds", [])) or "none saved"
+    intro = (
+        f"**Pooled** ({first['job']}): {names} "
+        f"trained and tested at once on the folds of the pooled neural run "
+        f"(`dyser-train --target all`, protocol {first['protocol']['name']}, "
+        f"{first['folds_run']} folds: {first['protocol']['description']}; the same test "
+        f"speakers in every fold checked against {checked}). One SVM over the "
+        f"{len(first['labels'])} common classes, trained on every training speaker of every "
+        "corpus; each corpus scored in its own label set: only the one-vs-one classifiers "
+        "between two of its own classes vote (the SVM told which classes the corpus has, as "
+        "the neural model's arg-max over a corpus's own classes); common: the SVM's "
+        "prediction over all classes (one the corpus lacks counts as wrong). Corpus-norm.: "
+        "each corpus z-scored by its own statistics (over all of its audio, test speakers' "
+        "included, unlabelled); speaker-norm.: each speaker z-scored instead. C chosen by "
+        "inner CV grouped by speaker over the training speakers (UA over the common "
+        f"classes): {chosen}. The neural runs are read against it in the multi-corpus "
+        "section."
     )
     return intro + "\n\n" + markdown_table(header, rows)
 

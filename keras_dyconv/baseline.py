@@ -19,6 +19,16 @@ and predicts the test utterances. Model selection never sees a test utterance:
   speaker (`GroupKFold`, at most `INNER_SPLITS` folds), scored by UA; then the scaler and
   SVM are refitted on the whole training part with that C.
 
+Several corpora pooled in the common label space (`keras_dyconv.labels`; every utterance
+with ``extra["corpus"]`` and ``extra["original_label"]``, e.g. from
+`keras_dyconv.multicorpus.multi_corpus`): one SVM over the common classes, and each
+prediction also records the SVM's class scores twice: "scores", one-vs-one votes over every
+pair of classes (scikit-learn's "ovr" decision function), and "scores_own", votes over the
+pairs of the utterance's own corpus's classes only (`restricted_scores`): what the SVM says
+when told which classes the corpus has, as the neural model's arg-max over a corpus's own
+classes (`keras_dyconv.labels.score_both` "own") does. `corpus_scores` scores each corpus
+with `score_both`: "common" from "scores", "own" from "scores_own".
+
 Normalisations (`NORMALIZATIONS`), applied to the features before the above:
 
 - "none": only the training-set scaler.
@@ -61,11 +71,14 @@ __all__ = [
     "N_FEATURES",
     "EgemapsCache",
     "FittedSVM",
+    "corpus_scores",
     "extract_egemaps",
     "file_egemaps",
     "fit_svm",
     "normalize_by_group",
+    "restricted_scores",
     "run_baseline",
+    "score_rows",
 ]
 
 #: The openSMILE feature set and its number of functionals per utterance.
@@ -270,7 +283,9 @@ def _pipeline(c: float):
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    return make_pipeline(StandardScaler(), SVC(kernel="linear", C=c, class_weight="balanced"))
+    # One-vs-one decision values ("ovo") for `restricted_scores`; predictions are the same.
+    svc = SVC(kernel="linear", C=c, class_weight="balanced", decision_function_shape="ovo")
+    return make_pipeline(StandardScaler(), svc)
 
 
 def fit_svm(
@@ -320,6 +335,88 @@ def fit_svm(
     )
 
 
+def restricted_scores(fitted: FittedSVM, x: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Class scores of a fitted multi-class SVM with only the pairs of allowed classes voting.
+
+    The SVM is one-vs-one: one binary classifier per pair of classes. For each row, only
+    the classifiers of two allowed classes vote; a class's score is its votes plus
+    scikit-learn's tie-breaking confidence term (in (-1/3, 1/3)), so with every class
+    allowed this is exactly ``SVC.decision_function`` of shape "ovr" (whose arg-max is the
+    SVM's prediction). A class not allowed, or absent from the training part, scores -inf.
+
+    Args:
+        fitted: `fit_svm`'s result (class indices 0..C-1 as its labels).
+        x: (n, d) features, normalised as the training part was.
+        allowed: (n, C) or (C,) bool, the classes each row may be given.
+
+    Returns:
+        (n, C) float64 scores.
+    """
+    x = np.asarray(x)
+    svc = fitted.pipeline[-1]
+    classes = np.asarray(svc.classes_)
+    n_classes = int(np.asarray(allowed).shape[-1])
+    allowed = np.broadcast_to(np.asarray(allowed, dtype=bool), (len(x), n_classes))
+    if classes.max(initial=-1) >= n_classes:
+        raise ValueError(f"the SVM knows class {classes.max()}, allowed has {n_classes} columns")
+    dec = svc.decision_function(fitted.pipeline[:-1].transform(x))
+    if len(classes) == 2:  # binary: one column, positive for classes[1]
+        dec = -np.reshape(dec, (-1, 1))
+    elif svc.decision_function_shape == "ovr":
+        raise ValueError("restricted_scores needs the SVM's one-vs-one decision function")
+    votes = np.zeros((len(x), n_classes))
+    confidence = np.zeros((len(x), n_classes))
+    k = 0
+    for a in range(len(classes)):
+        for b in range(a + 1, len(classes)):
+            i, j = classes[a], classes[b]
+            both = allowed[:, i] & allowed[:, j]
+            d = np.where(both, dec[:, k], 0.0)
+            votes[:, i] += both & (d >= 0)
+            votes[:, j] += both & (d < 0)
+            confidence[:, i] += d
+            confidence[:, j] -= d
+            k += 1
+    scores = votes + confidence / (3 * (np.abs(confidence) + 1))
+    known = np.zeros(n_classes, dtype=bool)
+    known[classes] = True
+    return np.where(allowed & known, scores, -np.inf)
+
+
+def corpus_scores(fold_records: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict[str, Any]:
+    """Each corpus's predictions of pooled-corpus fold records (`run_baseline` with
+    ``extra["original_label"]`` on every utterance), all folds pooled, scored by
+    `keras_dyconv.labels.score_both` with bootstrap 95% intervals: "common" from each
+    prediction's "scores" (arg-max over every class), "own" from its "scores_own" (votes
+    among the corpus's own classes only). The same scoring, on the same keys, as a neural
+    run's `keras_dyconv.results.corpus_scores`.
+
+    Returns:
+        {corpus: {"common": summary, "own": summary}}, each summary with "ci95".
+    """
+    from keras_dyconv.labels import score_both
+
+    by_corpus: dict[str, list[dict[str, Any]]] = {}
+    for record in fold_records:
+        for p in record["predictions"]:
+            by_corpus.setdefault(p["corpus"], []).append(p)
+    out = {}
+    for corpus, preds in by_corpus.items():
+        true = [p["original_label"] for p in preds]
+        out[corpus] = {
+            "common": score_both(score_rows(preds, "scores"), labels, true, corpus, True)["common"],
+            "own": score_both(score_rows(preds, "scores_own"), labels, true, corpus, True)["own"],
+        }
+    return out
+
+
+def score_rows(predictions: Sequence[dict[str, Any]], key: str) -> np.ndarray:
+    """The `key` ("scores" or "scores_own") of pooled-corpus predictions as an (n, C)
+    float64 array, -inf where a class was not allowed (null in the JSON)."""
+    rows = [[-np.inf if v is None else v for v in p[key]] for p in predictions]
+    return np.array(rows, dtype=np.float64).reshape(len(rows), -1)
+
+
 def _normalized(
     feats: np.ndarray, utts: Sequence[Utterance], normalization: str, corpora: Sequence[str] | None
 ) -> np.ndarray:
@@ -363,7 +460,10 @@ def run_baseline(
         "pooled", "pooled_ci95" (bootstrap over utterances), "per_seed", ...}`` as in
         `results.json`. "folds" holds one record per fold in `run_experiment`'s format:
         fold, seed (0), speaker_independent, test/train speakers, n_train, c, inner_ua,
-        metrics (`summarize`), predictions (path, speaker, label, predicted).
+        metrics (`summarize`), predictions (path, speaker, label, predicted). Pooled
+        corpora (every utterance with ``extra["original_label"]``): each prediction adds
+        corpus, original_label, scores and scores_own, and the dict "corpus_scores"
+        (`corpus_scores`).
     """
     from keras_dyconv.results import score_folds
 
@@ -381,6 +481,7 @@ def run_baseline(
     for fold in folds:
         assert_no_leak(fold, utts)
         records.append(_fold_record(fold, utts, x, y, speakers, labels, c_grid, inner_splits))
+    pooled = bool(utts) and all("original_label" in u.extra for u in utts)
     return {
         "model": {
             "features": f"openSMILE {FEATURE_SET} functionals ({N_FEATURES})",
@@ -394,6 +495,7 @@ def run_baseline(
         "speaker_independent": all(f.speaker_independent for f in folds),
         "folds": records,
         **score_folds(records, labels),
+        **({"corpus_scores": corpus_scores(records, labels)} if pooled else {}),
     }
 
 
@@ -414,6 +516,17 @@ def _fold_record(
     train = np.union1d(fold.train, fold.val)
     model = fit_svm(x[train], y[train], speakers[train], c_grid, inner_splits)
     pred = model.predict(x[fold.test])
+    predictions = [
+        {
+            "path": str(utts[i].path),
+            "speaker": str(utts[i].speaker),
+            "label": labels[y[i]],
+            "predicted": labels[int(p)],
+        }
+        for i, p in zip(fold.test, pred, strict=True)
+    ]
+    if all("original_label" in utts[i].extra for i in fold.test):
+        _add_scores(predictions, model, x[fold.test], [utts[i] for i in fold.test], labels)
     return {
         "fold": fold.name,
         "seed": 0,
@@ -424,13 +537,33 @@ def _fold_record(
         "c": model.c,
         "inner_ua": model.inner_ua,
         "metrics": summarize(y[fold.test], pred, labels),
-        "predictions": [
-            {
-                "path": str(utts[i].path),
-                "speaker": str(utts[i].speaker),
-                "label": labels[y[i]],
-                "predicted": labels[int(p)],
-            }
-            for i, p in zip(fold.test, pred, strict=True)
-        ],
+        "predictions": predictions,
     }
+
+
+def _add_scores(
+    predictions: list[dict[str, Any]],
+    model: FittedSVM,
+    x: np.ndarray,
+    utts: Sequence[Utterance],
+    labels: Sequence[str],
+) -> None:
+    """Add each test utterance's corpus, own label, "scores" and "scores_own" (rounded to 5
+    decimals; null for a class its corpus lacks) to `predictions` (pooled corpora)."""
+    from keras_dyconv.labels import class_mask
+
+    everything = restricted_scores(model, x, np.ones(len(labels), dtype=bool))
+    corpora = [u.extra["corpus"] for u in utts]
+    masks = {c: class_mask(c, labels) for c in set(corpora)}
+    own = restricted_scores(model, x, np.stack([masks[c] for c in corpora]))
+
+    def rounded(row: np.ndarray) -> list[float | None]:
+        return [round(float(v), 5) if np.isfinite(v) else None for v in row]
+
+    for p, u, full, mine in zip(predictions, utts, everything, own, strict=True):
+        p.update(
+            corpus=u.extra["corpus"],
+            original_label=u.extra["original_label"],
+            scores=rounded(full),
+            scores_own=rounded(mine),
+        )
