@@ -12,18 +12,27 @@ with the same model under:
 
 * ``online_corpus``: online, each speaker's utterances in corpus order (the run's
   "predicted"; RAVDESS and CASIA order their files by emotion within a speaker);
-* ``online_random``: online, each speaker's utterances in `--orders` random orders (seeded);
+* ``online_random<k>``: online, each speaker's utterances in `--orders` random orders
+  (seeded; ``online_random``: their mean);
+* ``before_utterance_random0``: as ``online_random0`` but with the statistics from just
+  before the utterance (it is not part of its own normalisation);
+* ``no_forgetting_random0`` / ``no_forgetting_corpus``: online without the 60 s memory
+  (every frame of the speaker so far counts);
 * ``enroll_<N>s``: each utterance normalised by the statistics of N seconds of *other*
   utterances of its speaker (drawn in a random order, the last one cut to make N s;
   `enrollment_statistics`), then frozen: what a device has after an enrollment;
+  ``enroll_all``: all the other utterances (the speaker reference, leave-one-out);
+* ``enroll_stream_<N>s``: the same N seconds through a device's `StreamStatistics` (the
+  training prior weighted as 3 s, the 60 s memory), then frozen;
 * ``independent``: the training prior plus the utterance alone (no adaptation);
 * ``speaker``: the statistics of all the speaker's utterances (the run's
   "predicted_speaker_norm", transductive).
 
 It also records, per corpus, how emotion-blocked each order is (the mean share of a
-stream's last 60 s that has the scored utterance's emotion, `same_emotion_share`), and
-the online scores of the utterances heard after at least 60 s of their speaker
-(cold start left out), next to the speaker reference on the same utterances.
+stream's last 60 s that has the scored utterance's emotion, `same_emotion_share`), the
+online scores by seconds of the speaker heard before the utterance (the cold start), next
+to the speaker reference on the same utterances, and how far each condition's statistics
+are from the speaker's own (`statistics_error`).
 
     nice -n 19 python bench/bench_enrollment.py \\
         --run runs/stream-a/results.json runs/ckpt-stream-a \\
@@ -35,6 +44,7 @@ Writes docs/results/multicorpus/enrollment-seed0.json (`--out`) and prints a tab
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import sys
@@ -63,8 +73,9 @@ DATASETS = Path("/work/shared/datasets")
 ENROLL_SECONDS = (10.0, 30.0, 60.0, 120.0)
 #: Random per-speaker orders of the online condition.
 ORDERS = 3
-#: Seconds of the speaker's audio heard before an utterance for it to count as "warm".
-WARM_S = 60.0
+#: Seconds of the speaker's audio heard before an utterance: the bounds of the cold-start
+#: buckets of the online scores.
+HEARD_BUCKETS = (0.0, 10.0, 30.0, 60.0, float("inf"))
 #: A memory (frames) longer than any speaker's audio: statistics that never forget.
 NO_FORGETTING = 10**12
 
@@ -159,6 +170,18 @@ def running_statistics(
         if not include_current:
             stream.update(load_features(sources[i]))
     return stats
+
+
+def statistics_error(stats: Statistics, reference: Statistics) -> np.ndarray:
+    """Per utterance, how far `stats` are from `reference` (the speaker's own statistics):
+    (n, 2) float64, the mean over features of |mean - reference mean| / reference std, and
+    the mean over features of ln(std / reference std) (> 0: features shrunk)."""
+    out = np.zeros((len(stats), 2))
+    for k, ((mean, std), (ref_mean, ref_std)) in enumerate(zip(stats, reference, strict=True)):
+        ref_std = np.asarray(ref_std, np.float64)
+        out[k, 0] = np.mean(np.abs(np.asarray(mean, np.float64) - ref_mean) / ref_std)
+        out[k, 1] = np.mean(np.log(np.asarray(std, np.float64) / ref_std))
+    return out
 
 
 def stream_order(speakers: Sequence[str], rng: np.random.Generator | None) -> np.ndarray:
@@ -265,7 +288,7 @@ def run_fold(
 
     from edge_runtime.config import with_dataset_stats
     from keras_dyconv.feeding import predict_utterances
-    from keras_dyconv.normalization import iter_normalized
+    from keras_dyconv.normalization import iter_normalized, speaker_statistics
 
     memory = STREAM_MEMORY_FRAMES
     labels = results["labels"]
@@ -274,7 +297,8 @@ def run_fold(
     train = [feats[i] for i in fold.train]
     prior = with_dataset_stats(config, (load_features(s) for s in train), "stream")
     test = list(fold.test)
-    sources = [feats[i] for i in test]
+    # In memory: the enrollments read each utterance many times.
+    sources = [np.array(load_features(feats[i])) for i in test]
     speakers = [utts[i].speaker for i in test]
     saved = record["predictions"]
     if [p["path"] for p in saved] != [str(utts[i].path) for i in test]:
@@ -321,8 +345,17 @@ def run_fold(
     true = [utts[i].extra["original_label"] for i in test]
     heard, share = {}, {"online_corpus": same_emotion_share(lengths, speakers, true, identity)}
     heard["online_corpus"] = heard_before(lengths, speakers, identity)
+    by_speaker = speaker_statistics(sources, speakers)
+    reference = [by_speaker[s] for s in speakers]
+    used: dict[str, Statistics] = {
+        "prior_only": [(np.float32(prior.mean), np.float32(prior.std))] * len(test),
+        "speaker": reference,
+        # Each utterance its own stream: what "independent" normalises with.
+        "independent": running_statistics(sources, list(map(str, identity)), identity, prior),
+        "online_corpus": running_statistics(sources, speakers, identity, prior),
+    }
     # The online path, recomputed from `running_statistics`, is the one the run deploys.
-    again = normalized_by(sources, running_statistics(sources, speakers, identity, prior))
+    again = normalized_by(sources, used["online_corpus"])
     deployed = iter_normalized(sources, prior, speakers)
     check["running_statistics_equal"] = all(
         np.array_equal(x, y) for x, y in zip(again, deployed, strict=True)
@@ -338,6 +371,7 @@ def run_fold(
     for k, order in enumerate(orders):
         name = f"online_random{k}"
         timed(name, lambda order=order: online(order))
+        used[name] = running_statistics(sources, speakers, order, prior)
         heard[name] = heard_before(lengths, speakers, order)
         share[name] = same_emotion_share(lengths, speakers, true, order)
     # Variants of the online path: statistics from before the utterance, no forgetting.
@@ -347,7 +381,7 @@ def run_fold(
         "no_forgetting_corpus": (identity, True, NO_FORGETTING),
     }
     for name, (order, include, frames) in variants.items():
-        stats = running_statistics(sources, speakers, order, prior, include, frames)
+        stats = used[name] = running_statistics(sources, speakers, order, prior, include, frames)
         timed(name, lambda stats=stats: by_stats(stats))
     frame_rate = config.sample_rate / config.hop_length
     enrolled = {}
@@ -357,10 +391,11 @@ def run_fold(
             if kind == "enroll_stream" and label == "all":
                 continue
             name = f"{kind}_{label}"
-            stats, used = enrollment_statistics(
+            stats, got = enrollment_statistics(
                 sources, speakers, frames, np.random.default_rng(args.seed), start
             )
-            enrolled[name] = np.asarray(used) / frame_rate
+            used[name] = stats
+            enrolled[name] = np.asarray(got) / frame_rate
             timed(name, lambda stats=stats: by_stats(stats))
     timed(
         "independent",
@@ -375,6 +410,7 @@ def run_fold(
         "heard_s": {k: v / frame_rate for k, v in heard.items()},
         "same_emotion_share": share,
         "enrolled_s": enrolled,
+        "statistics_error": {k: statistics_error(v, reference) for k, v in used.items()},
     }
 
 
@@ -393,87 +429,106 @@ def scores(
 
 def summarize_folds(folds: list[dict[str, Any]], utts, labels: Sequence[str]) -> dict[str, Any]:
     """Per corpus (all folds pooled): each condition's scores ("online_random" also as the
-    mean of the orders), the warm-stream comparison and the emotion blocking of each order."""
+    mean of the orders); the online scores by seconds of the speaker heard before the
+    utterance (`HEARD_BUCKETS`, the random orders pooled) next to the speaker reference on
+    the same utterances; the emotion blocking of each order; how far each condition's
+    statistics are from the speaker's own (`statistics_error`); the enrollment seconds."""
     test = np.concatenate([f["test"] for f in folds])
     corpora = np.array([utts[i].extra["corpus"] for i in test])
     true = np.array([utts[i].extra["original_label"] for i in test])
-    conditions = list(folds[0]["probabilities"])
-    joined = {c: np.concatenate([f["probabilities"][c] for f in folds]) for c in conditions}
-    heard = {c: np.concatenate([f["heard_s"][c] for f in folds]) for c in folds[0]["heard_s"]}
-    share = {
-        c: np.concatenate([f["same_emotion_share"][c] for f in folds])
-        for c in folds[0]["same_emotion_share"]
-    }
-    enrolled = {
-        c: np.concatenate([f["enrolled_s"][c] for f in folds]) for c in folds[0]["enrolled_s"]
-    }
-    randoms = [c for c in conditions if re.fullmatch(r"online_random\d+", c)]
+
+    def joined(key: str) -> dict[str, np.ndarray]:
+        return {c: np.concatenate([f[key][c] for f in folds]) for c in folds[0][key]}
+
+    probs, heard, share = joined("probabilities"), joined("heard_s"), joined("same_emotion_share")
+    enrolled, errors = joined("enrolled_s"), joined("statistics_error")
+    randoms = [c for c in probs if re.fullmatch(r"online_random\d+", c)]
+    streams = {"online_corpus": ["online_corpus"], "online_random": randoms}
     out: dict[str, Any] = {}
     for corpus in dict.fromkeys(corpora.tolist()):
         mine = corpora == corpus
-        entry: dict[str, Any] = {
-            "n": int(mine.sum()),
-            "conditions": {
-                c: scores(joined[c][mine], true[mine], labels, corpus) for c in conditions
-            },
-        }
-        entry["conditions"]["online_random"] = {
+        conditions = {c: scores(probs[c][mine], true[mine], labels, corpus) for c in probs}
+        conditions["online_random"] = {
             space: {
-                m: float(np.mean([entry["conditions"][c][space][m] for c in randoms]))
+                m: float(np.mean([conditions[c][space][m] for c in randoms]))
                 for m in ("n", "wa", "ua")
             }
             for space in ("common", "own")
         }
-        warm = {}
-        for c, h in heard.items():
-            keep = mine & (h >= WARM_S)
-            if keep.sum():
-                warm[c] = {
-                    "n": int(keep.sum()),
-                    "online": scores(joined[c][keep], true[keep], labels, corpus),
-                    "speaker": scores(joined["speaker"][keep], true[keep], labels, corpus),
+        by_heard: dict[str, list[dict[str, Any]]] = {}
+        for name, members in streams.items():
+            by_heard[name] = []
+            for low, high in itertools.pairwise(HEARD_BUCKETS):
+                keeps = [mine & (heard[c] >= low) & (heard[c] < high) for c in members]
+                if not sum(k.sum() for k in keeps):
+                    continue
+                y = np.concatenate([true[k] for k in keeps])
+                online = np.concatenate([probs[c][k] for c, k in zip(members, keeps, strict=True)])
+                speaker = np.concatenate([probs["speaker"][k] for k in keeps])
+                by_heard[name].append(
+                    {
+                        "heard_s": [low, high if np.isfinite(high) else None],
+                        "n": len(y),
+                        "online": scores(online, y, labels, corpus),
+                        "speaker": scores(speaker, y, labels, corpus),
+                    }
+                )
+        out[corpus] = {
+            "n": int(mine.sum()),
+            "conditions": conditions,
+            "by_heard": by_heard,
+            "same_emotion_share": {c: float(v[mine].mean()) for c, v in share.items()},
+            "statistics_error": {
+                c: {
+                    "mean_in_std": float(e[mine, 0].mean()),
+                    "log_std_ratio": float(e[mine, 1].mean()),
                 }
-        entry["warm_after_s"] = WARM_S
-        entry["warm"] = warm
-        entry["same_emotion_share"] = {c: float(s[mine].mean()) for c, s in share.items()}
-        entry["enrolled_s_mean"] = {c: float(e[mine].mean()) for c, e in enrolled.items()}
-        out[corpus] = entry
+                for c, e in errors.items()
+            },
+            "enrolled_s_mean": {c: float(v[mine].mean()) for c, v in enrolled.items()},
+        }
     return out
 
 
+def _pair(s: dict[str, Any], space: str = "common") -> str:
+    return f"{s[space]['wa']:.1f} / {s[space]['ua']:.1f}"
+
+
 def table(summary: dict[str, Any]) -> str:
-    """The per-corpus table: WA / UA (%) of each condition, common and own label set."""
+    """The tables printed: WA / UA (%) of each condition per corpus (common and own label
+    set, with each condition's statistics error), then the online scores by seconds heard."""
     corpora = list(summary)
     conditions = list(next(iter(summary.values()))["conditions"])
-    head = "| condition | " + " | ".join(f"{c} common | {c} own" for c in corpora) + " |"
-    lines = [head, "|" + "---|" * (1 + 2 * len(corpora))]
+    head = "| condition | " + " | ".join(f"{c} common | {c} own | {c} stats error" for c in corpora)
+    lines = [head + " |", "|" + "---|" * (1 + 3 * len(corpora))]
     for c in conditions:
         cells = []
         for corpus in corpora:
             s = summary[corpus]["conditions"][c]
-            cells += [f"{s[x]['wa']:.1f} / {s[x]['ua']:.1f}" for x in ("common", "own")]
+            e = summary[corpus]["statistics_error"].get(c)
+            error = f"{e['mean_in_std']:.2f}, {e['log_std_ratio']:+.2f}" if e else "-"
+            cells += [_pair(s), _pair(s, "own"), error]
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append(
-        "| corpus | order | same-emotion share of the last 60 s | warm utterances "
-        "(>= 60 s heard) | online WA/UA (common) | speaker WA/UA, same utts |"
-    )
-    lines.append("|---|---|---|---|---|---|")
+    lines += [
+        "",
+        "stats error: mean |mean - speaker mean| / speaker std, mean ln(std / speaker std).",
+        "",
+        "| corpus | order | same-emotion share of the last 60 s | heard before (s) | n "
+        "| online WA / UA | speaker WA / UA (same utterances) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for corpus in corpora:
         e = summary[corpus]
-        for c, s in e["same_emotion_share"].items():
-            w = e["warm"].get(c)
-            on = (
-                f"{w['online']['common']['wa']:.1f} / {w['online']['common']['ua']:.1f}"
-                if w
-                else "-"
-            )
-            sp = (
-                f"{w['speaker']['common']['wa']:.1f} / {w['speaker']['common']['ua']:.1f}"
-                if w
-                else "-"
-            )
-            lines.append(f"| {corpus} | {c} | {s:.2f} | {w['n'] if w else 0} | {on} | {sp} |")
+        for name, buckets in e["by_heard"].items():
+            members = [c for c in e["same_emotion_share"] if c.startswith(name)]
+            blocked = np.mean([e["same_emotion_share"][c] for c in members])
+            for b in buckets:
+                low, high = b["heard_s"]
+                span = f"{low:g}-{high:g}" if high is not None else f">= {low:g}"
+                lines.append(
+                    f"| {corpus} | {name} | {blocked:.2f} | {span} | {b['n']} "
+                    f"| {_pair(b['online'])} | {_pair(b['speaker'])} |"
+                )
     return "\n".join(lines)
 
 

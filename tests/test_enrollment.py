@@ -103,3 +103,12 @@ def test_orders_heard_frames_and_emotion_share():
     share = same_emotion_share(lengths, speakers, labels, identity, memory=50)
     # Utterance 3 ("z", 40 frames) keeps 10 frames of utterance 1 ("x") in a 50-frame memory.
     assert share.tolist() == [1.0, 1.0, 1.0, 0.8, 1.0]
+
+
+def test_statistics_error_measures_the_distance_to_the_reference():
+    reference = [(np.float32([0, 10]), np.float32([1, 2]))]
+    same = bench_enrollment.statistics_error(reference, reference)
+    assert same.tolist() == [[0.0, 0.0]]
+    off = bench_enrollment.statistics_error([(np.float32([1, 12]), np.float32([2, 4]))], reference)
+    # Means 1 reference std away on each feature; stds twice the reference's.
+    assert off[0] == pytest.approx([1.0, np.log(2)])
