@@ -3,8 +3,8 @@
 A model trained with ``--normalization stream`` normalises a test speaker's features by
 running statistics (`edge_runtime.normalization.StreamStatistics`: the training prior
 weighted as 3 s, a 60 s memory, the current utterance included). Its pooled run scores
-15-19 points below the transductive reference that normalises each test speaker by the
-statistics of all their audio. This bench rebuilds each fold's final model from its
+8-19 points (WA) below the transductive reference that normalises each test speaker by
+the statistics of all their audio. This bench rebuilds each fold's final model from its
 checkpoints (nothing is trained), checks that it reproduces the run's saved predictions
 (online in corpus order and the speaker reference, label for label), then scores each
 test corpus (common and own label set, `keras_dyconv.labels.score_both`, all folds pooled)
