@@ -1,0 +1,611 @@
+"""Online stream normalisation against enrollment and the test speaker's own statistics.
+
+A model trained with ``--normalization stream`` normalises a test speaker's features by
+running statistics (`edge_runtime.normalization.StreamStatistics`: the training prior
+weighted as 3 s, a 60 s memory, the current utterance included). Its pooled run scores
+8-19 points (WA) below the transductive reference that normalises each test speaker by
+the statistics of all their audio. This bench rebuilds each fold's final model from its
+checkpoints (nothing is trained), checks that it reproduces the run's saved predictions
+(online in corpus order and the speaker reference, label for label), then scores each
+test corpus (common and own label set, `keras_dyconv.labels.score_both`, all folds pooled)
+with the same model under:
+
+* ``online_corpus``: online, each speaker's utterances in corpus order (the run's
+  "predicted"; RAVDESS and CASIA order their files by emotion within a speaker);
+* ``online_random<k>``: online, each speaker's utterances in `--orders` random orders
+  (seeded; ``online_random``: their mean);
+* ``before_utterance_random0``: as ``online_random0`` but with the statistics from just
+  before the utterance (it is not part of its own normalisation);
+* ``no_forgetting_random0`` / ``no_forgetting_corpus``: online without the 60 s memory
+  (every frame of the speaker so far counts);
+* ``enroll_<N>s``: each utterance normalised by the statistics of N seconds of *other*
+  utterances of its speaker (drawn in a random order, the last one cut to make N s;
+  `enrollment_statistics`), then frozen: what a device has after an enrollment;
+  ``enroll_all``: all the other utterances (the speaker reference, leave-one-out);
+* ``enroll_stream_<N>s``: the same N seconds through a device's `StreamStatistics` (the
+  training prior weighted as 3 s, the 60 s memory), then frozen;
+* ``independent``: the training prior plus the utterance alone (no adaptation);
+* ``speaker``: the statistics of all the speaker's utterances (the run's
+  "predicted_speaker_norm", transductive).
+
+It also records, per corpus, how emotion-blocked each order is (the mean share of a
+stream's last 60 s that has the scored utterance's emotion, `same_emotion_share`), the
+online scores by seconds of the speaker heard before the utterance (the cold start), next
+to the speaker reference on the same utterances, and how far each condition's statistics
+are from the speaker's own (`statistics_error`).
+
+    nice -n 19 python bench/bench_enrollment.py \\
+        --run runs/stream-a/results.json runs/ckpt-stream-a \\
+        --run runs/stream-b/results.json runs/ckpt-stream-b --cache runs/cache
+
+Writes docs/results/multicorpus/enrollment-seed0.json (`--out`) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT)]  # this checkout's code
+
+from edge_runtime.config import FrontendConfig, dataset_statistics  # noqa: E402
+from edge_runtime.normalization import (  # noqa: E402
+    STREAM_MEMORY_FRAMES,
+    STREAM_PRIOR_FRAMES,
+    StreamStatistics,
+)
+from edge_runtime.windows import WindowPolicy  # noqa: E402
+from keras_dyconv.normalization import FeatureSource, load_features  # noqa: E402
+
+OUT = ROOT / "docs" / "results" / "multicorpus" / "enrollment-seed0.json"
+DATASETS = Path("/work/shared/datasets")
+#: Seconds of enrollment audio (other utterances of the test speaker).
+ENROLL_SECONDS = (10.0, 30.0, 60.0, 120.0)
+#: Random per-speaker orders of the online condition.
+ORDERS = 3
+#: Seconds of the speaker's audio heard before an utterance: the bounds of the cold-start
+#: buckets of the online scores.
+HEARD_BUCKETS = (0.0, 10.0, 30.0, 60.0, float("inf"))
+#: A memory (frames) longer than any speaker's audio: statistics that never forget.
+NO_FORGETTING = 10**12
+
+Statistics = list[tuple[np.ndarray, np.ndarray]]
+
+
+def enrollment_statistics(
+    sources: Sequence[FeatureSource],
+    speakers: Sequence[str],
+    frames: int,
+    rng: np.random.Generator,
+    prior: FrontendConfig | None = None,
+) -> tuple[Statistics, list[int]]:
+    """Per utterance, the statistics of `frames` frames of *other* utterances of its speaker.
+
+    For utterance i, the other utterances of `speakers[i]` are taken in a random order
+    (`rng`) and concatenated until `frames` frames are reached (the last one cut); their
+    statistics normalise utterance i, which is never part of them. A speaker with fewer
+    other frames than `frames` gives all of them. Without `prior` the statistics are the
+    plain per-feature mean and std of those frames (`edge_runtime.config.dataset_statistics`,
+    as the speaker reference computes them); with `prior` (a "stream" config) they are what
+    a device's `StreamStatistics` holds after hearing them: the training prior weighted as
+    `STREAM_PRIOR_FRAMES` and a `STREAM_MEMORY_FRAMES` memory.
+
+    Args:
+        sources: (frames, n_features) features per utterance, unnormalised.
+        speakers: speaker per utterance.
+        frames: frames of enrollment audio per utterance (>= 1).
+        rng: the random orders.
+        prior: None, or the config whose training statistics start a device's stream.
+
+    Returns:
+        ((mean, std) float32 arrays of shape (n_features,) per utterance, the number of
+        enrollment frames each one got).
+
+    Raises:
+        ValueError: lengths differ, `frames` < 1, or a speaker has a single utterance
+            (nothing to enroll from).
+    """
+    if len(sources) != len(speakers):
+        raise ValueError(f"{len(sources)} feature sources but {len(speakers)} speakers")
+    if frames < 1:
+        raise ValueError(f"enrollment needs at least 1 frame, got {frames}")
+    owners = np.asarray(speakers)
+    stats: Statistics = []
+    used: list[int] = []
+    for i, speaker in enumerate(speakers):
+        others = np.flatnonzero(owners == speaker)
+        others = others[others != i]
+        if not len(others):
+            raise ValueError(f"speaker {speaker!r} has one utterance: no other to enroll from")
+        chunks, total = [], 0
+        for j in rng.permutation(others):
+            x = load_features(sources[int(j)])
+            chunks.append(x[: frames - total])
+            total += len(chunks[-1])
+            if total >= frames:
+                break
+        if prior is None:
+            mean, std = dataset_statistics(chunks)
+        else:
+            stream = StreamStatistics(prior)
+            for chunk in chunks:
+                stream.update(chunk)
+            mean, std = stream.mean, stream.std
+        stats.append((np.asarray(mean, np.float32), np.asarray(std, np.float32)))
+        used.append(total)
+    return stats, used
+
+
+def running_statistics(
+    sources: Sequence[FeatureSource],
+    speakers: Sequence[str],
+    order: np.ndarray,
+    config: FrontendConfig,
+    include_current: bool = True,
+    memory_frames: int = STREAM_MEMORY_FRAMES,
+) -> Statistics:
+    """Per utterance (index as `sources`), the running statistics of its speaker's stream
+    (`StreamStatistics`, one per speaker) when the utterances are streamed in `order`:
+    with `include_current` after the utterance is added (what the deployed online path
+    normalises it with), else just before it; `memory_frames` as `StreamStatistics`'s."""
+    streams: dict[str, StreamStatistics] = {}
+    stats: Statistics = [None] * len(sources)  # type: ignore[list-item]
+    for i in order:
+        stream = streams.setdefault(
+            speakers[i], StreamStatistics(config, memory_frames=memory_frames)
+        )
+        if include_current:
+            stream.update(load_features(sources[i]))
+        stats[i] = (np.float32(stream.mean), np.float32(stream.std))
+        if not include_current:
+            stream.update(load_features(sources[i]))
+    return stats
+
+
+def statistics_error(stats: Statistics, reference: Statistics) -> np.ndarray:
+    """Per utterance, how far `stats` are from `reference` (the speaker's own statistics):
+    (n, 2) float64, the mean over features of |mean - reference mean| / reference std, and
+    the mean over features of ln(std / reference std) (> 0: features shrunk)."""
+    out = np.zeros((len(stats), 2))
+    for k, ((mean, std), (ref_mean, ref_std)) in enumerate(zip(stats, reference, strict=True)):
+        ref_std = np.asarray(ref_std, np.float64)
+        out[k, 0] = np.mean(np.abs(np.asarray(mean, np.float64) - ref_mean) / ref_std)
+        out[k, 1] = np.mean(np.log(np.asarray(std, np.float64) / ref_std))
+    return out
+
+
+def stream_order(speakers: Sequence[str], rng: np.random.Generator | None) -> np.ndarray:
+    """Indices of the utterances in the order a stream hears them: each speaker's own
+    utterances shuffled among the positions they hold (`rng`), or as given (None)."""
+    order = np.arange(len(speakers))
+    if rng is None:
+        return order
+    owners = np.asarray(speakers)
+    for speaker in dict.fromkeys(speakers):
+        mine = np.flatnonzero(owners == speaker)
+        order[mine] = rng.permutation(mine)
+    return order
+
+
+def heard_before(lengths: Sequence[int], speakers: Sequence[str], order: np.ndarray) -> np.ndarray:
+    """Frames of its speaker's stream heard before each utterance (index as `lengths`),
+    when the utterances are streamed in `order`."""
+    heard = np.zeros(len(lengths), dtype=np.int64)
+    so_far: dict[str, int] = {}
+    for i in order:
+        heard[i] = so_far.get(speakers[i], 0)
+        so_far[speakers[i]] = heard[i] + lengths[i]
+    return heard
+
+
+def same_emotion_share(
+    lengths: Sequence[int],
+    speakers: Sequence[str],
+    labels: Sequence[str],
+    order: np.ndarray,
+    memory: int = STREAM_MEMORY_FRAMES,
+) -> np.ndarray:
+    """Per utterance (index as `lengths`), the share of its stream's last `memory` frames
+    (itself included, as the online statistics see them) that have its own label."""
+    share = np.zeros(len(lengths))
+    history: dict[str, list[int]] = {}
+    for i in order:
+        past = history.setdefault(speakers[i], [])
+        past.append(int(i))
+        left, same = memory, 0
+        for j in reversed(past):
+            n = min(lengths[j], left)
+            same += n if labels[j] == labels[i] else 0
+            left -= n
+            if not left:
+                break
+        share[i] = same / (memory - left)
+    return share
+
+
+# ----------------------------------------------------------------------------- one fold
+def fold_model(results: dict[str, Any], checkpoints: Path, record: dict[str, Any]):
+    """The fold's final model: the run's architecture (`build_dycnn_bilstm` with the
+    recipe's `model_kwargs`, checked against results.json) with the weights of its best
+    validation epoch (`best_epoch` is 0-based, the epoch files 1-based)."""
+    from keras_dyconv.checkpoints import EPOCH_WEIGHTS
+    from keras_dyconv.models import build_dycnn_bilstm, model_arguments
+    from keras_dyconv.recipes import Recipe, model_kwargs
+
+    recipe = Recipe(**results["recipe"])
+    config = FrontendConfig.from_dict(results["frontend"])
+    kwargs = model_kwargs(recipe, config, len(results["labels"]))
+    if json.loads(json.dumps(model_arguments(**kwargs))) != results["architecture"]["arguments"]:
+        raise ValueError("the rebuilt model's arguments differ from results.json's")
+    model = build_dycnn_bilstm(**kwargs)
+    if record["averaged_epochs"] != [record["best_epoch"]] or record.get("refit_epochs"):
+        raise ValueError(f"{record['fold']}: averaged or refit weights are not rebuilt here")
+    folder = checkpoints / record["fold"] / f"seed{record['seed']}"
+    model.load_weights(folder / EPOCH_WEIGHTS.format(epoch=record["best_epoch"] + 1))
+    return model
+
+
+def predict_normalized(model, arrays: Sequence[np.ndarray], policy: WindowPolicy) -> np.ndarray:
+    """Utterance probabilities of features already normalised (`predict_utterances` with
+    normalization "none": the same windows, batches and aggregation as the run's test)."""
+    from keras_dyconv.feeding import predict_utterances
+
+    return predict_utterances(model, arrays, FrontendConfig(normalization="none"), policy)
+
+
+def normalized_by(sources: Sequence[FeatureSource], stats: Statistics) -> list[np.ndarray]:
+    """Each utterance's features minus its mean, over its std (float32, as
+    `keras_dyconv.normalization.iter_normalized` applies a speaker's statistics)."""
+    return [
+        (np.asarray(load_features(s), np.float32) - mean) / std
+        for s, (mean, std) in zip(sources, stats, strict=True)
+    ]
+
+
+def run_fold(
+    results: dict[str, Any],
+    checkpoints: Path,
+    record: dict[str, Any],
+    fold,
+    utts,
+    feats: Sequence[FeatureSource],
+    args: argparse.Namespace,
+    log,
+) -> dict[str, Any]:
+    """Every condition's utterance probabilities on one fold's test utterances, after the
+    check that the rebuilt model gives the run's saved predictions."""
+    import keras
+
+    from edge_runtime.config import with_dataset_stats
+    from keras_dyconv.feeding import predict_utterances
+    from keras_dyconv.normalization import iter_normalized, speaker_statistics
+
+    memory = STREAM_MEMORY_FRAMES
+    labels = results["labels"]
+    policy = WindowPolicy.from_dict(results["window"])
+    config = FrontendConfig.from_dict(results["frontend"])
+    train = [feats[i] for i in fold.train]
+    prior = with_dataset_stats(config, (load_features(s) for s in train), "stream")
+    test = list(fold.test)
+    # In memory: the enrollments read each utterance many times.
+    sources = [np.array(load_features(feats[i])) for i in test]
+    speakers = [utts[i].speaker for i in test]
+    saved = record["predictions"]
+    if [p["path"] for p in saved] != [str(utts[i].path) for i in test]:
+        raise ValueError(f"{record['fold']}: the rebuilt fold's test utterances differ")
+    model = fold_model(results, checkpoints, record)
+    probs: dict[str, np.ndarray] = {}
+
+    def timed(name: str, compute) -> None:
+        t0 = time.time()
+        probs[name] = compute()
+        log(f"  {record['fold']} {name}: {time.time() - t0:.0f} s")
+
+    def online(order: np.ndarray) -> np.ndarray:
+        p = predict_utterances(
+            model,
+            [sources[k] for k in order],
+            prior,
+            policy,
+            speakers=[speakers[k] for k in order],
+        )
+        out = np.empty_like(p)
+        out[order] = p
+        return out
+
+    identity = np.arange(len(test))
+    timed("online_corpus", lambda: online(identity))
+    timed(
+        "speaker",
+        lambda: predict_utterances(
+            model, sources, prior, policy, speakers=speakers, adapt="speaker"
+        ),
+    )
+    check = {}
+    for name, key in (("online_corpus", "predicted"), ("speaker", "predicted_speaker_norm")):
+        got = [labels[k] for k in probs[name].argmax(axis=1)]
+        check[key] = sum(g != p[key] for g, p in zip(got, saved, strict=True))
+    gap = float(np.abs(probs["online_corpus"] - [p["probabilities"] for p in saved]).max())
+    check["max_probability_difference"] = gap
+    log(f"  {record['fold']} reproduction: {check}")
+    if check["predicted"] or check["predicted_speaker_norm"] or gap > 1e-4:
+        raise SystemExit(f"{record['fold']}: the rebuilt model does not reproduce the run: {check}")
+
+    lengths = [len(load_features(s)) for s in sources]
+    true = [utts[i].extra["original_label"] for i in test]
+    heard, share = {}, {"online_corpus": same_emotion_share(lengths, speakers, true, identity)}
+    heard["online_corpus"] = heard_before(lengths, speakers, identity)
+    by_speaker = speaker_statistics(sources, speakers)
+    reference = [by_speaker[s] for s in speakers]
+    used: dict[str, Statistics] = {
+        "prior_only": [(np.float32(prior.mean), np.float32(prior.std))] * len(test),
+        "speaker": reference,
+        # Each utterance its own stream: what "independent" normalises with.
+        "independent": running_statistics(sources, list(map(str, identity)), identity, prior),
+        "online_corpus": running_statistics(sources, speakers, identity, prior),
+    }
+    # The online path, recomputed from `running_statistics`, is the one the run deploys.
+    again = normalized_by(sources, used["online_corpus"])
+    deployed = iter_normalized(sources, prior, speakers)
+    check["running_statistics_equal"] = all(
+        np.array_equal(x, y) for x, y in zip(again, deployed, strict=True)
+    )
+    if not check["running_statistics_equal"]:
+        raise SystemExit(f"{record['fold']}: running_statistics differs from the online path")
+
+    def by_stats(stats: Statistics) -> np.ndarray:
+        return predict_normalized(model, normalized_by(sources, stats), policy)
+
+    rng = np.random.default_rng(args.seed)
+    orders = [stream_order(speakers, rng) for _ in range(args.orders)]
+    for k, order in enumerate(orders):
+        name = f"online_random{k}"
+        timed(name, lambda order=order: online(order))
+        used[name] = running_statistics(sources, speakers, order, prior)
+        heard[name] = heard_before(lengths, speakers, order)
+        share[name] = same_emotion_share(lengths, speakers, true, order)
+    # Variants of the online path: statistics from before the utterance, no forgetting.
+    variants = {
+        "before_utterance_random0": (orders[0] if orders else identity, False, memory),
+        "no_forgetting_random0": (orders[0] if orders else identity, True, NO_FORGETTING),
+        "no_forgetting_corpus": (identity, True, NO_FORGETTING),
+    }
+    for name, (order, include, frames) in variants.items():
+        stats = used[name] = running_statistics(sources, speakers, order, prior, include, frames)
+        timed(name, lambda stats=stats: by_stats(stats))
+    frame_rate = config.sample_rate / config.hop_length
+    enrolled = {}
+    enrollments = [(f"{s:g}s", round(s * frame_rate)) for s in args.seconds]
+    for label, frames in [*enrollments, ("all", NO_FORGETTING)]:
+        for kind, start in (("enroll", None), ("enroll_stream", prior)):
+            if kind == "enroll_stream" and label == "all":
+                continue
+            name = f"{kind}_{label}"
+            stats, got = enrollment_statistics(
+                sources, speakers, frames, np.random.default_rng(args.seed), start
+            )
+            used[name] = stats
+            enrolled[name] = np.asarray(got) / frame_rate
+            timed(name, lambda stats=stats: by_stats(stats))
+    timed(
+        "independent",
+        lambda: predict_utterances(model, sources, prior, policy, adapt="independent"),
+    )
+    keras.backend.clear_session()
+    return {
+        "fold": record["fold"],
+        "check": check,
+        "test": test,
+        "probabilities": probs,
+        "heard_s": {k: v / frame_rate for k, v in heard.items()},
+        "same_emotion_share": share,
+        "enrolled_s": enrolled,
+        "statistics_error": {k: statistics_error(v, reference) for k, v in used.items()},
+    }
+
+
+# ----------------------------------------------------------------------------- scoring
+def scores(
+    probabilities: np.ndarray, true: Sequence[str], labels: Sequence[str], corpus: str
+) -> dict[str, Any]:
+    """WA and UA (%) in the common and the corpus's own label set (`score_both`)."""
+    from keras_dyconv.labels import score_both
+
+    both = score_both(probabilities, labels, true, corpus)
+    return {
+        space: {"n": s["n"], "wa": 100 * s["wa"], "ua": 100 * s["ua"]} for space, s in both.items()
+    }
+
+
+def summarize_folds(folds: list[dict[str, Any]], utts, labels: Sequence[str]) -> dict[str, Any]:
+    """Per corpus (all folds pooled): each condition's scores ("online_random" also as the
+    mean of the orders); the online scores by seconds of the speaker heard before the
+    utterance (`HEARD_BUCKETS`, the random orders pooled) next to the speaker reference on
+    the same utterances; the emotion blocking of each order; how far each condition's
+    statistics are from the speaker's own (`statistics_error`); the enrollment seconds."""
+    test = np.concatenate([f["test"] for f in folds])
+    corpora = np.array([utts[i].extra["corpus"] for i in test])
+    true = np.array([utts[i].extra["original_label"] for i in test])
+
+    def joined(key: str) -> dict[str, np.ndarray]:
+        return {c: np.concatenate([f[key][c] for f in folds]) for c in folds[0][key]}
+
+    probs, heard, share = joined("probabilities"), joined("heard_s"), joined("same_emotion_share")
+    enrolled, errors = joined("enrolled_s"), joined("statistics_error")
+    randoms = [c for c in probs if re.fullmatch(r"online_random\d+", c)]
+    streams = {"online_corpus": ["online_corpus"], "online_random": randoms}
+    out: dict[str, Any] = {}
+    for corpus in dict.fromkeys(corpora.tolist()):
+        mine = corpora == corpus
+        conditions = {c: scores(probs[c][mine], true[mine], labels, corpus) for c in probs}
+        conditions["online_random"] = {
+            space: {
+                m: float(np.mean([conditions[c][space][m] for c in randoms]))
+                for m in ("n", "wa", "ua")
+            }
+            for space in ("common", "own")
+        }
+        by_heard: dict[str, list[dict[str, Any]]] = {}
+        for name, members in streams.items():
+            by_heard[name] = []
+            for low, high in itertools.pairwise(HEARD_BUCKETS):
+                keeps = [mine & (heard[c] >= low) & (heard[c] < high) for c in members]
+                if not sum(k.sum() for k in keeps):
+                    continue
+                y = np.concatenate([true[k] for k in keeps])
+                online = np.concatenate([probs[c][k] for c, k in zip(members, keeps, strict=True)])
+                speaker = np.concatenate([probs["speaker"][k] for k in keeps])
+                by_heard[name].append(
+                    {
+                        "heard_s": [low, high if np.isfinite(high) else None],
+                        "n": len(y),
+                        "online": scores(online, y, labels, corpus),
+                        "speaker": scores(speaker, y, labels, corpus),
+                    }
+                )
+        out[corpus] = {
+            "n": int(mine.sum()),
+            "conditions": conditions,
+            "by_heard": by_heard,
+            "same_emotion_share": {c: float(v[mine].mean()) for c, v in share.items()},
+            "statistics_error": {
+                c: {
+                    "mean_in_std": float(e[mine, 0].mean()),
+                    "log_std_ratio": float(e[mine, 1].mean()),
+                }
+                for c, e in errors.items()
+            },
+            "enrolled_s_mean": {c: float(v[mine].mean()) for c, v in enrolled.items()},
+        }
+    return out
+
+
+def _pair(s: dict[str, Any], space: str = "common") -> str:
+    return f"{s[space]['wa']:.1f} / {s[space]['ua']:.1f}"
+
+
+def table(summary: dict[str, Any]) -> str:
+    """The tables printed: WA / UA (%) of each condition per corpus (common and own label
+    set, with each condition's statistics error), then the online scores by seconds heard."""
+    corpora = list(summary)
+    conditions = list(next(iter(summary.values()))["conditions"])
+    head = "| condition | " + " | ".join(f"{c} common | {c} own | {c} stats error" for c in corpora)
+    lines = [head + " |", "|" + "---|" * (1 + 3 * len(corpora))]
+    for c in conditions:
+        cells = []
+        for corpus in corpora:
+            s = summary[corpus]["conditions"][c]
+            e = summary[corpus]["statistics_error"].get(c)
+            error = f"{e['mean_in_std']:.2f}, {e['log_std_ratio']:+.2f}" if e else "-"
+            cells += [_pair(s), _pair(s, "own"), error]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "stats error: mean |mean - speaker mean| / speaker std, mean ln(std / speaker std).",
+        "",
+        "| corpus | order | same-emotion share of the last 60 s | heard before (s) | n "
+        "| online WA / UA | speaker WA / UA (same utterances) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for corpus in corpora:
+        e = summary[corpus]
+        for name, buckets in e["by_heard"].items():
+            members = [c for c in e["same_emotion_share"] if c.startswith(name)]
+            blocked = np.mean([e["same_emotion_share"][c] for c in members])
+            for b in buckets:
+                low, high = b["heard_s"]
+                span = f"{low:g}-{high:g}" if high is not None else f">= {low:g}"
+                lines.append(
+                    f"| {corpus} | {name} | {blocked:.2f} | {span} | {b['n']} "
+                    f"| {_pair(b['online'])} | {_pair(b['speaker'])} |"
+                )
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--run",
+        nargs=2,
+        action="append",
+        metavar=("RESULTS_JSON", "CHECKPOINT_DIR"),
+        required=True,
+        help="a stream run's results.json and its --checkpoint folder (repeatable)",
+    )
+    parser.add_argument("--cache", type=Path, required=True, help="the run's feature cache")
+    parser.add_argument("--datasets", type=Path, default=DATASETS, help="holds <corpus>/")
+    parser.add_argument("--seconds", type=float, nargs="+", default=list(ENROLL_SECONDS))
+    parser.add_argument("--orders", type=int, default=ORDERS)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random orders")
+    parser.add_argument("--folds", nargs="+", help="only these folds (default: all)")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+
+    from keras_dyconv.corpora import load_corpus
+    from keras_dyconv.features import extract_corpus
+    from keras_dyconv.folds import ProtocolSpec, make_folds
+    from keras_dyconv.multicorpus import POOLED, multi_corpus
+    from keras_dyconv.results import write_json
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    runs = [(json.loads(Path(r).read_text()), Path(c)) for r, c in args.run]
+    first = runs[0][0]
+    for results, _ in runs[1:]:
+        for key in ("recipe", "frontend", "window", "labels", "architecture", "corpora"):
+            if results[key] != first[key]:
+                raise SystemExit(f"the runs differ in {key!r}: they are not folds of one run")
+    if first["recipe"]["normalization"] != "stream" or first.get("target_corpus") != POOLED:
+        raise SystemExit("needs a pooled (--target all) run with --normalization stream")
+    loaded = {name: load_corpus(name, args.datasets / name) for name in first["corpora"]}
+    utts, _ = multi_corpus(loaded, POOLED)
+    config = FrontendConfig.from_dict(first["frontend"])
+    log(f"features of {len(utts)} utterances from the cache {args.cache}")
+    feats = extract_corpus([u.path for u in utts], config, cache_dir=args.cache, as_paths=True)
+    protocol = {k: v for k, v in first["protocol"].items() if k in ProtocolSpec.__annotations__}
+    folds = {f.name: f for f in make_folds(utts, ProtocolSpec(**protocol), per_corpus=True)}
+    done = []
+    for results, checkpoints in runs:
+        for record in results["folds"]:
+            if args.folds and record["fold"] not in args.folds:
+                continue
+            fold = folds[record["fold"]]
+            if sorted({utts[i].speaker for i in fold.test}) != record["test_speakers"]:
+                raise SystemExit(f"{record['fold']}: the rebuilt fold's test speakers differ")
+            log(f"fold {record['fold']}: {len(fold.test)} test utterances")
+            done.append(run_fold(results, checkpoints, record, fold, utts, feats, args, log))
+    summary = summarize_folds(done, utts, first["labels"])
+    print(table(summary))
+    write_json(
+        args.out,
+        {
+            "what": "pooled stream run rescored: online (corpus / random orders), enrollment, "
+            "prior only, speaker statistics (bench/bench_enrollment.py)",
+            "runs": [r for r, _ in args.run],
+            "folds": [f["fold"] for f in done],
+            "reproduction": {f["fold"]: f["check"] for f in done},
+            "seed": args.seed,
+            "orders": args.orders,
+            "enroll_seconds": args.seconds,
+            "stream_prior_frames": STREAM_PRIOR_FRAMES,
+            "stream_memory_frames": STREAM_MEMORY_FRAMES,
+            "corpora": summary,
+        },
+    )
+    log(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
