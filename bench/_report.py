@@ -47,6 +47,7 @@ RENDERERS = {
     "speech_gate": "render_speech_gate",
     "memory": "render_memory",
     "fuzz": "render_fuzz",
+    "enrollment": "render_enrollment",
 }
 
 

@@ -38,7 +38,8 @@ are from the speaker's own (`statistics_error`).
         --run runs/stream-a/results.json runs/ckpt-stream-a \\
         --run runs/stream-b/results.json runs/ckpt-stream-b --cache runs/cache
 
-Writes docs/results/multicorpus/enrollment-seed0.json (`--out`) and prints a table.
+Saves docs/results/bench/enrollment.json and renders its section of docs/benchmarks.md
+(`bench/render_enrollment.py`; `--results`, `--markdown`, `--no-write`).
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT)]  # this checkout's code
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # this checkout's code
+
+from _report import add_output_options, output_targets, publish  # noqa: E402
 
 from edge_runtime.config import FrontendConfig, dataset_statistics  # noqa: E402
 from edge_runtime.normalization import (  # noqa: E402
@@ -67,7 +70,6 @@ from edge_runtime.normalization import (  # noqa: E402
 from edge_runtime.windows import WindowPolicy  # noqa: E402
 from keras_dyconv.normalization import FeatureSource, load_features  # noqa: E402
 
-OUT = ROOT / "docs" / "results" / "multicorpus" / "enrollment-seed0.json"
 DATASETS = Path("/work/shared/datasets")
 #: Seconds of enrollment audio (other utterances of the test speaker).
 ENROLL_SECONDS = (10.0, 30.0, 60.0, 120.0)
@@ -490,48 +492,6 @@ def summarize_folds(folds: list[dict[str, Any]], utts, labels: Sequence[str]) ->
     return out
 
 
-def _pair(s: dict[str, Any], space: str = "common") -> str:
-    return f"{s[space]['wa']:.1f} / {s[space]['ua']:.1f}"
-
-
-def table(summary: dict[str, Any]) -> str:
-    """The tables printed: WA / UA (%) of each condition per corpus (common and own label
-    set, with each condition's statistics error), then the online scores by seconds heard."""
-    corpora = list(summary)
-    conditions = list(next(iter(summary.values()))["conditions"])
-    head = "| condition | " + " | ".join(f"{c} common | {c} own | {c} stats error" for c in corpora)
-    lines = [head + " |", "|" + "---|" * (1 + 3 * len(corpora))]
-    for c in conditions:
-        cells = []
-        for corpus in corpora:
-            s = summary[corpus]["conditions"][c]
-            e = summary[corpus]["statistics_error"].get(c)
-            error = f"{e['mean_in_std']:.2f}, {e['log_std_ratio']:+.2f}" if e else "-"
-            cells += [_pair(s), _pair(s, "own"), error]
-        lines.append(f"| {c} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "stats error: mean |mean - speaker mean| / speaker std, mean ln(std / speaker std).",
-        "",
-        "| corpus | order | same-emotion share of the last 60 s | heard before (s) | n "
-        "| online WA / UA | speaker WA / UA (same utterances) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for corpus in corpora:
-        e = summary[corpus]
-        for name, buckets in e["by_heard"].items():
-            members = [c for c in e["same_emotion_share"] if c.startswith(name)]
-            blocked = np.mean([e["same_emotion_share"][c] for c in members])
-            for b in buckets:
-                low, high = b["heard_s"]
-                span = f"{low:g}-{high:g}" if high is not None else f">= {low:g}"
-                lines.append(
-                    f"| {corpus} | {name} | {blocked:.2f} | {span} | {b['n']} "
-                    f"| {_pair(b['online'])} | {_pair(b['speaker'])} |"
-                )
-    return "\n".join(lines)
-
-
 # ----------------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -549,14 +509,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--orders", type=int, default=ORDERS)
     parser.add_argument("--seed", type=int, default=0, help="seed of the random orders")
     parser.add_argument("--folds", nargs="+", help="only these folds (default: all)")
-    parser.add_argument("--out", type=Path, default=OUT)
+    add_output_options(parser, "enrollment")
     args = parser.parse_args(argv)
 
     from keras_dyconv.corpora import load_corpus
     from keras_dyconv.features import extract_corpus
     from keras_dyconv.folds import ProtocolSpec, make_folds
     from keras_dyconv.multicorpus import POOLED, multi_corpus
-    from keras_dyconv.results import write_json
 
     def log(message: str) -> None:
         print(message, flush=True)
@@ -587,9 +546,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             log(f"fold {record['fold']}: {len(fold.test)} test utterances")
             done.append(run_fold(results, checkpoints, record, fold, utts, feats, args, log))
     summary = summarize_folds(done, utts, first["labels"])
-    print(table(summary))
-    write_json(
-        args.out,
+    body = publish(
+        "enrollment",
         {
             "what": "pooled stream run rescored: online (corpus / random orders), enrollment, "
             "prior only, speaker statistics (bench/bench_enrollment.py)",
@@ -603,8 +561,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             "stream_memory_frames": STREAM_MEMORY_FRAMES,
             "corpora": summary,
         },
+        **output_targets(args),
     )
-    log(f"wrote {args.out}")
+    print(body)
 
 
 if __name__ == "__main__":

@@ -112,3 +112,18 @@ def test_statistics_error_measures_the_distance_to_the_reference():
     off = bench_enrollment.statistics_error([(np.float32([1, 12]), np.float32([2, 4]))], reference)
     # Means 1 reference std away on each feature; stds twice the reference's.
     assert off[0] == pytest.approx([1.0, np.log(2)])
+
+
+def test_render_enrollment_reads_every_number_from_the_json():
+    import render_enrollment
+    from bench_results import enrollment_results
+
+    data = enrollment_results()
+    body = render_enrollment.render(data)
+    assert "reproduces the run's saved predictions label for label" in body
+    assert "| online_corpus | 40.0 / 38.5 | 40.0 / 38.5 | - |" in body
+    assert "| speaker | 60.0 / 61.2 | 60.0 / 61.2 | 0.00, +0.00 |" in body
+    assert "| casia | online_corpus | 0.70 | 0-10 | 4 | 25.0 / 20.0 | 50.0 / 50.0 |" in body
+    assert "| casia | online_corpus | 0.70 | >= 10 | 6 | 50.0 / 52.0 | 66.7 / 65.0 |" in body
+    data["reproduction"]["speaker-1of4"]["predicted"] = 3
+    assert "**does not reproduce**" in render_enrollment.render(data)
