@@ -20,6 +20,7 @@ from render_baseline import fold_test_speakers
 from keras_dyconv.baseline import score_rows
 from keras_dyconv.labels import class_mask, score_both
 from keras_dyconv.metrics import bootstrap_ci, unweighted_accuracy, weighted_accuracy
+from keras_dyconv.recipes import Recipe, get_recipe
 
 #: The saved eGeMAPS+SVM runs (`bench/bench_baseline.py`).
 SVM = Path(__file__).resolve().parent.parent / "docs" / "results" / "baseline"
@@ -338,6 +339,39 @@ def pooled_row(run: dict[str, Any], corpus: str, svms: dict[str, dict[str, Any]]
     return row + [_pooled_svm_cell(run, svms.get(norm), corpus) for norm in SVM_NORMS]
 
 
+def recipe_text(run: dict[str, Any]) -> str:
+    """The run's recipe as its name plus every field it changed (e.g. "`default`,
+    normalization stream"), so a variant never reads as the named recipe."""
+    named, used = (  # through JSON: tuples and the lists they were saved as compare equal
+        json.loads(json.dumps(r.to_dict()))
+        for r in (get_recipe(run["recipe"]["name"]), Recipe(**run["recipe"]))
+    )
+    changed = [f"{k} {used[k]}" for k in used if k != "name" and used[k] != named.get(k)]
+    return ", ".join([f"`{run['recipe']['name']}`", *changed])
+
+
+def speaker_norm_text(run: dict[str, Any]) -> str:
+    """For normalization "stream" (online CMVN): what the table's scores are, and each
+    corpus's common-label WA / UA with every test speaker normalised by their own statistics
+    (the run's transductive "predicted_speaker_norm"); "" for other runs."""
+    if run["recipe"].get("normalization") != "stream":
+        return ""
+    parts = []
+    for corpus in run["corpora"]:
+        preds = [p for r in run["folds"] for p in r["predictions"] if p["corpus"] == corpus]
+        true = np.array([p["label"] for p in preds])
+        guess = np.array([p["predicted_speaker_norm"] for p in preds])
+        wa, ua = (metric(true, guess) for metric in METRICS.values())
+        parts.append(f"{corpus} {pct(wa)} / {pct(ua)}")
+    return (
+        " Normalisation \"stream\": the scores above are online, each test speaker's "
+        "utterances one stream in corpus order; with each test speaker's own statistics "
+        "(all of their audio, transductive) the common-label WA / UA are "
+        + ", ".join(parts)
+        + " (see the section on stream normalisation)."
+    )
+
+
 def pooled_table(name: str, run: dict[str, Any]) -> str:
     """A pooled run: every corpus trained and tested at once, one row per corpus in its own
     label set and in the common one, next to the eGeMAPS+SVM pooled on the same folds."""
@@ -354,7 +388,7 @@ def pooled_table(name: str, run: dict[str, Any]) -> str:
         [
             f"**{name}**: pooled, {', '.join(corpora)} trained and tested at once "
             f"(protocol {protocol['name']} on their union, {run['folds_run']} folds; seeds "
-            f"{seeds}, recipe `{run['recipe']['name']}`). WA / UA (%) of each corpus in its own "
+            f"{seeds}, recipe {recipe_text(run)}). WA / UA (%) of each corpus in its own "
             "label set (arg-max over its classes) and in the common one (arg-max over all "
             f"{len(run['labels'])} classes), pooled over folds"
             + (" and seeds" if len(seeds) > 1 else "")
@@ -366,7 +400,8 @@ def pooled_table(name: str, run: dict[str, Any]) -> str:
             f"(docs/results/baseline/{files}, `bench/bench_baseline.py`), where saved; "
             'after the ";": neural minus SVM own-label UA on the same utterances'
             + (", the neural seeds averaged" if len(seeds) > 1 else "")
-            + " [paired 95% bootstrap over them].",
+            + " [paired 95% bootstrap over them]."
+            + speaker_norm_text(run),
             markdown_table(header, [pooled_row(run, c, svms) for c in corpora]),
             f"Wall time (2 shared CPU cores): folds {sum(folds) / 60:.1f} min in all "
             f"({min(folds):.0f}-{max(folds):.0f} s each).",

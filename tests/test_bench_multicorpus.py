@@ -341,3 +341,22 @@ def test_pooled_run_one_row_per_corpus_in_own_and_common_labels(loco_dirs):
     (runs / "pooled-all.json").write_text(json.dumps({**run, "folds": []}))
     with pytest.raises(ValueError, match=r"pooled-all\[-seed<N>\]\.json: a pooled run without"):
         bench_multicorpus.render(runs)
+
+
+def test_pooled_stream_run_names_its_variant_and_the_speaker_statistics_scores():
+    run = _pooled_run()
+    assert multicorpus_tables.recipe_text(run) == "`default`"
+    assert multicorpus_tables.speaker_norm_text(run) == ""
+    run["recipe"] = {"name": "default", "normalization": "stream", "stream_training": "online"}
+    assert multicorpus_tables.recipe_text(run) == (
+        "`default`, normalization stream, stream_training online"
+    )
+    # With each speaker's own statistics: EmoDB right on 3 of its 4 (WA 75; anger 1/2,
+    # neutral 2/2: UA 75), RAVDESS wrong on 1 of 4 (angry 2/2, calm 1/2 -> WA 75, UA 75).
+    said = iter(["anger", "neutral", "anger", "calm", "sadness", "neutral", "anger", "angry"])
+    for fold in run["folds"]:
+        for p in fold["predictions"]:
+            p["label"] = {"angry": "anger"}.get(p["original_label"], p["original_label"])
+            p["predicted_speaker_norm"] = next(said)
+    text = multicorpus_tables.speaker_norm_text(run)
+    assert "common-label WA / UA are emodb 75.0 / 75.0, ravdess 75.0 / 75.0" in text
