@@ -364,7 +364,7 @@ def speaker_norm_text(run: dict[str, Any]) -> str:
         wa, ua = (metric(true, guess) for metric in METRICS.values())
         parts.append(f"{corpus} {pct(wa)} / {pct(ua)}")
     return (
-        " Normalisation \"stream\": the scores above are online, each test speaker's "
+        ' Normalisation "stream": the scores above are online, each test speaker\'s '
         "utterances one stream in corpus order; with each test speaker's own statistics "
         "(all of their audio, transductive) the common-label WA / UA are "
         + ", ".join(parts)
