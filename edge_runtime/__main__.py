@@ -377,12 +377,15 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m edge_runtime` and `dyser-edge`; returns the exit code."""
     args = build_parser().parse_args(argv)
-    # Quiet exit when the reader of our output goes away (e.g. `| head`).
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # Quiet exit when the reader of our output goes away (e.g. `| head`); restored after,
+    # so a host process that calls `main` (tests, notebooks) keeps Python's own handling.
+    previous = signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         return args.func(args)
     except KeyboardInterrupt:
         return EXIT_OK
+    finally:
+        signal.signal(signal.SIGPIPE, previous)
 
 
 if __name__ == "__main__":

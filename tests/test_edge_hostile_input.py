@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import struct
 import sys
 import tracemalloc
@@ -69,10 +70,13 @@ def run_main(argv: list[str], capsys, stdin: bytes = b"", monkeypatch=None) -> t
 
     if monkeypatch is not None:
         monkeypatch.setattr(sys, "stdin", SimpleNamespace(buffer=io.BytesIO(stdin)))
+    sigpipe = signal.getsignal(signal.SIGPIPE)
     try:
         status = main(argv)
     except SystemExit as exit_:
         status = exit_.code
+    # main's SIG_DFL (quiet exit under `| head`) would let a later broken pipe kill pytest.
+    assert signal.getsignal(signal.SIGPIPE) == sigpipe
     out = capsys.readouterr()
     return status, out.out, out.err
 
