@@ -300,10 +300,10 @@ def prior_fold(
     log,
 ) -> dict[str, Any]:
     """Per `--priors` candidate, the utterance probabilities of one fold's test utterances
-    online in `--orders` random orders and after `--seconds` of enrollment through a
-    device's stream, with that prior (the same orders and enrollments for every candidate:
-    "pooled:300" is the bench's online_random<k> and enroll_stream_<N>s), and how far
-    those statistics are from the speaker's own (`statistics_error`)."""
+    each as a fresh stream ("independent"), online in `--orders` random orders and after
+    `--seconds` of enrollment through a device's stream, with that prior (the same orders
+    and enrollments for every candidate: "pooled:300" is the bench's conditions of those
+    names), and how far those statistics are from the speaker's own (`statistics_error`)."""
     import dataclasses
 
     import keras
@@ -330,7 +330,11 @@ def prior_fold(
     for spec in args.priors:
         kind, frames = parse_prior(spec)
         prior = dataclasses.replace(kinds[kind], stream_prior_frames=frames)
-        used: dict[str, Statistics] = {}
+        # Each utterance its own stream: a voice the device has never heard.
+        identity = np.arange(len(test))
+        used = {
+            "independent": running_statistics(sources, list(map(str, identity)), identity, prior)
+        }
         for k, order in enumerate(orders):
             used[f"online_random{k}"] = running_statistics(sources, speakers, order, prior)
         for seconds in args.seconds:

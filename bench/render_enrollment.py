@@ -60,9 +60,12 @@ def table(summary: dict[str, Any]) -> str:
 
 def priors_table(priors: dict[str, Any]) -> str:
     """The stream priors compared: per corpus and candidate ("KIND:FRAMES"), WA / UA (%,
-    common label set) online in random orders and after each enrollment through a stream,
-    and the statistics error of the first random order."""
+    common label set) online in random orders, each utterance a fresh stream (where
+    measured) and after each enrollment through a stream, and the statistics error of the
+    first random order."""
     enrolls = [f"enroll_stream_{s:g}s" for s in priors["enroll_seconds"]]
+    first = next(iter(next(iter(priors["corpora"].values())).values()))["conditions"]
+    enrolls = ["independent"] * ("independent" in first) + enrolls
     intro = (
         f"Stream priors (`--priors`, folds {', '.join(priors['folds'])}, seed "
         f"{priors['seed']}, {priors['orders']} random orders, the same orders and enrollments "
