@@ -79,9 +79,10 @@ PITCH_DEFINITION = {
     "silence_db": PITCH_SILENCE_DB,
 }
 #: Weight, in frames, of the prior in a fresh stream's statistics for the "stream" configs
-#: that `with_dataset_stats` makes (1 s): the prior steadies a stream's first second but
-#: fades fast, as a speaker's own statistics beat it once a few seconds are heard
-#: (`bench/bench_enrollment.py --priors`).
+#: that `with_dataset_stats` makes (1 s): a speaker's own statistics soon beat any prior
+#: (the old 3 s pooled prior cost EmoDB 19 points WA after a 10 s enrollment), but a
+#: single clip of an unknown voice needs some (lighter priors lost on it:
+#: `bench/bench_enrollment.py --priors`, docs/benchmarks.md).
 STREAM_PRIOR_FRAMES = 100
 #: The prior weight of "stream" configs saved before `stream_prior_frames` existed (3 s, with
 #: the pooled training statistics as the prior): the field's default, so they run as before.
