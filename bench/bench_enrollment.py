@@ -1,10 +1,11 @@
 """Online stream normalisation against enrollment and the test speaker's own statistics.
 
 A model trained with ``--normalization stream`` normalises a test speaker's features by
-running statistics (`edge_runtime.normalization.StreamStatistics`: the training prior
-weighted as 3 s, a 60 s memory, the current utterance included). Its pooled run scores
-8-19 points (WA) below the transductive reference that normalises each test speaker by
-the statistics of all their audio. This bench rebuilds each fold's final model from its
+running statistics (`edge_runtime.normalization.StreamStatistics`: a training prior, for
+the run rescored here the pooled statistics weighted as 3 s (`--prior`), a 60 s memory,
+the current utterance included). Its pooled run scores 8-19 points (WA) below the
+transductive reference that normalises each test speaker by the statistics of all their
+audio. This bench rebuilds each fold's final model from its
 checkpoints (nothing is trained), checks that it reproduces the run's saved predictions
 (online in corpus order and the speaker reference, label for label), then scores each
 test corpus (common and own label set, `keras_dyconv.labels.score_both`, all folds pooled)
@@ -23,7 +24,7 @@ with the same model under:
   `enrollment_statistics`), then frozen: what a device has after an enrollment;
   ``enroll_all``: all the other utterances (the speaker reference, leave-one-out);
 * ``enroll_stream_<N>s``: the same N seconds through a device's `StreamStatistics` (the
-  training prior weighted as 3 s, the 60 s memory), then frozen;
+  training prior of `--prior`, the 60 s memory), then frozen;
 * ``independent``: the training prior plus the utterance alone (no adaptation);
 * ``speaker``: the statistics of all the speaker's utterances (the run's
   "predicted_speaker_norm", transductive).
@@ -40,6 +41,12 @@ are from the speaker's own (`statistics_error`).
 
 Saves docs/results/bench/enrollment.json and renders its section of docs/benchmarks.md
 (`bench/render_enrollment.py`; `--results`, `--markdown`, `--no-write`).
+
+With ``--priors KIND:FRAMES ...`` it measures stream priors instead (the same models,
+orders and enrollments: the online random orders and ``enroll_stream_<N>s`` with each
+prior: "pooled" or "within"-speaker training statistics, weighted as FRAMES) and saves
+them as the "priors" entry of the saved results, the rest kept (a later run without
+``--priors`` rewrites the file without them).
 """
 
 from __future__ import annotations
@@ -59,14 +66,21 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # this checkout's code
 
-from _report import add_output_options, output_targets, publish  # noqa: E402
-
-from edge_runtime.config import FrontendConfig, dataset_statistics  # noqa: E402
-from edge_runtime.normalization import (  # noqa: E402
-    STREAM_MEMORY_FRAMES,
-    STREAM_PRIOR_FRAMES,
-    StreamStatistics,
+from _report import (  # noqa: E402
+    add_output_options,
+    load_json,
+    output_targets,
+    publish,
+    results_path,
 )
+
+from edge_runtime.config import (  # noqa: E402
+    LEGACY_STREAM_PRIOR_FRAMES,
+    STREAM_MEMORY_FRAMES,
+    FrontendConfig,
+    dataset_statistics,
+)
+from edge_runtime.normalization import StreamStatistics  # noqa: E402
 from edge_runtime.windows import WindowPolicy  # noqa: E402
 from keras_dyconv.normalization import FeatureSource, load_features  # noqa: E402
 
@@ -99,8 +113,8 @@ def enrollment_statistics(
     other frames than `frames` gives all of them. Without `prior` the statistics are the
     plain per-feature mean and std of those frames (`edge_runtime.config.dataset_statistics`,
     as the speaker reference computes them); with `prior` (a "stream" config) they are what
-    a device's `StreamStatistics` holds after hearing them: the training prior weighted as
-    `STREAM_PRIOR_FRAMES` and a `STREAM_MEMORY_FRAMES` memory.
+    a device's `StreamStatistics` holds after hearing them: the config's prior, weighted as
+    its `stream_prior_frames`, and a `STREAM_MEMORY_FRAMES` memory.
 
     Args:
         sources: (frames, n_features) features per utterance, unnormalised.
@@ -235,6 +249,154 @@ def same_emotion_share(
     return share
 
 
+# ----------------------------------------------------------------------------- priors
+#: Prior kinds `--priors` measures: "pooled", the training set's statistics over all its
+#: frames (the prior of "stream" configs made before the within-speaker one); "within", the
+#: mean of the training speakers' means and of their variances (no between-speaker spread).
+PRIOR_KINDS = ("pooled", "within")
+
+
+def parse_prior(spec: str) -> tuple[str, int]:
+    """A `--priors` entry "KIND:FRAMES" (e.g. "within:100") as (kind, frames)."""
+    kind, _, frames = spec.partition(":")
+    if kind not in PRIOR_KINDS or not frames.isdigit() or int(frames) < 1:
+        raise argparse.ArgumentTypeError(
+            f"a prior is KIND:FRAMES with KIND one of {PRIOR_KINDS} and FRAMES >= 1, got {spec!r}"
+        )
+    return kind, int(frames)
+
+
+def make_prior(
+    prior: tuple[str, int],
+    config: FrontendConfig,
+    sources: Sequence[FeatureSource],
+    speakers: Sequence[str],
+) -> FrontendConfig:
+    """The "stream" config of a (kind, frames) prior (`parse_prior`) made from training
+    features and their speakers (`with_dataset_stats`, with speakers for "within"),
+    weighted as `frames`."""
+    import dataclasses
+
+    from edge_runtime.config import with_dataset_stats
+
+    kind, frames = prior
+    made = with_dataset_stats(
+        config,
+        (load_features(s) for s in sources),
+        "stream",
+        speakers=speakers if kind == "within" else None,
+    )
+    return dataclasses.replace(made, stream_prior_frames=frames)
+
+
+def prior_fold(
+    results: dict[str, Any],
+    checkpoints: Path,
+    record: dict[str, Any],
+    fold,
+    utts,
+    feats: Sequence[FeatureSource],
+    args: argparse.Namespace,
+    log,
+) -> dict[str, Any]:
+    """Per `--priors` candidate, the utterance probabilities of one fold's test utterances
+    each as a fresh stream ("independent"), online in `--orders` random orders and after
+    `--seconds` of enrollment through a device's stream, with that prior (the same orders
+    and enrollments for every candidate: "pooled:300" is the bench's conditions of those
+    names), and how far those statistics are from the speaker's own (`statistics_error`)."""
+    import dataclasses
+
+    import keras
+
+    from keras_dyconv.normalization import speaker_statistics
+
+    policy = WindowPolicy.from_dict(results["window"])
+    config = FrontendConfig.from_dict(results["frontend"])
+    train = [feats[i] for i in fold.train]
+    train_speakers = [utts[i].speaker for i in fold.train]
+    # The statistics of each kind, computed once; each candidate sets its weight.
+    kinds = {k: make_prior((k, 1), config, train, train_speakers) for k in PRIOR_KINDS}
+    test = list(fold.test)
+    sources = [np.array(load_features(feats[i])) for i in test]
+    speakers = [utts[i].speaker for i in test]
+    by_speaker = speaker_statistics(sources, speakers)
+    reference = [by_speaker[s] for s in speakers]
+    model = fold_model(results, checkpoints, record)
+    rng = np.random.default_rng(args.seed)
+    orders = [stream_order(speakers, rng) for _ in range(args.orders)]
+    frame_rate = config.sample_rate / config.hop_length
+    probs: dict[str, dict[str, np.ndarray]] = {}
+    errors: dict[str, dict[str, np.ndarray]] = {}
+    for spec in args.priors:
+        kind, frames = parse_prior(spec)
+        prior = dataclasses.replace(kinds[kind], stream_prior_frames=frames)
+        # Each utterance its own stream: a voice the device has never heard.
+        identity = np.arange(len(test))
+        used = {
+            "independent": running_statistics(sources, list(map(str, identity)), identity, prior)
+        }
+        for k, order in enumerate(orders):
+            used[f"online_random{k}"] = running_statistics(sources, speakers, order, prior)
+        for seconds in args.seconds:
+            used[f"enroll_stream_{seconds:g}s"], _ = enrollment_statistics(
+                sources,
+                speakers,
+                round(seconds * frame_rate),
+                np.random.default_rng(args.seed),
+                prior,
+            )
+        t0 = time.time()
+        probs[spec] = {
+            name: predict_normalized(model, normalized_by(sources, stats), policy)
+            for name, stats in used.items()
+        }
+        errors[spec] = {name: statistics_error(v, reference) for name, v in used.items()}
+        log(f"  {record['fold']} prior {spec}: {time.time() - t0:.0f} s")
+    keras.backend.clear_session()
+    return {"fold": record["fold"], "test": test, "probabilities": probs, "errors": errors}
+
+
+def summarize_priors(folds: list[dict[str, Any]], utts, labels: Sequence[str]) -> dict[str, Any]:
+    """Per corpus and prior candidate (all folds pooled): each condition's scores
+    ("online_random" also as the mean of the orders) and statistics error."""
+    test = np.concatenate([f["test"] for f in folds])
+    corpora = np.array([utts[i].extra["corpus"] for i in test])
+    true = np.array([utts[i].extra["original_label"] for i in test])
+    out: dict[str, Any] = {}
+    for corpus in dict.fromkeys(corpora.tolist()):
+        mine = corpora == corpus
+        out[corpus] = {}
+        for spec in folds[0]["probabilities"]:
+            probs = {
+                c: np.concatenate([f["probabilities"][spec][c] for f in folds])
+                for c in folds[0]["probabilities"][spec]
+            }
+            errors = {c: np.concatenate([f["errors"][spec][c] for f in folds]) for c in probs}
+            conditions = {c: scores(p[mine], true[mine], labels, corpus) for c, p in probs.items()}
+            randoms = [c for c in conditions if re.fullmatch(r"online_random\d+", c)]
+            conditions = {
+                "online_random": {
+                    space: {
+                        m: float(np.mean([conditions[c][space][m] for c in randoms]))
+                        for m in ("n", "wa", "ua")
+                    }
+                    for space in ("common", "own")
+                },
+                **conditions,
+            }
+            out[corpus][spec] = {
+                "conditions": conditions,
+                "statistics_error": {
+                    c: {
+                        "mean_in_std": float(e[mine, 0].mean()),
+                        "log_std_ratio": float(e[mine, 1].mean()),
+                    }
+                    for c, e in errors.items()
+                },
+            }
+    return out
+
+
 # ----------------------------------------------------------------------------- one fold
 def fold_model(results: dict[str, Any], checkpoints: Path, record: dict[str, Any]):
     """The fold's final model: the run's architecture (`build_dycnn_bilstm` with the
@@ -288,7 +450,6 @@ def run_fold(
     check that the rebuilt model gives the run's saved predictions."""
     import keras
 
-    from edge_runtime.config import with_dataset_stats
     from keras_dyconv.feeding import predict_utterances
     from keras_dyconv.normalization import iter_normalized, speaker_statistics
 
@@ -297,7 +458,7 @@ def run_fold(
     policy = WindowPolicy.from_dict(results["window"])
     config = FrontendConfig.from_dict(results["frontend"])
     train = [feats[i] for i in fold.train]
-    prior = with_dataset_stats(config, (load_features(s) for s in train), "stream")
+    prior = make_prior(args.prior, config, train, [utts[i].speaker for i in fold.train])
     test = list(fold.test)
     # In memory: the enrollments read each utterance many times.
     sources = [np.array(load_features(feats[i])) for i in test]
@@ -509,6 +670,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--orders", type=int, default=ORDERS)
     parser.add_argument("--seed", type=int, default=0, help="seed of the random orders")
     parser.add_argument("--folds", nargs="+", help="only these folds (default: all)")
+    parser.add_argument(
+        "--prior",
+        type=parse_prior,
+        default=("pooled", LEGACY_STREAM_PRIOR_FRAMES),
+        metavar="KIND:FRAMES",
+        help="the prior the run's models were trained and tested with (default: "
+        f"pooled:{LEGACY_STREAM_PRIOR_FRAMES}, that of runs made before the within-speaker "
+        "prior; the reproduction check fails on a wrong one)",
+    )
+    parser.add_argument(
+        "--priors",
+        nargs="+",
+        type=lambda spec: parse_prior(spec) and spec,
+        metavar="KIND:FRAMES",
+        help=f"instead of the conditions: compare stream priors (KIND one of {PRIOR_KINDS}, "
+        "e.g. pooled:300 within:100) online in random orders and through enrollment, and "
+        'save them as the "priors" entry of the saved results',
+    )
     add_output_options(parser, "enrollment")
     args = parser.parse_args(argv)
 
@@ -544,7 +723,24 @@ def main(argv: Sequence[str] | None = None) -> None:
             if sorted({utts[i].speaker for i in fold.test}) != record["test_speakers"]:
                 raise SystemExit(f"{record['fold']}: the rebuilt fold's test speakers differ")
             log(f"fold {record['fold']}: {len(fold.test)} test utterances")
-            done.append(run_fold(results, checkpoints, record, fold, utts, feats, args, log))
+            if not args.priors:
+                done.append(run_fold(results, checkpoints, record, fold, utts, feats, args, log))
+                continue
+            done.append(prior_fold(results, checkpoints, record, fold, utts, feats, args, log))
+            log(json.dumps(summarize_priors(done, utts, first["labels"])))
+    if args.priors:
+        saved = load_json(args.results or results_path("enrollment"))
+        saved["priors"] = {
+            "what": "stream priors compared (bench/bench_enrollment.py --priors)",
+            "folds": [f["fold"] for f in done],
+            "seed": args.seed,
+            "orders": args.orders,
+            "enroll_seconds": args.seconds,
+            "stream_memory_frames": STREAM_MEMORY_FRAMES,
+            "corpora": summarize_priors(done, utts, first["labels"]),
+        }
+        print(publish("enrollment", saved, **output_targets(args)))
+        return
     summary = summarize_folds(done, utts, first["labels"])
     body = publish(
         "enrollment",
@@ -557,7 +753,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             "seed": args.seed,
             "orders": args.orders,
             "enroll_seconds": args.seconds,
-            "stream_prior_frames": STREAM_PRIOR_FRAMES,
+            "stream_prior": f"{args.prior[0]}:{args.prior[1]}",
+            "stream_prior_frames": args.prior[1],
             "stream_memory_frames": STREAM_MEMORY_FRAMES,
             "corpora": summary,
         },

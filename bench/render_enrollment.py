@@ -2,7 +2,8 @@
 
 `render(data)` reads only `data` (docs/results/bench/enrollment.json): per test corpus, the
 WA / UA of each normalisation condition (common and own label set) with how far its
-statistics are from the speaker's own, and the online scores by seconds heard.
+statistics are from the speaker's own, and the online scores by seconds heard; with a
+"priors" entry (`bench_enrollment.py --priors`), the stream priors compared.
 """
 
 from __future__ import annotations
@@ -57,6 +58,33 @@ def table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def priors_table(priors: dict[str, Any]) -> str:
+    """The stream priors compared: per corpus and candidate ("KIND:FRAMES"), WA / UA (%,
+    common label set) online in random orders, each utterance a fresh stream (where
+    measured) and after each enrollment through a stream, and the statistics error of the
+    first random order."""
+    enrolls = [f"enroll_stream_{s:g}s" for s in priors["enroll_seconds"]]
+    first = next(iter(next(iter(priors["corpora"].values())).values()))["conditions"]
+    enrolls = ["independent"] * ("independent" in first) + enrolls
+    intro = (
+        f"Stream priors (`--priors`, folds {', '.join(priors['folds'])}, seed "
+        f"{priors['seed']}, {priors['orders']} random orders, the same orders and enrollments "
+        'for every prior): "pooled" is the training set\'s statistics over all its frames, '
+        '"within" the mean of the training speakers\' means and of their variances; FRAMES '
+        "is the prior's weight. WA / UA (%, common label set)."
+    )
+    head = "| corpus | prior | online_random | " + " | ".join(enrolls)
+    head += " | online_random0 stats error |"
+    lines = [intro, "", head, "|" + "---|" * (4 + len(enrolls))]
+    for corpus, candidates in priors["corpora"].items():
+        for spec, e in candidates.items():
+            c, err = e["conditions"], e["statistics_error"]["online_random0"]
+            cells = [_pair(c["online_random"]), *(_pair(c[name]) for name in enrolls)]
+            cells.append(f"{err['mean_in_std']:.2f}, {err['log_std_ratio']:+.2f}")
+            lines.append(f"| {corpus} | {spec} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def render(data: dict[str, Any]) -> str:
     """The Markdown body of the "enrollment" section of docs/benchmarks.md."""
     checks = data["reproduction"].values()
@@ -76,4 +104,7 @@ def render(data: dict[str, Any]) -> str:
         f"{data['stream_memory_frames']} frames. WA / UA (%), all folds pooled "
         "(`bench/bench_enrollment.py`)."
     )
-    return intro + "\n\n" + table(data["corpora"])
+    body = intro + "\n\n" + table(data["corpora"])
+    if "priors" in data:
+        body += "\n\n" + priors_table(data["priors"])
+    return body

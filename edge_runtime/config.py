@@ -12,8 +12,9 @@ the loudest frame would differ between a whole file and a streaming window of it
 Normalization defaults to "none". Trained models use one of the modes that carry
 training-set statistics (`with_dataset_stats`): "dataset" (mean/std per feature), "gain"
 (the utterance's mean level removed first, so microphone gain does not matter) or "stream"
-(online CMVN: running per-feature statistics of the stream being analysed, starting from the
-training-set statistics; see `edge_runtime.normalization.StreamStatistics`). Per-utterance
+(online CMVN: running per-feature statistics of the stream being analysed, starting from a
+prior of training-set statistics, by default the within-speaker ones; see
+`edge_runtime.normalization.StreamStatistics`). Per-utterance
 mean/std normalization ("utterance") drives the first conv block's global-average-pool
 attention input to ~0, so that block's dynamic kernels stop adapting.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -42,10 +44,13 @@ __all__ = [
     "PITCH_TROUGH_THRESHOLD",
     "PITCH_VOICED_PERIODICITY",
     "STATISTICS_NORMALIZATIONS",
+    "STREAM_MEMORY_FRAMES",
+    "STREAM_PRIOR_FRAMES",
     "FrontendConfig",
     "dataset_statistics",
     "remove_gain",
     "with_dataset_stats",
+    "within_speaker_statistics",
 ]
 
 #: Number of cepstral coefficients in MFCC-39 (13 static + 13 delta + 13 delta-delta).
@@ -73,9 +78,21 @@ PITCH_DEFINITION = {
     "voiced_periodicity": PITCH_VOICED_PERIODICITY,
     "silence_db": PITCH_SILENCE_DB,
 }
+#: Weight, in frames, of the prior in a fresh stream's statistics for the "stream" configs
+#: that `with_dataset_stats` makes (1 s): a speaker's own statistics soon beat any prior
+#: (the old 3 s pooled prior cost EmoDB 19 points WA after a 10 s enrollment), but a
+#: single clip of an unknown voice needs some (lighter priors lost on it:
+#: `bench/bench_enrollment.py --priors`, docs/benchmarks.md).
+STREAM_PRIOR_FRAMES = 100
+#: The prior weight of "stream" configs saved before `stream_prior_frames` existed (3 s, with
+#: the pooled training statistics as the prior): the field's default, so they run as before.
+LEGACY_STREAM_PRIOR_FRAMES = 300
+#: Frames a stream's statistics remember (60 s): older audio fades out, so a device that
+#: changes speaker or room adapts within a minute.
+STREAM_MEMORY_FRAMES = 6000
 #: Fields added after configs were first saved: `to_dict` leaves them out while they keep
 #: their default, so every earlier config keeps its fingerprint (and its feature caches).
-_LATER_FIELDS = {"pitch": False}
+_LATER_FIELDS = {"pitch": False, "stream_prior_frames": LEGACY_STREAM_PRIOR_FRAMES}
 FEATURE_TYPES = ("logmel", "logmel_deltas", "mfcc39")
 NORMALIZATIONS = ("none", "utterance", "gain", "dataset", "stream")
 #: Normalizations that use the training set's `mean` and `std`.
@@ -101,6 +118,7 @@ LIMITS: dict[str, tuple[float, float]] = {
 #: Smallest standard deviation `dataset_statistics` reports, so normalization never divides
 #: by zero on a feature that is constant over the data set (e.g. a band clamped by top_db).
 MIN_STD = 1e-6
+_MISSING = object()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,9 +186,17 @@ class FrontendConfig:
     per-feature mean/std of the stream, with `mean`/`std` as the prior; see
     `edge_runtime.normalization.StreamStatistics`)."""
     mean: tuple[float, ...] | None = None
-    """Per-feature training-set mean (n_features values) for "dataset", "gain" and "stream"."""
+    """Per-feature training-set mean (n_features values) for "dataset", "gain" and "stream"
+    (for "stream" made by `with_dataset_stats` with speakers: the mean of the training
+    speakers' means)."""
     std: tuple[float, ...] | None = None
-    """Per-feature training-set std (n_features values > 0) for the same modes."""
+    """Per-feature training-set std (n_features values > 0) for the same modes (for "stream"
+    made with speakers: the root of the training speakers' mean variance, without the spread
+    between speakers)."""
+    stream_prior_frames: int = LEGACY_STREAM_PRIOR_FRAMES
+    """Weight, in frames (1..STREAM_MEMORY_FRAMES), of the prior `mean`/`std` in a fresh
+    stream's statistics; "stream" only. The default (300) is what configs saved before this
+    field used; `with_dataset_stats` gives new "stream" configs `STREAM_PRIOR_FRAMES`."""
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "delta_width"):
@@ -224,6 +250,18 @@ class FrontendConfig:
         self._check_statistics()
 
     def _check_statistics(self) -> None:
+        frames = _as_int(
+            "stream_prior_frames",
+            self.stream_prior_frames,
+            minimum=1,
+            maximum=STREAM_MEMORY_FRAMES,
+        )
+        _set(self, "stream_prior_frames", frames)
+        if self.normalization != "stream" and frames != LEGACY_STREAM_PRIOR_FRAMES:
+            raise ValueError(
+                f'stream_prior_frames is only used with normalization "stream", got '
+                f"{frames} with normalization={self.normalization!r}"
+            )
         if self.normalization not in STATISTICS_NORMALIZATIONS:
             if self.mean is not None or self.std is not None:
                 raise ValueError(
@@ -273,6 +311,17 @@ class FrontendConfig:
     def mel_fmax(self) -> float:
         """`fmax` with None resolved to the Nyquist frequency (Hz)."""
         return self.sample_rate / 2 if self.fmax is None else self.fmax
+
+    def unnormalized(self) -> FrontendConfig:
+        """This config with normalization "none" (no statistics, no stream prior): what its
+        features are cached and extracted with before normalising."""
+        return dataclasses.replace(
+            self,
+            normalization="none",
+            mean=None,
+            std=None,
+            stream_prior_frames=LEGACY_STREAM_PRIOR_FRAMES,
+        )
 
     def n_frames(self, n_samples: int) -> int:
         """Frames produced for a signal of `n_samples` samples (at `sample_rate`)."""
@@ -328,17 +377,18 @@ class FrontendConfig:
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def dataset_statistics(
-    features: Iterable[np.ndarray], n_features: int | None = None
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-feature mean and std over all frames of all arrays (each (frames, n_features)).
-
-    Accumulates in float64 over frames, so long utterances weigh more than short ones. The
-    std is floored at `MIN_STD`.
-    """
-    count, width = 0, n_features
-    shift = total = total_sq = None
+def _moments(
+    features: Iterable[np.ndarray], groups: Iterable[str] | None, n_features: int | None
+) -> dict[str | None, tuple[int, np.ndarray, np.ndarray]]:
+    """Per group (None without `groups`): frames, and the per-feature mean and variance
+    (float64) of its frames, accumulated in one pass in float64 (`dataset_statistics`)."""
+    width, shift = n_features, None
+    sums: dict[str | None, list] = {}
+    keys = itertools.repeat(None) if groups is None else iter(groups)
     for i, array in enumerate(features):
+        key = next(keys, _MISSING)
+        if key is _MISSING:
+            raise ValueError(f"feature array {i} has no speaker (fewer speakers than arrays)")
         x = np.asarray(array, dtype=np.float64)
         if x.ndim != 2 or (width is not None and x.shape[1] != width):
             raise ValueError(
@@ -350,16 +400,52 @@ def dataset_statistics(
             # Shift by the first frame to keep the sum of squares well conditioned.
             width = x.shape[1]
             shift = x[0] if len(x) else np.zeros(width)
-            total, total_sq = np.zeros(width), np.zeros(width)
         centred = x - shift
-        total += centred.sum(axis=0)
-        total_sq += np.square(centred).sum(axis=0)
-        count += len(x)
-    if count == 0:
-        raise ValueError("dataset_statistics needs at least one non-empty feature array")
-    mean_c = total / count
-    std = np.maximum(np.sqrt(np.maximum(total_sq / count - mean_c**2, 0.0)), MIN_STD)
-    return tuple(float(v) for v in mean_c + shift), tuple(float(v) for v in std)
+        acc = sums.setdefault(key, [0, np.zeros(width), np.zeros(width)])
+        acc[0] += len(x)
+        acc[1] += centred.sum(axis=0)
+        acc[2] += np.square(centred).sum(axis=0)
+    if groups is not None and next(keys, _MISSING) is not _MISSING:
+        raise ValueError("more speakers than feature arrays")
+    out = {}
+    for key, (count, total, total_sq) in sums.items():
+        if count:
+            mean_c = total / count
+            out[key] = (count, mean_c + shift, np.maximum(total_sq / count - mean_c**2, 0.0))
+    if not out:
+        raise ValueError("normalization statistics need at least one non-empty feature array")
+    return out
+
+
+def dataset_statistics(
+    features: Iterable[np.ndarray], n_features: int | None = None
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-feature mean and std over all frames of all arrays (each (frames, n_features)).
+
+    Accumulates in float64 over frames, so long utterances weigh more than short ones. The
+    std is floored at `MIN_STD`.
+    """
+    ((_, mean, var),) = _moments(features, None, n_features).values()
+    std = np.maximum(np.sqrt(var), MIN_STD)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def within_speaker_statistics(
+    features: Iterable[np.ndarray], speakers: Iterable[str], n_features: int | None = None
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-feature mean of the speakers' means and root of their mean variance.
+
+    `features` (each (frames, n_features)) and `speakers` (one per array) go in parallel;
+    each speaker's mean and variance are over all their frames (as `dataset_statistics`),
+    then every speaker weighs the same. Unlike the pooled std of `dataset_statistics`, the
+    std holds no spread between the speakers' means: it is what a speaker's own
+    statistics typically are, the prior of a stream that adapts to one speaker. The std
+    is floored at `MIN_STD`.
+    """
+    stats = list(_moments(features, speakers, n_features).values())
+    mean = np.mean([m for _, m, _ in stats], axis=0)
+    std = np.maximum(np.sqrt(np.mean([v for _, _, v in stats], axis=0)), MIN_STD)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
 def remove_gain(features: np.ndarray) -> np.ndarray:
@@ -370,22 +456,40 @@ def remove_gain(features: np.ndarray) -> np.ndarray:
 
 
 def with_dataset_stats(
-    config: FrontendConfig, features: Iterable[np.ndarray], normalization: str = "dataset"
+    config: FrontendConfig,
+    features: Iterable[np.ndarray],
+    normalization: str = "dataset",
+    speakers: Iterable[str] | None = None,
 ) -> FrontendConfig:
     """A copy of `config` with `normalization` and mean/std computed from `features`.
 
     `features` must be un-normalized arrays of shape (frames, config.n_features), i.e.
     computed with a config whose normalization is "none". For "gain" the statistics are
-    those of the gain-removed features (`remove_gain`), what the model will see.
+    those of the gain-removed features (`remove_gain`), what the model will see. For
+    "stream" they are the prior of a fresh stream, weighted as `STREAM_PRIOR_FRAMES`: with
+    `speakers` (one per array) the within-speaker statistics (`within_speaker_statistics`,
+    a typical speaker's own), else the pooled ones (`dataset_statistics`).
     """
     if normalization not in STATISTICS_NORMALIZATIONS:
         raise ValueError(
             f"with_dataset_stats needs one of {STATISTICS_NORMALIZATIONS}, got {normalization!r}"
         )
+    frames = LEGACY_STREAM_PRIOR_FRAMES
+    if normalization == "stream":
+        frames = STREAM_PRIOR_FRAMES
+    elif speakers is not None:
+        raise ValueError(
+            f'speakers are only used with normalization "stream", not {normalization!r}'
+        )
     if normalization == "gain":
         features = (remove_gain(x) for x in features)
-    mean, std = dataset_statistics(features, config.n_features)
-    return dataclasses.replace(config, normalization=normalization, mean=mean, std=std)
+    if speakers is not None:
+        mean, std = within_speaker_statistics(features, speakers, config.n_features)
+    else:
+        mean, std = dataset_statistics(features, config.n_features)
+    return dataclasses.replace(
+        config, normalization=normalization, mean=mean, std=std, stream_prior_frames=frames
+    )
 
 
 def _set(config: FrontendConfig, name: str, value: object) -> None:

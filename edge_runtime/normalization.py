@@ -9,31 +9,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import MIN_STD, FrontendConfig, remove_gain
+from .config import MIN_STD, STREAM_MEMORY_FRAMES, FrontendConfig, remove_gain
 
-__all__ = [
-    "STREAM_MEMORY_FRAMES",
-    "STREAM_PRIOR_FRAMES",
-    "StreamStatistics",
-    "normalize",
-]
-
-#: Weight, in frames, of the training-set statistics in a fresh `StreamStatistics` (3 s):
-#: the first utterance of a stream is normalised mostly by its own statistics, but not only.
-STREAM_PRIOR_FRAMES = 300
-#: Frames a stream's statistics remember (60 s): older audio fades out, so a device that
-#: changes speaker or room adapts within a minute.
-STREAM_MEMORY_FRAMES = 6000
+__all__ = ["StreamStatistics", "normalize"]
 
 
 class StreamStatistics:
     """Online per-feature mean and variance of one stream of features (online CMVN).
 
-    Starts from the training-set statistics of `config` (weighted as `prior_frames`
-    frames), accumulates every frame passed to `update`, and forgets old frames once more
-    than `memory_frames` have been seen (the old accumulators are scaled down to make room
-    for the new frames: an exponential memory of about `memory_frames`). `normalize`
-    applies the current estimate.
+    Starts from the training-set statistics of `config` (its prior, weighted as
+    `prior_frames` frames, by default `config.stream_prior_frames`), accumulates every
+    frame passed to `update`, and forgets old frames once more than `memory_frames` have
+    been seen (the old accumulators are scaled down to make room for the new frames: an
+    exponential memory of about `memory_frames`). `normalize` applies the current
+    estimate.
 
     Use one instance per stream, device or speaker: `EmotionRecognizer` keeps one across
     calls and `StreamRecognizer` feeds it every new hop.
@@ -49,7 +38,7 @@ class StreamStatistics:
     def __init__(
         self,
         config: FrontendConfig,
-        prior_frames: int = STREAM_PRIOR_FRAMES,
+        prior_frames: int | None = None,
         memory_frames: int = STREAM_MEMORY_FRAMES,
     ) -> None:
         if config.mean is None or config.std is None:
@@ -57,6 +46,8 @@ class StreamStatistics:
                 "StreamStatistics needs a config with training-set mean/std "
                 f"(normalization {config.normalization!r} has none)"
             )
+        if prior_frames is None:
+            prior_frames = config.stream_prior_frames
         if prior_frames < 1 or memory_frames < prior_frames:
             raise ValueError(
                 f"need 1 <= prior_frames <= memory_frames, got {prior_frames}, {memory_frames}"

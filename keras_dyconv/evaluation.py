@@ -167,7 +167,6 @@ def evaluate_model(
         ValueError: no utterance is of a class the model can output, or an audio file that
             cannot be read (naming it).
     """
-    from edge_runtime.config import FrontendConfig
     from keras_dyconv.features import extract_corpus
     from keras_dyconv.feeding import predict_utterances
 
@@ -178,9 +177,7 @@ def evaluate_model(
             f"{sorted(match.not_in_model)}"
         )
     known = [utts[i] for i in match.scored]
-    raw = FrontendConfig.from_dict(
-        {**metadata.frontend.to_dict(), "normalization": "none", "mean": None, "std": None}
-    )
+    raw = metadata.frontend.unnormalized()
     feats = extract_corpus(
         [u.path for u in known], raw, cache_dir=cache_dir, as_paths=cache_dir is not None
     )

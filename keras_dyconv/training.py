@@ -303,8 +303,13 @@ def _fit(
         mean, std = by_corpus[corpora.target]  # type: ignore[index]
         config = dataclasses.replace(config, normalization="dataset", mean=mean, std=std)
     else:
+        # "stream": the within-speaker statistics of the training speakers are the prior.
+        stream = recipe.normalization == "stream" and train_speakers is not None
         config = with_dataset_stats(
-            config, (load_features(s) for s in train_sources), recipe.normalization
+            config,
+            (load_features(s) for s in train_sources),
+            recipe.normalization,
+            speakers=train_speakers if stream else None,
         )
     if recipe.normalization == "stream" and len(val_sources) and val_speakers is None:
         raise ValueError('normalization "stream" needs train_speakers and val_speakers')

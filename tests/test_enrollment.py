@@ -127,3 +127,54 @@ def test_render_enrollment_reads_every_number_from_the_json():
     assert "| casia | online_corpus | 0.70 | >= 10 | 6 | 50.0 / 52.0 | 66.7 / 65.0 |" in body
     data["reproduction"]["speaker-1of4"]["predicted"] = 3
     assert "**does not reproduce**" in render_enrollment.render(data)
+
+
+def test_priors_are_parsed_and_made_with_their_kind_and_weight():
+    import argparse
+
+    feats, speakers = _utterances()
+    assert bench_enrollment.parse_prior("within:100") == ("within", 100)
+    for bad in ("within", "median:100", "pooled:0", "pooled:x"):
+        with pytest.raises(argparse.ArgumentTypeError, match="KIND:FRAMES"):
+            bench_enrollment.parse_prior(bad)
+    base = FrontendConfig(n_mels=2)
+    within = bench_enrollment.make_prior(("within", 7), base, feats, speakers)
+    pooled = bench_enrollment.make_prior(("pooled", 300), base, feats, speakers)
+    assert (within.normalization, within.stream_prior_frames) == ("stream", 7)
+    assert pooled.stream_prior_frames == 300
+    # Feature 0: speaker "a" has mean (101 * 10 + 102 * 20) / 303, "b" 1000 (each weighs
+    # the same); pooled, every frame weighs the same.
+    mean_a = (101 * 10 + 102 * 20) / 303
+    assert within.mean[0] == pytest.approx((mean_a + 1000) / 2)
+    assert pooled.mean[0] == pytest.approx((303 * mean_a + 150 * 1000) / 453)
+    assert within.std[0] < 10 < pooled.std[0]  # no spread between the two speakers
+
+
+def test_render_enrollment_adds_the_priors_compared():
+    import render_enrollment
+    from bench_results import enrollment_results
+
+    def scores(wa: float, ua: float) -> dict:
+        return {space: {"n": 10, "wa": wa, "ua": ua} for space in ("common", "own")}
+
+    data = enrollment_results()
+    assert "Stream priors" not in render_enrollment.render(data)
+    conditions = {
+        "online_random": scores(45.0, 44.0),
+        "independent": scores(35.0, 36.0),
+        "enroll_stream_10s": scores(30.0, 31.5),
+        "enroll_stream_60s": scores(50.0, 49.0),
+    }
+    error = {"online_random0": {"mean_in_std": 0.1, "log_std_ratio": 0.05}}
+    data["priors"] = {
+        "folds": ["speaker-1of4"],
+        "seed": 0,
+        "orders": 2,
+        "enroll_seconds": [10.0, 60.0],
+        "corpora": {"casia": {"within:100": {"conditions": conditions, "statistics_error": error}}},
+    }
+    body = render_enrollment.render(data)
+    assert "2 random orders" in body
+    row = "| casia | within:100 | 45.0 / 44.0 | 35.0 / 36.0 | 30.0 / 31.5 | 50.0 / 49.0 |"
+    assert row in body
+    assert "| online_random | independent | enroll_stream_10s | enroll_stream_60s |" in body

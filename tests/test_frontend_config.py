@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from edge_runtime.config import (
+    LEGACY_STREAM_PRIOR_FRAMES,
     N_MFCC,
+    STREAM_PRIOR_FRAMES,
     FrontendConfig,
     with_dataset_stats,
 )
@@ -48,6 +50,27 @@ def test_config_round_trips_and_fingerprint():
     assert len(fingerprints) == 4
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.n_mels = 3  # type: ignore[misc]
+
+
+def test_stream_config_round_trips_its_prior_weight_and_old_configs_keep_theirs():
+    feats = [np.arange(8.0).reshape(4, 2), np.arange(8.0, 20.0).reshape(6, 2)]
+    config = with_dataset_stats(FrontendConfig(n_mels=2), feats, "stream", speakers=["a", "b"])
+    assert config.stream_prior_frames == STREAM_PRIOR_FRAMES != LEGACY_STREAM_PRIOR_FRAMES
+    saved = config.to_dict()
+    assert saved["stream_prior_frames"] == STREAM_PRIOR_FRAMES
+    assert FrontendConfig.from_dict(saved) == config
+    assert FrontendConfig.from_json(config.to_json()).fingerprint() == config.fingerprint()
+    # A config saved before the field (no key) loads with the weight it was made with, and
+    # one at that weight saves as before: same dict, same fingerprint.
+    old = {k: v for k, v in saved.items() if k != "stream_prior_frames"}
+    loaded = FrontendConfig.from_dict(old)
+    assert loaded.stream_prior_frames == LEGACY_STREAM_PRIOR_FRAMES == 300
+    assert loaded.to_dict() == old
+    assert "stream_prior_frames" not in FrontendConfig().to_dict()
+    # Its features are those of the plain config: the same feature-cache fingerprint.
+    raw = config.unnormalized()
+    assert raw == FrontendConfig(n_mels=2)
+    assert raw.fingerprint() == FrontendConfig(n_mels=2).fingerprint()
 
 
 def test_from_dict_refuses_unknown_keys_and_bad_json():
@@ -94,6 +117,34 @@ def test_from_dict_refuses_unknown_keys_and_bad_json():
             "std values must all be > 0",
         ),
         ({"normalization": "dataset", "mean": "abc", "std": (1.0,) * 64}, "sequence of numbers"),
+        ({"stream_prior_frames": 100}, 'only used with normalization "stream"'),
+        (
+            {
+                "normalization": "stream",
+                "mean": (0.0,) * 64,
+                "std": (1.0,) * 64,
+                "stream_prior_frames": 0,
+            },
+            "stream_prior_frames must be >= 1",
+        ),
+        (
+            {
+                "normalization": "stream",
+                "mean": (0.0,) * 64,
+                "std": (1.0,) * 64,
+                "stream_prior_frames": 6001,
+            },
+            "stream_prior_frames must be <= 6000",
+        ),
+        (
+            {
+                "normalization": "stream",
+                "mean": (0.0,) * 64,
+                "std": (1.0,) * 64,
+                "stream_prior_frames": 100.0,
+            },
+            "stream_prior_frames must be an integer",
+        ),
     ],
 )
 def test_config_validation(changes, message):

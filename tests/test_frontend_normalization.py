@@ -8,10 +8,13 @@ import pytest
 from frontend_signals import make_signal
 
 from edge_runtime.config import (
+    MIN_STD,
+    STREAM_PRIOR_FRAMES,
     FrontendConfig,
     dataset_statistics,
     remove_gain,
     with_dataset_stats,
+    within_speaker_statistics,
 )
 from edge_runtime.features import Frontend
 from edge_runtime.normalization import StreamStatistics
@@ -98,7 +101,8 @@ def test_stream_normalization_in_the_frontend_carries_state():
     # (The top bands of this signal are almost constant: even one prior frame shows there.)
     np.testing.assert_allclose(later.mean(axis=0)[:12], 0, atol=0.05)
     np.testing.assert_allclose(later.std(axis=0)[:12], 1, atol=0.05)
-    # ... while with the 3 s training-set prior a single clip is only partly normalised.
+    # ... while with the config's 1 s training-set prior a single clip is only partly
+    # normalised.
     assert np.abs(fresh_a.mean(axis=0)).max() > 0.3
 
 
@@ -111,3 +115,59 @@ def test_dataset_statistics_rejects_bad_arrays():
         dataset_statistics([np.full((2, 2), np.nan)])
     _, std = dataset_statistics([np.ones((5, 2))])
     assert min(std) > 0  # constant features get the floor, never 0
+
+
+def _two_speakers():
+    """Speaker "a": frames 0, 2, 4 of feature 0 (mean 2, variance 8/3) and feature 1 always
+    1; speaker "b": frames 10, 10, 10, 14 (mean 11, variance 3) and feature 1 always 5. The
+    arrays interleave the speakers."""
+    arrays = [
+        np.array([[0.0, 1.0], [2.0, 1.0]]),
+        np.array([[10.0, 5.0], [10.0, 5.0]]),
+        np.array([[4.0, 1.0]]),
+        np.array([[10.0, 5.0], [14.0, 5.0]]),
+    ]
+    return arrays, ["a", "b", "a", "b"]
+
+
+def test_within_speaker_statistics_leave_out_the_spread_between_speakers():
+    arrays, speakers = _two_speakers()
+    mean, std = within_speaker_statistics(arrays, speakers)
+    # Each speaker weighs the same: the mean of the means, the root of the mean variance.
+    assert mean == pytest.approx([(2 + 11) / 2, (1 + 5) / 2])
+    assert std == pytest.approx([np.sqrt((8 / 3 + 3) / 2), MIN_STD])
+    # The pooled statistics weigh frames and include the spread between the speakers.
+    pooled_mean, pooled_std = dataset_statistics(arrays)
+    assert pooled_mean == pytest.approx([50 / 7, 23 / 7])
+    assert pooled_std[1] == pytest.approx(4 * np.sqrt(12) / 7)  # 4 apart, shares 3:4
+    # One speaker: the within-speaker statistics are the pooled ones.
+    np.testing.assert_allclose(
+        within_speaker_statistics(arrays, "aaaa"), dataset_statistics(arrays), rtol=1e-12
+    )
+    with pytest.raises(ValueError, match="fewer speakers than arrays"):
+        within_speaker_statistics(arrays, ["a", "b"])
+    with pytest.raises(ValueError, match="more speakers than feature arrays"):
+        within_speaker_statistics(arrays, [*speakers, "c"])
+    with pytest.raises(ValueError, match=r"expected \(frames, 3\)"):
+        within_speaker_statistics(arrays, speakers, n_features=3)
+
+
+def test_stream_prior_is_the_within_speaker_statistics_weighted_as_the_config_says():
+    arrays, speakers = _two_speakers()
+    base = FrontendConfig(n_mels=2)
+    config = with_dataset_stats(base, iter(arrays), "stream", speakers=iter(speakers))
+    assert (config.mean, config.std) == within_speaker_statistics(arrays, speakers)
+    assert config.stream_prior_frames == STREAM_PRIOR_FRAMES
+    pooled = with_dataset_stats(base, arrays, "stream")  # no speakers: the pooled statistics
+    assert (pooled.mean, pooled.std) == dataset_statistics(arrays)
+    with pytest.raises(ValueError, match='speakers are only used with normalization "stream"'):
+        with_dataset_stats(base, arrays, "dataset", speakers=speakers)
+    # A fresh stream weighs the prior as the config's stream_prior_frames.
+    for frames in (STREAM_PRIOR_FRAMES, 300):
+        weighted = FrontendConfig(
+            n_mels=2, normalization="stream", mean=(0, 0), std=(1, 1), stream_prior_frames=frames
+        )
+        stream = StreamStatistics(weighted)
+        stream.update(np.full((100, 2), 4.0, np.float32))
+        assert stream.mean.tolist() == pytest.approx([400 / (frames + 100)] * 2)
+    assert StreamStatistics(weighted, prior_frames=1).prior_frames == 1

@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 from tiny_training import POLICY, TINY, synthetic_features
 
-from edge_runtime.config import FrontendConfig, dataset_statistics, with_dataset_stats
+from edge_runtime.config import (
+    STREAM_PRIOR_FRAMES,
+    FrontendConfig,
+    dataset_statistics,
+    with_dataset_stats,
+    within_speaker_statistics,
+)
 from edge_runtime.normalization import StreamStatistics, normalize
 from keras_dyconv.callbacks import EpochSnapshots
 from keras_dyconv.feeding import WindowSequence
@@ -267,3 +273,28 @@ def test_lever_table_is_generated_from_the_recipe():
     marker = "<!-- test: fields keras_dyconv.recipes.Recipe values=keras_dyconv.recipes.RECIPES -->"
     documented = text.split(marker + "\n", 1)[1].split("\n\n", 1)[0]
     assert documented == lever_table(), "\n" + lever_table()
+
+
+@pytest.mark.parametrize("stream_training", ["speaker", "online"])
+def test_a_stream_fit_keeps_the_within_speaker_prior_that_trains_and_deploys(stream_training):
+    feats, labels = synthetic_features(12)
+    speakers = [f"s{i % 3}" for i in range(12)]
+    for i, f in enumerate(feats):
+        f += 5.0 * (i % 3)  # speakers far apart: the pooled std is far wider
+    recipe = TINY.with_overrides(epochs=1, normalization="stream", stream_training=stream_training)
+    result = train_model(
+        feats,
+        labels,
+        ["low", "high"],
+        FrontendConfig(n_mels=16),
+        recipe,
+        POLICY,
+        train_speakers=speakers,
+        verbose=0,
+    )
+    config = result.config
+    assert (config.mean, config.std) == within_speaker_statistics(feats, speakers)
+    assert config.stream_prior_frames == STREAM_PRIOR_FRAMES
+    assert max(config.std) < 0.5 * min(dataset_statistics(feats)[1])
+    # The saved config round-trips with its prior: the device starts where training did.
+    assert FrontendConfig.from_dict(config.to_dict()) == config
