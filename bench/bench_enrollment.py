@@ -78,9 +78,8 @@ from edge_runtime.config import (  # noqa: E402
     LEGACY_STREAM_PRIOR_FRAMES,
     STREAM_MEMORY_FRAMES,
     FrontendConfig,
-    dataset_statistics,
 )
-from edge_runtime.normalization import StreamStatistics  # noqa: E402
+from edge_runtime.normalization import StreamStatistics, dataset_statistics  # noqa: E402
 from edge_runtime.windows import WindowPolicy  # noqa: E402
 from keras_dyconv.normalization import FeatureSource, load_features  # noqa: E402
 
@@ -111,7 +110,7 @@ def enrollment_statistics(
     (`rng`) and concatenated until `frames` frames are reached (the last one cut); their
     statistics normalise utterance i, which is never part of them. A speaker with fewer
     other frames than `frames` gives all of them. Without `prior` the statistics are the
-    plain per-feature mean and std of those frames (`edge_runtime.config.dataset_statistics`,
+    plain per-feature mean and std of those frames (`edge_runtime.normalization.dataset_statistics`,
     as the speaker reference computes them); with `prior` (a "stream" config) they are what
     a device's `StreamStatistics` holds after hearing them: the config's prior, weighted as
     its `stream_prior_frames`, and a `STREAM_MEMORY_FRAMES` memory.
@@ -277,7 +276,7 @@ def make_prior(
     weighted as `frames`."""
     import dataclasses
 
-    from edge_runtime.config import with_dataset_stats
+    from edge_runtime.normalization import with_dataset_stats
 
     kind, frames = prior
     made = with_dataset_stats(

@@ -38,11 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import BENCHMARKS_MD, environment, publish
 from render_export import SPLIT_PARTS
 
-from edge_runtime.config import FrontendConfig, with_dataset_stats
+from edge_runtime.config import FrontendConfig
 from edge_runtime.engines import open_engine
 from edge_runtime.formats import QUANTIZATIONS
 from edge_runtime.metadata import ModelMetadata
-from edge_runtime.normalization import normalize
+from edge_runtime.normalization import normalize, with_dataset_stats
 from edge_runtime.windows import WindowPolicy, aggregate, random_window, split_windows
 from export.parity import keras_probabilities, median_latency_ms
 from export.pipeline import export_model

@@ -83,7 +83,7 @@ def run_epoch(root: Path, mode: str) -> dict:
     """The child: statistics + one WindowSequence epoch over the cache at `root`."""
     import keras
 
-    from edge_runtime.config import with_dataset_stats
+    from edge_runtime.normalization import with_dataset_stats
     from edge_runtime.windows import WindowPolicy
     from keras_dyconv.features import FeatureCache
     from keras_dyconv.feeding import WindowSequence, predict_utterances

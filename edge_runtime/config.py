@@ -10,11 +10,11 @@ spectrogram, dB (10*log10 with a 1e-10 power floor, no top_db clamp: a clamp rel
 the loudest frame would differ between a whole file and a streaming window of it).
 
 Normalization defaults to "none". Trained models use one of the modes that carry
-training-set statistics (`with_dataset_stats`): "dataset" (mean/std per feature), "gain"
-(the utterance's mean level removed first, so microphone gain does not matter) or "stream"
-(online CMVN: running per-feature statistics of the stream being analysed, starting from a
-prior of training-set statistics, by default the within-speaker ones; see
-`edge_runtime.normalization.StreamStatistics`). Per-utterance
+training-set statistics (`edge_runtime.normalization.with_dataset_stats`): "dataset"
+(mean/std per feature), "gain" (the utterance's mean level removed first, so microphone
+gain does not matter) or "stream" (online CMVN: running per-feature statistics of the
+stream being analysed, starting from a prior of training-set statistics, by default the
+within-speaker ones; see `edge_runtime.normalization.StreamStatistics`). Per-utterance
 mean/std normalization ("utterance") drives the first conv block's global-average-pool
 attention input to ~0, so that block's dynamic kernels stop adapting.
 """
@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -47,10 +46,6 @@ __all__ = [
     "STREAM_MEMORY_FRAMES",
     "STREAM_PRIOR_FRAMES",
     "FrontendConfig",
-    "dataset_statistics",
-    "remove_gain",
-    "with_dataset_stats",
-    "within_speaker_statistics",
 ]
 
 #: Number of cepstral coefficients in MFCC-39 (13 static + 13 delta + 13 delta-delta).
@@ -118,7 +113,6 @@ LIMITS: dict[str, tuple[float, float]] = {
 #: Smallest standard deviation `dataset_statistics` reports, so normalization never divides
 #: by zero on a feature that is constant over the data set (e.g. a band clamped by top_db).
 MIN_STD = 1e-6
-_MISSING = object()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -375,121 +369,6 @@ class FrontendConfig:
             data["pitch_definition"] = PITCH_DEFINITION
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def _moments(
-    features: Iterable[np.ndarray], groups: Iterable[str] | None, n_features: int | None
-) -> dict[str | None, tuple[int, np.ndarray, np.ndarray]]:
-    """Per group (None without `groups`): frames, and the per-feature mean and variance
-    (float64) of its frames, accumulated in one pass in float64 (`dataset_statistics`)."""
-    width, shift = n_features, None
-    sums: dict[str | None, list] = {}
-    keys = itertools.repeat(None) if groups is None else iter(groups)
-    for i, array in enumerate(features):
-        key = next(keys, _MISSING)
-        if key is _MISSING:
-            raise ValueError(f"feature array {i} has no speaker (fewer speakers than arrays)")
-        x = np.asarray(array, dtype=np.float64)
-        if x.ndim != 2 or (width is not None and x.shape[1] != width):
-            raise ValueError(
-                f"feature array {i} has shape {x.shape}, expected (frames, {width or 'F'})"
-            )
-        if not np.isfinite(x).all():
-            raise ValueError(f"feature array {i} contains NaN or inf")
-        if shift is None:
-            # Shift by the first frame to keep the sum of squares well conditioned.
-            width = x.shape[1]
-            shift = x[0] if len(x) else np.zeros(width)
-        centred = x - shift
-        acc = sums.setdefault(key, [0, np.zeros(width), np.zeros(width)])
-        acc[0] += len(x)
-        acc[1] += centred.sum(axis=0)
-        acc[2] += np.square(centred).sum(axis=0)
-    if groups is not None and next(keys, _MISSING) is not _MISSING:
-        raise ValueError("more speakers than feature arrays")
-    out = {}
-    for key, (count, total, total_sq) in sums.items():
-        if count:
-            mean_c = total / count
-            out[key] = (count, mean_c + shift, np.maximum(total_sq / count - mean_c**2, 0.0))
-    if not out:
-        raise ValueError("normalization statistics need at least one non-empty feature array")
-    return out
-
-
-def dataset_statistics(
-    features: Iterable[np.ndarray], n_features: int | None = None
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-feature mean and std over all frames of all arrays (each (frames, n_features)).
-
-    Accumulates in float64 over frames, so long utterances weigh more than short ones. The
-    std is floored at `MIN_STD`.
-    """
-    ((_, mean, var),) = _moments(features, None, n_features).values()
-    std = np.maximum(np.sqrt(var), MIN_STD)
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
-
-
-def within_speaker_statistics(
-    features: Iterable[np.ndarray], speakers: Iterable[str], n_features: int | None = None
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-feature mean of the speakers' means and root of their mean variance.
-
-    `features` (each (frames, n_features)) and `speakers` (one per array) go in parallel;
-    each speaker's mean and variance are over all their frames (as `dataset_statistics`),
-    then every speaker weighs the same. Unlike the pooled std of `dataset_statistics`, the
-    std holds no spread between the speakers' means: it is what a speaker's own
-    statistics typically are, the prior of a stream that adapts to one speaker. The std
-    is floored at `MIN_STD`.
-    """
-    stats = list(_moments(features, speakers, n_features).values())
-    mean = np.mean([m for _, m, _ in stats], axis=0)
-    std = np.maximum(np.sqrt(np.mean([v for _, _, v in stats], axis=0)), MIN_STD)
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
-
-
-def remove_gain(features: np.ndarray) -> np.ndarray:
-    """`features` minus their mean over all frames and features (float64, a new array): the
-    utterance's overall level, which a microphone's gain shifts, is taken out."""
-    x = np.asarray(features, dtype=np.float64)
-    return x - x.mean() if x.size else x
-
-
-def with_dataset_stats(
-    config: FrontendConfig,
-    features: Iterable[np.ndarray],
-    normalization: str = "dataset",
-    speakers: Iterable[str] | None = None,
-) -> FrontendConfig:
-    """A copy of `config` with `normalization` and mean/std computed from `features`.
-
-    `features` must be un-normalized arrays of shape (frames, config.n_features), i.e.
-    computed with a config whose normalization is "none". For "gain" the statistics are
-    those of the gain-removed features (`remove_gain`), what the model will see. For
-    "stream" they are the prior of a fresh stream, weighted as `STREAM_PRIOR_FRAMES`: with
-    `speakers` (one per array) the within-speaker statistics (`within_speaker_statistics`,
-    a typical speaker's own), else the pooled ones (`dataset_statistics`).
-    """
-    if normalization not in STATISTICS_NORMALIZATIONS:
-        raise ValueError(
-            f"with_dataset_stats needs one of {STATISTICS_NORMALIZATIONS}, got {normalization!r}"
-        )
-    frames = LEGACY_STREAM_PRIOR_FRAMES
-    if normalization == "stream":
-        frames = STREAM_PRIOR_FRAMES
-    elif speakers is not None:
-        raise ValueError(
-            f'speakers are only used with normalization "stream", not {normalization!r}'
-        )
-    if normalization == "gain":
-        features = (remove_gain(x) for x in features)
-    if speakers is not None:
-        mean, std = within_speaker_statistics(features, speakers, config.n_features)
-    else:
-        mean, std = dataset_statistics(features, config.n_features)
-    return dataclasses.replace(
-        config, normalization=normalization, mean=mean, std=std, stream_prior_frames=frames
-    )
 
 
 def _set(config: FrontendConfig, name: str, value: object) -> None:

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.config import FrontendConfig, with_dataset_stats
+from edge_runtime.config import FrontendConfig
+from edge_runtime.normalization import with_dataset_stats
 from keras_dyconv.corpora import Utterance
 from keras_dyconv.labels import (
     COMMON_LABELS,

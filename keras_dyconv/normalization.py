@@ -1,7 +1,7 @@
 """Normalisation statistics of training features, and features normalised as a device sees them.
 
 Features are cached unnormalised (frontend normalization "none"); a fit computes the
-training set's statistics (`edge_runtime.config.with_dataset_stats`) and, for normalization
+training set's statistics (`edge_runtime.normalization.with_dataset_stats`) and, for normalization
 "stream", each training speaker's own statistics (`speaker_statistics`) or the running
 statistics a device would have at random points of the speaker's stream
 (`online_statistics`). `iter_normalized` (and `normalize_utterances`, its list) applies
@@ -15,8 +15,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from edge_runtime.config import FrontendConfig, dataset_statistics
-from edge_runtime.normalization import StreamStatistics, normalize
+from edge_runtime.config import FrontendConfig
+from edge_runtime.normalization import StreamStatistics, dataset_statistics, normalize
 
 #: Utterance features: an in-memory (frames, n_features) array or a `.npy` file path.
 FeatureSource = np.ndarray | str | os.PathLike

@@ -27,7 +27,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from edge_runtime.config import FrontendConfig, with_dataset_stats
+from edge_runtime.config import FrontendConfig
+from edge_runtime.normalization import with_dataset_stats
 from edge_runtime.windows import WindowPolicy
 from keras_dyconv.callbacks import EpochSnapshots, TemperatureAnnealing, ValidationSelection
 from keras_dyconv.checkpoints import (

@@ -22,10 +22,10 @@ from export_fixtures import run_cli
 from tone_corpus import LABELS, POLICY, RAW_CONFIG, tiny_model, windows_of
 
 from edge_runtime.artifact import load_artifact, manifest_path
-from edge_runtime.config import with_dataset_stats
 from edge_runtime.engines import open_engine
 from edge_runtime.features import Frontend
 from edge_runtime.metadata import ModelMetadata
+from edge_runtime.normalization import with_dataset_stats
 from export import pipeline
 from export.calibration import extract_windows, list_audio
 from export.tflite import non_builtin_ops, tflite_ops

@@ -14,8 +14,8 @@ from edge_runtime.config import (
     N_MFCC,
     STREAM_PRIOR_FRAMES,
     FrontendConfig,
-    with_dataset_stats,
 )
+from edge_runtime.normalization import with_dataset_stats
 
 
 def test_defaults_are_speech_at_16k():

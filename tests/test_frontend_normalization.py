@@ -7,17 +7,15 @@ import numpy as np
 import pytest
 from frontend_signals import make_signal
 
-from edge_runtime.config import (
-    MIN_STD,
-    STREAM_PRIOR_FRAMES,
-    FrontendConfig,
+from edge_runtime.config import MIN_STD, STREAM_PRIOR_FRAMES, FrontendConfig
+from edge_runtime.features import Frontend
+from edge_runtime.normalization import (
+    StreamStatistics,
     dataset_statistics,
     remove_gain,
     with_dataset_stats,
     within_speaker_statistics,
 )
-from edge_runtime.features import Frontend
-from edge_runtime.normalization import StreamStatistics
 from keras_dyconv.features import librosa_features
 
 

@@ -250,8 +250,8 @@ def test_a_model_with_pitch_channels_exports_and_runs_on_every_edge_engine(tmp_p
     from tone_corpus import LABELS, POLICY, RAW_CONFIG, tiny_model, windows_of, write_corpus
 
     from edge_runtime.artifact import load_artifact
-    from edge_runtime.config import with_dataset_stats
     from edge_runtime.metadata import ModelMetadata
+    from edge_runtime.normalization import with_dataset_stats
     from edge_runtime.recognizer import EmotionRecognizer
     from export.cli import main
     from keras_dyconv.modelio import save_model

@@ -14,7 +14,8 @@ import keras
 import numpy as np
 import pytest
 
-from edge_runtime.config import FrontendConfig, with_dataset_stats
+from edge_runtime.config import FrontendConfig
+from edge_runtime.normalization import with_dataset_stats
 from edge_runtime.windows import WindowPolicy
 from keras_dyconv import feeding
 from keras_dyconv.augment import Augmentation

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from tiny_training import POLICY, TINY, synthetic_features
 
-from edge_runtime.config import FrontendConfig, dataset_statistics
+from edge_runtime.config import FrontendConfig
+from edge_runtime.normalization import dataset_statistics
 from edge_runtime.windows import WindowPolicy
 from keras_dyconv.checkpoints import (
     EPOCH_LOGS,

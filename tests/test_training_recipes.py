@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from tiny_training import POLICY, TINY, synthetic_features
 
-from edge_runtime.config import (
-    STREAM_PRIOR_FRAMES,
-    FrontendConfig,
+from edge_runtime.config import STREAM_PRIOR_FRAMES, FrontendConfig
+from edge_runtime.normalization import (
+    StreamStatistics,
     dataset_statistics,
+    normalize,
     with_dataset_stats,
     within_speaker_statistics,
 )
-from edge_runtime.normalization import StreamStatistics, normalize
 from keras_dyconv.callbacks import EpochSnapshots
 from keras_dyconv.feeding import WindowSequence
 from keras_dyconv.normalization import normalize_utterances, online_statistics

@@ -15,9 +15,10 @@ import keras
 import numpy as np
 from edge_fixtures import pcm16_wav
 
-from edge_runtime.config import FrontendConfig, with_dataset_stats
+from edge_runtime.config import FrontendConfig
 from edge_runtime.features import Frontend
 from edge_runtime.metadata import ModelMetadata
+from edge_runtime.normalization import with_dataset_stats
 from edge_runtime.windows import WindowPolicy, split_windows
 from keras_dyconv.modelio import save_model
 from keras_dyconv.models import build_dycnn_bilstm
