@@ -104,7 +104,7 @@ def same_folds(records: Sequence[dict], neural: dict) -> bool:
 
 def run_job(name: str, workers: int, cache_dir: Path = CACHE) -> list[dict[str, Any]]:
     """Every normalisation of job `name`: one results dict each (not yet saved)."""
-    from keras_dyconv.baseline import extract_egemaps
+    from keras_dyconv.egemaps import extract_egemaps
 
     utts = load(JOBS[name].corpus)
     t0 = time.time()
@@ -153,7 +153,8 @@ def evaluate(
 def run_loco(workers: int, cache_dir: Path = CACHE) -> list[dict[str, Any]]:
     """Leave-one-corpus-out over `LOCO_CORPORA` on their common classes, for each of
     `LOCO_NORMALIZATIONS`: one results dict per (held-out corpus, normalisation)."""
-    from keras_dyconv.baseline import extract_egemaps, run_baseline
+    from keras_dyconv.baseline import run_baseline
+    from keras_dyconv.egemaps import extract_egemaps
     from keras_dyconv.labels import COMMON_LABELS, corpus_classes, to_common
     from keras_dyconv.protocols import leave_one_corpus_out, namespace_speakers
     from keras_dyconv.results import score_folds
@@ -267,7 +268,8 @@ def run_pooled(
             (docs/results/multicorpus/pooled-*.json under `neural_dir`) tests other
             speakers in some fold than these folds do (checked before any fitting).
     """
-    from keras_dyconv.baseline import extract_egemaps, run_baseline
+    from keras_dyconv.baseline import run_baseline
+    from keras_dyconv.egemaps import extract_egemaps
 
     job = POOLED_JOBS[name]
     utts, folds, spec = pooled_folds(name)

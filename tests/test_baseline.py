@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_dyconv import baseline
+from keras_dyconv import baseline, egemaps
 from keras_dyconv.corpora import Utterance, load_manifest
 from keras_dyconv.protocols import leave_one_speaker_out, stratified_kfold
 from keras_dyconv.synthetic import write_corpus
@@ -36,17 +36,17 @@ def corpus(tmp_path_factory):
     )
     utts = load_manifest(manifest)
     cache = tmp_path_factory.mktemp("cache")
-    feats = baseline.extract_egemaps([u.path for u in utts], cache_dir=cache)
+    feats = egemaps.extract_egemaps([u.path for u in utts], cache_dir=cache)
     return utts, feats, cache
 
 
 def test_extraction_gives_88_finite_functionals_and_is_cached(corpus, tmp_path, monkeypatch):
     utts, feats, cache = corpus
-    assert feats.shape == (len(utts), baseline.N_FEATURES) == (32, 88)
+    assert feats.shape == (len(utts), egemaps.N_FEATURES) == (32, 88)
     assert feats.dtype == np.float32 and np.all(np.isfinite(feats))
     assert len(np.unique(feats, axis=0)) == len(utts)
     # In two worker processes: the same numbers.
-    two = baseline.extract_egemaps([u.path for u in utts[:4]], n_jobs=2)
+    two = egemaps.extract_egemaps([u.path for u in utts[:4]], n_jobs=2)
     np.testing.assert_array_equal(two, feats[:4])
     # Cached by content: a renamed copy is read back without running openSMILE.
     copy = tmp_path / "renamed.wav"
@@ -55,8 +55,8 @@ def test_extraction_gives_88_finite_functionals_and_is_cached(corpus, tmp_path, 
     def refuse(path):
         raise AssertionError(f"cache miss for {path}")
 
-    monkeypatch.setattr(baseline, "file_egemaps", refuse)
-    np.testing.assert_array_equal(baseline.extract_egemaps([copy], cache_dir=cache)[0], feats[0])
+    monkeypatch.setattr(egemaps, "file_egemaps", refuse)
+    np.testing.assert_array_equal(egemaps.extract_egemaps([copy], cache_dir=cache)[0], feats[0])
 
 
 def test_extraction_survives_tensorflow_loaded_first(corpus, tmp_path):
@@ -66,8 +66,8 @@ def test_extraction_survives_tensorflow_loaded_first(corpus, tmp_path):
     utts, feats, _ = corpus
     out = tmp_path / "feats.npy"
     code = (
-        "import sys; import tensorflow; import numpy as np; from keras_dyconv import baseline; "
-        "np.save(sys.argv[1], baseline.extract_egemaps(sys.argv[2:]))"
+        "import sys; import tensorflow; import numpy as np; from keras_dyconv import egemaps; "
+        "np.save(sys.argv[1], egemaps.extract_egemaps(sys.argv[2:]))"
     )
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -86,7 +86,7 @@ def test_unreadable_audio_names_the_file(tmp_path):
     bad = tmp_path / "not-audio.wav"
     bad.write_bytes(b"RIFF nonsense")
     with pytest.raises(ValueError, match=r"not-audio\.wav: cannot load audio"):
-        baseline.file_egemaps(bad)
+        egemaps.file_egemaps(bad)
 
 
 def test_normalize_by_group_uses_each_group_alone():
@@ -204,7 +204,7 @@ def _fake_corpus(n_speakers: int = 4, per_class: int = 3) -> tuple[list[Utteranc
             for k in range(per_class):
                 name = f"/corpus/wav/{s:02d}a{k:02d}{'WT'[c]}a.wav"
                 utts.append(Utterance(path=Path(name), label=label, speaker=f"{s:02d}"))
-                feats.append(rng.normal(2.0 * c, 1.0, baseline.N_FEATURES))
+                feats.append(rng.normal(2.0 * c, 1.0, egemaps.N_FEATURES))
     return utts, np.array(feats, dtype=np.float32)
 
 
@@ -286,11 +286,11 @@ def test_leave_one_corpus_out_on_common_classes(monkeypatch):
                 path = Path(f"/{corpus}/{s}/{k}.wav")
                 own = original_label(corpus, label)
                 utts.append(Utterance(path=path, label=own, speaker=f"{s:02d}"))
-                feats_of[str(path)] = rng.normal(k + 10 * c, 1.0, baseline.N_FEATURES)
+                feats_of[str(path)] = rng.normal(k + 10 * c, 1.0, egemaps.N_FEATURES)
         corpora[corpus] = utts
     monkeypatch.setattr(bench_baseline, "load", lambda corpus: corpora[corpus])
     monkeypatch.setattr(
-        baseline,
+        egemaps,
         "extract_egemaps",
         lambda paths, **kw: np.array([feats_of[str(p)] for p in paths], np.float32),
     )
@@ -324,7 +324,7 @@ def test_emodb_loso_reproduces_the_committed_results(tmp_path, monkeypatch):
     monkeypatch.setattr(bench_baseline, "DATASETS", Path("/work/shared/datasets"))
     saved = json.loads((bench_baseline.RESULTS / "emodb-loso-none.json").read_text())
     utts = bench_baseline.load("emodb")
-    feats = baseline.extract_egemaps([u.path for u in utts], cache_dir=tmp_path, n_jobs=2)
+    feats = egemaps.extract_egemaps([u.path for u in utts], cache_dir=tmp_path, n_jobs=2)
     again = bench_baseline.evaluate("emodb-loso", utts, feats, "none", 0.0)
     assert [r["c"] for r in again["folds"]] == [r["c"] for r in saved["folds"]]
     assert [p["predicted"] for r in again["folds"] for p in r["predictions"]] == [

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_dyconv import baseline
+from keras_dyconv import baseline, egemaps
 from keras_dyconv.corpora import Utterance
 from keras_dyconv.labels import COMMON_LABELS, class_mask, corpus_classes, original_label
 
@@ -33,8 +33,8 @@ def _fitted(n_classes: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     y = np.tile(np.repeat(np.arange(n_classes), 6), 4)
     groups = np.repeat([f"s{k}" for k in range(4)], 6 * n_classes)
-    x = rng.normal(0, 1, (len(y), baseline.N_FEATURES)) + 0.8 * y[:, None] * (
-        rng.random(baseline.N_FEATURES) > 0.5
+    x = rng.normal(0, 1, (len(y), egemaps.N_FEATURES)) + 0.8 * y[:, None] * (
+        rng.random(egemaps.N_FEATURES) > 0.5
     )
     return baseline.fit_svm(x, y, groups, c_grid=(0.1,)), x
 
@@ -94,9 +94,9 @@ def _fake_corpora() -> tuple[dict[str, list[Utterance]], dict[str, np.ndarray]]:
                     utts.append(
                         Utterance(path=path, label=label, speaker=f"{s:02d}", gender=gender)
                     )
-                    shift = np.zeros(baseline.N_FEATURES)
+                    shift = np.zeros(egemaps.N_FEATURES)
                     shift[k * 4 : k * 4 + 4] = 3.0
-                    feats[str(path)] = rng.normal(5.0 * c, 1.0, baseline.N_FEATURES) + shift
+                    feats[str(path)] = rng.normal(5.0 * c, 1.0, egemaps.N_FEATURES) + shift
         corpora[corpus] = utts
     return corpora, feats
 
@@ -108,7 +108,7 @@ def fake(monkeypatch):
     corpora, feats = _fake_corpora()
     monkeypatch.setattr(bench_baseline, "load", lambda corpus: corpora[corpus])
     monkeypatch.setattr(
-        baseline,
+        egemaps,
         "extract_egemaps",
         lambda paths, **kw: np.array([feats[str(p)] for p in paths], np.float32),
     )
@@ -298,7 +298,7 @@ def test_pooled_svm_refuses_folds_other_than_the_neural_runs(fake, tmp_path):
 
     with pytest.MonkeyPatch.context() as m:
         m.setattr(baseline, "run_baseline", no_fit)
-        m.setattr(baseline, "extract_egemaps", no_fit)
+        m.setattr(egemaps, "extract_egemaps", no_fit)
         with pytest.raises(
             ValueError,
             match=r"multicorpus/pooled-group-kfold-seed0\.json: the SVM's folds are not the "
