@@ -44,18 +44,19 @@ RAVDESS utterances, detection of generated silence, noise, hum, tones, clicks an
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 
 import numpy as np
 
-from edge_runtime.dsp import window
 from edge_runtime.voicing import (
     decimate,
     finite_mono,
     frame_levels,
     frame_view,
     measure_block,
+    percentiles,
+    pitch_range_st,
     runs_at_least,
+    syllable_modulation,
 )
 
 __all__ = [
@@ -264,7 +265,7 @@ def _measure(
 def _loud(rms_db: np.ndarray, config: SpeechGateConfig) -> np.ndarray:
     """Frames above the absolute floor and `noise_margin_db` above the frames' noise floor."""
     finite = rms_db[np.isfinite(rms_db)]
-    noise = _percentiles(finite, config.noise_percentile)[0] if len(finite) else -np.inf
+    noise = percentiles(finite, config.noise_percentile)[0] if len(finite) else -np.inf
     return (rms_db >= config.floor_db) & (rms_db >= noise + config.noise_margin_db)
 
 
@@ -299,68 +300,6 @@ def speech_frames(
     `sample_rate` Hz. See the module docstring for what makes a frame voiced.
     """
     return analyze_frames(samples, sample_rate, config).voiced
-
-
-def pitch_range_st(f0_hz: np.ndarray) -> float:
-    """Octave-folded 10-90 % range of a pitch track, semitones (0 for fewer than 2 values).
-
-    Each pitch is taken in semitones from the median and folded into [-6, 6) so that
-    octave errors of the pitch tracker do not count as intonation.
-    """
-    if len(f0_hz) < 2:
-        return 0.0
-    ordered = np.sort(f0_hz)
-    middle = len(ordered) // 2
-    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-    st = 12 * np.log2(f0_hz / median)
-    st = st - 12 * np.round(st / 12)
-    lo, hi = _percentiles(st, 10, 90)
-    return float(hi - lo)
-
-
-def _percentiles(values: np.ndarray, *q: float) -> np.ndarray:
-    """np.percentile(values, q) (linear interpolation) of (n,) non-NaN values, n >= 1.
-
-    The same arithmetic as numpy's, to the bit, without its 30 us of overhead per call
-    (the gate takes three per clip).
-    """
-    ordered = np.sort(values)
-    virtual = (len(ordered) - 1) * (np.array(q) / 100)
-    below = np.floor(virtual)
-    gamma = virtual - below
-    i = below.astype(np.intp)
-    a, b = ordered[i], ordered[np.minimum(i + 1, len(ordered) - 1)]
-    diff = b - a
-    return np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
-
-
-def syllable_modulation(rms_db: np.ndarray, hop_s: float) -> float:
-    """Energy modulation at 2-8 Hz: std of the band-passed RMS envelope over its mean.
-
-    The envelope is the linear frame RMS (from `rms_db`, frames every `hop_s` seconds);
-    0 for a steady signal, about 0.3-1 for speech. Clips shorter than 0.25 s give 0.
-    """
-    env = 10 ** (rms_db / 20)
-    env[np.isnan(env)] = 0.0
-    if len(env) * hop_s < 0.25 or env.mean() <= 0:
-        return 0.0
-    n = 1 << int(np.ceil(np.log2(2 * len(env))))
-    hann, outside = _modulation_plan(len(env), hop_s)
-    spec = np.fft.rfft((env - env.mean()) * hann, n)
-    spec[outside] = 0.0
-    band = np.fft.irfft(spec, n)[: len(env)]
-    # Undo the Hann window's loss of power (mean of w**2 = 3/8).
-    return float(np.sqrt(np.mean(band**2) / 0.375) / env.mean())
-
-
-@lru_cache(maxsize=8)
-def _modulation_plan(frames: int, hop_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """`syllable_modulation`'s Hann window of `frames` and its spectrum's bins outside 2-8 Hz."""
-    n = 1 << int(np.ceil(np.log2(2 * frames)))
-    freqs = np.fft.rfftfreq(n, hop_s)
-    hann, outside = window("hann", frames), (freqs < 2.0) | (freqs > 8.0)
-    hann.flags.writeable = outside.flags.writeable = False  # cached: shared by every call
-    return hann, outside
 
 
 def detect_speech(

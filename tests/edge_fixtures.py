@@ -92,11 +92,15 @@ def edit_manifest(model: Path, change: Callable[[dict], object], *, reseal: bool
     manifest.write_text(json.dumps(data))
 
 
-def run_edge(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+def run_edge(
+    *args: str, stdin: bytes | None = None, text: bool = False
+) -> subprocess.CompletedProcess:
+    """`python -m edge_runtime ARGS` in a subprocess (output as bytes, or str with `text`)."""
     return subprocess.run(
         [sys.executable, "-m", "edge_runtime", *args],
         input=stdin,
         capture_output=True,
         cwd=ROOT,
         timeout=120,
+        text=text,
     )

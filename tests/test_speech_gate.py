@@ -7,13 +7,11 @@ shaped by vowel formants that change every syllable, with syllable envelopes and
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from edge_fixtures import pcm16_wav
+from edge_fixtures import pcm16_wav, run_edge
 
 from edge_runtime import speech, voicing
 from edge_runtime.engines import EngineError
@@ -224,7 +222,7 @@ def test_percentiles_are_numpys():
     for n in (1, 2, 3, 10, 299, 300):
         values = np.round(rng.standard_normal(n) * 20, int(rng.integers(0, 3)))
         for q in ((10.0,), (10.0, 90.0), (0.0, 50.0, 100.0)):
-            assert np.array_equal(speech._percentiles(values, *q), np.percentile(values, q))
+            assert np.array_equal(voicing.percentiles(values, *q), np.percentile(values, q))
 
 
 @pytest.mark.parametrize("rate", [8000, 16000, 44100])
@@ -465,41 +463,30 @@ def test_stream_gives_no_emotion_without_speech(shipped):
     assert after[-1].label == NO_SPEECH and stream._smoothed is None  # smoothing restarts
 
 
-def run_edge(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "edge_runtime", *args],
-        input=stdin,
-        capture_output=True,
-        cwd=ROOT,
-        timeout=120,
-        text=stdin is None,
-    )
-
-
 def test_cli_predict_no_speech(shipped, tmp_path):
     silent = pcm16_wav(tmp_path / "silent.wav", np.zeros(48000))
     short = pcm16_wav(tmp_path / "short.wav", np.zeros(160))
     spoken = pcm16_wav(tmp_path / "spoken.wav", speech_like())
-    text = run_edge("predict", str(silent))
+    text = run_edge("predict", str(silent), text=True)
     assert text.returncode == 3, text.stderr
     assert text.stdout.startswith(f"{silent}: no speech  (silent")
-    as_json = run_edge("predict", str(spoken), str(short), "--json")
+    as_json = run_edge("predict", str(spoken), str(short), "--json", text=True)
     assert as_json.returncode == 3, as_json.stderr
     first, second = (json.loads(line) for line in as_json.stdout.splitlines())
     assert first["label"] in shipped.labels and first["speech"]["reason"] == ""
     assert second["label"] == NO_SPEECH and second["probabilities"] == {}
     assert second["windows"] == [] and "shorter than" in second["speech"]["reason"]
-    ok = run_edge("predict", str(spoken))
+    ok = run_edge("predict", str(spoken), text=True)
     assert ok.returncode == 0 and NO_SPEECH not in ok.stdout
-    ungated = run_edge("predict", str(silent), "--json", "--no-speech-gate")
+    ungated = run_edge("predict", str(silent), "--json", "--no-speech-gate", text=True)
     assert ungated.returncode == 0 and json.loads(ungated.stdout)["label"] in shipped.labels
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
-    failed = run_edge("predict", str(silent), str(broken))
+    failed = run_edge("predict", str(silent), str(broken), text=True)
     assert failed.returncode == 1  # an unreadable file wins over "no speech"
-    helped = run_edge("predict", "--help")
+    helped = run_edge("predict", "--help", text=True)
     assert "no-speech-gate" in helped.stdout
-    epilog = " ".join(run_edge("--help").stdout.split())
+    epilog = " ".join(run_edge("--help", text=True).stdout.split())
     assert "3 (predict)" in epilog and "no speech" in epilog.split("3 (predict)")[1]
 
 
