@@ -1,5 +1,6 @@
-"""bench/bench_enrollment.py: enrollment statistics and the online statistics it compares
-them with, on synthetic features (no model, no corpus)."""
+"""bench/enrollment_statistics.py (enrollment statistics and the online statistics they are
+compared with) and bench_enrollment.py's priors and rendering, on synthetic features (no
+model, no corpus)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import bench_enrollment
-from bench_enrollment import (
+from enrollment_statistics import (
     enrollment_statistics,
     heard_before,
     running_statistics,
     same_emotion_share,
+    statistics_error,
     stream_order,
 )
 
@@ -107,9 +109,9 @@ def test_orders_heard_frames_and_emotion_share():
 
 def test_statistics_error_measures_the_distance_to_the_reference():
     reference = [(np.float32([0, 10]), np.float32([1, 2]))]
-    same = bench_enrollment.statistics_error(reference, reference)
+    same = statistics_error(reference, reference)
     assert same.tolist() == [[0.0, 0.0]]
-    off = bench_enrollment.statistics_error([(np.float32([1, 12]), np.float32([2, 4]))], reference)
+    off = statistics_error([(np.float32([1, 12]), np.float32([2, 4]))], reference)
     # Means 1 reference std away on each feature; stds twice the reference's.
     assert off[0] == pytest.approx([1.0, np.log(2)])
 
