@@ -25,6 +25,13 @@ with the same model under:
   ``enroll_all``: all the other utterances (the speaker reference, leave-one-out);
 * ``enroll_stream_<N>s``: the same N seconds through a device's `StreamStatistics` (the
   training prior of `--prior`, the 60 s memory), then frozen;
+* ``enroll_neutral_<N>s`` (`--neutral-seconds`) / ``enroll_neutral_all``: as
+  ``enroll_<N>s`` / ``enroll_all`` (the same seeded order, frozen, no prior) but from the
+  speaker's other *neutral* utterances only (common label "neutral"; RAVDESS's "calm" does
+  not count), what a device gets when a user enrolls by speaking calmly (the acted corpora
+  give every speaker every emotion, so ``enroll_<N>s`` is optimistic). An utterance whose
+  speaker has no other neutral utterance is scored as ``independent``; their count is
+  saved per corpus ("no_neutral_enrollment");
 * ``independent``: the training prior plus the utterance alone (no adaptation);
 * ``speaker``: the statistics of all the speaker's utterances (the run's
   "predicted_speaker_norm", transductive).
@@ -40,7 +47,9 @@ are from the speaker's own (`statistics_error`).
         --run runs/stream-b/results.json runs/ckpt-stream-b --cache runs/cache
 
 Saves docs/results/bench/enrollment.json and renders its section of docs/benchmarks.md
-(`bench/render_enrollment.py`; `--results`, `--markdown`, `--no-write`).
+(`bench/render_enrollment.py`; `--results`, `--markdown`, `--no-write`). The folds are
+rebuilt by `bench/enrollment_fold.py`, the statistics made by
+`bench/enrollment_statistics.py`, the priors by `bench/enrollment_priors.py`.
 
 With ``--priors KIND:FRAMES ...`` it measures stream priors instead (the same models,
 orders and enrollments: the online random orders and ``enroll_stream_<N>s`` with each
@@ -73,14 +82,26 @@ from _report import (  # noqa: E402
     publish,
     results_path,
 )
+from enrollment_fold import (  # noqa: E402
+    RebuiltFold,
+    error_means,
+    normalized_by,
+    random_mean,
+    scores,
+)
+from enrollment_priors import (  # noqa: E402
+    PRIOR_KINDS,
+    make_prior,
+    parse_prior,
+    prior_fold,
+    summarize_priors,
+)
 from enrollment_statistics import (  # noqa: E402
     Statistics,
-    enrollment_statistics,
     heard_before,
+    neutral_pool,
     running_statistics,
     same_emotion_share,
-    statistics_error,
-    stream_order,
 )
 
 from edge_runtime.config import (  # noqa: E402
@@ -88,12 +109,13 @@ from edge_runtime.config import (  # noqa: E402
     STREAM_MEMORY_FRAMES,
     FrontendConfig,
 )
-from edge_runtime.windows import WindowPolicy  # noqa: E402
-from keras_dyconv.normalization import FeatureSource, load_features  # noqa: E402
+from keras_dyconv.normalization import load_features  # noqa: E402
 
 DATASETS = Path("/work/shared/datasets")
 #: Seconds of enrollment audio (other utterances of the test speaker).
 ENROLL_SECONDS = (10.0, 30.0, 60.0, 120.0)
+#: Seconds of enrollment from the test speaker's other neutral utterances only.
+NEUTRAL_SECONDS = (30.0, 60.0)
 #: Random per-speaker orders of the online condition.
 ORDERS = 3
 #: Seconds of the speaker's audio heard before an utterance: the bounds of the cold-start
@@ -102,224 +124,28 @@ HEARD_BUCKETS = (0.0, 10.0, 30.0, 60.0, float("inf"))
 #: A memory (frames) longer than any speaker's audio: statistics that never forget.
 NO_FORGETTING = 10**12
 
-# ----------------------------------------------------------------------------- priors
-#: Prior kinds `--priors` measures: "pooled", the training set's statistics over all its
-#: frames (the prior of "stream" configs made before the within-speaker one); "within", the
-#: mean of the training speakers' means and of their variances (no between-speaker spread).
-PRIOR_KINDS = ("pooled", "within")
-
-
-def parse_prior(spec: str) -> tuple[str, int]:
-    """A `--priors` entry "KIND:FRAMES" (e.g. "within:100") as (kind, frames)."""
-    kind, _, frames = spec.partition(":")
-    if kind not in PRIOR_KINDS or not frames.isdigit() or int(frames) < 1:
-        raise argparse.ArgumentTypeError(
-            f"a prior is KIND:FRAMES with KIND one of {PRIOR_KINDS} and FRAMES >= 1, got {spec!r}"
-        )
-    return kind, int(frames)
-
-
-def make_prior(
-    prior: tuple[str, int],
-    config: FrontendConfig,
-    sources: Sequence[FeatureSource],
-    speakers: Sequence[str],
-) -> FrontendConfig:
-    """The "stream" config of a (kind, frames) prior (`parse_prior`) made from training
-    features and their speakers (`with_dataset_stats`, with speakers for "within"),
-    weighted as `frames`."""
-    import dataclasses
-
-    from edge_runtime.normalization import with_dataset_stats
-
-    kind, frames = prior
-    made = with_dataset_stats(
-        config,
-        (load_features(s) for s in sources),
-        "stream",
-        speakers=speakers if kind == "within" else None,
-    )
-    return dataclasses.replace(made, stream_prior_frames=frames)
-
-
-def prior_fold(
-    results: dict[str, Any],
-    checkpoints: Path,
-    record: dict[str, Any],
-    fold,
-    utts,
-    feats: Sequence[FeatureSource],
-    args: argparse.Namespace,
-    log,
-) -> dict[str, Any]:
-    """Per `--priors` candidate, the utterance probabilities of one fold's test utterances
-    each as a fresh stream ("independent"), online in `--orders` random orders and after
-    `--seconds` of enrollment through a device's stream, with that prior (the same orders
-    and enrollments for every candidate: "pooled:300" is the bench's conditions of those
-    names), and how far those statistics are from the speaker's own (`statistics_error`)."""
-    import dataclasses
-
-    import keras
-
-    from keras_dyconv.normalization import speaker_statistics
-
-    policy = WindowPolicy.from_dict(results["window"])
-    config = FrontendConfig.from_dict(results["frontend"])
-    train = [feats[i] for i in fold.train]
-    train_speakers = [utts[i].speaker for i in fold.train]
-    # The statistics of each kind, computed once; each candidate sets its weight.
-    kinds = {k: make_prior((k, 1), config, train, train_speakers) for k in PRIOR_KINDS}
-    test = list(fold.test)
-    sources = [np.array(load_features(feats[i])) for i in test]
-    speakers = [utts[i].speaker for i in test]
-    by_speaker = speaker_statistics(sources, speakers)
-    reference = [by_speaker[s] for s in speakers]
-    model = fold_model(results, checkpoints, record)
-    rng = np.random.default_rng(args.seed)
-    orders = [stream_order(speakers, rng) for _ in range(args.orders)]
-    frame_rate = config.sample_rate / config.hop_length
-    probs: dict[str, dict[str, np.ndarray]] = {}
-    errors: dict[str, dict[str, np.ndarray]] = {}
-    for spec in args.priors:
-        kind, frames = parse_prior(spec)
-        prior = dataclasses.replace(kinds[kind], stream_prior_frames=frames)
-        # Each utterance its own stream: a voice the device has never heard.
-        identity = np.arange(len(test))
-        used = {
-            "independent": running_statistics(sources, list(map(str, identity)), identity, prior)
-        }
-        for k, order in enumerate(orders):
-            used[f"online_random{k}"] = running_statistics(sources, speakers, order, prior)
-        for seconds in args.seconds:
-            used[f"enroll_stream_{seconds:g}s"], _ = enrollment_statistics(
-                sources,
-                speakers,
-                round(seconds * frame_rate),
-                np.random.default_rng(args.seed),
-                prior,
-            )
-        t0 = time.time()
-        probs[spec] = {
-            name: predict_normalized(model, normalized_by(sources, stats), policy)
-            for name, stats in used.items()
-        }
-        errors[spec] = {name: statistics_error(v, reference) for name, v in used.items()}
-        log(f"  {record['fold']} prior {spec}: {time.time() - t0:.0f} s")
-    keras.backend.clear_session()
-    return {"fold": record["fold"], "test": test, "probabilities": probs, "errors": errors}
-
-
-def summarize_priors(folds: list[dict[str, Any]], utts, labels: Sequence[str]) -> dict[str, Any]:
-    """Per corpus and prior candidate (all folds pooled): each condition's scores
-    ("online_random" also as the mean of the orders) and statistics error."""
-    test = np.concatenate([f["test"] for f in folds])
-    corpora = np.array([utts[i].extra["corpus"] for i in test])
-    true = np.array([utts[i].extra["original_label"] for i in test])
-    out: dict[str, Any] = {}
-    for corpus in dict.fromkeys(corpora.tolist()):
-        mine = corpora == corpus
-        out[corpus] = {}
-        for spec in folds[0]["probabilities"]:
-            probs = {
-                c: np.concatenate([f["probabilities"][spec][c] for f in folds])
-                for c in folds[0]["probabilities"][spec]
-            }
-            errors = {c: np.concatenate([f["errors"][spec][c] for f in folds]) for c in probs}
-            conditions = {c: scores(p[mine], true[mine], labels, corpus) for c, p in probs.items()}
-            randoms = [c for c in conditions if re.fullmatch(r"online_random\d+", c)]
-            conditions = {
-                "online_random": {
-                    space: {
-                        m: float(np.mean([conditions[c][space][m] for c in randoms]))
-                        for m in ("n", "wa", "ua")
-                    }
-                    for space in ("common", "own")
-                },
-                **conditions,
-            }
-            out[corpus][spec] = {
-                "conditions": conditions,
-                "statistics_error": {
-                    c: {
-                        "mean_in_std": float(e[mine, 0].mean()),
-                        "log_std_ratio": float(e[mine, 1].mean()),
-                    }
-                    for c, e in errors.items()
-                },
-            }
-    return out
-
-
-# ----------------------------------------------------------------------------- one fold
-def fold_model(results: dict[str, Any], checkpoints: Path, record: dict[str, Any]):
-    """The fold's final model: the run's architecture (`build_dycnn_bilstm` with the
-    recipe's `model_kwargs`, checked against results.json) with the weights of its best
-    validation epoch (`best_epoch` is 0-based, the epoch files 1-based)."""
-    from keras_dyconv.checkpoints import EPOCH_WEIGHTS
-    from keras_dyconv.models import build_dycnn_bilstm, model_arguments
-    from keras_dyconv.recipes import Recipe, model_kwargs
-
-    recipe = Recipe(**results["recipe"])
-    config = FrontendConfig.from_dict(results["frontend"])
-    kwargs = model_kwargs(recipe, config, len(results["labels"]))
-    if json.loads(json.dumps(model_arguments(**kwargs))) != results["architecture"]["arguments"]:
-        raise ValueError("the rebuilt model's arguments differ from results.json's")
-    model = build_dycnn_bilstm(**kwargs)
-    if record["averaged_epochs"] != [record["best_epoch"]] or record.get("refit_epochs"):
-        raise ValueError(f"{record['fold']}: averaged or refit weights are not rebuilt here")
-    folder = checkpoints / record["fold"] / f"seed{record['seed']}"
-    model.load_weights(folder / EPOCH_WEIGHTS.format(epoch=record["best_epoch"] + 1))
-    return model
-
-
-def predict_normalized(model, arrays: Sequence[np.ndarray], policy: WindowPolicy) -> np.ndarray:
-    """Utterance probabilities of features already normalised (`predict_utterances` with
-    normalization "none": the same windows, batches and aggregation as the run's test)."""
-    from keras_dyconv.feeding import predict_utterances
-
-    return predict_utterances(model, arrays, FrontendConfig(normalization="none"), policy)
-
-
-def normalized_by(sources: Sequence[FeatureSource], stats: Statistics) -> list[np.ndarray]:
-    """Each utterance's features minus its mean, over its std (float32, as
-    `keras_dyconv.normalization.iter_normalized` applies a speaker's statistics)."""
-    return [
-        (np.asarray(load_features(s), np.float32) - mean) / std
-        for s, (mean, std) in zip(sources, stats, strict=True)
-    ]
-
 
 def run_fold(
+    rebuilt: RebuiltFold,
     results: dict[str, Any],
-    checkpoints: Path,
     record: dict[str, Any],
-    fold,
     utts,
-    feats: Sequence[FeatureSource],
     args: argparse.Namespace,
     log,
 ) -> dict[str, Any]:
-    """Every condition's utterance probabilities on one fold's test utterances, after the
-    check that the rebuilt model gives the run's saved predictions."""
-    import keras
-
+    """Every condition's utterance probabilities on the test utterances of `rebuilt`, the
+    fold `record` of the run `results` over `utts`, after the check that the rebuilt model
+    gives the run's saved predictions."""
     from keras_dyconv.feeding import predict_utterances
-    from keras_dyconv.normalization import iter_normalized, speaker_statistics
+    from keras_dyconv.normalization import iter_normalized
 
-    memory = STREAM_MEMORY_FRAMES
     labels = results["labels"]
-    policy = WindowPolicy.from_dict(results["window"])
-    config = FrontendConfig.from_dict(results["frontend"])
-    train = [feats[i] for i in fold.train]
-    prior = make_prior(args.prior, config, train, [utts[i].speaker for i in fold.train])
-    test = list(fold.test)
-    # In memory: the enrollments read each utterance many times.
-    sources = [np.array(load_features(feats[i])) for i in test]
-    speakers = [utts[i].speaker for i in test]
     saved = record["predictions"]
-    if [p["path"] for p in saved] != [str(utts[i].path) for i in test]:
+    if [p["path"] for p in saved] != [str(utts[i].path) for i in rebuilt.test]:
         raise ValueError(f"{record['fold']}: the rebuilt fold's test utterances differ")
-    model = fold_model(results, checkpoints, record)
+    prior = make_prior(args.prior, rebuilt.config, rebuilt.train, rebuilt.train_speakers)
+    model, policy, test = rebuilt.model, rebuilt.policy, rebuilt.test
+    sources, speakers, identity = rebuilt.sources, rebuilt.speakers, rebuilt.identity
     probs: dict[str, np.ndarray] = {}
 
     def timed(name: str, compute) -> None:
@@ -339,7 +165,6 @@ def run_fold(
         out[order] = p
         return out
 
-    identity = np.arange(len(test))
     timed("online_corpus", lambda: online(identity))
     timed(
         "speaker",
@@ -361,13 +186,11 @@ def run_fold(
     true = [utts[i].extra["original_label"] for i in test]
     heard, share = {}, {"online_corpus": same_emotion_share(lengths, speakers, true, identity)}
     heard["online_corpus"] = heard_before(lengths, speakers, identity)
-    by_speaker = speaker_statistics(sources, speakers)
-    reference = [by_speaker[s] for s in speakers]
     used: dict[str, Statistics] = {
         "prior_only": [(np.float32(prior.mean), np.float32(prior.std))] * len(test),
-        "speaker": reference,
+        "speaker": rebuilt.reference,
         # Each utterance its own stream: what "independent" normalises with.
-        "independent": running_statistics(sources, list(map(str, identity)), identity, prior),
+        "independent": rebuilt.independent(prior),
         "online_corpus": running_statistics(sources, speakers, identity, prior),
     }
     # The online path, recomputed from `running_statistics`, is the one the run deploys.
@@ -379,11 +202,7 @@ def run_fold(
     if not check["running_statistics_equal"]:
         raise SystemExit(f"{record['fold']}: running_statistics differs from the online path")
 
-    def by_stats(stats: Statistics) -> np.ndarray:
-        return predict_normalized(model, normalized_by(sources, stats), policy)
-
-    rng = np.random.default_rng(args.seed)
-    orders = [stream_order(speakers, rng) for _ in range(args.orders)]
+    orders, memory = rebuilt.orders, STREAM_MEMORY_FRAMES
     for k, order in enumerate(orders):
         name = f"online_random{k}"
         timed(name, lambda order=order: online(order))
@@ -398,26 +217,32 @@ def run_fold(
     }
     for name, (order, include, frames) in variants.items():
         stats = used[name] = running_statistics(sources, speakers, order, prior, include, frames)
-        timed(name, lambda stats=stats: by_stats(stats))
-    frame_rate = config.sample_rate / config.hop_length
+        timed(name, lambda stats=stats: rebuilt.predict(stats))
+    frame_rate = rebuilt.frame_rate
     enrolled = {}
-    enrollments = [(f"{s:g}s", round(s * frame_rate)) for s in args.seconds]
-    for label, frames in [*enrollments, ("all", NO_FORGETTING)]:
-        for kind, start in (("enroll", None), ("enroll_stream", prior)):
-            if kind == "enroll_stream" and label == "all":
-                continue
-            name = f"{kind}_{label}"
-            stats, got = enrollment_statistics(
-                sources, speakers, frames, np.random.default_rng(args.seed), start
-            )
-            used[name] = stats
-            enrolled[name] = np.asarray(got) / frame_rate
-            timed(name, lambda stats=stats: by_stats(stats))
+
+    def enroll(name: str, frames: int, **kwargs) -> None:
+        stats, got = rebuilt.enroll(frames, **kwargs)
+        used[name] = stats
+        enrolled[name] = np.asarray(got) / frame_rate
+        timed(name, lambda: rebuilt.predict(stats))
+
+    def spans(seconds: Sequence[float]) -> list[tuple[str, int]]:
+        return [(f"{s:g}s", round(s * frame_rate)) for s in seconds] + [("all", NO_FORGETTING)]
+
+    for label, frames in spans(args.seconds):
+        enroll(f"enroll_{label}", frames)
+        if label != "all":
+            enroll(f"enroll_stream_{label}", frames, prior=prior)
+    # Enrollment from the speaker's neutral speech only; without any: as "independent".
+    neutral = neutral_pool([utts[i].label for i in test])
+    for label, frames in spans(args.neutral_seconds):
+        enroll(f"enroll_neutral_{label}", frames, pool=neutral, fallback=used["independent"])
     timed(
         "independent",
         lambda: predict_utterances(model, sources, prior, policy, adapt="independent"),
     )
-    keras.backend.clear_session()
+    rebuilt.release()
     return {
         "fold": record["fold"],
         "check": check,
@@ -426,29 +251,18 @@ def run_fold(
         "heard_s": {k: v / frame_rate for k, v in heard.items()},
         "same_emotion_share": share,
         "enrolled_s": enrolled,
-        "statistics_error": {k: statistics_error(v, reference) for k, v in used.items()},
+        "statistics_error": rebuilt.errors(used),
     }
 
 
 # ----------------------------------------------------------------------------- scoring
-def scores(
-    probabilities: np.ndarray, true: Sequence[str], labels: Sequence[str], corpus: str
-) -> dict[str, Any]:
-    """WA and UA (%) in the common and the corpus's own label set (`score_both`)."""
-    from keras_dyconv.labels import score_both
-
-    both = score_both(probabilities, labels, true, corpus)
-    return {
-        space: {"n": s["n"], "wa": 100 * s["wa"], "ua": 100 * s["ua"]} for space, s in both.items()
-    }
-
-
 def summarize_folds(folds: list[dict[str, Any]], utts, labels: Sequence[str]) -> dict[str, Any]:
     """Per corpus (all folds pooled): each condition's scores ("online_random" also as the
     mean of the orders); the online scores by seconds of the speaker heard before the
     utterance (`HEARD_BUCKETS`, the random orders pooled) next to the speaker reference on
     the same utterances; the emotion blocking of each order; how far each condition's
-    statistics are from the speaker's own (`statistics_error`); the enrollment seconds."""
+    statistics are from the speaker's own (`statistics_error`); the enrollment seconds and
+    how many utterances had no neutral enrollment (scored as "independent")."""
     test = np.concatenate([f["test"] for f in folds])
     corpora = np.array([utts[i].extra["corpus"] for i in test])
     true = np.array([utts[i].extra["original_label"] for i in test])
@@ -464,13 +278,7 @@ def summarize_folds(folds: list[dict[str, Any]], utts, labels: Sequence[str]) ->
     for corpus in dict.fromkeys(corpora.tolist()):
         mine = corpora == corpus
         conditions = {c: scores(probs[c][mine], true[mine], labels, corpus) for c in probs}
-        conditions["online_random"] = {
-            space: {
-                m: float(np.mean([conditions[c][space][m] for c in randoms]))
-                for m in ("n", "wa", "ua")
-            }
-            for space in ("common", "own")
-        }
+        conditions["online_random"] = random_mean(conditions)
         by_heard: dict[str, list[dict[str, Any]]] = {}
         for name, members in streams.items():
             by_heard[name] = []
@@ -494,15 +302,14 @@ def summarize_folds(folds: list[dict[str, Any]], utts, labels: Sequence[str]) ->
             "conditions": conditions,
             "by_heard": by_heard,
             "same_emotion_share": {c: float(v[mine].mean()) for c, v in share.items()},
-            "statistics_error": {
-                c: {
-                    "mean_in_std": float(e[mine, 0].mean()),
-                    "log_std_ratio": float(e[mine, 1].mean()),
-                }
-                for c, e in errors.items()
-            },
+            "statistics_error": error_means(errors, mine),
             "enrolled_s_mean": {c: float(v[mine].mean()) for c, v in enrolled.items()},
         }
+        if "enroll_neutral_all" in enrolled:
+            # No other neutral utterance of the speaker: scored as "independent".
+            out[corpus]["no_neutral_enrollment"] = int(
+                (enrolled["enroll_neutral_all"][mine] == 0).sum()
+            )
     return out
 
 
@@ -520,6 +327,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cache", type=Path, required=True, help="the run's feature cache")
     parser.add_argument("--datasets", type=Path, default=DATASETS, help="holds <corpus>/")
     parser.add_argument("--seconds", type=float, nargs="+", default=list(ENROLL_SECONDS))
+    parser.add_argument(
+        "--neutral-seconds",
+        type=float,
+        nargs="+",
+        default=list(NEUTRAL_SECONDS),
+        help="seconds of the enroll_neutral_<N>s conditions (besides enroll_neutral_all): "
+        "enrollment from the speaker's other neutral utterances only, what a user speaking "
+        "calmly gives a device; an utterance whose speaker has no other is scored as "
+        "'independent'",
+    )
     parser.add_argument("--orders", type=int, default=ORDERS)
     parser.add_argument("--seed", type=int, default=0, help="seed of the random orders")
     parser.add_argument("--folds", nargs="+", help="only these folds (default: all)")
@@ -576,10 +393,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             if sorted({utts[i].speaker for i in fold.test}) != record["test_speakers"]:
                 raise SystemExit(f"{record['fold']}: the rebuilt fold's test speakers differ")
             log(f"fold {record['fold']}: {len(fold.test)} test utterances")
+            rebuilt = RebuiltFold.build(results, checkpoints, record, fold, utts, feats, args)
             if not args.priors:
-                done.append(run_fold(results, checkpoints, record, fold, utts, feats, args, log))
+                done.append(run_fold(rebuilt, results, record, utts, args, log))
                 continue
-            done.append(prior_fold(results, checkpoints, record, fold, utts, feats, args, log))
+            done.append(prior_fold(rebuilt, args, log))
             log(json.dumps(summarize_priors(done, utts, first["labels"])))
     if args.priors:
         saved = load_json(args.results or results_path("enrollment"))
@@ -606,6 +424,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "seed": args.seed,
             "orders": args.orders,
             "enroll_seconds": args.seconds,
+            "neutral_enroll_seconds": args.neutral_seconds,
             "stream_prior": f"{args.prior[0]}:{args.prior[1]}",
             "stream_prior_frames": args.prior[1],
             "stream_memory_frames": STREAM_MEMORY_FRAMES,

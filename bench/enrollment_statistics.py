@@ -1,7 +1,8 @@
 """The statistics `bench_enrollment.py` normalises with, and how it orders the streams.
 
 Per test utterance: the statistics of N seconds of its speaker's other utterances
-(`enrollment_statistics`), or the running statistics of its speaker's stream in a given
+(`enrollment_statistics`; of their neutral ones only with `neutral_pool`), or the running
+statistics of its speaker's stream in a given
 order (`running_statistics`); their distance to the speaker's own (`statistics_error`);
 the per-speaker stream orders (`stream_order`), the seconds heard before each utterance
 (`heard_before`) and how emotion-blocked an order is (`same_emotion_share`). numpy and the
@@ -21,41 +22,66 @@ from keras_dyconv.normalization import FeatureSource, load_features
 Statistics = list[tuple[np.ndarray, np.ndarray]]
 
 
+#: The common label (`keras_dyconv.labels`) of the speech a device gets at enrollment.
+NEUTRAL = "neutral"
+
+
+def neutral_pool(labels: Sequence[str]) -> np.ndarray:
+    """Which utterances may enroll when a user enrolls by speaking calmly: (n,) bool, True
+    for the common label `NEUTRAL` only (RAVDESS's "calm" is a class of its own and does
+    not count), for `enrollment_statistics`'s `pool`.
+
+    Args:
+        labels: each utterance's common label (``Utterance.label`` after `to_common`).
+    """
+    return np.asarray(labels, dtype=object) == NEUTRAL
+
+
 def enrollment_statistics(
     sources: Sequence[FeatureSource],
     speakers: Sequence[str],
     frames: int,
     rng: np.random.Generator,
     prior: FrontendConfig | None = None,
+    pool: Sequence[bool] | np.ndarray | None = None,
+    fallback: Statistics | None = None,
 ) -> tuple[Statistics, list[int]]:
     """Per utterance, the statistics of `frames` frames of *other* utterances of its speaker.
 
     For utterance i, the other utterances of `speakers[i]` are taken in a random order
-    (`rng`) and concatenated until `frames` frames are reached (the last one cut); their
-    statistics normalise utterance i, which is never part of them. A speaker with fewer
-    other frames than `frames` gives all of them. Without `prior` the statistics are the
-    plain per-feature mean and std of those frames (`edge_runtime.normalization.dataset_statistics`,
-    as the speaker reference computes them); with `prior` (a "stream" config) they are what
-    a device's `StreamStatistics` holds after hearing them: the config's prior, weighted as
-    its `stream_prior_frames`, and a `STREAM_MEMORY_FRAMES` memory.
+    (`rng`), those outside `pool` dropped, and concatenated until `frames` frames are
+    reached (the last one cut); their statistics normalise utterance i, which is never part
+    of them. A speaker with fewer other frames than `frames` gives all of them. Without
+    `prior` the statistics are the plain per-feature mean and std of those frames
+    (`edge_runtime.normalization.dataset_statistics`, as the speaker reference computes
+    them); with `prior` (a "stream" config) they are what a device's `StreamStatistics`
+    holds after hearing them: the config's prior, weighted as its `stream_prior_frames`, and
+    a `STREAM_MEMORY_FRAMES` memory.
 
     Args:
         sources: (frames, n_features) features per utterance, unnormalised.
         speakers: speaker per utterance.
         frames: frames of enrollment audio per utterance (>= 1).
-        rng: the random orders.
+        rng: the random orders. The order is drawn over all the speaker's other utterances
+            before `pool` restricts it, so with the same `rng` a pooled enrollment takes
+            its utterances in the unrestricted enrollment's order.
         prior: None, or the config whose training statistics start a device's stream.
+        pool: (n,) bool, which utterances may enroll (e.g. `neutral_pool`); None: all.
+        fallback: per utterance, the statistics it gets when no other utterance of its
+            speaker is in the pool (it then enrolls 0 frames); None: refuse.
 
     Returns:
         ((mean, std) float32 arrays of shape (n_features,) per utterance, the number of
         enrollment frames each one got).
 
     Raises:
-        ValueError: lengths differ, `frames` < 1, or a speaker has a single utterance
-            (nothing to enroll from).
+        ValueError: lengths differ, `frames` < 1, or, without `fallback`, a speaker has no
+            other utterance (in the pool) to enroll from.
     """
-    if len(sources) != len(speakers):
-        raise ValueError(f"{len(sources)} feature sources but {len(speakers)} speakers")
+    allowed = np.ones(len(sources), bool) if pool is None else np.asarray(pool, bool)
+    for name, given in (("speakers", speakers), ("pool", allowed), ("fallback", fallback)):
+        if given is not None and len(given) != len(sources):
+            raise ValueError(f"{len(sources)} feature sources but {len(given)} {name}")
     if frames < 1:
         raise ValueError(f"enrollment needs at least 1 frame, got {frames}")
     owners = np.asarray(speakers)
@@ -64,10 +90,19 @@ def enrollment_statistics(
     for i, speaker in enumerate(speakers):
         others = np.flatnonzero(owners == speaker)
         others = others[others != i]
+        if len(others):
+            others = rng.permutation(others)
+            others = others[allowed[others]]
         if not len(others):
-            raise ValueError(f"speaker {speaker!r} has one utterance: no other to enroll from")
+            if fallback is None:
+                what = "one utterance" if pool is None else "no other utterance in the pool"
+                raise ValueError(f"speaker {speaker!r} has {what}: no other to enroll from")
+            mean, std = fallback[i]
+            stats.append((np.asarray(mean, np.float32), np.asarray(std, np.float32)))
+            used.append(0)
+            continue
         chunks, total = [], 0
-        for j in rng.permutation(others):
+        for j in others:
             x = load_features(sources[int(j)])
             chunks.append(x[: frames - total])
             total += len(chunks[-1])

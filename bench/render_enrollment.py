@@ -2,8 +2,9 @@
 
 `render(data)` reads only `data` (docs/results/bench/enrollment.json): per test corpus, the
 WA / UA of each normalisation condition (common and own label set) with how far its
-statistics are from the speaker's own, and the online scores by seconds heard; with a
-"priors" entry (`bench_enrollment.py --priors`), the stream priors compared.
+statistics are from the speaker's own (enrollment from neutral speech only too, where
+measured), and the online scores by seconds heard; with a "priors" entry
+(`bench_enrollment.py --priors`), the stream priors compared.
 """
 
 from __future__ import annotations
@@ -104,6 +105,17 @@ def render(data: dict[str, Any]) -> str:
         f"{data['stream_memory_frames']} frames. WA / UA (%), all folds pooled "
         "(`bench/bench_enrollment.py`)."
     )
+    if "neutral_enroll_seconds" in data:
+        seconds = ", ".join(f"{s:g}" for s in data["neutral_enroll_seconds"])
+        fallback = ", ".join(
+            f"{corpus} {e['no_neutral_enrollment']}" for corpus, e in data["corpora"].items()
+        )
+        intro += (
+            f" `enroll_neutral_*`: enrollment of {seconds} s and all of the speaker's other "
+            'utterances labelled "neutral" only (RAVDESS\'s "calm" not counted), what a user '
+            "enrolling by speaking calmly gives a device; utterances whose speaker has no "
+            f"other neutral utterance, scored as `independent`: {fallback}."
+        )
     body = intro + "\n\n" + table(data["corpora"])
     if "priors" in data:
         body += "\n\n" + priors_table(data["priors"])

@@ -465,8 +465,12 @@ def enrollment_results() -> dict:
                 },
             ]
         },
-        "enrolled_s_mean": {},
+        "enrolled_s_mean": {"enroll_neutral_30s": 21.5, "enroll_neutral_all": 24.0},
+        "no_neutral_enrollment": 2,
     }
+    corpus["conditions"]["enroll_neutral_30s"] = scores(35.0, 33.5)  # neutral speech only
+    corpus["conditions"]["enroll_neutral_all"] = scores(45.0, 44.25)
+    corpus["statistics_error"]["enroll_neutral_30s"] = {"mean_in_std": 0.31, "log_std_ratio": -0.12}
     return {
         "what": "canned",
         "runs": ["a/results.json"],
@@ -475,6 +479,7 @@ def enrollment_results() -> dict:
         "seed": 0,
         "orders": 3,
         "enroll_seconds": [10.0, 60.0],
+        "neutral_enroll_seconds": [30.0],
         "stream_prior_frames": 300,
         "stream_memory_frames": 6000,
         "corpora": {"casia": corpus},

@@ -1,9 +1,11 @@
-"""bench/enrollment_statistics.py (enrollment statistics and the online statistics they are
-compared with) and bench_enrollment.py's priors and rendering, on synthetic features (no
-model, no corpus)."""
+"""bench/enrollment_statistics.py (enrollment statistics, from all or from neutral speech
+only, and the online statistics they are compared with), the priors of
+bench/enrollment_priors.py, bench_enrollment.py's conditions on one rebuilt fold and their
+rendering, on synthetic features (no trained model, no corpus)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -11,10 +13,12 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-import bench_enrollment
+from enrollment_fold import normalized_by
+from enrollment_priors import make_prior, parse_prior
 from enrollment_statistics import (
     enrollment_statistics,
     heard_before,
+    neutral_pool,
     running_statistics,
     same_emotion_share,
     statistics_error,
@@ -77,6 +81,81 @@ def test_enrollment_refuses_what_it_cannot_do():
         enrollment_statistics(feats, speakers[:5], 10, np.random.default_rng(0))
 
 
+def _labelled():
+    """Three speakers, 2 features, utterance k constant (v_k, v_k): "a" has neutral 1, 2,
+    3 and anger 100, calm 50 (40 frames each); "b" one neutral 1000 and sadness 2000, "c"
+    anger -5 and sadness -6 (30 frames each)."""
+    rows = [
+        ("a", "neutral", 1, 40),
+        ("a", "anger", 100, 40),
+        ("a", "neutral", 2, 40),
+        ("a", "calm", 50, 40),
+        ("a", "neutral", 3, 40),
+        ("b", "neutral", 1000, 30),
+        ("b", "sadness", 2000, 30),
+        ("c", "anger", -5, 30),
+        ("c", "sadness", -6, 30),
+    ]
+    feats = [np.full((n, 2), v, np.float32) for _, _, v, n in rows]
+    return feats, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+
+#: Statistics no enrollment can give: what the fallback is recognised by.
+FALLBACK = [(np.float32([-7.0, -7.0]), np.float32([3.0, 3.0]))] * 9
+
+
+def test_neutral_pool_is_the_neutral_label_only():
+    assert neutral_pool(["neutral", "calm", "anger", "neutral"]).tolist() == [1, 0, 0, 1]
+
+
+def test_neutral_enrollment_uses_the_speakers_other_neutral_utterances_only():
+    feats, speakers, labels, _ = _labelled()
+    pool = neutral_pool(labels)
+    rng = np.random.default_rng(0)
+    stats, used = enrollment_statistics(feats, speakers, 10**6, rng, pool=pool, fallback=FALLBACK)
+    means = [float(m[0]) for m, _ in stats]
+    # Each of "a"'s utterances: the mean of the neutral ones (1, 2, 3) but itself; never
+    # anger (100) or calm (50), never another speaker's.
+    assert means[:5] == pytest.approx([2.5, 2.0, 2.0, 2.0, 1.5])
+    assert used[:5] == [80, 120, 80, 120, 80]
+    # "b": its sadness utterance enrolls from its one neutral utterance; that one has no
+    # other neutral utterance, nor has any of "c"'s: the fallback, 0 frames enrolled.
+    assert means[6] == 1000 and used[6] == 30
+    for i in (5, 7, 8):
+        assert used[i] == 0
+        assert stats[i][0].tolist() == [-7, -7] and stats[i][1].tolist() == [3, 3]
+    assert all(m.dtype == np.float32 and s.dtype == np.float32 for m, s in stats)
+
+
+def test_neutral_enrollment_caps_the_seconds_in_the_seeded_order():
+    feats, speakers, labels, values = _labelled()
+    pool = neutral_pool(labels)
+    stats, used = enrollment_statistics(
+        feats, speakers, 50, np.random.default_rng(7), pool=pool, fallback=FALLBACK
+    )
+    assert used == [50, 50, 50, 50, 50, 0, 30, 0, 0]  # 40 + 10 frames where there are
+    # The unrestricted enrollment's order (the same draws), its non-neutral utterances
+    # skipped: all of the first neutral utterance and 10 frames of the second.
+    rng, owners = np.random.default_rng(7), np.asarray(speakers)
+    for i in range(5):
+        others = np.flatnonzero(owners == speakers[i])
+        first, second = [j for j in rng.permutation(others[others != i]) if pool[j]][:2]
+        assert stats[i][0][0] == pytest.approx((40 * values[first] + 10 * values[second]) / 50)
+    # A pool of every utterance is the unrestricted enrollment.
+    everyone, _ = enrollment_statistics(feats, speakers, 50, np.random.default_rng(7))
+    again, _ = enrollment_statistics(feats, speakers, 50, np.random.default_rng(7), pool=[True] * 9)
+    assert all(np.array_equal(x[0], y[0]) for x, y in zip(everyone, again, strict=True))
+
+
+def test_neutral_enrollment_without_a_fallback_refuses_a_speaker_with_none():
+    feats, speakers, labels, _ = _labelled()
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="'b' has no other utterance in the pool"):
+        enrollment_statistics(feats, speakers, 10, rng, pool=neutral_pool(labels))
+    with pytest.raises(ValueError, match="9 feature sources but 8 pool"):
+        enrollment_statistics(feats, speakers, 10, rng, pool=neutral_pool(labels)[:8])
+
+
 def test_running_statistics_are_those_of_the_deployed_online_path():
     rng = np.random.default_rng(0)
     # Speaker "a" has 7500 frames: more than the 6000-frame memory, so it forgets.
@@ -85,7 +164,7 @@ def test_running_statistics_are_those_of_the_deployed_online_path():
     config = FrontendConfig(n_mels=2, normalization="stream", mean=(0.5, 0.5), std=(2.0, 2.0))
     order = np.arange(5)
     stats = running_statistics(feats, speakers, order, config)
-    ours = bench_enrollment.normalized_by(feats, stats)
+    ours = normalized_by(feats, stats)
     theirs = iter_normalized(feats, config, speakers)
     assert all(np.array_equal(x, y) for x, y in zip(ours, theirs, strict=True))
     before = running_statistics(feats, speakers, order, config, include_current=False)
@@ -127,6 +206,12 @@ def test_render_enrollment_reads_every_number_from_the_json():
     assert "| speaker | 60.0 / 61.2 | 60.0 / 61.2 | 0.00, +0.00 |" in body
     assert "| casia | online_corpus | 0.70 | 0-10 | 4 | 25.0 / 20.0 | 50.0 / 50.0 |" in body
     assert "| casia | online_corpus | 0.70 | >= 10 | 6 | 50.0 / 52.0 | 66.7 / 65.0 |" in body
+    assert "| enroll_neutral_30s | 35.0 / 33.5 | 35.0 / 33.5 | 0.31, -0.12 |" in body
+    assert "| enroll_neutral_all | 45.0 / 44.2 | 45.0 / 44.2 | - |" in body
+    assert "`enroll_neutral_*`: enrollment of 30 s and all" in body
+    assert "other neutral utterance, scored as `independent`: casia 2." in body
+    del data["neutral_enroll_seconds"]  # results saved before the neutral conditions
+    assert "enroll_neutral_*" not in render_enrollment.render(data)
     data["reproduction"]["speaker-1of4"]["predicted"] = 3
     assert "**does not reproduce**" in render_enrollment.render(data)
 
@@ -135,13 +220,13 @@ def test_priors_are_parsed_and_made_with_their_kind_and_weight():
     import argparse
 
     feats, speakers = _utterances()
-    assert bench_enrollment.parse_prior("within:100") == ("within", 100)
+    assert parse_prior("within:100") == ("within", 100)
     for bad in ("within", "median:100", "pooled:0", "pooled:x"):
         with pytest.raises(argparse.ArgumentTypeError, match="KIND:FRAMES"):
-            bench_enrollment.parse_prior(bad)
+            parse_prior(bad)
     base = FrontendConfig(n_mels=2)
-    within = bench_enrollment.make_prior(("within", 7), base, feats, speakers)
-    pooled = bench_enrollment.make_prior(("pooled", 300), base, feats, speakers)
+    within = make_prior(("within", 7), base, feats, speakers)
+    pooled = make_prior(("pooled", 300), base, feats, speakers)
     assert (within.normalization, within.stream_prior_frames) == ("stream", 7)
     assert pooled.stream_prior_frames == 300
     # Feature 0: speaker "a" has mean (101 * 10 + 102 * 20) / 303, "b" 1000 (each weighs
@@ -180,3 +265,91 @@ def test_render_enrollment_adds_the_priors_compared():
     row = "| casia | within:100 | 45.0 / 44.0 | 35.0 / 36.0 | 30.0 / 31.5 | 50.0 / 49.0 |"
     assert row in body
     assert "| online_random | independent | enroll_stream_10s | enroll_stream_60s |" in body
+
+
+class _MeanModel:
+    """A stand-in for a fold's model: softmax of a fixed linear map of each window's mean
+    features (4 classes), so that every normalisation gives other probabilities."""
+
+    weights = np.array([[1.0, -2.0, 0.5, 0.2], [-1.5, 0.5, 2.0, -0.3]])
+
+    def predict(self, x: np.ndarray, batch_size: int = 64, verbose: int = 0) -> np.ndarray:
+        logits = np.asarray(x).mean(axis=1) @ self.weights
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+
+def test_run_fold_scores_the_neutral_enrollments_with_their_fallback(monkeypatch):
+    """bench_enrollment.run_fold and summarize_folds on a synthetic fold, the model a
+    stand-in: every condition is scored, the neutral enrollments from neutral speech only,
+    and an utterance with no other neutral one of its speaker as "independent"."""
+    import argparse
+    from types import SimpleNamespace
+
+    import bench_enrollment
+    import enrollment_fold
+
+    from edge_runtime.windows import WindowPolicy
+    from keras_dyconv.corpora.common import Utterance
+    from keras_dyconv.feeding import predict_utterances
+    from keras_dyconv.labels import original_label
+
+    feats, speakers, labels, _ = _labelled()
+    rng = np.random.default_rng(0)
+    feats = [x + rng.normal(0, 1, x.shape).astype(np.float32) for x in feats]
+    feats += [rng.normal(k, 3, (60, 2)).astype(np.float32) for k in range(4)]  # training
+    speakers += ["t1", "t1", "t2", "t2"]
+    labels += ["anger", "neutral", "sadness", "neutral"]
+    utts = [
+        Utterance(Path(f"/corpus/{k}.wav"), label, who, extra={"corpus": "ravdess"})
+        for k, (label, who) in enumerate(zip(labels, speakers, strict=True))
+    ]
+    mapped = {u.label: original_label("ravdess", u.label) for u in utts}
+    utts = [
+        dataclasses.replace(u, extra={**u.extra, "original_label": mapped[u.label]}) for u in utts
+    ]
+    fold = SimpleNamespace(name="f1", train=list(range(9, 13)), test=list(range(9)))
+    classes = ["anger", "calm", "neutral", "sadness"]
+    config = FrontendConfig(n_mels=2)
+    policy = WindowPolicy(frames=20, hop_frames=10)
+    args = argparse.Namespace(
+        prior=("pooled", 300), seed=0, orders=2, seconds=[0.3], neutral_seconds=[0.5]
+    )
+    model = _MeanModel()
+    prior = make_prior(args.prior, config, feats[9:], speakers[9:])
+    test = feats[:9]
+    online = predict_utterances(model, test, prior, policy, speakers=speakers[:9])
+    own = predict_utterances(model, test, prior, policy, speakers=speakers[:9], adapt="speaker")
+    saved = [
+        {
+            "path": str(utts[k].path),
+            "predicted": classes[online[k].argmax()],
+            "predicted_speaker_norm": classes[own[k].argmax()],
+            "probabilities": online[k].tolist(),
+        }
+        for k in range(9)
+    ]
+    results = {"labels": classes, "window": policy.to_dict(), "frontend": config.to_dict()}
+    record = {"fold": "f1", "predictions": saved}
+    monkeypatch.setattr(enrollment_fold, "fold_model", lambda *_: model)
+    rebuilt = enrollment_fold.RebuiltFold.build(results, None, record, fold, utts, feats, args)
+    done = bench_enrollment.run_fold(rebuilt, results, record, utts, args, print)
+
+    probs, enrolled = done["probabilities"], done["enrolled_s"]
+    assert done["check"]["predicted"] == 0 and done["check"]["running_statistics_equal"]
+    neutral = ["enroll_neutral_0.5s", "enroll_neutral_all"]
+    assert list(probs)[-4:] == ["enroll_all", *neutral, "independent"]
+    # The fallback utterances ("b"'s neutral one, all of "c"'s): 0 s, scored as independent.
+    for name in neutral:
+        assert enrolled[name][[5, 7, 8]].tolist() == [0, 0, 0]
+        np.testing.assert_allclose(probs[name][[5, 7, 8]], probs["independent"][[5, 7, 8]])
+    # "a" has 80-120 frames of other neutral speech: 0.5 s caps it, "all" does not.
+    assert enrolled["enroll_neutral_0.5s"][:5].tolist() == [0.5] * 5
+    assert enrolled["enroll_neutral_all"][:5].tolist() == [0.8, 1.2, 0.8, 1.2, 0.8]
+    assert enrolled["enroll_neutral_all"][6] == 0.3  # "b"'s sadness: its one neutral
+    assert not np.allclose(probs["enroll_neutral_all"][:5], probs["enroll_all"][:5])
+
+    summary = bench_enrollment.summarize_folds([done], utts, classes)["ravdess"]
+    assert summary["no_neutral_enrollment"] == 3
+    assert {*neutral, "online_random", "speaker"} <= set(summary["conditions"])
+    assert summary["enrolled_s_mean"]["enroll_neutral_all"] == pytest.approx(5.1 / 9)
