@@ -65,6 +65,7 @@ from multicorpus_tables import (  # noqa: E402
     own_scores,
     pct,
     pooled_ci,
+    pooled_reference,
     pooled_table,
     pooled_wa_ua,
 )
@@ -220,7 +221,10 @@ def render(runs_dir: Path = RUNS) -> str:
             kind = run_kind(run)
         except ValueError as e:
             raise ValueError(f"{runs_dir / name}[-seed<N>].json: {e}") from None
-        sections.append(tables[kind](name, run))
+        if kind == "pooled":
+            sections.append(pooled_table(name, run, pooled_reference(name, run, runs)))
+        else:
+            sections.append(tables[kind](name, run))
     return "\n\n".join(sections)
 
 

@@ -261,43 +261,66 @@ def _own_predicted(rows: np.ndarray, labels: Sequence[str], corpus: str) -> np.n
     return np.where(class_mask(corpus, labels), rows, -np.inf).argmax(axis=1)
 
 
+def _own_by_key(run: dict[str, Any], corpus: str) -> dict[int, dict[str, np.ndarray]]:
+    """Per seed of a pooled run, {utterance key: own-label class index predicted} for
+    `corpus` (mean window probabilities, arg-max over the corpus's own classes)."""
+    out = {}
+    for seed in run["seeds"]:
+        preds = [
+            p
+            for r in run["folds"]
+            if r["seed"] == seed
+            for p in r["predictions"]
+            if p["corpus"] == corpus
+        ]
+        rows = np.array([p["probabilities"] for p in preds])
+        out[seed] = dict(
+            zip(
+                [_utterance_key(p["path"]) for p in preds],
+                _own_predicted(rows, run["labels"], corpus),
+                strict=True,
+            )
+        )
+    return out
+
+
 def pooled_paired(
-    run: dict[str, Any], svm: dict[str, Any], corpus: str
+    run: dict[str, Any], other: dict[str, Any], corpus: str
 ) -> tuple[float, tuple[float, float]]:
-    """Own-label UA of a pooled run's `corpus` (mean over seeds) minus the pooled SVM's on
+    """Own-label UA of a pooled run's `corpus` (mean over seeds) minus that of `other` on
     the same utterances, with a paired 95% bootstrap interval over those utterances (each
-    resample scores every seed and the SVM on the same draw).
+    resample scores every seed of both on the same draw). `other`: a pooled eGeMAPS+SVM
+    (`bench/bench_baseline.py`, its "scores_own") or another pooled neural run (its
+    seeds averaged).
 
     Raises:
-        ValueError: the SVM or a seed did not test the same utterances of `corpus`.
+        ValueError: `other` or a seed did not test the same utterances of `corpus`.
     """
     labels = run["labels"]
-
-    def of_corpus(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [p for r in records for p in r["predictions"] if p["corpus"] == corpus]
-
+    mine = _own_by_key(run, corpus)
     first = min(run["seeds"])
-    keys = [
-        _utterance_key(p["path"]) for p in of_corpus(r for r in run["folds"] if r["seed"] == first)
-    ]
-    by_key = {}
-    for seed in run["seeds"]:
-        preds = of_corpus([r for r in run["folds"] if r["seed"] == seed])
-        by_key[seed] = dict(zip([_utterance_key(p["path"]) for p in preds], preds, strict=True))
-    svm_preds = of_corpus(svm["folds"])
-    svm_by_key = {_utterance_key(p["path"]): p for p in svm_preds}
-    for name, got in [*((f"seed {s}", k) for s, k in by_key.items()), ("the SVM", svm_by_key)]:
+    keys = list(mine[first])  # in prediction order: the bootstrap draws index them
+    if "seeds" in other:
+        theirs = _own_by_key(other, corpus)
+    else:
+        preds = [p for r in other["folds"] for p in r["predictions"] if p["corpus"] == corpus]
+        scores = _own_predicted(score_rows(preds, "scores_own"), labels, corpus)
+        theirs = {"svm": dict(zip([_utterance_key(p["path"]) for p in preds], scores, strict=True))}
+    for name, got in [*mine.items(), *theirs.items()]:
         if sorted(got) != sorted(keys):
             raise ValueError(f"{corpus}: {name} tested other utterances than seed {first}")
-    true = _indices(labels, [by_key[first][k]["label"] for k in keys], corpus)
-    neural = {
-        seed: _own_predicted(np.array([d[k]["probabilities"] for k in keys]), labels, corpus)
-        for seed, d in by_key.items()
+    true_of = {
+        _utterance_key(p["path"]): p["label"]
+        for r in run["folds"]
+        if r["seed"] == first
+        for p in r["predictions"]
+        if p["corpus"] == corpus
     }
-    s = _own_predicted(score_rows([svm_by_key[k] for k in keys], "scores_own"), labels, corpus)
+    true = _indices(labels, [true_of[k] for k in keys], corpus)
+    a, b = ({s: np.array([d[k] for k in keys]) for s, d in x.items()} for x in (mine, theirs))
 
     def delta(i: np.ndarray) -> float:
-        return _seed_mean("ua", true, neural, i) - unweighted_accuracy(true[i], s[i])
+        return _seed_mean("ua", true, a, i) - _seed_mean("ua", true, b, i)
 
     return delta(np.arange(len(keys))), _joint_ci(delta, len(keys))
 
@@ -315,10 +338,15 @@ def _pooled_svm_cell(run: dict[str, Any], svm: dict[str, Any] | None, corpus: st
     )
 
 
-def pooled_row(run: dict[str, Any], corpus: str, svms: dict[str, dict[str, Any]]) -> list[object]:
+def pooled_row(
+    run: dict[str, Any],
+    corpus: str,
+    svms: dict[str, dict[str, Any]],
+    reference: dict[str, Any] | None = None,
+) -> list[object]:
     """One corpus of a pooled run (`dyser-train --target all`), as `pooled_table` shows it:
     its "corpus_scores" (all folds and seeds), each seed's own UA, the pooled SVMs on the
-    same folds (`svms`: `_pooled_svms`)."""
+    same folds (`svms`: `_pooled_svms`) and the difference to a `reference` run."""
     scores = run["corpus_scores"][corpus]
     own_labels = scores["own"]["labels"]
     entry = run["corpora"][corpus]
@@ -336,7 +364,30 @@ def pooled_row(run: dict[str, Any], corpus: str, svms: dict[str, dict[str, Any]]
         by_seed = {s: [f for f in own if f["seed"] == s] for s in run["seeds"]}
         pooled = {s: " / ".join(map(pct, pooled_wa_ua(f))) for s, f in by_seed.items() if f}
         row.append(", ".join(f"{s}: {wa_ua}" for s, wa_ua in pooled.items()))
-    return row + [_pooled_svm_cell(run, svms.get(norm), corpus) for norm in SVM_NORMS]
+    row += [_pooled_svm_cell(run, svms.get(norm), corpus) for norm in SVM_NORMS]
+    if reference is not None:
+        d, (lo, hi) = pooled_paired(run, reference, corpus)
+        row.append(f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]")
+    return row
+
+
+def pooled_reference(
+    name: str, run: dict[str, Any], runs: Sequence[tuple[str, dict[str, Any]]]
+) -> tuple[str, dict[str, Any]] | None:
+    """The run a pooled variant is read against: another saved pooled run of the plain
+    default recipe with the same labels and, fold by fold, the same test speakers; None for
+    the default run itself or when none is saved."""
+    mine = fold_test_speakers(run["folds"])
+    for other_name, other in runs:
+        if (
+            other_name != name
+            and other.get("target_corpus") == run.get("target_corpus") == "all"
+            and recipe_text(other) == f"`{other['recipe']['name']}`" == "`default`"
+            and other["labels"] == run["labels"]
+            and fold_test_speakers(other["folds"]) == mine
+        ):
+            return other_name, other
+    return None
 
 
 def recipe_text(run: dict[str, Any]) -> str:
@@ -372,9 +423,12 @@ def speaker_norm_text(run: dict[str, Any]) -> str:
     )
 
 
-def pooled_table(name: str, run: dict[str, Any]) -> str:
+def pooled_table(
+    name: str, run: dict[str, Any], reference: tuple[str, dict[str, Any]] | None = None
+) -> str:
     """A pooled run: every corpus trained and tested at once, one row per corpus in its own
-    label set and in the common one, next to the eGeMAPS+SVM pooled on the same folds."""
+    label set and in the common one, next to the eGeMAPS+SVM pooled on the same folds and,
+    for a variant, the default run on them (`reference`: `pooled_reference`)."""
     corpora, seeds, protocol = list(run["corpora"]), run["seeds"], run["protocol"]
     svms = _pooled_svms(run)
     header = ["corpus", "test speakers", "test utterances", "own classes", "own WA [95%]"]
@@ -382,6 +436,7 @@ def pooled_table(name: str, run: dict[str, Any]) -> str:
     header += ["common WA [95%]", "common UA [95%]"]
     header += ["own WA / UA per seed"] if len(seeds) > 1 else []
     header += [f"eGeMAPS+SVM {n}: own WA / UA [95%]" for n in SVM_NORMS.values()]
+    header += [f"minus {reference[0]}: own UA [paired 95%]"] if reference else []
     files = ", ".join(f"{s['job']}-{n}.json" for n, s in svms.items()) or "pooled-*-<norm>.json"
     folds = [r["seconds"] for r in run["folds"]]
     return "\n\n".join(
@@ -401,8 +456,17 @@ def pooled_table(name: str, run: dict[str, Any]) -> str:
             'after the ";": neural minus SVM own-label UA on the same utterances'
             + (", the neural seeds averaged" if len(seeds) > 1 else "")
             + " [paired 95% bootstrap over them]."
-            + speaker_norm_text(run),
-            markdown_table(header, [pooled_row(run, c, svms) for c in corpora]),
+            + speaker_norm_text(run)
+            + (
+                f" Last column: own-label UA minus that of {reference[0]} (the default recipe "
+                "on the same folds) on the same utterances [paired 95% bootstrap]."
+                if reference
+                else ""
+            ),
+            markdown_table(
+                header,
+                [pooled_row(run, c, svms, reference and reference[1]) for c in corpora],
+            ),
             f"Wall time (2 shared CPU cores): folds {sum(folds) / 60:.1f} min in all "
             f"({min(folds):.0f}-{max(folds):.0f} s each).",
         ]

@@ -265,7 +265,14 @@ def _pooled_fold(seed, emodb_scores, ravdess_scores):
         "seconds": 90.0,
         "test_speakers": ["emodb/03", "ravdess/01"],
         "predictions": [
-            {"corpus": c, "original_label": o, "probabilities": s} for c, o, s in tested
+            {
+                "corpus": c,
+                "path": f"/data/{c}/{o}/{i}.wav",
+                "original_label": o,
+                "label": {"angry": "anger"}.get(o, o),
+                "probabilities": s,
+            }
+            for i, (c, o, s) in enumerate(tested)
         ],
     }
 
@@ -341,6 +348,29 @@ def test_pooled_run_one_row_per_corpus_in_own_and_common_labels(loco_dirs):
     (runs / "pooled-all.json").write_text(json.dumps({**run, "folds": []}))
     with pytest.raises(ValueError, match=r"pooled-all\[-seed<N>\]\.json: a pooled run without"):
         bench_multicorpus.render(runs)
+
+
+def test_pooled_variant_is_read_against_the_default_run_on_the_same_folds(loco_dirs):
+    runs, _ = loco_dirs
+    default = _pooled_run()
+    variant = json.loads(json.dumps(default))
+    variant["recipe"] = {"name": "default", "class_weighting": True}
+    # The variant gets seed 1's first EmoDB utterance right too: own UA 100 on both seeds,
+    # against 100 and 50 for the default run: +25 on EmoDB, RAVDESS unchanged.
+    variant["folds"][1]["predictions"][0]["probabilities"] = [0.9, 0, 0.1, 0]
+    (runs / "pooled.json").write_text(json.dumps(default))
+    (runs / "pooled-weighted.json").write_text(json.dumps(variant))
+    body = bench_multicorpus.render(runs)
+    # Files in name order: pooled-weighted.json before pooled.json.
+    mine = body[body.index("**pooled-weighted**") : body.index("**pooled**:")]
+    assert "| minus pooled: own UA [paired 95%] |" in mine
+    assert "| 0: 100.0 / 100.0, 1: 100.0 / 100.0 | - | - | +25.0 [" in mine
+    assert "| - | - | +0.0 [+0.0, +0.0] |" in mine
+    # The default run itself has no such column, nor a run on other folds.
+    assert "minus pooled" not in body[body.index("**pooled**:") :]
+    variant["folds"][0]["test_speakers"] = ["emodb/04", "ravdess/01"]
+    (runs / "pooled-weighted.json").write_text(json.dumps(variant))
+    assert "minus pooled" not in bench_multicorpus.render(runs)
 
 
 def test_pooled_stream_run_names_its_variant_and_the_speaker_statistics_scores():
