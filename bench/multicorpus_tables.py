@@ -423,6 +423,22 @@ def speaker_norm_text(run: dict[str, Any]) -> str:
     )
 
 
+def validation_text(run: dict[str, Any]) -> str:
+    """How many speakers of each corpus the run's folds validated on (from each fold's
+    "val_rule"), e.g. "validation speakers per fold: emodb 1-2, casia 0, ravdess 4";
+    "" when the folds do not record it per corpus."""
+    rules = [r.get("val_rule", {}).get("per_corpus") for r in run["folds"]]
+    if not rules or not all(rules):
+        return ""
+    parts = []
+    for corpus in run["corpora"]:
+        counts = sorted({rule[corpus]["val_speakers"] for rule in rules if corpus in rule})
+        if counts:
+            span = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+            parts.append(f"{corpus} {span}")
+    return " Validation speakers per fold: " + ", ".join(parts) + "."
+
+
 def pooled_table(
     name: str, run: dict[str, Any], reference: tuple[str, dict[str, Any]] | None = None
 ) -> str:
@@ -456,6 +472,7 @@ def pooled_table(
             'after the ";": neural minus SVM own-label UA on the same utterances'
             + (", the neural seeds averaged" if len(seeds) > 1 else "")
             + " [paired 95% bootstrap over them]."
+            + validation_text(run)
             + speaker_norm_text(run)
             + (
                 f" Last column: own-label UA minus that of {reference[0]} (the default recipe "

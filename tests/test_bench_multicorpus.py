@@ -373,6 +373,17 @@ def test_pooled_variant_is_read_against_the_default_run_on_the_same_folds(loco_d
     assert "minus pooled" not in bench_multicorpus.render(runs)
 
 
+def test_pooled_caption_says_how_many_speakers_of_each_corpus_validated():
+    run = _pooled_run()
+    assert multicorpus_tables.validation_text(run) == ""  # not recorded per corpus
+    for fold, (emodb, ravdess) in zip(run["folds"], [(2, 0), (1, 0)], strict=True):
+        per_corpus = {"emodb": {"val_speakers": emodb}, "ravdess": {"val_speakers": ravdess}}
+        fold["val_rule"] = {"rule": "auto", "per_corpus": per_corpus}
+    assert multicorpus_tables.validation_text(run) == (
+        " Validation speakers per fold: emodb 1-2, ravdess 0."
+    )
+
+
 def test_pooled_stream_run_names_its_variant_and_the_speaker_statistics_scores():
     run = _pooled_run()
     assert multicorpus_tables.recipe_text(run) == "`default`"
