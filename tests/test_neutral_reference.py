@@ -5,11 +5,11 @@ prior and in a run's transductive reference."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 import numpy as np
 import pytest
+import test_training_runs
 from click.testing import CliRunner
 from tiny_training import POLICY, TINY
 
@@ -31,11 +31,12 @@ from keras_dyconv.normalization import (
     stream_training_statistics,
 )
 from keras_dyconv.recipes import Recipe
-from keras_dyconv.synthetic import write_corpus
 from keras_dyconv.training import train_model
 
 LABELS = ["neutral", "anger"]
 NEUTRAL = TINY.with_overrides(epochs=1, normalization="stream", stream_training="neutral")
+#: The synthetic corpus of the training-run tests (4 speakers; anger, neutral, sadness).
+corpus = test_training_runs.corpus
 
 
 def speaker_corpus(seed: int = 0) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
@@ -131,19 +132,6 @@ def test_neutral_needs_a_neutral_class_and_stream_normalisation():
     assert chosen.neutral_referenced
     with pytest.raises(click.BadParameter, match="needs normalization"):
         chosen_recipe("default", {"stream_training": "neutral"}, FrontendConfig())
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("neutral")
-    return write_corpus(
-        root / "corpus",
-        n_speakers=4,
-        utterances_per_emotion_per_speaker=2,
-        emotions=("anger", "neutral", "sadness"),
-        duration=(1.0, 1.4),
-        seed=3,
-    )
 
 
 def test_cli_refuses_neutral_without_a_neutral_class_or_stream(corpus, tmp_path):
