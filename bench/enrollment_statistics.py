@@ -17,18 +17,15 @@ import numpy as np
 
 from edge_runtime.config import STREAM_MEMORY_FRAMES, FrontendConfig
 from edge_runtime.normalization import StreamStatistics, dataset_statistics
-from keras_dyconv.normalization import FeatureSource, load_features
+from keras_dyconv.normalization import NEUTRAL, FeatureSource, load_features
 
 Statistics = list[tuple[np.ndarray, np.ndarray]]
 
 
-#: The common label (`keras_dyconv.labels`) of the speech a device gets at enrollment.
-NEUTRAL = "neutral"
-
-
 def neutral_pool(labels: Sequence[str]) -> np.ndarray:
     """Which utterances may enroll when a user enrolls by speaking calmly: (n,) bool, True
-    for the common label `NEUTRAL` only (RAVDESS's "calm" is a class of its own and does
+    for the common label `NEUTRAL` only (the speech a device gets at enrollment, and the
+    class neutral-referenced training normalises by; RAVDESS's "calm" is a class of its own and does
     not count), for `enrollment_statistics`'s `pool`.
 
     Args:

@@ -55,7 +55,7 @@ from keras_dyconv.multicorpus import (  # multi_corpus: its old import here keep
     join_corpora,
     multi_corpus,  # noqa: F401
 )
-from keras_dyconv.normalization import FeatureSource
+from keras_dyconv.normalization import FeatureSource, neutral_class
 from keras_dyconv.pretraining import (
     Pretrained,
     assert_not_pretrained,
@@ -158,6 +158,8 @@ def run_experiment(
     # Which folds run is known before any feature or pretraining: a bad name fails now.
     folds, subset = _planned_folds(utts, n_protocol, target, protocol, only_folds, max_folds)
     labels, y = class_indices(utts, labels)
+    if recipe.neutral_referenced:
+        neutral_class(labels)  # no neutral class: refused now, not after the features
     feats = _features(utts, config, cache_dir, n_jobs, log)
     t_features = time.time() - t_start
     run = ExperimentRun(
@@ -359,6 +361,7 @@ def _run_fold(
         "refit_epochs": result.refit_epochs,
         "epochs_run": result.epochs_run,
         "seconds": round(time.time() - t0, 1),
+        **run.neutral_record(result, fold.test),  # type: ignore[typeddict-item]
         **metrics,  # type: ignore[typeddict-item]
         "predictions": predictions,
     }
@@ -380,10 +383,18 @@ def _test(
     if result.config.normalization == "stream":
         # Without adaptation (each utterance a fresh stream: what one file on a new device
         # gets) and the transductive reference (each test speaker's statistics over all
-        # their audio, which a device cannot know in advance).
+        # their audio, or their neutral audio for a "neutral" model, which a device cannot
+        # know in advance).
+        counted = run.speaker_reference(test)[0]
         for adapt, key in (("independent", "_independent"), ("speaker", "_speaker_norm")):
             predicted[key] = predict_utterances(
-                result.model, sources, result.config, run.policy, speakers=speakers, adapt=adapt
+                result.model,
+                sources,
+                result.config,
+                run.policy,
+                speakers=speakers,
+                adapt=adapt,
+                counted=counted,
             ).argmax(axis=1)
     metrics = {f"metrics{key}": summarize(y, pred, run.labels) for key, pred in predicted.items()}
     predictions: list[Prediction] = [
@@ -447,6 +458,7 @@ def _train_all(
         "val_speakers": sorted({run.utts[i].speaker for i in val}),
         "val_rule": folds[0].val_rule,
         "best_epoch": result.best_epoch,
+        **run.neutral_record(result),  # type: ignore[typeddict-item]
         "timings": {"total_s": round(time.time() - t_start, 1)},
     }
     if run.multi:

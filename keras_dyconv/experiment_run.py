@@ -17,7 +17,7 @@ from edge_runtime.config import FrontendConfig
 from edge_runtime.windows import WindowPolicy
 from keras_dyconv.corpora import Utterance
 from keras_dyconv.multicorpus import POOLED, corpus_record
-from keras_dyconv.normalization import FeatureSource
+from keras_dyconv.normalization import FeatureSource, neutral_class, neutral_reference
 from keras_dyconv.recipes import Recipe
 from keras_dyconv.training import TrainResult, train_model
 
@@ -65,6 +65,42 @@ class ExperimentRun:
         """`keras_dyconv.multicorpus.corpus_record` of the run's corpora (several only)."""
         extra_role = "pretraining" if self.recipe.pretrain_extra else "extra training"
         return corpus_record(self.utts, self.target, self.n_protocol, extra_role)
+
+    @property
+    def neutral(self) -> int | None:
+        """For `Recipe.stream_training` "neutral" (normalization "stream"): the index of the
+        class whose utterances give a speaker's statistics (`neutral_class`, a ValueError
+        when the labels have none); None for other recipes."""
+        return neutral_class(self.labels) if self.recipe.neutral_referenced else None
+
+    def speaker_reference(self, indices: Sequence[int]) -> tuple[np.ndarray | None, list[str]]:
+        """Which of the utterances at `indices` give their speaker's statistics in the
+        transductive reference (adapt "speaker": the `counted` of `predict_utterances`), and
+        the speakers without a neutral utterance, who fall back to all of theirs: for a
+        "neutral" model the `neutral_reference` of their labels (what enrolling from neutral
+        speech gives; chosen by the test labels, so a reference only); (None, []) else."""
+        neutral = self.neutral
+        if neutral is None:
+            return None, []
+        return neutral_reference(self.y[indices] == neutral, self.part(indices)[2])
+
+    def neutral_record(self, result: TrainResult, test: Sequence[int] = ()) -> dict[str, Any]:
+        """For a "neutral" model, logged and recorded: the speakers without any neutral
+        utterance whose statistics came from all their audio (sorted), in training ("train",
+        `TrainResult.neutral_fallback_speakers`) and in the speaker reference of the test
+        utterances at `test` ("test"); {} for other recipes."""
+        if self.neutral is None:
+            return {}
+        fallback = {"train": sorted(result.neutral_fallback_speakers)}
+        if len(test):
+            fallback["test"] = sorted(self.speaker_reference(test)[1])
+        for part, speakers in fallback.items():
+            if speakers:
+                self.log(
+                    f"  {len(speakers)} {part} speaker(s) without a neutral utterance, "
+                    f"normalised by all their audio: {', '.join(speakers)}"
+                )
+        return {"neutral_fallback_speakers": fallback}
 
     def part(self, indices: Sequence[int]) -> tuple[list[FeatureSource], np.ndarray, list[str]]:
         """Features, class indices and speakers of the utterances at `indices`."""

@@ -4,6 +4,8 @@
   training utterance, perturbed and normalised with the training data's statistics.
   Features can be in-memory arrays or `.npy` files (memory-mapped), so corpora larger than
   memory train.
+* `class_weights` and `corpus_weights`: the per-class and per-utterance loss weights of
+  class weighting and of training on several corpora.
 * `utterance_windows` and `predict_utterances`: the evaluation and edge policy, windows
   every hop + tail, class probabilities averaged per utterance (`edge_runtime.windows`),
   one utterance at a time (bounded memory, whatever the number of utterances).
@@ -184,6 +186,12 @@ class WindowSequence(keras.utils.PyDataset):
         return x
 
 
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per-class loss weights, inverse to each class's frequency in `labels` (0 if absent)."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    return np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)), 0)
+
+
 def corpus_weights(
     corpora: Sequence[str], labels: Sequence[int], target: str | None, extra_weight: float
 ) -> np.ndarray:
@@ -227,10 +235,11 @@ def utterance_windows(
     policy: WindowPolicy,
     speakers: Sequence[str] | None = None,
     adapt: str = "online",
+    counted: Sequence[bool] | np.ndarray | None = None,
 ) -> Iterator[np.ndarray]:
     """Each utterance's evaluation windows, (n_windows, frames, F) float32, one utterance at
     a time, in order (normalised by `iter_normalized`)."""
-    for feats in iter_normalized(sources, config, speakers, adapt):
+    for feats in iter_normalized(sources, config, speakers, adapt, counted):
         yield split_windows(feats, policy).astype(np.float32)
 
 
@@ -242,19 +251,20 @@ def predict_utterances(
     batch_size: int = 64,
     speakers: Sequence[str] | None = None,
     adapt: str = "online",
+    counted: Sequence[bool] | np.ndarray | None = None,
 ) -> np.ndarray:
     """Utterance-level class probabilities (n_utterances, C): mean over each one's windows.
 
-    `speakers` (and `adapt`) are needed for normalization "stream": each speaker's
-    utterances form one stream, in the order given (see `iter_normalized`). The windows
-    are predicted `PREDICT_BATCHES` batches at a time, as they are cut, so memory does not
-    grow with the number of utterances; the batches are those of one `model.predict` over
-    all the windows, so are the results.
+    `speakers` (and `adapt`, `counted`) are needed for normalization "stream": each
+    speaker's utterances form one stream, in the order given (see `iter_normalized`). The
+    windows are predicted `PREDICT_BATCHES` batches at a time, as they are cut, so memory
+    does not grow with the number of utterances; the batches are those of one
+    `model.predict` over all the windows, so are the results.
     """
     chunk = PREDICT_BATCHES * batch_size
     pending: list[np.ndarray] = []
     counts, probs = [], []
-    for windows in utterance_windows(sources, config, policy, speakers, adapt):
+    for windows in utterance_windows(sources, config, policy, speakers, adapt, counted):
         pending.append(windows)
         counts.append(len(windows))
         if sum(map(len, pending)) >= chunk:

@@ -234,6 +234,7 @@ def _pretrain(
         "val_speakers": sorted({run.utts[i].speaker for i in val}),
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
+        **run.neutral_record(result),
         "seconds": seconds,
         "weights": str(weights.relative_to(run.out)),
     }

@@ -24,8 +24,9 @@ from keras_dyconv.augment import Augmentation
 Optimizer = Literal["adam", "adamw", "rmsprop"]
 #: Recipe.normalization: the `STATISTICS_NORMALIZATIONS` of the frontend.
 Normalization = Literal["dataset", "gain", "stream"]
-#: Recipe.stream_training: whole-speaker statistics, or simulated running statistics.
-StreamTraining = Literal["speaker", "online"]
+#: Recipe.stream_training: whole-speaker statistics, simulated running statistics, or the
+#: statistics of the speaker's neutral speech.
+StreamTraining = Literal["speaker", "online", "neutral"]
 STREAM_TRAINING = typing.get_args(StreamTraining)
 
 
@@ -95,10 +96,16 @@ class Recipe:
             trained on each training speaker normalised by their own statistics and run with
             running statistics of the stream it hears; see `keras_dyconv.normalization`).
         stream_training: which statistics normalise a training window for normalization
-            "stream": "speaker" (all of its speaker's audio) or "online" (the running
+            "stream": "speaker" (all of its speaker's audio), "online" (the running
             statistics a device would have at a random point of its speaker's stream, as
             `keras_dyconv.normalization.online_statistics` draws them; the model learns the
-            cold start too).
+            cold start too) or "neutral" (its speaker's utterances of the class "neutral"
+            only, all of their audio for a speaker who has none, counted in results.json:
+            neutral-referenced normalisation, for a device enrolled from calm speech; needs
+            normalization "stream" and a "neutral" class; the stored stream prior is of the
+            same neutral statistics, and the run's transductive reference
+            `predicted_speaker_norm` normalises each test speaker by their neutral
+            utterances, chosen by the test labels).
         average_checkpoints: average the weights of this many best validation epochs
             (1 = keep the best epoch only).
         refit: after the validation speakers have chosen the epoch (or the epochs to
@@ -202,6 +209,11 @@ class Recipe:
                 f"Recipe.stream_training must be one of {STREAM_TRAINING}, "
                 f"got {self.stream_training!r}"
             )
+        if self.stream_training == "neutral" and self.normalization != "stream":
+            raise ValueError(
+                'stream_training "neutral" needs normalization "stream" '
+                f"(got normalization {self.normalization!r})"
+            )
         # Numeric ranges, checked when the recipe is made (dyser-train: while parsing), not
         # as a ZeroDivisionError deep inside the first fit.
         for name, low in (("epochs", 1), ("batch_size", 1), ("min_epochs", 0)):
@@ -252,6 +264,12 @@ class Recipe:
                 f"build_dycnn_bilstm arguments a recipe may set: "
                 f"{', '.join(MODEL_RECIPE_ARGUMENTS)}"
             )
+
+    @property
+    def neutral_referenced(self) -> bool:
+        """Whether each speaker is normalised by the statistics of their neutral speech
+        (normalization "stream" with stream_training "neutral")."""
+        return self.normalization == "stream" and self.stream_training == "neutral"
 
     def with_overrides(self, **overrides: Any) -> Recipe:
         """A copy with the given fields replaced (None values are ignored)."""

@@ -41,7 +41,9 @@ class Prediction(TypedDict):
     probabilities: list[float]
     #: Normalization "stream" only: each utterance a fresh stream (no adaptation).
     predicted_independent: NotRequired[str]
-    #: Normalization "stream" only: each test speaker's statistics over all their audio.
+    #: Normalization "stream" only: each test speaker's statistics over all their audio
+    #: (`Recipe.stream_training` "neutral": over their neutral utterances, chosen by the
+    #: test labels; a reference only).
     predicted_speaker_norm: NotRequired[str]
     #: Several corpora only (`label` and `predicted` are then common names): the
     #: utterance's corpus and its label in the corpus's own names.
@@ -67,6 +69,10 @@ class FoldRecord(TypedDict):
     refit_epochs: int
     epochs_run: int
     seconds: float
+    #: `Recipe.stream_training` "neutral" only: the speakers without a neutral utterance,
+    #: normalised by all their audio, among the training ("train") and test ("test")
+    #: speakers (`ExperimentRun.neutral_record`).
+    neutral_fallback_speakers: NotRequired[dict[str, list[str]]]
     metrics: Summary
     metrics_independent: NotRequired[Summary]
     metrics_speaker_norm: NotRequired[Summary]
@@ -150,6 +156,8 @@ class AllResults(TypedDict):
     val_speakers: list[str]
     val_rule: NotRequired[dict[str, Any]]
     best_epoch: int | None
+    #: `Recipe.stream_training` "neutral" only: as in `FoldRecord` ("train" only).
+    neutral_fallback_speakers: NotRequired[dict[str, list[str]]]
     timings: Timings
     #: Several corpora only, as in `Results`.
     target_corpus: NotRequired[str | None]

@@ -38,20 +38,19 @@ from keras_dyconv.checkpoints import (
     read_epoch_logs,
 )
 from keras_dyconv.distribute import DivisibleBatches, data_parallel_scope
-from keras_dyconv.feeding import WindowSequence, corpus_weights
+from keras_dyconv.feeding import WindowSequence, class_weights, corpus_weights
 from keras_dyconv.losses import MaskedCrossEntropy, masked_accuracy
 from keras_dyconv.models import build_dycnn_bilstm, time_reduction
 from keras_dyconv.multicorpus import Corpora
 from keras_dyconv.normalization import (
     FeatureSource,
+    Statistics,
     load_features,
-    online_statistics,
-    speaker_statistics,
+    neutral_class,
+    neutral_reference,
+    stream_training_statistics,
 )
 from keras_dyconv.recipes import Recipe, model_kwargs
-
-#: Per training utterance, the (mean, std) choices that normalise its windows.
-Statistics = list[list[tuple[np.ndarray, np.ndarray]]]
 
 
 @dataclass
@@ -61,6 +60,9 @@ class TrainResult:
     `history`, `best_epoch` and `averaged_epochs` describe the run scored on the validation
     speakers; `refit_epochs` > 0 says the returned model was then refit for that many epochs
     on the training and validation speakers together (`Recipe.refit`).
+    `neutral_fallback_speakers` (`Recipe.stream_training` "neutral"): the speakers the
+    returned model trained on who have no neutral utterance, normalised (and counted in the
+    stored stream prior) by the statistics of all their audio instead.
     """
 
     model: keras.Model
@@ -70,6 +72,7 @@ class TrainResult:
     epochs_run: int
     averaged_epochs: list[int] = field(default_factory=list)
     refit_epochs: int = 0
+    neutral_fallback_speakers: list[str] = field(default_factory=list)
 
 
 def _optimizer(recipe: Recipe, total_steps: int) -> keras.optimizers.Optimizer:
@@ -125,7 +128,8 @@ def train_model(
             (an interrupted run retrains them).
         verbose: Keras progress-bar verbosity.
         train_speakers: speaker per training utterance (needed for normalization "stream":
-            each training speaker is normalised by their own statistics, or by simulated
+            each training speaker is normalised by their own statistics, those of their
+            neutral utterances (`labels` must then have a class "neutral"), or simulated
             running statistics of their stream: `Recipe.stream_training`).
         val_speakers: speaker per validation utterance ("stream": each validation
             speaker is one stream, normalised online as the test will be).
@@ -146,6 +150,9 @@ def train_model(
             sharp). The refit and the teachers start from it too.
     """
     policy = policy or WindowPolicy()
+    neutral = None  # the class whose utterances give a speaker's statistics, if not all
+    if recipe.neutral_referenced:
+        neutral = neutral_class(labels)  # refused before any teacher trains
     teachers = _teachers(
         recipe,
         config,
@@ -182,6 +189,7 @@ def train_model(
         teachers=teachers,
         corpora=corpora,
         init_weights=init_weights,
+        neutral=neutral,
     )
     if not (recipe.refit and len(val_sources) and result.best_epoch is not None):
         return result
@@ -199,6 +207,7 @@ def train_model(
         verbose=verbose,
         teachers=teachers,
         init_weights=init_weights,
+        neutral=neutral,
     )
 
 
@@ -217,6 +226,7 @@ def _refit(
     verbose: int | str,
     teachers: Sequence[keras.Model],
     init_weights: str | os.PathLike | None,
+    neutral: int | None,
 ) -> TrainResult:
     """`Recipe.refit`: `result` (the fit scored on the validation speakers) with its model
     refit on training + validation speakers (`sources`, `labels`, `speakers`, `corpora`:
@@ -237,9 +247,14 @@ def _refit(
         snapshot_epochs=result.averaged_epochs,  # the best epoch, then any averaged with it
         corpora=corpora,
         init_weights=init_weights,
+        neutral=neutral,
     )
     return dataclasses.replace(
-        result, model=refit.model, config=refit.config, refit_epochs=refit.epochs_run
+        result,
+        model=refit.model,
+        config=refit.config,
+        refit_epochs=refit.epochs_run,
+        neutral_fallback_speakers=refit.neutral_fallback_speakers,
     )
 
 
@@ -291,12 +306,20 @@ def _fit(
     snapshot_epochs: Sequence[int] = (),
     corpora: Corpora | None = None,
     init_weights: str | os.PathLike | None = None,
+    neutral: int | None = None,
 ) -> TrainResult:
     """One `model.fit` of `train_model` (see there); `epochs` overrides the recipe's, the
     returned model averages the weights of `snapshot_epochs` (0-based) if given, with
-    `corpora` the loss is masked per corpus and the corpora and classes balanced, and with
-    `init_weights` the fit starts from those weights."""
+    `corpora` the loss is masked per corpus and the corpora and classes balanced, with
+    `init_weights` the fit starts from those weights, and with `neutral` (a class index)
+    each speaker's statistics and the stream prior come from their utterances of that
+    class (`keras_dyconv.normalization.neutral_reference`)."""
     keras.utils.set_random_seed(seed)
+    labels_arr = np.asarray(train_labels)
+    stream = recipe.normalization == "stream" and train_speakers is not None
+    counted, fallback = None, []
+    if neutral is not None and stream:
+        counted, fallback = neutral_reference(labels_arr == neutral, train_speakers)  # type: ignore[arg-type]
     by_corpus = None
     if corpora is not None and recipe.corpus_statistics:
         by_corpus = corpora.statistics(train_sources, config)
@@ -304,17 +327,26 @@ def _fit(
         mean, std = by_corpus[corpora.target]  # type: ignore[index]
         config = dataclasses.replace(config, normalization="dataset", mean=mean, std=std)
     else:
-        # "stream": the within-speaker statistics of the training speakers are the prior.
-        stream = recipe.normalization == "stream" and train_speakers is not None
+        # "stream": the within-speaker statistics of the training speakers are the prior
+        # (for "neutral", of the utterances that give their statistics).
+        kept = range(len(train_sources)) if counted is None else np.flatnonzero(counted)
         config = with_dataset_stats(
             config,
-            (load_features(s) for s in train_sources),
+            (load_features(train_sources[i]) for i in kept),
             recipe.normalization,
-            speakers=train_speakers if stream else None,
+            speakers=[train_speakers[i] for i in kept] if stream else None,  # type: ignore[index]
         )
-    if recipe.normalization == "stream" and len(val_sources) and val_speakers is None:
+    if recipe.normalization == "stream" and (
+        train_speakers is None or (len(val_sources) and val_speakers is None)
+    ):
         raise ValueError('normalization "stream" needs train_speakers and val_speakers')
-    labels_arr = np.asarray(train_labels)
+    statistics: Statistics | None = None  # None: `config` normalises
+    if by_corpus is not None:
+        statistics = [[by_corpus[c]] for c in corpora.names]  # type: ignore[union-attr]
+    elif stream:
+        statistics = stream_training_statistics(
+            recipe.stream_training, config, train_sources, train_speakers, seed, counted
+        )
     data = WindowSequence(
         train_sources,
         labels_arr,
@@ -325,11 +357,9 @@ def _fit(
         seed=seed,
         spec_augment=recipe.spec_augment,
         mixup_alpha=recipe.mixup_alpha,
-        class_weights=_class_weights(labels_arr, num_classes) if recipe.class_weighting else None,
+        class_weights=class_weights(labels_arr, num_classes) if recipe.class_weighting else None,
         augmentation=recipe.augmentation,
-        statistics=_training_statistics(recipe, config, train_sources, train_speakers, seed)
-        if by_corpus is None
-        else [[by_corpus[c]] for c in corpora.names],  # type: ignore[union-attr]
+        statistics=statistics,
         teachers=teachers,
         sample_weights=None
         if corpora is None
@@ -341,7 +371,7 @@ def _fit(
         if recipe.iterations:
             epochs = math.ceil(recipe.iterations / len(data))
     with data_parallel_scope(recipe.data_parallel, recipe.batch_size) as shards:
-        return _fit_model(
+        result = _fit_model(
             recipe,
             config,
             policy,
@@ -359,6 +389,7 @@ def _fit(
             masked=corpora is not None,
             init_weights=init_weights,
         )
+    return dataclasses.replace(result, neutral_fallback_speakers=fallback)
 
 
 def _fit_model(
@@ -420,31 +451,6 @@ def _fit_model(
     if snapshots is not None:
         snapshots.restore_mean()
     return TrainResult(model, config, record, best_epoch, len(record.get("loss", [])), averaged)
-
-
-def _training_statistics(
-    recipe: Recipe,
-    config: FrontendConfig,
-    sources: Sequence[FeatureSource],
-    speakers: Sequence[str] | None,
-    seed: int,
-) -> Statistics | None:
-    """The statistics that normalise each training utterance's windows for normalization
-    "stream" (`Recipe.stream_training`); None for the others (`config` normalises)."""
-    if recipe.normalization != "stream":
-        return None
-    if speakers is None:
-        raise ValueError('normalization "stream" needs train_speakers and val_speakers')
-    if recipe.stream_training == "online":
-        return online_statistics(sources, speakers, config, seed=seed)
-    by_speaker = speaker_statistics(sources, speakers)
-    return [[by_speaker[s]] for s in speakers]
-
-
-def _class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Per-class loss weights, inverse to each class's frequency in `labels` (0 if absent)."""
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    return np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)), 0)
 
 
 def _compiled_model(
