@@ -195,9 +195,11 @@ def leave_one_corpus_out(
     protocols do (``per_corpus=True``, `keras_dyconv.pooling.per_corpus_validation`):
     "auto" takes a fifth of each training corpus's speakers (at least 1, never more than
     that corpus's training keeps, female and male alternately when genders are known,
-    anchored at the corpus's first speaker), a number that many per training corpus
-    (default 0, none). So every training corpus takes part in model selection and keeps
-    training speakers; `Fold.val_rule` records each corpus's choice under "per_corpus".
+    anchored at the corpus's first speaker; a corpus that would keep fewer than
+    `keras_dyconv.pooling.POOLED_MIN_TRAIN_SPEAKERS` trains on all of its speakers while
+    another validates), a number that many per training corpus (default 0, none). So every
+    training corpus keeps training speakers; `Fold.val_rule` records each corpus's choice
+    under "per_corpus".
     Speaker-independent, group "corpus".
 
     Raises:

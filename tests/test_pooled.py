@@ -34,6 +34,7 @@ from keras_dyconv.multicorpus import (
     join_corpora,
     multi_corpus,
 )
+from keras_dyconv.pooling import POOLED_MIN_TRAIN_SPEAKERS
 from keras_dyconv.protocols import (
     assert_no_leak,
     assert_test_partition,
@@ -115,8 +116,9 @@ def test_pooled_union_namespaces_speakers_and_keeps_every_class():
 
 def test_pooled_validation_is_chosen_within_each_corpus():
     """LOSO over EmoDB (10), CASIA (4) and RAVDESS (24) pooled: every fold validates on
-    2 EmoDB, 1 CASIA and 5 RAVDESS speakers, and within the test speaker's corpus on exactly
-    the speakers a single-corpus run of that corpus picks."""
+    2 EmoDB and 5 RAVDESS speakers, within the test speaker's corpus on exactly the speakers
+    a single-corpus run of that corpus picks; CASIA, which would keep 2 or 3 training
+    speakers, trains on all of them."""
     corpora = _three(scale=8)
     utts, _ = multi_corpus(corpora, POOLED)
     folds = list(leave_one_speaker_out(utts, per_corpus=True))
@@ -129,15 +131,20 @@ def test_pooled_validation_is_chosen_within_each_corpus():
     for fold in folds:
         assert_no_leak(fold, utts)
         val = _by_corpus(utts, fold.val)
-        assert {c: len(s) for c, s in val.items()} == {"emodb": 2, "casia": 1, "ravdess": 5}
+        assert {c: len(s) for c, s in val.items()} == {"emodb": 2, "ravdess": 5}
         (test_corpus,) = _by_corpus(utts, fold.test)
+        rule = fold.val_rule
+        assert rule["rule"] == "auto" and rule["val_speakers"] == 7
+        assert rule["candidates"] == 37 and rule["train_speakers"] == 30
+        casia = rule["per_corpus"]["casia"]
+        assert casia["val_speakers"] == 0 and casia["train_speakers"] == casia["candidates"]
+        assert "all 3" in casia["description"] or "all 4" in casia["description"]
+        if test_corpus == "casia":
+            continue
         alone = single[test_corpus][fold.name]
         own = namespace_speakers(corpora[test_corpus], test_corpus)
         assert val[test_corpus] == {own[i].speaker for i in alone.val}
-        rule = fold.val_rule
-        assert rule["rule"] == "auto" and rule["val_speakers"] == 8
         assert rule["per_corpus"][test_corpus] == alone.val_rule
-        assert rule["candidates"] == 37 and rule["train_speakers"] == 29
         # RAVDESS's genders are known: female and male alternate.
         genders = Counter(utts[i].gender for i in fold.val if utts[i].extra["corpus"] == "ravdess")
         assert sorted(genders.values()) == [2 * 8, 3 * 8]
@@ -164,11 +171,28 @@ def test_pooled_validation_is_chosen_within_each_corpus():
         list(leave_one_speaker_out(shared, per_corpus=True))
 
 
+def test_pooled_small_corpora_validate_only_when_no_larger_one_can():
+    """The pooled exception to "auto": a corpus that would keep fewer than
+    `POOLED_MIN_TRAIN_SPEAKERS` training speakers trains on all of them only while another
+    corpus validates; two 4-speaker corpora pooled each validate as they would alone."""
+    small = _three(scale=8)["casia"]
+    utts = [
+        dataclasses.replace(u, speaker=f"{name}/{u.speaker}", extra={"corpus": name})
+        for name in ("casia", "twin")
+        for u in small
+    ]
+    assert 4 - 1 < POOLED_MIN_TRAIN_SPEAKERS
+    for fold in leave_one_speaker_out(utts, per_corpus=True):
+        assert {c: len(s) for c, s in _by_corpus(utts, fold.val).items()} == {"casia": 1, "twin": 1}
+        assert fold.val_rule["val_speakers"] == 2 and fold.val_rule["rule"] == "auto"
+
+
 def test_leave_one_corpus_out_validates_within_each_training_corpus():
     """LOCO over EmoDB (10), CASIA (4) and RAVDESS (24): each fold's validation is chosen
     within each training corpus as the pooled folds choose it, so no corpus gives most of
     its speakers to validation (formerly, over all training speakers in sorted order, the
-    RAVDESS fold validated on 3 of CASIA's 4 speakers and the EmoDB fold on no CASIA one)."""
+    RAVDESS fold validated on 3 of CASIA's 4 speakers and the EmoDB fold on no CASIA one);
+    CASIA, which would keep 3, trains on all 4 while another corpus validates."""
     utts, _ = multi_corpus(_three(scale=8), None)
     n_speakers = {c: len(s) for c, s in _by_corpus(utts, range(len(utts))).items()}
     assert n_speakers == {"emodb": 10, "casia": 4, "ravdess": 24}
@@ -176,18 +200,20 @@ def test_leave_one_corpus_out_validates_within_each_training_corpus():
     assert [f.name for f in folds] == ["corpus-emodb", "corpus-casia", "corpus-ravdess"]
     assert_test_partition(folds, len(utts))
     pooled = {f.name: f for f in leave_one_speaker_out(utts, per_corpus=True)}
-    auto = {"emodb": 2, "casia": 1, "ravdess": 5}  # a fifth of 10, 4 and 24, at least 1
+    auto = {"emodb": 2, "casia": 0, "ravdess": 5}  # a fifth of 10 and 24; CASIA keeps all 4
     for fold in folds:
         assert_no_leak(fold, utts)
         (test_corpus,) = _by_corpus(utts, fold.test)
         training = [c for c in n_speakers if c != test_corpus]
         val, train = _by_corpus(utts, fold.val), _by_corpus(utts, fold.train)
-        assert {c: len(s) for c, s in val.items()} == {c: auto[c] for c in training}
+        assert {c: len(s) for c, s in val.items()} == {c: auto[c] for c in training if auto[c]}
         for c in training:
-            assert len(train[c]) == n_speakers[c] - auto[c] >= len(val[c])
+            assert len(train[c]) == n_speakers[c] - auto[c] >= len(val.get(c, ()))
             # Female and male alternate within the corpus.
-            genders = Counter(next(u.gender for u in utts if u.speaker == s) for s in val[c])
-            assert max(genders.values()) - min(genders.values(), default=0) <= 1
+            genders = Counter(
+                next(u.gender for u in utts if u.speaker == s) for s in val.get(c, ())
+            )
+            assert max(genders.values(), default=0) - min(genders.values(), default=0) <= 1
             assert len(genders) == min(2, auto[c])
         # The pooled rule's picks: a pooled LOSO fold testing a speaker of the held-out
         # corpus validates on the same speakers of the other corpora.
@@ -224,9 +250,11 @@ def test_pooled_group_kfold_balances_corpora_then_genders():
         ravdess = Counter(utts[i].gender for i in fold.test if utts[i].extra["corpus"] == "ravdess")
         assert ravdess == {"female": 3 * 60, "male": 3 * 60}
         emodb_sizes.append(sum(utts[i].extra["corpus"] == "emodb" for i in fold.test))
-        # Validation: 1 of CASIA's 3 training speakers, a fifth of EmoDB's and RAVDESS's.
+        # Validation: a fifth of EmoDB's and RAVDESS's training speakers; CASIA trains on
+        # all 3 of its own.
         val = {c: len(s) for c, s in _by_corpus(utts, fold.val).items()}
-        assert val == {"casia": 1, "emodb": round(0.2 * (10 - len(test["emodb"]))), "ravdess": 4}
+        assert val == {"emodb": round(0.2 * (10 - len(test["emodb"]))), "ravdess": 4}
+        assert len(_by_corpus(utts, fold.train)["casia"]) == 3
     assert max(emodb_sizes) - min(emodb_sizes) <= 71
     # Balanced by utterances and gender alone (the single-corpus rule), a fold would hold
     # 1 EmoDB and 7 RAVDESS speakers.
@@ -408,7 +436,6 @@ def test_real_corpora_pooled_four_folds():
         assert test["casia"] == 1 and test["ravdess"] == 6 and test["emodb"] in (2, 3)
         assert {c: len(s) for c, s in _by_corpus(utts, fold.val).items()} == {
             "emodb": 1 if test["emodb"] == 3 else 2,
-            "casia": 1,
             "ravdess": 4,
         }
     # Protocol "all": EmoDB validates on the speakers its single-corpus model did (08, 10).
