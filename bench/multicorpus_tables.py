@@ -261,20 +261,28 @@ def _own_predicted(rows: np.ndarray, labels: Sequence[str], corpus: str) -> np.n
     return np.where(class_mask(corpus, labels), rows, -np.inf).argmax(axis=1)
 
 
-def _own_by_key(run: dict[str, Any], corpus: str) -> dict[int, dict[str, np.ndarray]]:
-    """Per seed of a pooled run, {utterance key: own-label class index predicted} for
-    `corpus` (mean window probabilities, arg-max over the corpus's own classes)."""
+def _corpus_predictions(
+    run: dict[str, Any], corpus: str, seed: int | None = None
+) -> list[dict[str, Any]]:
+    """The saved predictions of `corpus`'s utterances, over all folds (of one `seed`, or of
+    every seed when None), in the order saved."""
+    return [
+        p
+        for r in run["folds"]
+        if seed is None or r["seed"] == seed
+        for p in r["predictions"]
+        if p["corpus"] == corpus
+    ]
+
+
+def _own_by_key(run: dict[str, Any], corpus: str) -> dict[str, dict[str, np.ndarray]]:
+    """Per seed of a pooled run ("seed N"), {utterance key: own-label class index
+    predicted} for `corpus` (mean window probabilities, arg-max over its own classes)."""
     out = {}
     for seed in run["seeds"]:
-        preds = [
-            p
-            for r in run["folds"]
-            if r["seed"] == seed
-            for p in r["predictions"]
-            if p["corpus"] == corpus
-        ]
+        preds = _corpus_predictions(run, corpus, seed)
         rows = np.array([p["probabilities"] for p in preds])
-        out[seed] = dict(
+        out[f"seed {seed}"] = dict(
             zip(
                 [_utterance_key(p["path"]) for p in preds],
                 _own_predicted(rows, run["labels"], corpus),
@@ -299,22 +307,20 @@ def pooled_paired(
     labels = run["labels"]
     mine = _own_by_key(run, corpus)
     first = min(run["seeds"])
-    keys = list(mine[first])  # in prediction order: the bootstrap draws index them
+    keys = list(mine[f"seed {first}"])  # in prediction order: the bootstrap draws index them
     if "seeds" in other:
-        theirs = _own_by_key(other, corpus)
+        theirs = {f"the other run's {k}": v for k, v in _own_by_key(other, corpus).items()}
     else:
-        preds = [p for r in other["folds"] for p in r["predictions"] if p["corpus"] == corpus]
+        preds = _corpus_predictions(other, corpus)
         scores = _own_predicted(score_rows(preds, "scores_own"), labels, corpus)
-        theirs = {"svm": dict(zip([_utterance_key(p["path"]) for p in preds], scores, strict=True))}
+        theirs = {
+            "the SVM": dict(zip([_utterance_key(p["path"]) for p in preds], scores, strict=True))
+        }
     for name, got in [*mine.items(), *theirs.items()]:
         if sorted(got) != sorted(keys):
             raise ValueError(f"{corpus}: {name} tested other utterances than seed {first}")
     true_of = {
-        _utterance_key(p["path"]): p["label"]
-        for r in run["folds"]
-        if r["seed"] == first
-        for p in r["predictions"]
-        if p["corpus"] == corpus
+        _utterance_key(p["path"]): p["label"] for p in _corpus_predictions(run, corpus, first)
     }
     true = _indices(labels, [true_of[k] for k in keys], corpus)
     a, b = ({s: np.array([d[k] for k in keys]) for s, d in x.items()} for x in (mine, theirs))
@@ -409,7 +415,7 @@ def speaker_norm_text(run: dict[str, Any]) -> str:
         return ""
     parts = []
     for corpus in run["corpora"]:
-        preds = [p for r in run["folds"] for p in r["predictions"] if p["corpus"] == corpus]
+        preds = _corpus_predictions(run, corpus)
         true = np.array([p["label"] for p in preds])
         guess = np.array([p["predicted_speaker_norm"] for p in preds])
         wa, ua = (metric(true, guess) for metric in METRICS.values())
