@@ -372,6 +372,26 @@ def table_row(name: str, r: dict, runs: dict[str, dict]) -> list[str]:
     ]
 
 
+def online_orders(runs: dict[str, dict]) -> str:
+    """How the `stream` variants' online predictions ordered each test speaker's utterances
+    (`keras_dyconv.results.online_order`), in words: one order for all of them (none: the
+    order runs record now), or each order with its variants."""
+    from keras_dyconv.results import ONLINE_ORDER, online_order, online_order_text
+
+    by_order: dict[str, list[str]] = {}
+    for name, run in runs.items():
+        order = online_order(run)
+        if order is not None:
+            by_order.setdefault(order, []).append(name)
+    if len(by_order) < 2:
+        return online_order_text(next(iter(by_order), ONLINE_ORDER))
+    said = [
+        ", ".join(f"`{n}`" for n in names) + f": {online_order_text(order)}"
+        for order, names in by_order.items()
+    ]
+    return f"({'; '.join(said)})"
+
+
 def render_table() -> None:
     runs = {p.stem: json.loads(p.read_text()) for p in sorted(ABLATION.glob("*.json"))}
     if not runs:
@@ -416,8 +436,9 @@ def render_table() -> None:
             "predictions (bootstrap interval over utterances). For `stream` normalisation "
             "the WA/UA columns are without adaptation (each test utterance a fresh stream: "
             "the training prior plus itself); the online-adapted columns score it as a "
-            "device runs it: each test speaker's utterances in corpus order as one stream, "
-            "normalised by the running statistics heard so far (no labels, no look-ahead); "
+            f"device runs it: each test speaker's utterances {online_orders(runs)} as one "
+            "stream, normalised by the running statistics heard so far (no labels, no "
+            "look-ahead); "
             "the per-speaker reference uses each test speaker's whole audio (transductive, "
             "not deployable). The seed ensemble averages the class probabilities of a "
             "fold's seeds; it and the spread over seeds use the online-adapted predictions "

@@ -39,7 +39,8 @@ What a file is comes from its content (`run_kind`), not its name:
 
 Files whose names differ only in a ``-seed<N>`` suffix are the seeds of one run: they
 are merged (`keras_dyconv.results.merge_results`, which refuses runs that differ in
-labels or recipe) into one table named without the suffix.
+labels, recipe or, for stream runs, the order of the online streams) into one table named
+without the suffix.
 
     python bench/bench_multicorpus.py            # rewrite the section
     python bench/bench_multicorpus.py --no-write # print it
@@ -195,7 +196,8 @@ def load_runs(runs_dir: Path = RUNS) -> list[tuple[str, dict[str, Any]]]:
     """(name, results) of every saved run in `runs_dir`, in file-name order. Files whose
     names differ only in a ``-seed<N>`` suffix (``loco-seed0.json``, ``loco-seed1.json``)
     are the seeds of one run: merged (`keras_dyconv.results.merge_results`, which refuses
-    runs that differ in labels or recipe) and named without the suffix (``loco``)."""
+    runs that differ in labels, recipe or online order) and named without the suffix
+    (``loco``)."""
     groups: dict[str, list[Path]] = {}
     for path in sorted(runs_dir.glob("*.json")):
         groups.setdefault(re.sub(r"-seed\d+$", "", path.stem), []).append(path)

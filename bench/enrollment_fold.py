@@ -25,12 +25,11 @@ from enrollment_statistics import (
     enrollment_statistics,
     running_statistics,
     statistics_error,
-    stream_order,
 )
 
 from edge_runtime.config import FrontendConfig
 from edge_runtime.windows import WindowPolicy
-from keras_dyconv.normalization import FeatureSource, load_features
+from keras_dyconv.normalization import FeatureSource, load_features, stream_order
 
 
 def fold_model(results: dict[str, Any], checkpoints: Path, record: dict[str, Any]):

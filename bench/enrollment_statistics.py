@@ -1,12 +1,12 @@
-"""The statistics `bench_enrollment.py` normalises with, and how it orders the streams.
+"""The statistics `bench_enrollment.py` normalises with, and what its stream orders hear.
 
 Per test utterance: the statistics of N seconds of its speaker's other utterances
 (`enrollment_statistics`; of their neutral ones only with `neutral_pool`), or the running
-statistics of its speaker's stream in a given
-order (`running_statistics`); their distance to the speaker's own (`statistics_error`);
-the per-speaker stream orders (`stream_order`), the seconds heard before each utterance
-(`heard_before`) and how emotion-blocked an order is (`same_emotion_share`). numpy and the
-project's normalisation only: no model, no corpus.
+statistics of its speaker's stream in a given order (`running_statistics`; the orders are
+`keras_dyconv.normalization.stream_order`'s); their distance to the speaker's own
+(`statistics_error`); the seconds heard before each utterance (`heard_before`) and how
+emotion-blocked an order is (`same_emotion_share`). numpy and the project's normalisation
+only: no model, no corpus.
 """
 
 from __future__ import annotations
@@ -153,19 +153,6 @@ def statistics_error(stats: Statistics, reference: Statistics) -> np.ndarray:
         out[k, 0] = np.mean(np.abs(np.asarray(mean, np.float64) - ref_mean) / ref_std)
         out[k, 1] = np.mean(np.log(np.asarray(std, np.float64) / ref_std))
     return out
-
-
-def stream_order(speakers: Sequence[str], rng: np.random.Generator | None) -> np.ndarray:
-    """Indices of the utterances in the order a stream hears them: each speaker's own
-    utterances shuffled among the positions they hold (`rng`), or as given (None)."""
-    order = np.arange(len(speakers))
-    if rng is None:
-        return order
-    owners = np.asarray(speakers)
-    for speaker in dict.fromkeys(speakers):
-        mine = np.flatnonzero(owners == speaker)
-        order[mine] = rng.permutation(mine)
-    return order
 
 
 def heard_before(lengths: Sequence[int], speakers: Sequence[str], order: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from keras_dyconv.baseline import score_rows
 from keras_dyconv.labels import class_mask, score_both
 from keras_dyconv.metrics import bootstrap_ci, unweighted_accuracy, weighted_accuracy
 from keras_dyconv.recipes import Recipe, get_recipe
+from keras_dyconv.results import CORPUS_ORDER, online_order, online_order_text
 
 #: The saved eGeMAPS+SVM runs (`bench/bench_baseline.py`).
 SVM = Path(__file__).resolve().parent.parent / "docs" / "results" / "baseline"
@@ -408,23 +409,37 @@ def recipe_text(run: dict[str, Any]) -> str:
 
 
 def speaker_norm_text(run: dict[str, Any]) -> str:
-    """For normalization "stream" (online CMVN): what the table's scores are, and each
-    corpus's common-label WA / UA with every test speaker normalised by their own statistics
-    (the run's transductive "predicted_speaker_norm"); "" for other runs."""
+    """For normalization "stream" (online CMVN): what the table's scores are (online, each
+    test speaker's utterances one stream in the run's `online_order`: corpus order in runs
+    written before it was recorded), each corpus's common-label WA / UA in corpus order
+    where the run also saved those ("predicted_corpus_order"), and with every test speaker
+    normalised by their own statistics (the run's transductive "predicted_speaker_norm");
+    "" for other runs."""
     if run["recipe"].get("normalization") != "stream":
         return ""
-    parts = []
-    for corpus in run["corpora"]:
-        preds = _corpus_predictions(run, corpus)
-        true = np.array([p["label"] for p in preds])
-        guess = np.array([p["predicted_speaker_norm"] for p in preds])
-        wa, ua = (metric(true, guess) for metric in METRICS.values())
-        parts.append(f"{corpus} {pct(wa)} / {pct(ua)}")
+
+    def common(key: str) -> str:
+        parts = []
+        for corpus in run["corpora"]:
+            preds = _corpus_predictions(run, corpus)
+            true = np.array([p["label"] for p in preds])
+            guess = np.array([p[key] for p in preds])
+            wa, ua = (metric(true, guess) for metric in METRICS.values())
+            parts.append(f"{corpus} {pct(wa)} / {pct(ua)}")
+        return ", ".join(parts)
+
+    order = online_order(run)
+    stream = online_order_text(order)
+    if order != CORPUS_ORDER:
+        stream += (
+            "; in corpus order (emotion-blocked where a corpus lists a speaker's files by "
+            "emotion) the common-label WA / UA are " + common("predicted_corpus_order")
+        )
     return (
         ' Normalisation "stream": the scores above are online, each test speaker\'s '
-        "utterances one stream in corpus order; with each test speaker's own statistics "
+        f"utterances one stream {stream}; with each test speaker's own statistics "
         "(all of their audio, transductive) the common-label WA / UA are "
-        + ", ".join(parts)
+        + common("predicted_speaker_norm")
         + " (see the section on stream normalisation)."
     )
 

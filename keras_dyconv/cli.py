@@ -384,9 +384,25 @@ def train(
     type=click.Path(path_type=Path),
     help="Feature cache folder (the features are read from its files, memory-mapped).",
 )
+@click.option(
+    "--stream-order",
+    type=click.Choice(["random", "corpus"]),
+    default="random",
+    show_default=True,
+    help='Models with normalization "stream", each speaker\'s utterances one stream: heard '
+    "in a random order per speaker (seeded by --seed), as dyser-train scores its headline, "
+    "or in corpus order (emotion-blocked where a corpus lists a speaker's files by emotion).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the random stream order (dyser-train: each fold's training seed).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 @VERBOSE
-def evaluate(model, corpus, data, speakers, cache, as_json, verbose):
+def evaluate(model, corpus, data, speakers, cache, stream_order, seed, as_json, verbose):
     """Re-score a saved MODEL (.keras from dyser-train) on a corpus.
 
     Uses the model's own frontend config, normalisation statistics, labels and window
@@ -395,7 +411,9 @@ def evaluate(model, corpus, data, speakers, cache, as_json, verbose):
     model trained on one corpus scores another: on the classes both have, in common names
     (predicting a class the corpus lacks is an error) and, for a corpus with a label
     mapping, in the corpus's own label set. Utterances of classes the model cannot output
-    are counted by class and skipped; the model's classes the corpus lacks are listed.
+    are counted by class and skipped; the model's classes the corpus lacks are listed. A
+    model with normalization "stream" adapts online, each speaker's utterances one stream
+    (--stream-order).
 
     Exit codes: 0 done, 2 bad arguments, corpus layout, audio or model file.
     """
@@ -415,7 +433,14 @@ def evaluate(model, corpus, data, speakers, cache, as_json, verbose):
             wanted = set(speakers.split(","))
             utts = [u for u in utts if u.speaker in wanted]
         try:
-            report = evaluate_model(net, metadata, utts, corpus_of(corpus, utts), cache)
+            report = evaluate_model(
+                net,
+                metadata,
+                utts,
+                corpus_of(corpus, utts),
+                cache,
+                seed=seed if stream_order == "random" else None,
+            )
         except ValueError as err:
             raise click.UsageError(str(err)) from None
     click.echo(json.dumps(report, indent=2) if as_json else _report_lines(report))
@@ -433,6 +458,8 @@ def _report_lines(report: dict[str, Any]) -> str:
             f"  in {report['corpus']}'s own labels ({', '.join(own['labels'])}): "
             f"WA {own['wa']:.3f}  UA {own['ua']:.3f}  macro-F1 {own['macro_f1']:.3f}"
         )
+    if "online_order" in report:
+        lines.append(f"  online, each speaker one stream: {report['online_order']}")
     if report["not_in_model"]:
         counts = ", ".join(f"{k} ({n})" for k, n in report["not_in_model"].items())
         lines.append(f"  skipped, classes the model cannot output: {counts}")

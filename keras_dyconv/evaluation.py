@@ -17,6 +17,10 @@ Utterances of classes the model cannot output are not scored, and are counted by
 matched by its name: a model scored on the corpus it was trained on gives the same numbers
 as before the mapping.
 
+A model with normalization "stream" adapts online to each speaker: each speaker's utterances
+are one stream, heard in a random order per speaker (`seed`; `stream_order`), as
+`dyser-train` scores its headline (`keras_dyconv.scoring`), or in corpus order on request.
+
     from keras_dyconv.evaluation import evaluate_model
     model, metadata = load_model("runs/x/model.keras")
     report = evaluate_model(model, metadata, load_corpus("casia", root), "casia")
@@ -42,6 +46,8 @@ from keras_dyconv.labels import (
     score_both,
 )
 from keras_dyconv.metrics import summarize
+from keras_dyconv.normalization import stream_order
+from keras_dyconv.results import CORPUS_ORDER
 
 if TYPE_CHECKING:
     import keras
@@ -156,19 +162,27 @@ def evaluate_model(
     utts: Sequence[Utterance],
     corpus: str | None,
     cache_dir: str | os.PathLike | None = None,
+    seed: int | None = 0,
 ) -> dict[str, Any]:
     """Score a saved model (`keras_dyconv.modelio.load_model`'s model and metadata) on
     `utts`, with its own frontend, normalisation statistics, labels and windows (`score`;
-    "model_labels" and "corpus" added). With normalization "stream" each speaker's
-    utterances are one stream, in corpus order. With `cache_dir` the features are
-    memory-mapped from the cache's files.
+    "model_labels" and "corpus" added). With `cache_dir` the features are memory-mapped
+    from the cache's files.
+
+    With normalization "stream" each speaker's utterances are one stream, online: in the
+    random order ``stream_order(speakers, np.random.default_rng(seed))`` of the scored
+    utterances (each speaker's utterances shuffled among the positions they hold; a fold
+    model from `dyser-train` gives its fold's "predicted" with the fold's training seed on
+    exactly that fold's test utterances), or with `seed` None in the order of `utts` (corpus
+    order: emotion-blocked in corpora that list a speaker's files by emotion).
+    "online_order" in the report says which. Other normalizations ignore `seed`.
 
     Raises:
         ValueError: no utterance is of a class the model can output, or an audio file that
             cannot be read (naming it).
     """
     from keras_dyconv.features import extract_corpus
-    from keras_dyconv.feeding import predict_utterances
+    from keras_dyconv.scoring import predict_in_order
 
     match = match_labels(metadata.labels, utts, corpus)
     if not match.scored:
@@ -181,7 +195,12 @@ def evaluate_model(
     feats = extract_corpus(
         [u.path for u in known], raw, cache_dir=cache_dir, as_paths=cache_dir is not None
     )
-    probs = predict_utterances(
-        model, feats, metadata.frontend, metadata.window, speakers=[u.speaker for u in known]
-    )
-    return {**score(match, probs), "model_labels": list(metadata.labels), "corpus": corpus}
+    speakers = [u.speaker for u in known]
+    stream = metadata.frontend.normalization == "stream"
+    rng = np.random.default_rng(seed) if stream and seed is not None else None
+    order = stream_order(speakers, rng)
+    probs = predict_in_order(model, feats, metadata.frontend, metadata.window, speakers, order)
+    report = {**score(match, probs), "model_labels": list(metadata.labels), "corpus": corpus}
+    if stream:
+        report["online_order"] = f"random per speaker, seed {seed}" if rng else CORPUS_ORDER
+    return report

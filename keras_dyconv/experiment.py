@@ -2,7 +2,9 @@
 
 `run_experiment` is what `dyser-train` runs. Every fold is checked for leakage before
 training (`assert_no_leak`), model selection only sees the validation part carved out of
-the training data, and the output folder holds everything needed to trust the number:
+the training data, each fold's test is scored by `keras_dyconv.scoring.score_test`
+(normalization "stream": online, each test speaker's utterances in a random order seeded
+by the training seed), and the output folder holds everything needed to trust the number:
 
     results.json            config, versions, seeds, per-fold and pooled metrics, timings
     confusion_matrix.png    pooled over folds (and seeds)
@@ -39,7 +41,6 @@ from keras_dyconv.corpora import Utterance
 from keras_dyconv.distribute import data_parallel_devices
 from keras_dyconv.experiment_run import ExperimentRun
 from keras_dyconv.features import extract_corpus
-from keras_dyconv.feeding import predict_utterances
 from keras_dyconv.folds import (  # make_folds: its old import path
     ProtocolSpec,
     UnknownFoldError,
@@ -47,7 +48,6 @@ from keras_dyconv.folds import (  # make_folds: its old import path
     make_folds,  # noqa: F401
 )
 from keras_dyconv.labels import class_indices
-from keras_dyconv.metrics import summarize
 from keras_dyconv.modelio import save_model
 from keras_dyconv.multicorpus import (  # multi_corpus: its old import here keeps working
     POOLED,
@@ -70,11 +70,10 @@ from keras_dyconv.protocols import (
 )
 from keras_dyconv.recipes import Recipe
 from keras_dyconv.results import (
+    ONLINE_ORDER,
     AllResults,
     FoldRecord,
-    Prediction,
     Results,
-    Summary,
     corpus_scores,
     score_folds,
     write_json,
@@ -86,6 +85,7 @@ from keras_dyconv.runfolder import (
     versions,
     write_run_folder,
 )
+from keras_dyconv.scoring import score_test
 from keras_dyconv.training import TrainResult
 
 
@@ -275,6 +275,8 @@ def _results(
         "timings": {"features_s": round(t_features, 1), "total_s": round(time.time() - t_start, 1)},
         **score_folds(fold_records, run.labels),
     }
+    if run.recipe.normalization == "stream":  # how "predicted" ordered each test stream
+        results["online_order"] = ONLINE_ORDER
     if run.multi:
         results.update(run.corpus_record())  # type: ignore[typeddict-item]
         results["corpus_scores"] = corpus_scores(fold_records, run.labels)
@@ -341,7 +343,7 @@ def _run_fold(
         checkpoint_dir=ckpt,
         init_weights=None if pretrained is None else pretrained.weights,
     )
-    metrics, predictions = _test(run, result, fold.test)
+    metrics, predictions = score_test(run, result, fold.test, seed)
     run.log(
         f"  WA {metrics['metrics']['wa']:.3f}  UA {metrics['metrics']['ua']:.3f}  "
         f"(best epoch {result.best_epoch}, {result.epochs_run} run, "
@@ -368,54 +370,6 @@ def _run_fold(
     if ckpt is not None:
         write_json(ckpt / "record.json", {**record, "history": result.history})
     return record, result.history, result
-
-
-def _test(
-    run: ExperimentRun, result: TrainResult, test: Sequence[int]
-) -> tuple[dict[str, Summary], list[Prediction]]:
-    """Score the fitted model on the test utterances at `test`: the metrics ("metrics"; for
-    normalization "stream" also "metrics_independent" and "metrics_speaker_norm") and the
-    predictions, as a fold record holds them."""
-    sources, y, speakers = run.part(test)
-    probs = predict_utterances(result.model, sources, result.config, run.policy, speakers=speakers)
-    # Class index per test utterance, by the suffix of the record keys that hold them.
-    predicted = {"": probs.argmax(axis=1)}
-    if result.config.normalization == "stream":
-        # Without adaptation (each utterance a fresh stream: what one file on a new device
-        # gets) and the transductive reference (each test speaker's statistics over all
-        # their audio, or their neutral audio for a "neutral" model, which a device cannot
-        # know in advance).
-        counted = run.speaker_reference(test)[0]
-        for adapt, key in (("independent", "_independent"), ("speaker", "_speaker_norm")):
-            predicted[key] = predict_utterances(
-                result.model,
-                sources,
-                result.config,
-                run.policy,
-                speakers=speakers,
-                adapt=adapt,
-                counted=counted,
-            ).argmax(axis=1)
-    metrics = {f"metrics{key}": summarize(y, pred, run.labels) for key, pred in predicted.items()}
-    predictions: list[Prediction] = [
-        {  # type: ignore[typeddict-item]
-            "path": str(run.utts[i].path),
-            "label": run.labels[run.y[i]],
-            "predicted": run.labels[predicted[""][k]],
-            "probabilities": [round(float(v), 5) for v in probs[k]],
-            **{f"predicted{key}": run.labels[p[k]] for key, p in predicted.items() if key},
-            **(
-                {
-                    "corpus": run.utts[i].extra["corpus"],
-                    "original_label": run.utts[i].extra["original_label"],
-                }
-                if run.multi
-                else {}
-            ),
-        }
-        for k, i in enumerate(test)
-    ]
-    return metrics, predictions
 
 
 def _train_all(

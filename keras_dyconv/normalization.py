@@ -7,7 +7,7 @@ utterances, or over their neutral ones only, `neutral_reference`) or the running
 statistics a device would have at random points of the speaker's stream
 (`online_statistics`); `stream_training_statistics` makes the choice of
 `Recipe.stream_training`. `iter_normalized` (and `normalize_utterances`, its list) applies
-them as the deployed model would.
+them as the deployed model would; `stream_order` shuffles each test speaker's stream.
 """
 
 from __future__ import annotations
@@ -175,6 +175,30 @@ def online_statistics(
 
 
 ADAPTATIONS = ("online", "independent", "speaker")
+
+
+def stream_order(speakers: Sequence[str], rng: np.random.Generator | None) -> np.ndarray:
+    """The order a device hears the utterances in: (n,) int64 indices, a permutation of
+    range(n) in which each speaker's utterances are shuffled (`rng`) among the positions
+    they hold, or the order given (`rng` None: ``arange(n)``).
+
+    Streaming ``sources[order]`` with ``speakers[order]`` through `iter_normalized` (or
+    `keras_dyconv.feeding.predict_utterances`) and writing result k back to ``order[k]``
+    scores every utterance as heard in that order; every speaker's stream keeps its
+    length and other speakers' streams are untouched. Corpora list a speaker's files
+    emotion by emotion (CASIA, RAVDESS), so the given order drifts the online statistics
+    towards the current emotion; a random order is what a device hearing mixed emotions
+    gets. The speakers are shuffled in order of first appearance, one ``rng.permutation``
+    each: the same generator state gives the same order.
+    """
+    order = np.arange(len(speakers))
+    if rng is None:
+        return order
+    owners = np.asarray(speakers)
+    for speaker in dict.fromkeys(speakers):
+        mine = np.flatnonzero(owners == speaker)
+        order[mine] = rng.permutation(mine)
+    return order
 
 
 def normalize_utterances(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
@@ -28,6 +28,15 @@ from keras_dyconv.recipes import Recipe
 Summary = dict[str, Any]
 #: Per metric ("wa", "ua"), the bootstrap 95% interval [low, high].
 Interval = dict[str, list[float]]
+#: results.json's "online_order" of a normalization "stream" run: each test speaker's
+#: utterances stream in a random order (`keras_dyconv.normalization.stream_order`) drawn by
+#: ``np.random.default_rng(seed)``, the seed the fold's model was trained with
+#: (`keras_dyconv.scoring.score_test`).
+ONLINE_ORDER = "random per speaker, seeded by the training seed"
+#: The online order of stream runs written before "online_order" was recorded: each test
+#: speaker's utterances as the corpus lists them (by emotion within a speaker in CASIA and
+#: RAVDESS).
+CORPUS_ORDER = "corpus order"
 
 
 class Prediction(TypedDict):
@@ -35,10 +44,14 @@ class Prediction(TypedDict):
 
     path: str
     label: str
-    #: The predicted class (for normalization "stream": online adaptation per test speaker).
+    #: The predicted class (for normalization "stream": online adaptation per test speaker,
+    #: in the run's `online_order`).
     predicted: str
     #: Mean class probabilities over the utterance's windows, rounded to 5 decimals.
     probabilities: list[float]
+    #: Normalization "stream" runs with an "online_order" only: online in corpus order
+    #: (emotion-blocked where the corpus lists a speaker's files by emotion).
+    predicted_corpus_order: NotRequired[str]
     #: Normalization "stream" only: each utterance a fresh stream (no adaptation).
     predicted_independent: NotRequired[str]
     #: Normalization "stream" only: each test speaker's statistics over all their audio
@@ -74,6 +87,7 @@ class FoldRecord(TypedDict):
     #: speakers (`ExperimentRun.neutral_record`).
     neutral_fallback_speakers: NotRequired[dict[str, list[str]]]
     metrics: Summary
+    metrics_corpus_order: NotRequired[Summary]
     metrics_independent: NotRequired[Summary]
     metrics_speaker_norm: NotRequired[Summary]
     predictions: list[Prediction]
@@ -92,6 +106,8 @@ class Scores(TypedDict):
     #: Mean and population std over seeds of each seed's pooled "wa" and "ua".
     seed_mean: dict[str, float]
     seed_std: dict[str, float]
+    pooled_corpus_order: NotRequired[Summary]
+    pooled_corpus_order_ci95: NotRequired[Interval]
     pooled_independent: NotRequired[Summary]
     pooled_independent_ci95: NotRequired[Interval]
     pooled_speaker_norm: NotRequired[Summary]
@@ -130,6 +146,10 @@ class Results(Scores):
     versions: dict[str, str]
     folds: list[FoldRecord]
     timings: Timings
+    #: Normalization "stream" only: how each test speaker's utterances were ordered for the
+    #: online "predicted" (`ONLINE_ORDER`); absent in runs written before it was recorded,
+    #: which streamed them in corpus order (`online_order`).
+    online_order: NotRequired[str]
     #: Several corpora only: the corpus the folds are made on (None for protocol "loco";
     #: "all", `keras_dyconv.multicorpus.POOLED`, when every corpus is trained and tested).
     target_corpus: NotRequired[str | None]
@@ -168,8 +188,9 @@ class AllResults(TypedDict):
 def score_folds(fold_records: Sequence[FoldRecord], labels: Sequence[str]) -> Scores:
     """Pooled, per-seed and across-seed metrics of fold records (from their predictions).
 
-    Also, when present: "pooled_independent" and "pooled_speaker_norm" (normalization
-    "stream" without adaptation, and its transductive per-speaker reference) and
+    Also, when present: "pooled_corpus_order", "pooled_independent" and
+    "pooled_speaker_norm" (normalization "stream" online in corpus order, without
+    adaptation, and its transductive per-speaker reference) and
     "ensemble" (class probabilities averaged over the seeds of each fold: what a seed
     ensemble scores).
     """
@@ -210,7 +231,7 @@ def score_folds(fold_records: Sequence[FoldRecord], labels: Sequence[str]) -> Sc
         },
     }
     predictions = [p for r in fold_records for p in r["predictions"]]
-    for key in ("independent", "speaker_norm"):
+    for key in ("corpus_order", "independent", "speaker_norm"):
         if predictions and all(f"predicted_{key}" in p for p in predictions):
             summary, ci = pooled(fold_records, f"predicted_{key}")
             scores[f"pooled_{key}"], scores[f"pooled_{key}_ci95"] = summary, ci
@@ -257,6 +278,11 @@ def merge_results(parts: Sequence[Results]) -> Results:
             # Results written before a key existed (e.g. "architecture") merge with any.
             if key in part and key in first and canonical(part, key) != canonical(first, key):
                 raise ValueError(f"cannot merge runs that differ in {key!r}")
+        if online_order(part) != online_order(first):
+            raise ValueError(
+                f"cannot merge runs whose online predictions differ in order "
+                f"({online_order(first)!r} and {online_order(part)!r})"
+            )
     records = [r for part in parts for r in part["folds"]]
     keys = [(r["fold"], r["seed"]) for r in records]
     if len(set(keys)) != len(keys):
@@ -282,6 +308,31 @@ def merge_results(parts: Sequence[Results]) -> Results:
     if "corpus_scores" in first:
         merged["corpus_scores"] = corpus_scores(records, first["labels"])
     return merged
+
+
+def online_order(results: Mapping[str, Any]) -> str | None:
+    """How a run's online predictions ("predicted") streamed each test speaker's
+    utterances: for normalization "stream", its "online_order", or `CORPUS_ORDER` for runs
+    written before that was recorded; None for other normalizations (no stream)."""
+    if results["recipe"].get("normalization") != "stream":
+        return None
+    return results.get("online_order", CORPUS_ORDER)
+
+
+def online_order_text(order: str) -> str:
+    """An `online_order` in words, for tables and captions: "in corpus order" or "in a
+    random order per speaker, seeded by the training seed".
+
+    Raises:
+        ValueError: not an order a run records.
+    """
+    words = {
+        CORPUS_ORDER: "in corpus order",
+        ONLINE_ORDER: "in a random order per speaker, seeded by the training seed",
+    }
+    if order not in words:
+        raise ValueError(f"unknown online order {order!r}: expected one of {list(words)}")
+    return words[order]
 
 
 def corpus_scores(fold_records: Sequence[FoldRecord], labels: Sequence[str]) -> dict[str, Any]:

@@ -74,6 +74,27 @@ def test_seconds_per_epoch_counts_refit_epochs():
     assert bench_ablation.seconds_per_epoch({"folds": folds}) == pytest.approx(4.0)
 
 
+def test_ablation_caption_says_how_each_stream_variant_ordered_its_online_streams():
+    from keras_dyconv.results import ONLINE_ORDER
+
+    stream = {"normalization": "stream"}
+    runs = {
+        "dataset-norm": {"recipe": {"normalization": "dataset"}},
+        "stream-norm": {"recipe": stream},
+    }
+    # Runs written before "online_order": corpus order (the caption of the saved results).
+    assert bench_ablation.online_orders(runs) == "in corpus order"
+    runs["stream-online"] = {"recipe": stream, "online_order": ONLINE_ORDER}
+    assert bench_ablation.online_orders(runs) == (
+        "(`stream-norm`: in corpus order; `stream-online`: in a random order per speaker, "
+        "seeded by the training seed)"
+    )
+    del runs["stream-norm"]
+    text = "in a random order per speaker, seeded by the training seed"
+    assert bench_ablation.online_orders(runs) == text
+    assert bench_ablation.online_orders({}) == text  # no stream run: what runs do now
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_killing_the_bench_stops_its_workers(tmp_path):
     """A killed parent used to leave its workers training into the checkpoints that the

@@ -15,6 +15,7 @@ import bench_multicorpus
 import multicorpus_tables
 
 from keras_dyconv.labels import score_both
+from keras_dyconv.results import ONLINE_ORDER
 
 LABELS = ["anger", "calm", "neutral", "sadness"]  # the common space; EmoDB lacks calm
 
@@ -401,3 +402,18 @@ def test_pooled_stream_run_names_its_variant_and_the_speaker_statistics_scores()
             p["predicted_speaker_norm"] = next(said)
     text = multicorpus_tables.speaker_norm_text(run)
     assert "common-label WA / UA are emodb 75.0 / 75.0, ravdess 75.0 / 75.0" in text
+    # A run written before "online_order" scored its headline in corpus order ...
+    assert "utterances one stream in corpus order; with each test speaker's own" in text
+    # ... a newer one in a seeded random order, its corpus order beside it.
+    run["online_order"] = ONLINE_ORDER
+    for fold in run["folds"]:
+        for p in fold["predictions"]:
+            p["predicted_corpus_order"] = p["label"] if p["corpus"] == "emodb" else "sadness"
+    text = multicorpus_tables.speaker_norm_text(run)
+    assert (
+        "one stream in a random order per speaker, seeded by the training seed; in corpus "
+        "order (emotion-blocked where a corpus lists a speaker's files by emotion) the "
+        "common-label WA / UA are emodb 100.0 / 100.0, ravdess 0.0 / 0.0; with each test "
+        "speaker's own statistics (all of their audio, transductive) the common-label WA / "
+        "UA are emodb 75.0 / 75.0, ravdess 75.0 / 75.0"
+    ) in text

@@ -22,11 +22,10 @@ from enrollment_statistics import (
     running_statistics,
     same_emotion_share,
     statistics_error,
-    stream_order,
 )
 
 from edge_runtime.config import FrontendConfig
-from keras_dyconv.normalization import iter_normalized
+from keras_dyconv.normalization import iter_normalized, stream_order
 
 
 def _utterances():
@@ -212,7 +211,14 @@ def test_render_enrollment_reads_every_number_from_the_json():
     assert "other neutral utterance, scored as `independent`: casia 2." in body
     del data["neutral_enroll_seconds"]  # results saved before the neutral conditions
     assert "enroll_neutral_*" not in render_enrollment.render(data)
-    data["reproduction"]["speaker-1of4"]["predicted"] = 3
+    # A run with "predicted_corpus_order" (headline in a seeded random order) checks it too.
+    data["reproduction"]["speaker-1of4"]["predicted_corpus_order"] = 0
+    assert "reproduces the run's saved predictions label for label" in render_enrollment.render(
+        data
+    )
+    data["reproduction"]["speaker-1of4"]["predicted_corpus_order"] = 2
+    assert "**does not reproduce**" in render_enrollment.render(data)
+    data["reproduction"]["speaker-1of4"].update(predicted=3, predicted_corpus_order=0)
     assert "**does not reproduce**" in render_enrollment.render(data)
 
 
@@ -279,19 +285,15 @@ class _MeanModel:
         return e / e.sum(axis=1, keepdims=True)
 
 
-def test_run_fold_scores_the_neutral_enrollments_with_their_fallback(monkeypatch):
-    """bench_enrollment.run_fold and summarize_folds on a synthetic fold, the model a
-    stand-in: every condition is scored, the neutral enrollments from neutral speech only,
-    and an utterance with no other neutral one of its speaker as "independent"."""
+def _synthetic_fold():
+    """A synthetic pooled-run fold for `bench_enrollment.run_fold` (9 test utterances of
+    speakers "a", "b", "c", 4 training ones): (utts, feats, fold, classes, policy, args,
+    prior), the prior that of `args.prior` over the training utterances."""
     import argparse
     from types import SimpleNamespace
 
-    import bench_enrollment
-    import enrollment_fold
-
     from edge_runtime.windows import WindowPolicy
     from keras_dyconv.corpora.common import Utterance
-    from keras_dyconv.feeding import predict_utterances
     from keras_dyconv.labels import original_label
 
     feats, speakers, labels, _ = _labelled()
@@ -310,17 +312,40 @@ def test_run_fold_scores_the_neutral_enrollments_with_their_fallback(monkeypatch
     ]
     fold = SimpleNamespace(name="f1", train=list(range(9, 13)), test=list(range(9)))
     classes = ["anger", "calm", "neutral", "sadness"]
-    config = FrontendConfig(n_mels=2)
     policy = WindowPolicy(frames=20, hop_frames=10)
     args = argparse.Namespace(
         prior=("pooled", 300), seed=0, orders=2, seconds=[0.3], neutral_seconds=[0.5]
     )
-    model = _MeanModel()
-    prior = make_prior(args.prior, config, feats[9:], speakers[9:])
-    test = feats[:9]
-    online = predict_utterances(model, test, prior, policy, speakers=speakers[:9])
-    own = predict_utterances(model, test, prior, policy, speakers=speakers[:9], adapt="speaker")
-    saved = [
+    prior = make_prior(args.prior, FrontendConfig(n_mels=2), feats[9:], speakers[9:])
+    return utts, feats, fold, classes, policy, args, prior
+
+
+def _rescored(monkeypatch, record, fold_data):
+    """`bench_enrollment.run_fold` of `record` on `_synthetic_fold`'s fold (`_MeanModel`)."""
+    import bench_enrollment
+    import enrollment_fold
+
+    utts, feats, fold, classes, policy, args, _ = fold_data
+    frontend = FrontendConfig(n_mels=2).to_dict()
+    results = {"labels": classes, "window": policy.to_dict(), "frontend": frontend}
+    monkeypatch.setattr(enrollment_fold, "fold_model", lambda *_: _MeanModel())
+    rebuilt = enrollment_fold.RebuiltFold.build(results, None, record, fold, utts, feats, args)
+    return bench_enrollment.run_fold(rebuilt, results, record, utts, args, print)
+
+
+def test_run_fold_scores_the_neutral_enrollments_with_their_fallback(monkeypatch):
+    """bench_enrollment.run_fold and summarize_folds on a synthetic fold, the model a
+    stand-in: every condition is scored, the neutral enrollments from neutral speech only,
+    and an utterance with no other neutral one of its speaker as "independent"."""
+    import bench_enrollment
+
+    from keras_dyconv.feeding import predict_utterances
+
+    fold_data = utts, feats, _, classes, policy, _, prior = _synthetic_fold()
+    model, test, speakers = _MeanModel(), feats[:9], [u.speaker for u in utts[:9]]
+    online = predict_utterances(model, test, prior, policy, speakers=speakers)
+    own = predict_utterances(model, test, prior, policy, speakers=speakers, adapt="speaker")
+    saved = [  # a run written before "predicted_corpus_order": "predicted" in corpus order
         {
             "path": str(utts[k].path),
             "predicted": classes[online[k].argmax()],
@@ -329,14 +354,11 @@ def test_run_fold_scores_the_neutral_enrollments_with_their_fallback(monkeypatch
         }
         for k in range(9)
     ]
-    results = {"labels": classes, "window": policy.to_dict(), "frontend": config.to_dict()}
-    record = {"fold": "f1", "predictions": saved}
-    monkeypatch.setattr(enrollment_fold, "fold_model", lambda *_: model)
-    rebuilt = enrollment_fold.RebuiltFold.build(results, None, record, fold, utts, feats, args)
-    done = bench_enrollment.run_fold(rebuilt, results, record, utts, args, print)
+    done = _rescored(monkeypatch, {"fold": "f1", "predictions": saved}, fold_data)
 
     probs, enrolled = done["probabilities"], done["enrolled_s"]
     assert done["check"]["predicted"] == 0 and done["check"]["running_statistics_equal"]
+    assert "predicted_corpus_order" not in done["check"]  # the check of old runs, as before
     neutral = ["enroll_neutral_0.5s", "enroll_neutral_all"]
     assert list(probs)[-4:] == ["enroll_all", *neutral, "independent"]
     # The fallback utterances ("b"'s neutral one, all of "c"'s): 0 s, scored as independent.
@@ -353,3 +375,40 @@ def test_run_fold_scores_the_neutral_enrollments_with_their_fallback(monkeypatch
     assert summary["no_neutral_enrollment"] == 3
     assert {*neutral, "online_random", "speaker"} <= set(summary["conditions"])
     assert summary["enrolled_s_mean"]["enroll_neutral_all"] == pytest.approx(5.1 / 9)
+
+
+def test_run_fold_reproduces_a_run_whose_headline_streams_in_a_seeded_random_order(monkeypatch):
+    """A run with "predicted_corpus_order" (`keras_dyconv.scoring.score_test`): its
+    "predicted" and probabilities are online in the random order of its training seed,
+    its "predicted_corpus_order" is what ``online_corpus`` reproduces; saved corpus-order
+    probabilities under "predicted" are refused."""
+    from keras_dyconv.feeding import predict_utterances
+    from keras_dyconv.scoring import predict_in_order
+
+    fold_data = utts, feats, _, classes, policy, _, prior = _synthetic_fold()
+    model, test, speakers = _MeanModel(), feats[:9], [u.speaker for u in utts[:9]]
+    order = stream_order(speakers, np.random.default_rng(5))  # training seed 5
+    seeded = predict_in_order(model, test, prior, policy, speakers, order)
+    corpus = predict_utterances(model, test, prior, policy, speakers=speakers)
+    own = predict_utterances(model, test, prior, policy, speakers=speakers, adapt="speaker")
+    assert np.abs(seeded - corpus).max() > 1e-3  # the order changes the probabilities
+    saved = [
+        {
+            "path": str(utts[k].path),
+            "predicted": classes[seeded[k].argmax()],
+            "probabilities": seeded[k].tolist(),
+            "predicted_corpus_order": classes[corpus[k].argmax()],
+            "predicted_speaker_norm": classes[own[k].argmax()],
+        }
+        for k in range(9)
+    ]
+    record = {"fold": "f1", "seed": 5, "metrics_corpus_order": {}, "predictions": saved}
+    done = _rescored(monkeypatch, record, fold_data)
+    check = done["check"]
+    assert check["predicted"] == check["predicted_corpus_order"] == 0
+    assert check["max_probability_difference"] < 1e-6
+    np.testing.assert_allclose(done["probabilities"]["online_corpus"], corpus)
+    for p, k in zip(saved, range(9), strict=True):  # the corpus order saved as the headline
+        p["probabilities"] = corpus[k].tolist()
+    with pytest.raises(SystemExit, match="does not reproduce"):
+        _rescored(monkeypatch, record, fold_data)

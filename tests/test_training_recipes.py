@@ -23,9 +23,15 @@ from edge_runtime.normalization import (
 )
 from keras_dyconv.callbacks import EpochSnapshots
 from keras_dyconv.feeding import WindowSequence
-from keras_dyconv.normalization import normalize_utterances, online_statistics
+from keras_dyconv.normalization import normalize_utterances, online_statistics, stream_order
 from keras_dyconv.recipes import MODEL_RECIPE_ARGUMENTS, RECIPES, Recipe, field_docs, get_recipe
-from keras_dyconv.results import score_folds
+from keras_dyconv.results import (
+    CORPUS_ORDER,
+    ONLINE_ORDER,
+    online_order,
+    online_order_text,
+    score_folds,
+)
 from keras_dyconv.training import train_model
 
 
@@ -50,6 +56,25 @@ def test_ensemble_scores_the_mean_probabilities_of_the_seeds():
     scores = score_folds(records, labels)
     assert scores["pooled"]["wa"] == pytest.approx(4 / 6)
     assert scores["ensemble"]["pooled"]["wa"] == 1.0
+
+
+def test_a_stream_run_scores_and_names_its_online_orders():
+    labels = ["a", "b"]
+    predictions = [  # the headline right on all three, the corpus order on one
+        {"label": t, "predicted": t, "predicted_corpus_order": c, "probabilities": [0.5, 0.5]}
+        for t, c in (("a", "a"), ("b", "a"), ("b", "a"))
+    ]
+    scores = score_folds([{"fold": "f1", "seed": 0, "predictions": predictions}], labels)
+    assert scores["pooled"]["wa"] == 1.0
+    assert scores["pooled_corpus_order"]["wa"] == pytest.approx(1 / 3)
+    assert "pooled_corpus_order_ci95" in scores and "pooled_independent" not in scores
+    stream = {"recipe": {"normalization": "stream"}}
+    assert online_order(stream) == CORPUS_ORDER  # written before the order was recorded
+    assert online_order({**stream, "online_order": ONLINE_ORDER}) == ONLINE_ORDER
+    assert online_order({"recipe": {"normalization": "dataset"}}) is None  # no stream
+    assert online_order_text(CORPUS_ORDER) == "in corpus order"
+    with pytest.raises(ValueError, match="unknown online order 'backwards'"):
+        online_order_text("backwards")
 
 
 def test_normalize_utterances_online_and_per_speaker():
@@ -77,6 +102,23 @@ def test_normalize_utterances_online_and_per_speaker():
         normalize_utterances(feats, config)
     with pytest.raises(ValueError, match="adapt must be one of"):
         normalize_utterances(feats, config, speakers, adapt="oracle")
+
+
+def test_stream_order_shuffles_each_speaker_within_their_positions_reproducibly():
+    speakers = ["a", "b", "a", "a", "c", "b", "a", "b", "a"]
+    order = stream_order(speakers, np.random.default_rng(3))
+    assert sorted(order.tolist()) == list(range(len(speakers)))
+    assert [speakers[i] for i in order] == speakers  # every speaker keeps their positions
+    for who in "abc":  # a permutation of each speaker's own utterances
+        mine = [i for i, s in enumerate(speakers) if s == who]
+        assert sorted(order[mine].tolist()) == mine
+    again = stream_order(speakers, np.random.default_rng(3))
+    np.testing.assert_array_equal(order, again)  # the seed fixes it
+    assert not np.array_equal(order, np.arange(9))  # shuffled
+    other = stream_order(speakers, np.random.default_rng(4))
+    assert not np.array_equal(order, other)  # another seed, another order
+    np.testing.assert_array_equal(stream_order(speakers, None), np.arange(9))  # as given
+    assert stream_order([], np.random.default_rng(0)).tolist() == []
 
 
 def test_online_statistics_are_running_statistics_of_the_speakers_own_stream():

@@ -22,11 +22,14 @@ from keras_dyconv.cli import evaluate, train
 from keras_dyconv.corpora import load_manifest
 from keras_dyconv.experiment import ProtocolSpec, run_experiment
 from keras_dyconv.features import extract_corpus
+from keras_dyconv.feeding import predict_utterances
 from keras_dyconv.folds import UnknownFoldError, chosen_folds, make_folds
 from keras_dyconv.levers import chosen_recipe, lever_option, recipe_levers
 from keras_dyconv.modelio import load_model
+from keras_dyconv.normalization import stream_order
 from keras_dyconv.recipes import Recipe, field_docs, get_recipe
-from keras_dyconv.results import merge_results
+from keras_dyconv.results import ONLINE_ORDER, merge_results
+from keras_dyconv.scoring import predict_in_order
 from keras_dyconv.synthetic import write_corpus
 
 EMOTIONS = ("anger", "neutral", "sadness")
@@ -304,9 +307,34 @@ def test_stream_normalization_and_augmentation_through_the_cli(corpus, tmp_path)
     assert len(fold["averaged_epochs"]) == 2 and "metrics_speaker_norm" in fold
     assert fold["refit_epochs"] == max(fold["averaged_epochs"]) + 1 and recipe.refit
     assert 0 <= run["pooled_speaker_norm"]["wa"] <= 1 and 0 <= run["pooled_independent"]["wa"] <= 1
-    _, metadata = load_model(out / "folds" / fold["fold"] / "model.keras")
+    model, metadata = load_model(out / "folds" / fold["fold"] / "model.keras")
     assert metadata.frontend.normalization == "stream"
-    # dyser-eval treats each speaker as one stream, as the run did.
+    # The headline streams each test speaker in the random order of the training seed,
+    # the corpus order is kept beside it.
+    assert run["online_order"] == ONLINE_ORDER and "pooled_corpus_order" in run
+    test = [u for u in load_manifest(corpus) if u.speaker in fold["test_speakers"]]
+    saved = fold["predictions"]
+    assert [p["path"] for p in saved] == [str(u.path) for u in test]
+    feats = extract_corpus([u.path for u in test], metadata.frontend.unnormalized(), progress=False)
+    speakers = [u.speaker for u in test]
+    order = stream_order(speakers, np.random.default_rng(fold["seed"]))
+    seeded = predict_in_order(model, feats, metadata.frontend, metadata.window, speakers, order)
+    in_corpus = predict_utterances(
+        model, feats, metadata.frontend, metadata.window, speakers=speakers
+    )
+    probabilities = np.array([p["probabilities"] for p in saved])
+    np.testing.assert_allclose(probabilities, seeded, atol=1e-4)
+    assert np.abs(probabilities - in_corpus).max() > 1e-3  # the order was not ignored
+    labels = run["labels"]
+    assert [p["predicted"] for p in saved] == [labels[k] for k in seeded.argmax(axis=1)]
+    assert [p["predicted_corpus_order"] for p in saved] == [
+        labels[k] for k in in_corpus.argmax(axis=1)
+    ]
+    assert fold["metrics_corpus_order"]["n"] == len(saved)
+    older = {k: v for k, v in run.items() if k != "online_order"}  # a corpus-order headline
+    with pytest.raises(ValueError, match="differ in order"):
+        merge_results([run, older])
+    # dyser-eval treats each speaker as one stream, as the run did (same seed, same order).
     cli = CliRunner().invoke(
         evaluate,
         [
@@ -318,7 +346,23 @@ def test_stream_normalization_and_augmentation_through_the_cli(corpus, tmp_path)
         ],
     )
     assert cli.exit_code == 0, cli.output
-    assert json.loads(cli.stdout)["wa"] == pytest.approx(fold["metrics"]["wa"])
+    report = json.loads(cli.stdout)
+    assert report["wa"] == pytest.approx(fold["metrics"]["wa"])
+    assert report["online_order"] == "random per speaker, seed 0"
+    cli = CliRunner().invoke(
+        evaluate,
+        [
+            str(out / "folds" / fold["fold"] / "model.keras"),
+            *args[:4],
+            "--speakers",
+            fold["test_speakers"][0],
+            "--stream-order",
+            "corpus",
+        ],
+    )
+    assert cli.exit_code == 0, cli.output
+    assert f"WA {fold['metrics_corpus_order']['wa']:.3f}" in cli.output
+    assert "online, each speaker one stream: corpus order" in cli.output
     bad = CliRunner().invoke(train, [*args, "--vtlp", "0.7"])
     assert bad.exit_code == 2 and "vtlp" in bad.output
 
