@@ -21,7 +21,10 @@ from keras_dyconv.checkpoints import EPOCH_LOGS, EPOCH_WEIGHTS, read_epoch_logs
 from keras_dyconv.feeding import predict_utterances
 from keras_dyconv.layers import BaseDynamicConv
 from keras_dyconv.metrics import unweighted_accuracy
-from keras_dyconv.normalization import FeatureSource
+from keras_dyconv.normalization import FeatureSource, stream_order
+
+#: Seed of the per-speaker order in which a stream model's validation utterances are heard.
+VALIDATION_ORDER_SEED = 0
 
 
 def dynamic_conv_layers(layer: keras.layers.Layer) -> Iterator[BaseDynamicConv]:
@@ -111,8 +114,19 @@ class ValidationSelection(keras.callbacks.Callback):
     ):
         super().__init__()
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
-        self.sources, self.config, self.policy, self.speakers = sources, config, policy, speakers
-        self.labels = np.asarray(labels)
+        self.config, self.policy = config, policy
+        # A stream model is scored online as it is tested (`keras_dyconv.scoring`): each
+        # speaker's utterances in a random order, not the emotion-blocked corpus order; the
+        # same order every epoch, so that epochs compare.
+        stream = speakers is not None and config.normalization == "stream"
+        order = (
+            stream_order(speakers, np.random.default_rng(VALIDATION_ORDER_SEED))
+            if stream
+            else np.arange(len(sources))
+        )
+        self.sources = [sources[k] for k in order]
+        self.speakers = None if speakers is None else [speakers[k] for k in order]
+        self.labels = np.asarray(labels)[order]
         self.patience, self.min_epochs, self.average = patience, min_epochs, average
         # (UA, epoch, weights) of the best epochs, best first; ties keep the earlier epoch.
         self.kept: list[tuple[float, int, list[np.ndarray]]] = []

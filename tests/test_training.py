@@ -4,6 +4,7 @@ recipes and their levers in test_training_recipes.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -189,6 +190,29 @@ def test_validation_selection_takes_back_the_epochs_before_a_resume(tmp_path):
     selection.set_model(model)
     with pytest.raises(FileNotFoundError, match=r"epoch-001\.weights\.h5.*validation epoch 1"):
         selection.on_epoch_begin(2)
+
+
+def test_validation_selection_hears_a_stream_models_speakers_in_random_order():
+    """A stream model is selected on what it is scored on: each validation speaker's
+    utterances heard in a seeded random order (`keras_dyconv.scoring`), labels permuted
+    with them; other normalizations keep the order given."""
+    from keras_dyconv.callbacks import VALIDATION_ORDER_SEED, ValidationSelection
+    from keras_dyconv.normalization import stream_order
+
+    feats, labels = synthetic_features(12)
+    speakers = ["a"] * 6 + ["b"] * 6
+    stream = FrontendConfig(n_mels=16, normalization="stream", mean=(0,) * 16, std=(1,) * 16)
+    selection = ValidationSelection(feats, labels, stream, POLICY, None, 0, speakers=speakers)
+    order = stream_order(speakers, np.random.default_rng(VALIDATION_ORDER_SEED))
+    assert not np.array_equal(order, np.arange(12))
+    assert selection.speakers == [speakers[k] for k in order]
+    assert all(s is feats[k] for s, k in zip(selection.sources, order, strict=True))
+    np.testing.assert_array_equal(selection.labels, np.asarray(labels)[order])
+    dataset = dataclasses.replace(stream, normalization="dataset")
+    kept = ValidationSelection(feats, labels, dataset, POLICY, None, 0, speakers=speakers)
+    assert kept.speakers == speakers and all(
+        s is f for s, f in zip(kept.sources, feats, strict=True)
+    )
 
 
 def test_read_epoch_logs_keeps_the_last_fit_of_each_epoch(tmp_path):
