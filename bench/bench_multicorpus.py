@@ -58,18 +58,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # this checkout's code
-import multicorpus_tables  # noqa: E402
+import multicorpus_scores  # noqa: E402
 from _report import markdown_table, write_section  # noqa: E402
 from bench_ablation import paired_delta  # noqa: E402
-from multicorpus_tables import (  # noqa: E402
-    loco_table,
-    own_scores,
-    pct,
-    pooled_ci,
-    pooled_reference,
-    pooled_table,
-    pooled_wa_ua,
-)
+from multicorpus_loco import loco_table  # noqa: E402
+from multicorpus_pooled import pooled_reference, pooled_table  # noqa: E402
+from multicorpus_scores import own_scores, pct, pooled_ci, pooled_wa_ua  # noqa: E402
 
 from keras_dyconv.results import merge_results  # noqa: E402
 
@@ -90,7 +84,7 @@ def run_table(name: str, run: dict[str, Any]) -> str:
     own = {"folds": own_scores(run)}
     single_path = NEURAL / f"{target}-loso-default.json"
     single = json.loads(single_path.read_text()) if single_path.exists() else None
-    svm_path = multicorpus_tables.SVM / f"{target}-loso-none.json"
+    svm_path = multicorpus_scores.SVM / f"{target}-loso-none.json"
     svm = json.loads(svm_path.read_text()) if svm_path.exists() else None
 
     def by_fold(ref: dict | None) -> dict[str, dict]:

@@ -174,7 +174,8 @@ def _neural_run(svm: dict) -> dict:
 def test_pooled_svm_scored_per_corpus_and_read_against_the_neural_run(fake, tmp_path, monkeypatch):
     import bench_baseline
     import bench_multicorpus
-    import multicorpus_tables
+    import multicorpus_pooled
+    import multicorpus_scores
 
     from keras_dyconv.labels import score_both
 
@@ -235,7 +236,7 @@ def test_pooled_svm_scored_per_corpus_and_read_against_the_neural_run(fake, tmp_
     svm_dir = tmp_path / "baseline"
     for r in runs:
         bench_baseline.save(r, svm_dir)
-    monkeypatch.setattr(multicorpus_tables, "SVM", svm_dir)
+    monkeypatch.setattr(multicorpus_scores, "SVM", svm_dir)
     text = bench_multicorpus.render(tmp_path / "multicorpus")
     assert "(docs/results/baseline/pooled-group4-corpus.json, pooled-group4-speaker.json," in text
     for corpus in CORPORA:
@@ -244,7 +245,7 @@ def test_pooled_svm_scored_per_corpus_and_read_against_the_neural_run(fake, tmp_
         for svm in runs:  # per-corpus z, then per-speaker z
             svm_own = svm["corpus_scores"][corpus]["own"]
             neural_ua = neural["corpus_scores"][corpus]["own"]["ua"]
-            d, (lo, hi) = multicorpus_tables.pooled_paired(neural, svm, corpus)
+            d, (lo, hi) = multicorpus_pooled.pooled_paired(neural, svm, corpus)
             assert d == pytest.approx(neural_ua - svm_own["ua"])
             assert lo <= d <= hi
             ua_lo, ua_hi = svm_own["ci95"]["ua"]
@@ -263,7 +264,7 @@ def test_pooled_svm_scored_per_corpus_and_read_against_the_neural_run(fake, tmp_
     moved["folds"][0]["test_speakers"] = moved["folds"][1]["test_speakers"]
     for r in (moved, {**runs[1], "labels": runs[1]["labels"][:-1]}):
         bench_baseline.save(r, svm_dir)
-    assert multicorpus_tables._pooled_svms(neural) == {}
+    assert multicorpus_pooled._pooled_svms(neural) == {}
     row = next(
         line
         for line in bench_multicorpus.render(tmp_path / "multicorpus").splitlines()

@@ -1,5 +1,5 @@
-"""bench/bench_multicorpus.py (with bench/multicorpus_tables.py) renders a saved multi-corpus
-run against its references."""
+"""bench/bench_multicorpus.py (with bench/multicorpus_scores.py, multicorpus_loco.py and
+multicorpus_pooled.py) renders a saved multi-corpus run against its references."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import bench_multicorpus
-import multicorpus_tables
+import multicorpus_loco
+import multicorpus_pooled
+import multicorpus_scores
 
 from keras_dyconv.labels import score_both
 from keras_dyconv.results import ONLINE_ORDER
@@ -89,12 +91,12 @@ def saved(tmp_path, monkeypatch):
     }
     (tmp_path / "emodb-loso-default.json").write_text(json.dumps(ref))
     monkeypatch.setattr(bench_multicorpus, "NEURAL", tmp_path)
-    monkeypatch.setattr(multicorpus_tables, "SVM", tmp_path / "none")  # no SVM saved
+    monkeypatch.setattr(multicorpus_scores, "SVM", tmp_path / "none")  # no SVM saved
     return runs
 
 
 def test_scored_in_the_target_labels_against_the_single_corpus_run(saved):
-    folds = multicorpus_tables.own_scores(
+    folds = multicorpus_scores.own_scores(
         json.loads((saved / "emodb-loso-pretrain.json").read_text())
     )
     # Own labels: fold a all right (calm is not EmoDB's), fold b 2 of 3 right.
@@ -177,7 +179,7 @@ def loco_dirs(tmp_path, monkeypatch):
     runs, svm = tmp_path / "multicorpus", tmp_path / "baseline"
     runs.mkdir()
     svm.mkdir()
-    monkeypatch.setattr(multicorpus_tables, "SVM", svm)
+    monkeypatch.setattr(multicorpus_scores, "SVM", svm)
     return runs, svm
 
 
@@ -191,7 +193,7 @@ def test_leave_one_corpus_out_rows_against_the_svm_and_the_target(loco_dirs):
     (svm / "loco-emodb-speaker.json").write_text(json.dumps(_svm(["casia"], svm_pred)))
     run = json.loads((runs / "loco.json").read_text())
     assert bench_multicorpus.run_kind(run) == "loco"
-    paths, true, preds = multicorpus_tables.held_out(run, "emodb")
+    paths, true, preds = multicorpus_loco.held_out(run, "emodb")
     assert paths[0] == "data/emodb/0.wav" and true.tolist() == [0, 0, 1, 1]
     assert preds[0].tolist() == [0, 0, 1, 0] and list(preds) == [0, 1]
 
@@ -241,12 +243,12 @@ def test_seed_files_of_one_loco_run_are_merged(loco_dirs):
 def test_loco_seeds_must_test_the_same_utterances():
     folds = [*LOCO_FOLDS[:1], _loco_fold("emodb", 1, EMODB_TRUE[:3], EMODB_TRUE[:3])]
     with pytest.raises(ValueError, match="corpus-emodb: seed 1 tested other utterances"):
-        multicorpus_tables.held_out(_loco_run(folds), "emodb")
+        multicorpus_loco.held_out(_loco_run(folds), "emodb")
     bad = [_loco_fold("emodb", 0, ["anger"], ["boredom"])]
     with pytest.raises(ValueError, match=r"corpus-emodb seed 0: labels \['boredom'\]"):
-        multicorpus_tables.held_out(_loco_run(bad), "emodb")
+        multicorpus_loco.held_out(_loco_run(bad), "emodb")
     with pytest.raises(ValueError, match="no fold 'corpus-ravdess'"):
-        multicorpus_tables.held_out(_loco_run(bad), "ravdess")
+        multicorpus_loco.held_out(_loco_run(bad), "ravdess")
     with pytest.raises(
         ValueError, match="neither a pooled, a target-corpus nor a leave-one-corpus-out run"
     ):
@@ -376,21 +378,21 @@ def test_pooled_variant_is_read_against_the_default_run_on_the_same_folds(loco_d
 
 def test_pooled_caption_says_how_many_speakers_of_each_corpus_validated():
     run = _pooled_run()
-    assert multicorpus_tables.validation_text(run) == ""  # not recorded per corpus
+    assert multicorpus_pooled.validation_text(run) == ""  # not recorded per corpus
     for fold, (emodb, ravdess) in zip(run["folds"], [(2, 0), (1, 0)], strict=True):
         per_corpus = {"emodb": {"val_speakers": emodb}, "ravdess": {"val_speakers": ravdess}}
         fold["val_rule"] = {"rule": "auto", "per_corpus": per_corpus}
-    assert multicorpus_tables.validation_text(run) == (
+    assert multicorpus_pooled.validation_text(run) == (
         " Validation speakers per fold: emodb 1-2, ravdess 0."
     )
 
 
 def test_pooled_stream_run_names_its_variant_and_the_speaker_statistics_scores():
     run = _pooled_run()
-    assert multicorpus_tables.recipe_text(run) == "`default`"
-    assert multicorpus_tables.speaker_norm_text(run) == ""
+    assert multicorpus_pooled.recipe_text(run) == "`default`"
+    assert multicorpus_pooled.speaker_norm_text(run) == ""
     run["recipe"] = {"name": "default", "normalization": "stream", "stream_training": "online"}
-    assert multicorpus_tables.recipe_text(run) == (
+    assert multicorpus_pooled.recipe_text(run) == (
         "`default`, normalization stream, stream_training online"
     )
     # With each speaker's own statistics: EmoDB right on 3 of its 4 (WA 75; anger 1/2,
@@ -400,7 +402,7 @@ def test_pooled_stream_run_names_its_variant_and_the_speaker_statistics_scores()
         for p in fold["predictions"]:
             p["label"] = {"angry": "anger"}.get(p["original_label"], p["original_label"])
             p["predicted_speaker_norm"] = next(said)
-    text = multicorpus_tables.speaker_norm_text(run)
+    text = multicorpus_pooled.speaker_norm_text(run)
     assert "common-label WA / UA are emodb 75.0 / 75.0, ravdess 75.0 / 75.0" in text
     # A run written before "online_order" scored its headline in corpus order ...
     assert "utterances one stream in corpus order; with each test speaker's own" in text
@@ -409,7 +411,7 @@ def test_pooled_stream_run_names_its_variant_and_the_speaker_statistics_scores()
     for fold in run["folds"]:
         for p in fold["predictions"]:
             p["predicted_corpus_order"] = p["label"] if p["corpus"] == "emodb" else "sadness"
-    text = multicorpus_tables.speaker_norm_text(run)
+    text = multicorpus_pooled.speaker_norm_text(run)
     assert (
         "one stream in a random order per speaker, seeded by the training seed; in corpus "
         "order (emotion-blocked where a corpus lists a speaker's files by emotion) the "

@@ -196,7 +196,7 @@ def test_statistics_error_measures_the_distance_to_the_reference():
 
 def test_render_enrollment_reads_every_number_from_the_json():
     import render_enrollment
-    from bench_results import enrollment_results
+    from bench_results_enrollment import enrollment_results
 
     data = enrollment_results()
     body = render_enrollment.render(data)
@@ -245,7 +245,7 @@ def test_priors_are_parsed_and_made_with_their_kind_and_weight():
 
 def test_render_enrollment_adds_the_priors_compared():
     import render_enrollment
-    from bench_results import enrollment_results
+    from bench_results_enrollment import enrollment_results
 
     def scores(wa: float, ua: float) -> dict:
         return {space: {"n": 10, "wa": wa, "ua": ua} for space in ("common", "own")}

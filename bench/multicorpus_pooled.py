@@ -1,244 +1,44 @@
-"""The leave-one-corpus-out and pooled tables of `bench_multicorpus.py`, and the scoring
-helpers they share with its target-run table (`own_scores`, `pooled_wa_ua`, `pooled_ci`).
-
-Each table is rendered from a saved `dyser-train` results.json (nothing is trained here)
-next to the eGeMAPS+SVM runs saved under `SVM` (`bench/bench_baseline.py`); see
-`bench_multicorpus` for what each kind of run is and how its file is named.
+"""The pooled tables of `bench_multicorpus.py`: one row per corpus of a saved
+`dyser-train --target all` results.json (nothing is trained here), in its own label set and
+in the common one, next to the eGeMAPS+SVM pooled on the same folds
+(`multicorpus_scores.SVM`, `bench/bench_baseline.py`) and, for a recipe variant, the
+default run on them; with the caption texts (recipe, validation speakers, stream
+normalisation). See `bench_multicorpus` for how the file is named.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from pathlib import Path, PurePath
+from collections.abc import Sequence
 from typing import Any
 
+import multicorpus_scores
 import numpy as np
-from _report import markdown_table, verdict
+from _report import markdown_table
+from multicorpus_scores import (
+    METRICS,
+    SVM_NORMS,
+    interval,
+    joint_ci,
+    label_indices,
+    own_scores,
+    pct,
+    pooled_wa_ua,
+    seed_mean,
+    utterance_key,
+)
 from render_baseline import fold_test_speakers
 
 from keras_dyconv.baseline import score_rows
-from keras_dyconv.labels import class_mask, score_both
-from keras_dyconv.metrics import bootstrap_ci, unweighted_accuracy, weighted_accuracy
+from keras_dyconv.labels import class_mask
 from keras_dyconv.recipes import Recipe, get_recipe
 from keras_dyconv.results import CORPUS_ORDER, online_order, online_order_text
-
-#: The saved eGeMAPS+SVM runs (`bench/bench_baseline.py`).
-SVM = Path(__file__).resolve().parent.parent / "docs" / "results" / "baseline"
-METRICS = {"wa": weighted_accuracy, "ua": unweighted_accuracy}
-#: The eGeMAPS+SVM LOCO and pooled runs: file suffix -> how its features are normalised.
-SVM_NORMS = {"corpus": "per-corpus z", "speaker": "per-speaker z"}
-
-
-def own_scores(
-    run: dict[str, Any], corpus: str | None = None, space: str = "own"
-) -> list[dict[str, Any]]:
-    """`corpus` (default: the run's target corpus) in its own label set (`space` "own") or
-    the common one ("common"), per fold that tested it: records (fold, seed, metrics) as
-    `paired_delta` reads them."""
-    corpus, labels = corpus or run["target_corpus"], run["labels"]
-    folds = []
-    for r in run["folds"]:
-        preds = [p for p in r["predictions"] if p["corpus"] == corpus]
-        if not preds:
-            continue
-        probabilities = [p["probabilities"] for p in preds]
-        true = [p["original_label"] for p in preds]
-        scored = score_both(probabilities, labels, true, corpus)[space]
-        folds.append({"fold": r["fold"], "seed": r["seed"], "metrics": scored})
-    return folds
-
-
-def pct(x: float) -> str:
-    return f"{100 * x:.1f}"
-
-
-def _confusion(folds: Sequence[dict[str, Any]]) -> np.ndarray:
-    """The confusion matrix (rows: true class) pooled over fold records."""
-    return sum(np.asarray(f["metrics"]["confusion"], dtype=np.int64) for f in folds)
-
-
-def pooled_wa_ua(folds: Sequence[dict[str, Any]]) -> tuple[float, float]:
-    """Pooled (WA, UA) over fold records, from their confusion matrices."""
-    cm = _confusion(folds).astype(np.float64)
-    seen = cm.sum(1) > 0
-    return float(np.trace(cm) / cm.sum()), float((np.diag(cm)[seen] / cm.sum(1)[seen]).mean())
-
-
-def pooled_ci(folds: Sequence[dict[str, Any]], metric: str) -> tuple[float, float]:
-    """`bootstrap_ci` of `metric` over the pooled utterances (rebuilt from the confusion)."""
-    cm = _confusion(folds)
-    true = np.repeat(np.arange(cm.shape[0]), cm.sum(1))
-    pred = np.concatenate([np.repeat(np.arange(cm.shape[1]), row) for row in cm])
-    return bootstrap_ci(true, pred, metric)
-
-
-def _indices(labels: Sequence[str], names: Sequence[str], where: str) -> np.ndarray:
-    """`names` as indices into `labels`; a name outside them is an error naming `where`."""
-    unknown = sorted(set(names) - set(labels))
-    if unknown:
-        raise ValueError(f"{where}: labels {unknown} are not among {list(labels)}")
-    return np.array([labels.index(n) for n in names])
-
-
-def held_out(
-    run: dict[str, Any], corpus: str
-) -> tuple[list[str], np.ndarray, dict[int, np.ndarray]]:
-    """A leave-one-corpus-out run's predictions on held-out `corpus` (fold
-    ``corpus-<corpus>``), in the common classes: (paths, true class indices (n,), {seed:
-    predicted class indices (n,)}), every seed's aligned to the same utterances."""
-    labels = run["labels"]
-    records = [r for r in run["folds"] if r["fold"] == f"corpus-{corpus}"]
-    if not records:
-        raise ValueError(f"no fold 'corpus-{corpus}' in the run (folds run: {run['folds_run']})")
-    first = records[0]["predictions"]
-    paths = [p["path"] for p in first]
-    true = _indices(labels, [p["label"] for p in first], f"corpus-{corpus}")
-    preds = {}
-    for r in records:
-        by_path = {p["path"]: p["predicted"] for p in r["predictions"]}
-        if sorted(by_path) != sorted(paths):
-            raise ValueError(f"corpus-{corpus}: seed {r['seed']} tested other utterances")
-        where = f"corpus-{corpus} seed {r['seed']}"
-        preds[r["seed"]] = _indices(labels, [by_path[p] for p in paths], where)
-    return paths, true, preds
-
-
-def _joint_ci(stat: Callable[[np.ndarray], float], n: int) -> tuple[float, float]:
-    """`bootstrap_ci` of `stat(indices)` over `n` utterances: each resample draws the
-    utterances once and scores every system (each seed, the SVM) on that same draw."""
-    i = np.arange(n)
-    return bootstrap_ci(i, i, lambda t, _: stat(t))
-
-
-def _svm_loco(corpus: str, normalization: str) -> dict[str, Any] | None:
-    """The eGeMAPS+SVM LOCO run testing on `corpus` (docs/results/baseline/
-    loco-<corpus>-<normalization>.json), None if not saved."""
-    path = SVM / f"loco-{corpus}-{normalization}.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _interval(x: float, ci: Sequence[float]) -> str:
-    return f"{pct(x)} [{pct(ci[0])}, {pct(ci[1])}]"
-
-
-def _seed_mean(metric: str, true: np.ndarray, preds: dict[int, np.ndarray], i: np.ndarray) -> float:
-    """`metric` ("wa", "ua") on utterances `i`, averaged over the seeds' predictions."""
-    fn = METRICS[metric]
-    return float(np.mean([fn(true[i], p[i]) for p in preds.values()]))
-
-
-def _utterance_key(path: str) -> str:
-    """An utterance's last three path parts (e.g. ``casia/ZhaoZuoxiang/angry/201.wav`` ->
-    ``ZhaoZuoxiang/angry/201.wav``): the same file whether a run was given the corpus as
-    an absolute or a relative path."""
-    return "/".join(PurePath(path).parts[-3:])
-
-
-def _svm_summary(svm: dict[str, Any]) -> str:
-    """A saved eGeMAPS+SVM run's pooled "WA / UA [95%]" (%)."""
-    pooled = svm["pooled"]
-    return f"{pct(pooled['wa'])} / {_interval(pooled['ua'], svm['pooled_ci95']['ua'])}"
-
-
-def _svm_cell(
-    run: dict[str, Any],
-    corpus: str,
-    norm: str,
-    paths: list[str],
-    true: np.ndarray,
-    preds: dict[int, np.ndarray],
-) -> tuple[str, float | None]:
-    """The eGeMAPS+SVM cell of held-out `corpus` (features normalised per `norm`) and its
-    UA; ("-", None) where it is not saved or was trained on other corpora or classes.
-    Tested on the same utterances: neural minus SVM UA, paired bootstrap."""
-    svm, labels = _svm_loco(corpus, norm), run["labels"]
-    trained = sorted(c for c in run["corpora"] if c != corpus)
-    if svm is None or svm["labels"] != labels or sorted(svm["train_corpora"]) != trained:
-        return "-", None
-    cell = _svm_summary(svm)
-    (fold,) = svm["folds"]
-    by_key = {_utterance_key(p["path"]): p["predicted"] for p in fold["predictions"]}
-    keys = [_utterance_key(p) for p in paths]
-    if len(by_key) == len(fold["predictions"]) and sorted(by_key) == sorted(keys):
-        s = _indices(labels, [by_key[k] for k in keys], f"loco-{corpus}-{norm}.json")
-        lo, hi = _joint_ci(
-            lambda i: _seed_mean("ua", true, preds, i) - unweighted_accuracy(true[i], s[i]),
-            len(true),
-        )
-        d = _seed_mean("ua", true, preds, np.arange(len(true))) - unweighted_accuracy(true, s)
-        cell += f"; {100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-    return cell, svm["pooled"]["ua"]
-
-
-def loco_row(run: dict[str, Any], corpus: str) -> list[object]:
-    """One held-out corpus of a leave-one-corpus-out run, as `loco_table` shows it."""
-    labels = run["labels"]
-    paths, true, preds = held_out(run, corpus)
-    every = np.arange(len(true))
-    neural = {m: _seed_mean(m, true, preds, every) for m in METRICS}
-    row: list[object] = [corpus, ", ".join(c for c in run["corpora"] if c != corpus), len(true)]
-    for m in METRICS:
-        ci = _joint_ci(lambda i, m=m: _seed_mean(m, true, preds, i), len(true))
-        row.append(_interval(neural[m], ci))
-    if len(preds) > 1:
-        row.append(
-            ", ".join(
-                f"{k}: {pct(weighted_accuracy(true, p))} / {pct(unweighted_accuracy(true, p))}"
-                for k, p in preds.items()
-            )
-        )
-    svm_ua = []
-    for norm in SVM_NORMS:
-        cell, ua = _svm_cell(run, corpus, norm, paths, true, preds)
-        row.append(cell)
-        svm_ua += [] if ua is None else [ua]
-    majority = np.bincount(true, minlength=len(labels)).max() / len(true)
-    row.append(f"{pct(majority)} / {pct(1 / len(labels))}")
-    met = neural["ua"] >= 0.5 and bool(svm_ua) and neural["ua"] > max(svm_ua)
-    row.append(verdict(met) + ("" if svm_ua else " (no matching SVM)"))
-    return row
-
-
-def loco_table(name: str, run: dict[str, Any]) -> str:
-    """A leave-one-corpus-out run: one row per held-out corpus (common classes), next to
-    the eGeMAPS+SVM trained on the same corpora and the target "UA >= 50, above the SVM"."""
-    labels, corpora, seeds = run["labels"], list(run["corpora"]), run["seeds"]
-    header = ["held out", "trained on", "n", "WA [95%]", "UA [95%]"]
-    header += ["WA / UA per seed"] if len(seeds) > 1 else []
-    header += [f"eGeMAPS+SVM {v}: WA / UA [95%]" for v in SVM_NORMS.values()]
-    header += ["chance WA / UA", "UA >= 50 and above the SVMs"]
-    seconds = {
-        c: sum(r["seconds"] for r in run["folds"] if r["fold"] == f"corpus-{c}") for c in corpora
-    }
-    return "\n\n".join(
-        [
-            f"**{name}**: leave one corpus out over {', '.join(corpora)}, the {len(labels)} "
-            f"classes they share ({', '.join(labels)}); seeds {seeds}, recipe "
-            f"`{run['recipe']['name']}`. WA / UA (%) on each held-out corpus"
-            + (
-                f", the mean of the {len(seeds)} seeds; intervals: 95% bootstrap over the "
-                "held-out utterances, each resample scoring every seed on the same draw"
-                if len(seeds) > 1
-                else "; intervals: 95% bootstrap over the held-out utterances"
-            )
-            + ". eGeMAPS+SVM: the same training and test corpora and classes, features "
-            "z-normalised per corpus or per speaker (docs/results/baseline/loco-<corpus>-"
-            '<corpus|speaker>.json, `bench/bench_baseline.py`); after the ";": neural minus '
-            "SVM UA [paired 95% bootstrap over the same utterances]. Chance: WA of always the "
-            "majority class, UA 1 / classes.",
-            markdown_table(header, [loco_row(run, c) for c in corpora]),
-            "Wall time (2 shared CPU cores), per held-out corpus over all seeds: "
-            + ", ".join(f"{c} {s / 60:.1f} min" for c, s in seconds.items())
-            + f"; {sum(seconds.values()) / 60:.1f} min in all.",
-        ]
-    )
 
 
 def _summary_cells(summary: dict[str, Any]) -> list[str]:
     """WA and UA of a `summarize` record, each with its "ci95" interval where recorded."""
     ci = summary.get("ci95", {})
-    return [_interval(summary[m], ci[m]) if m in ci else pct(summary[m]) for m in METRICS]
+    return [interval(summary[m], ci[m]) if m in ci else pct(summary[m]) for m in METRICS]
 
 
 def _pooled_svms(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -248,7 +48,7 @@ def _pooled_svms(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
     mine = fold_test_speakers(run["folds"])
     found = {}
     for norm in SVM_NORMS:
-        for path in sorted(SVM.glob(f"pooled-*-{norm}.json")):
+        for path in sorted(multicorpus_scores.SVM.glob(f"pooled-*-{norm}.json")):
             svm = json.loads(path.read_text())
             if svm["labels"] == run["labels"] and fold_test_speakers(svm["folds"]) == mine:
                 found[norm] = svm
@@ -285,7 +85,7 @@ def _own_by_key(run: dict[str, Any], corpus: str) -> dict[str, dict[str, np.ndar
         rows = np.array([p["probabilities"] for p in preds])
         out[f"seed {seed}"] = dict(
             zip(
-                [_utterance_key(p["path"]) for p in preds],
+                [utterance_key(p["path"]) for p in preds],
                 _own_predicted(rows, run["labels"], corpus),
                 strict=True,
             )
@@ -315,21 +115,21 @@ def pooled_paired(
         preds = _corpus_predictions(other, corpus)
         scores = _own_predicted(score_rows(preds, "scores_own"), labels, corpus)
         theirs = {
-            "the SVM": dict(zip([_utterance_key(p["path"]) for p in preds], scores, strict=True))
+            "the SVM": dict(zip([utterance_key(p["path"]) for p in preds], scores, strict=True))
         }
     for name, got in [*mine.items(), *theirs.items()]:
         if sorted(got) != sorted(keys):
             raise ValueError(f"{corpus}: {name} tested other utterances than seed {first}")
     true_of = {
-        _utterance_key(p["path"]): p["label"] for p in _corpus_predictions(run, corpus, first)
+        utterance_key(p["path"]): p["label"] for p in _corpus_predictions(run, corpus, first)
     }
-    true = _indices(labels, [true_of[k] for k in keys], corpus)
+    true = label_indices(labels, [true_of[k] for k in keys], corpus)
     a, b = ({s: np.array([d[k] for k in keys]) for s, d in x.items()} for x in (mine, theirs))
 
     def delta(i: np.ndarray) -> float:
-        return _seed_mean("ua", true, a, i) - _seed_mean("ua", true, b, i)
+        return seed_mean("ua", true, a, i) - seed_mean("ua", true, b, i)
 
-    return delta(np.arange(len(keys))), _joint_ci(delta, len(keys))
+    return delta(np.arange(len(keys))), joint_ci(delta, len(keys))
 
 
 def _pooled_svm_cell(run: dict[str, Any], svm: dict[str, Any] | None, corpus: str) -> str:
@@ -340,7 +140,7 @@ def _pooled_svm_cell(run: dict[str, Any], svm: dict[str, Any] | None, corpus: st
     own = svm["corpus_scores"][corpus]["own"]
     d, (lo, hi) = pooled_paired(run, svm, corpus)
     return (
-        f"{pct(own['wa'])} / {_interval(own['ua'], own['ci95']['ua'])}; "
+        f"{pct(own['wa'])} / {interval(own['ua'], own['ci95']['ua'])}; "
         f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
     )
 
