@@ -15,7 +15,7 @@
 #     --corpus ravdess --data "$ravdess" --target all --protocol group-kfold --folds 4 \
 #     --recipe default --seed 0 --cache runs/cache --out runs/multi-group-kfold --quiet
 #
-# The EmoDB-only model shipped as edge_runtime/models/emodb-int8.tflite (MODEL_CARD.md) is:
+# The EmoDB-only model it replaced (emodb-int8.tflite, no longer shipped) was made with:
 #   dyser-train --corpus emodb --data "$emodb" --protocol all --recipe default --seed 0 \
 #     --cache runs/cache --out runs/default-model --quiet
 #   dyser-export runs/default-model/model.keras --format tflite --quantize int8 \
