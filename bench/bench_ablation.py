@@ -210,13 +210,19 @@ def run_variant(
     name: str, seeds: list[int], workers: int, backend: str, resume: bool = False
 ) -> Path:
     """Train and score `name` for the `seeds` not yet in its results file; merge them in."""
-    from keras_dyconv.results import merge_results
+    from keras_dyconv.results import CORPUS_ORDER, merge_results, online_order
 
     path = ABLATION / f"{name}.json"
     existing = json.loads(path.read_text()) if path.exists() else None
     todo = [s for s in seeds if existing is None or s not in existing["seeds"]]
     if not todo:
         return path
+    if existing is not None and online_order(existing) == CORPUS_ORDER:
+        # New seeds score in a random order per speaker: they could not be merged in.
+        raise ValueError(
+            f"{path} scored its stream runs in corpus order; new seeds of {name!r} would be "
+            "scored in a random order per speaker: rerun every seed into a new file"
+        )
     overrides = dict(VARIANTS[name][0])
     frontend = overrides.pop("frontend", {})
     window = overrides.pop("window", {})

@@ -329,6 +329,12 @@ def _run_fold(
     ckpt = None if run.checkpoint_dir is None else run.checkpoint_dir / fold.name / tag
     if ckpt is not None and (ckpt / "record.json").exists():
         record = json.loads((ckpt / "record.json").read_text())
+        if run.recipe.normalization == "stream" and "metrics_corpus_order" not in record:
+            # Scored before the headline streamed each speaker in a random order.
+            raise ValueError(
+                f"{ckpt / 'record.json'} scored its stream model in corpus order (before "
+                f'"online_order"); delete {ckpt} to train and score that fold again'
+            )
         history = record.pop("history")
         run.log(f"fold {fold.name} seed {seed}: finished in an earlier run, read back")
         return record, history, None

@@ -314,7 +314,7 @@ def online_order(results: Mapping[str, Any]) -> str | None:
     """How a run's online predictions ("predicted") streamed each test speaker's
     utterances: for normalization "stream", its "online_order", or `CORPUS_ORDER` for runs
     written before that was recorded; None for other normalizations (no stream)."""
-    if results["recipe"].get("normalization") != "stream":
+    if results.get("recipe", {}).get("normalization") != "stream":
         return None
     return results.get("online_order", CORPUS_ORDER)
 

@@ -2,7 +2,8 @@
 # Build the pooled multi-corpus model from the three shared corpora (EmoDB German, CASIA
 # Mandarin, RAVDESS English), with the project's own CLIs: train ONE model with the default
 # recipe on every corpus in the common label space (`--target all --protocol all`: all
-# speakers but the validation speakers, chosen within each corpus), then export
+# speakers but the validation speakers, chosen within each corpus; CASIA, with 4, gives none:
+# keras_dyconv.pooling.POOLED_MIN_TRAIN_SPEAKERS), then export
 # full-integer TFLite calibrated on audio of all three corpora (RAVDESS is FLAC), to
 # edge_runtime/models/dyser-multi-int8.tflite. The edge runtime's default model is not
 # switched by this script.

@@ -49,6 +49,18 @@ def test_ablation_calls_bench_training_with_every_option(monkeypatch, tmp_path):
     assert args.overrides["model"]["pool_size"] == [2, 2]  # ABLATION_MODEL pins the 8x model
 
 
+def test_ablation_refuses_new_seeds_for_a_corpus_order_stream_file(monkeypatch, tmp_path):
+    """A stream variant scored in corpus order (before "online_order") cannot take new
+    seeds, which score in a random order: refused before any training."""
+    monkeypatch.setattr(bench_training, "run", lambda _: pytest.fail("trained"))
+    monkeypatch.setattr(bench_ablation, "ABLATION", tmp_path)
+    old = {"seeds": [0], "recipe": {"normalization": "stream"}}
+    (tmp_path / "stream-norm.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match=r"stream-norm\.json scored its stream runs in corpus"):
+        bench_ablation.run_variant("stream-norm", [0, 1], 2, "tensorflow")
+    assert bench_ablation.run_variant("stream-norm", [0], 2, "tensorflow").exists()  # nothing to do
+
+
 @pytest.mark.parametrize("name", list(bench_ablation.VARIANTS))
 def test_every_ablation_variant_is_a_valid_recipe(name):
     from edge_runtime.config import FrontendConfig

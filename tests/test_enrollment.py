@@ -412,3 +412,29 @@ def test_run_fold_reproduces_a_run_whose_headline_streams_in_a_seeded_random_ord
         p["probabilities"] = corpus[k].tolist()
     with pytest.raises(SystemExit, match="does not reproduce"):
         _rescored(monkeypatch, record, fold_data)
+
+
+def test_predict_in_order_puts_each_row_back_at_its_utterance():
+    """Streaming in `order` and writing row k back to utterance ``order[k]``: checked
+    against the permuted stream itself, on a model whose output the running statistics
+    change (so rows left in stream order would differ)."""
+    from edge_runtime.windows import WindowPolicy
+    from keras_dyconv.feeding import predict_utterances
+    from keras_dyconv.scoring import predict_in_order
+
+    feats, speakers, _, _ = _labelled()
+    config = FrontendConfig(n_mels=2, normalization="stream", mean=(0.0, 0.0), std=(1.0, 1.0))
+    policy = WindowPolicy(frames=20, hop_frames=10)
+    order = stream_order(speakers, np.random.default_rng(0))
+    # Not its own inverse: writing rows to `order` and reading them from it differ.
+    assert not np.array_equal(order[order], np.arange(len(order)))
+    heard = predict_utterances(
+        _MeanModel(),
+        [feats[k] for k in order],
+        config,
+        policy,
+        speakers=[speakers[k] for k in order],
+    )
+    got = predict_in_order(_MeanModel(), feats, config, policy, speakers, order)
+    np.testing.assert_allclose(got, heard[np.argsort(order)])
+    assert not np.allclose(got, heard)

@@ -365,6 +365,18 @@ def test_stream_normalization_and_augmentation_through_the_cli(corpus, tmp_path)
     assert "online, each speaker one stream: corpus order" in cli.output
     bad = CliRunner().invoke(train, [*args, "--vtlp", "0.7"])
     assert bad.exit_code == 2 and "vtlp" in bad.output
+    # A fold finished before the random-order headline is not read back into a new run.
+    ckpt = tmp_path / "ckpt"
+    (ckpt / fold["fold"] / f"seed{fold['seed']}").mkdir(parents=True)
+    before = {k: v for k, v in fold.items() if "corpus_order" not in k}
+    (ckpt / fold["fold"] / f"seed{fold['seed']}" / "record.json").write_text(
+        json.dumps({**before, "history": {}})
+    )
+    again = [*args[:4], "--out", str(tmp_path / "again"), *args[6:], "--checkpoints", str(ckpt)]
+    same = ["--epochs", "2", "--window", "1.0", "--max-folds", "1", "--val-speakers", "1"]
+    stream = ["--normalization", "stream", "--stream-training", "online", "--quiet"]
+    stale = CliRunner().invoke(train, [*again, *same, *stream])
+    assert stale.exit_code != 0 and "scored its stream model in corpus order" in stale.output
 
 
 def test_streamed_features_checkpoints_and_resume(corpus, tmp_path):
