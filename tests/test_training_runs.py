@@ -335,30 +335,15 @@ def test_stream_normalization_and_augmentation_through_the_cli(corpus, tmp_path)
     with pytest.raises(ValueError, match="differ in order"):
         merge_results([run, older])
     # dyser-eval treats each speaker as one stream, as the run did (same seed, same order).
-    cli = CliRunner().invoke(
-        evaluate,
-        [
-            str(out / "folds" / fold["fold"] / "model.keras"),
-            *args[:4],
-            "--speakers",
-            fold["test_speakers"][0],
-            "--json",
-        ],
-    )
+    model_path = str(out / "folds" / fold["fold"] / "model.keras")
+    speaker = ["--speakers", fold["test_speakers"][0]]
+    cli = CliRunner().invoke(evaluate, [model_path, *args[:4], *speaker, "--json"])
     assert cli.exit_code == 0, cli.output
     report = json.loads(cli.stdout)
     assert report["wa"] == pytest.approx(fold["metrics"]["wa"])
     assert report["online_order"] == "random per speaker, seed 0"
     cli = CliRunner().invoke(
-        evaluate,
-        [
-            str(out / "folds" / fold["fold"] / "model.keras"),
-            *args[:4],
-            "--speakers",
-            fold["test_speakers"][0],
-            "--stream-order",
-            "corpus",
-        ],
+        evaluate, [model_path, *args[:4], *speaker, "--stream-order", "corpus"]
     )
     assert cli.exit_code == 0, cli.output
     assert f"WA {fold['metrics_corpus_order']['wa']:.3f}" in cli.output
