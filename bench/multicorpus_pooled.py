@@ -182,19 +182,32 @@ def pooled_reference(
     name: str, run: dict[str, Any], runs: Sequence[tuple[str, dict[str, Any]]]
 ) -> tuple[str, dict[str, Any]] | None:
     """The run a pooled variant is read against: another saved pooled run of the plain
-    default recipe with the same labels and, fold by fold, the same test speakers; None for
-    the default run itself or when none is saved."""
+    default recipe with the same labels and, fold by fold, the same test speakers, the one
+    that also validated by the same rule if there is one (so only the recipe differs);
+    None for the default run itself or when none is saved."""
     mine = fold_test_speakers(run["folds"])
-    for other_name, other in runs:
-        if (
-            other_name != name
-            and other.get("target_corpus") == run.get("target_corpus") == "all"
-            and recipe_text(other) == f"`{other['recipe']['name']}`" == "`default`"
-            and other["labels"] == run["labels"]
-            and fold_test_speakers(other["folds"]) == mine
-        ):
-            return other_name, other
-    return None
+    same_folds = [
+        (other_name, other)
+        for other_name, other in runs
+        if other_name != name
+        and other.get("target_corpus") == run.get("target_corpus") == "all"
+        and recipe_text(other) == f"`{other['recipe']['name']}`" == "`default`"
+        and other["labels"] == run["labels"]
+        and fold_test_speakers(other["folds"]) == mine
+    ]
+    rule = _validation_rules(run)
+    same_rule = [(n, other) for n, other in same_folds if _validation_rules(other) == rule]
+    return (same_rule or same_folds or [None])[0]
+
+
+def _validation_rules(run: dict[str, Any]) -> dict[str, str | None]:
+    """{fold name: how its validation speakers were chosen} of the run's first seed."""
+    first = min(run["seeds"])
+    return {
+        r["fold"]: (r.get("val_rule") or {}).get("description")
+        for r in run["folds"]
+        if r["seed"] == first
+    }
 
 
 def recipe_text(run: dict[str, Any]) -> str:

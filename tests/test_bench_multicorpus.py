@@ -371,6 +371,19 @@ def test_pooled_variant_is_read_against_the_default_run_on_the_same_folds(loco_d
     assert "| - | - | +0.0 [+0.0, +0.0] |" in mine
     # The default run itself has no such column, nor a run on other folds.
     assert "minus pooled" not in body[body.index("**pooled**:") :]
+    # Of two default runs on these folds, the one that validated by the same rule.
+    ruled = json.loads(json.dumps(variant))
+    for record in ruled["folds"]:
+        record["val_rule"] = {"description": "another rule"}
+    (runs / "pooled-ruled.json").write_text(json.dumps({**default, "folds": ruled["folds"]}))
+    body = bench_multicorpus.render(runs)
+    mine = body[body.index("**pooled-weighted**") : body.index("**pooled**:")]
+    assert "| minus pooled: own UA [paired 95%] |" in mine
+    (runs / "pooled-weighted.json").write_text(json.dumps(ruled))
+    mine = bench_multicorpus.render(runs)
+    mine = mine[mine.index("**pooled-weighted**") : mine.index("**pooled**:")]
+    assert "| minus pooled-ruled: own UA [paired 95%] |" in mine
+    (runs / "pooled-ruled.json").unlink()
     variant["folds"][0]["test_speakers"] = ["emodb/04", "ravdess/01"]
     (runs / "pooled-weighted.json").write_text(json.dumps(variant))
     assert "minus pooled" not in bench_multicorpus.render(runs)
