@@ -228,7 +228,8 @@ def speaker_norm_text(run: dict[str, Any]) -> str:
     where the run also saved those ("predicted_corpus_order"), and with every test speaker
     normalised by their own statistics (the run's transductive "predicted_speaker_norm");
     "" for other runs."""
-    if run["recipe"].get("normalization") != "stream":
+    order = online_order(run)
+    if order is None:  # not a stream run
         return ""
 
     def common(key: str) -> str:
@@ -241,7 +242,6 @@ def speaker_norm_text(run: dict[str, Any]) -> str:
             parts.append(f"{corpus} {pct(wa)} / {pct(ua)}")
         return ", ".join(parts)
 
-    order = online_order(run)
     stream = online_order_text(order)
     if order != CORPUS_ORDER:
         stream += (
