@@ -225,9 +225,10 @@ def speaker_norm_text(run: dict[str, Any]) -> str:
     """For normalization "stream" (online CMVN): what the table's scores are (online, each
     test speaker's utterances one stream in the run's `online_order`: corpus order in runs
     written before it was recorded), each corpus's common-label WA / UA in corpus order
-    where the run also saved those ("predicted_corpus_order"), and with every test speaker
-    normalised by their own statistics (the run's transductive "predicted_speaker_norm");
-    "" for other runs."""
+    where the run also saved those ("predicted_corpus_order"), on each utterance alone (a
+    fresh stream from the training prior, "predicted_independent": what a device scores on
+    one clip) and with every test speaker normalised by their own statistics (the run's
+    transductive "predicted_speaker_norm"); "" for other runs."""
     order = online_order(run)
     if order is None:  # not a stream run
         return ""
@@ -250,7 +251,10 @@ def speaker_norm_text(run: dict[str, Any]) -> str:
         )
     return (
         ' Normalisation "stream": the scores above are online, each test speaker\'s '
-        f"utterances one stream {stream}; with each test speaker's own statistics "
+        f"utterances one stream {stream}; on each utterance alone (a fresh stream from the "
+        "training prior, as a device scores one clip) the common-label WA / UA are "
+        + common("predicted_independent")
+        + "; with each test speaker's own statistics "
         "(all of their audio, transductive) the common-label WA / UA are "
         + common("predicted_speaker_norm")
         + " (see the section on stream normalisation)."

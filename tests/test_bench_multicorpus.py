@@ -415,10 +415,16 @@ def test_pooled_stream_run_names_its_variant_and_the_speaker_statistics_scores()
         for p in fold["predictions"]:
             p["label"] = {"angry": "anger"}.get(p["original_label"], p["original_label"])
             p["predicted_speaker_norm"] = next(said)
+            # Each clip alone: EmoDB all right, RAVDESS all wrong.
+            p["predicted_independent"] = p["label"] if p["corpus"] == "emodb" else "sadness"
     text = multicorpus_pooled.speaker_norm_text(run)
     assert "common-label WA / UA are emodb 75.0 / 75.0, ravdess 75.0 / 75.0" in text
+    assert (
+        "on each utterance alone (a fresh stream from the training prior, as a device scores "
+        "one clip) the common-label WA / UA are emodb 100.0 / 100.0, ravdess 0.0 / 0.0; with"
+    ) in text
     # A run written before "online_order" scored its headline in corpus order ...
-    assert "utterances one stream in corpus order; with each test speaker's own" in text
+    assert "utterances one stream in corpus order; on each utterance alone" in text
     # ... a newer one in a seeded random order, its corpus order beside it.
     run["online_order"] = ONLINE_ORDER
     for fold in run["folds"]:
@@ -428,6 +434,8 @@ def test_pooled_stream_run_names_its_variant_and_the_speaker_statistics_scores()
     assert (
         "one stream in a random order per speaker, seeded by the training seed; in corpus "
         "order (emotion-blocked where a corpus lists a speaker's files by emotion) the "
+        "common-label WA / UA are emodb 100.0 / 100.0, ravdess 0.0 / 0.0; on each utterance "
+        "alone (a fresh stream from the training prior, as a device scores one clip) the "
         "common-label WA / UA are emodb 100.0 / 100.0, ravdess 0.0 / 0.0; with each test "
         "speaker's own statistics (all of their audio, transductive) the common-label WA / "
         "UA are emodb 75.0 / 75.0, ravdess 75.0 / 75.0"
