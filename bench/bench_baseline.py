@@ -39,6 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # this checkout's code (see bench_training)
 from _report import save_json, write_section  # noqa: E402
+from multicorpus_scores import fold_test_speakers  # noqa: E402
 from render_baseline import (  # noqa: E402
     JOBS,
     LOCO_CORPORA,
@@ -48,9 +49,9 @@ from render_baseline import (  # noqa: E402
     POOLED_JOBS,
     POOLED_NORMALIZATIONS,
     TITLE,
-    fold_test_speakers,
     neural_runs,
     render_body,
+    same_folds,
     same_protocol,
 )
 
@@ -87,19 +88,6 @@ def measured() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "python": platform.python_version(),
     }
-
-
-def same_folds(records: Sequence[dict], neural: dict) -> bool:
-    """Whether a neural run tested the same files in the same folds (by file name)."""
-
-    def test_sets(recs):
-        return {
-            r["fold"]: sorted(Path(p["path"]).name for p in r["predictions"])
-            for r in recs
-            if r.get("seed", 0) == min(x.get("seed", 0) for x in recs)
-        }
-
-    return test_sets(records) == test_sets(neural["folds"])
 
 
 def run_job(name: str, workers: int, cache_dir: Path = CACHE) -> list[dict[str, Any]]:
@@ -139,6 +127,8 @@ def evaluate(
         "n_utterances": len(utts),
         "n_speakers": len({u.speaker for u in utts}),
         **results,
+        # What was saved when the SVM ran; the paper's table checks again when rendering,
+        # so a neural run saved later is read on the same folds too.
         "neural_same_folds": {
             file: same_folds(results["folds"], other)
             for file, other in neural_runs(job.corpus, neural_dir or NEURAL)

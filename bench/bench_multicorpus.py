@@ -22,7 +22,13 @@ What a file is comes from its content (`run_kind`), not its name:
   tested on the same corpora (docs/results/baseline/loco-<corpus>-corpus.json, features
   z-normalised per corpus, and loco-<corpus>-speaker.json, per speaker; with the paired
   neural-minus-SVM UA where both tested the same utterances), chance level, and the
-  issue's target: UA >= 50 on each held-out corpus and above the SVMs saved. Name:
+  issue's target: UA >= 50 on each held-out corpus and above the SVMs saved. A recipe
+  variant (e.g. ``--normalization stream --stream-training online``) is named in the
+  caption by every field it changes; a stream run's caption says its scores are online
+  and gives each corpus's WA / UA on each clip alone and with each test speaker's own
+  statistics; and a last column pairs each held-out corpus's UA with the default-recipe
+  LOCO run's (`multicorpus_scores.default_reference`, e.g. ``loco-seed0.json``) on the
+  same utterances (paired bootstrap over them), where that run tested them. Name:
   ``loco-seed<S>.json``, one file per seed (``loco-<variant>-seed<S>.json`` for a recipe
   variant), or ``loco.json`` for a run with several ``--seed``.
 * **Pooled runs** (`dyser-train --corpus ... --corpus ... --target all --protocol P`:
@@ -62,8 +68,16 @@ import multicorpus_scores  # noqa: E402
 from _report import markdown_table, write_section  # noqa: E402
 from bench_ablation import paired_delta  # noqa: E402
 from multicorpus_loco import loco_table  # noqa: E402
-from multicorpus_pooled import pooled_reference, pooled_table  # noqa: E402
-from multicorpus_scores import own_scores, pct, pooled_ci, pooled_wa_ua  # noqa: E402
+from multicorpus_pooled import pooled_table  # noqa: E402
+from multicorpus_scores import (  # noqa: E402
+    default_reference,
+    own_scores,
+    pct,
+    pooled_ci,
+    pooled_wa_ua,
+    recipe_text,
+    signed_interval,
+)
 
 from keras_dyconv.results import merge_results  # noqa: E402
 
@@ -75,7 +89,7 @@ NEURAL = ROOT / "docs" / "results"
 
 def _delta(run: dict, base: dict, metric: str) -> str:
     d, lo, hi = paired_delta(run, base, metric)
-    return f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    return signed_interval(d, (lo, hi))
 
 
 def run_table(name: str, run: dict[str, Any]) -> str:
@@ -210,7 +224,6 @@ def render(runs_dir: Path = RUNS) -> str:
     runs = load_runs(runs_dir)
     if not runs:
         return "No multi-corpus run saved yet."
-    tables = {"target": run_table, "loco": loco_table, "pooled": pooled_table}
     sections = []
     for name, run in runs:
         try:
@@ -218,9 +231,13 @@ def render(runs_dir: Path = RUNS) -> str:
         except ValueError as e:
             raise ValueError(f"{runs_dir / name}[-seed<N>].json: {e}") from None
         if kind == "pooled":
-            sections.append(pooled_table(name, run, pooled_reference(name, run, runs)))
+            sections.append(pooled_table(name, run, default_reference(name, run, runs)))
+        elif kind == "loco":
+            variant = recipe_text(run) != "`default`"
+            reference = default_reference(name, run, runs) if variant else None
+            sections.append(loco_table(name, run, reference))
         else:
-            sections.append(tables[kind](name, run))
+            sections.append(run_table(name, run))
     return "\n\n".join(sections)
 
 

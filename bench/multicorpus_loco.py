@@ -1,7 +1,8 @@
 """The leave-one-corpus-out tables of `bench_multicorpus.py`: one row per held-out corpus
 of a saved `dyser-train --protocol loco` results.json (nothing is trained here), next to the
-eGeMAPS+SVM trained on the same corpora (`multicorpus_scores.SVM`, `bench/bench_baseline.py`);
-see `bench_multicorpus` for how the file is named.
+eGeMAPS+SVM trained on the same corpora (`multicorpus_scores.SVM`, `bench/bench_baseline.py`)
+and, for a recipe variant, the default run on the same utterances
+(`multicorpus_scores.default_reference`); see `bench_multicorpus` for how the file is named.
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ from multicorpus_scores import (
     interval,
     joint_ci,
     label_indices,
+    paired_ua,
     pct,
+    recipe_text,
     seed_mean,
+    signed_interval,
+    speaker_norm_text,
     utterance_key,
 )
 
@@ -83,17 +88,35 @@ def _svm_cell(
     keys = [utterance_key(p) for p in paths]
     if len(by_key) == len(fold["predictions"]) and sorted(by_key) == sorted(keys):
         s = label_indices(labels, [by_key[k] for k in keys], f"loco-{corpus}-{norm}.json")
-        lo, hi = joint_ci(
-            lambda i: seed_mean("ua", true, preds, i) - unweighted_accuracy(true[i], s[i]),
-            len(true),
-        )
-        d = seed_mean("ua", true, preds, np.arange(len(true))) - unweighted_accuracy(true, s)
-        cell += f"; {100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+        cell += "; " + signed_interval(*paired_ua(true, preds, {"svm": s}))
     return cell, svm["pooled"]["ua"]
 
 
-def loco_row(run: dict[str, Any], corpus: str) -> list[object]:
-    """One held-out corpus of a leave-one-corpus-out run, as `loco_table` shows it."""
+def _reference_cell(
+    reference: dict[str, Any],
+    corpus: str,
+    paths: list[str],
+    true: np.ndarray,
+    preds: dict[int, np.ndarray],
+) -> str:
+    """Held-out `corpus`'s UA (`preds`: each seed's predictions on `paths`) minus that of
+    the `reference` run (which held out `corpus` too: `default_reference`) on the same
+    utterances, seeds averaged on both sides: "+d [paired 95%]"; "-" where the reference
+    did not test exactly these utterances."""
+    theirs, _, their_preds = held_out(reference, corpus)
+    index = {utterance_key(p): i for i, p in enumerate(theirs)}
+    keys = [utterance_key(p) for p in paths]
+    if len(index) != len(theirs) or sorted(index) != sorted(keys):
+        return "-"
+    order = np.array([index[k] for k in keys])
+    return signed_interval(*paired_ua(true, preds, {s: p[order] for s, p in their_preds.items()}))
+
+
+def loco_row(
+    run: dict[str, Any], corpus: str, reference: dict[str, Any] | None = None
+) -> list[object]:
+    """One held-out corpus of a leave-one-corpus-out run, as `loco_table` shows it (and the
+    difference to a `reference` run, where given)."""
     labels = run["labels"]
     paths, true, preds = held_out(run, corpus)
     every = np.arange(len(true))
@@ -118,17 +141,24 @@ def loco_row(run: dict[str, Any], corpus: str) -> list[object]:
     row.append(f"{pct(majority)} / {pct(1 / len(labels))}")
     met = neural["ua"] >= 0.5 and bool(svm_ua) and neural["ua"] > max(svm_ua)
     row.append(verdict(met) + ("" if svm_ua else " (no matching SVM)"))
+    if reference is not None:
+        row.append(_reference_cell(reference, corpus, paths, true, preds))
     return row
 
 
-def loco_table(name: str, run: dict[str, Any]) -> str:
+def loco_table(
+    name: str, run: dict[str, Any], reference: tuple[str, dict[str, Any]] | None = None
+) -> str:
     """A leave-one-corpus-out run: one row per held-out corpus (common classes), next to
-    the eGeMAPS+SVM trained on the same corpora and the target "UA >= 50, above the SVM"."""
+    the eGeMAPS+SVM trained on the same corpora and the target "UA >= 50, above the SVM";
+    for a recipe variant, minus the default run (`reference`:
+    `multicorpus_scores.default_reference`) on the same utterances."""
     labels, corpora, seeds = run["labels"], list(run["corpora"]), run["seeds"]
     header = ["held out", "trained on", "n", "WA [95%]", "UA [95%]"]
     header += ["WA / UA per seed"] if len(seeds) > 1 else []
     header += [f"eGeMAPS+SVM {v}: WA / UA [95%]" for v in SVM_NORMS.values()]
     header += ["chance WA / UA", "UA >= 50 and above the SVMs"]
+    header += [f"minus {reference[0]}: UA [paired 95%]"] if reference else []
     seconds = {
         c: sum(r["seconds"] for r in run["folds"] if r["fold"] == f"corpus-{c}") for c in corpora
     }
@@ -136,7 +166,7 @@ def loco_table(name: str, run: dict[str, Any]) -> str:
         [
             f"**{name}**: leave one corpus out over {', '.join(corpora)}, the {len(labels)} "
             f"classes they share ({', '.join(labels)}); seeds {seeds}, recipe "
-            f"`{run['recipe']['name']}`. WA / UA (%) on each held-out corpus"
+            f"{recipe_text(run)}. WA / UA (%) on each held-out corpus"
             + (
                 f", the mean of the {len(seeds)} seeds; intervals: 95% bootstrap over the "
                 "held-out utterances, each resample scoring every seed on the same draw"
@@ -147,8 +177,16 @@ def loco_table(name: str, run: dict[str, Any]) -> str:
             "z-normalised per corpus or per speaker (docs/results/baseline/loco-<corpus>-"
             '<corpus|speaker>.json, `bench/bench_baseline.py`); after the ";": neural minus '
             "SVM UA [paired 95% bootstrap over the same utterances]. Chance: WA of always the "
-            "majority class, UA 1 / classes.",
-            markdown_table(header, [loco_row(run, c) for c in corpora]),
+            "majority class, UA 1 / classes."
+            + speaker_norm_text(run)
+            + (
+                f" Last column: UA minus that of {reference[0]} (the default recipe, "
+                "seeds averaged) on the same held-out utterances [paired 95% bootstrap], "
+                'where it tested them ("-" where not).'
+                if reference
+                else ""
+            ),
+            markdown_table(header, [loco_row(run, c, reference and reference[1]) for c in corpora]),
             "Wall time (2 shared CPU cores), per held-out corpus over all seeds: "
             + ", ".join(f"{c} {s / 60:.1f} min" for c, s in seconds.items())
             + f"; {sum(seconds.values()) / 60:.1f} min in all.",

@@ -2,8 +2,10 @@
 `dyser-train --target all` results.json (nothing is trained here), in its own label set and
 in the common one, next to the eGeMAPS+SVM pooled on the same folds
 (`multicorpus_scores.SVM`, `bench/bench_baseline.py`) and, for a recipe variant, the
-default run on them; with the caption texts (recipe, validation speakers, stream
-normalisation). See `bench_multicorpus` for how the file is named.
+default run on them (`multicorpus_scores.default_reference`); the caption says how many
+validation speakers each corpus had, and names the recipe and what a stream run's scores
+are (`multicorpus_scores.recipe_text`, `speaker_norm_text`). See `bench_multicorpus` for
+how the file is named.
 """
 
 from __future__ import annotations
@@ -18,21 +20,22 @@ from _report import markdown_table
 from multicorpus_scores import (
     METRICS,
     SVM_NORMS,
+    corpus_predictions,
+    fold_test_speakers,
     interval,
-    joint_ci,
     label_indices,
     own_scores,
+    paired_ua,
     pct,
     pooled_wa_ua,
-    seed_mean,
+    recipe_text,
+    signed_interval,
+    speaker_norm_text,
     utterance_key,
 )
-from render_baseline import fold_test_speakers
 
 from keras_dyconv.baseline import score_rows
 from keras_dyconv.labels import class_mask
-from keras_dyconv.recipes import Recipe, get_recipe
-from keras_dyconv.results import CORPUS_ORDER, online_order, online_order_text
 
 
 def _summary_cells(summary: dict[str, Any]) -> list[str]:
@@ -62,26 +65,12 @@ def _own_predicted(rows: np.ndarray, labels: Sequence[str], corpus: str) -> np.n
     return np.where(class_mask(corpus, labels), rows, -np.inf).argmax(axis=1)
 
 
-def _corpus_predictions(
-    run: dict[str, Any], corpus: str, seed: int | None = None
-) -> list[dict[str, Any]]:
-    """The saved predictions of `corpus`'s utterances, over all folds (of one `seed`, or of
-    every seed when None), in the order saved."""
-    return [
-        p
-        for r in run["folds"]
-        if seed is None or r["seed"] == seed
-        for p in r["predictions"]
-        if p["corpus"] == corpus
-    ]
-
-
 def _own_by_key(run: dict[str, Any], corpus: str) -> dict[str, dict[str, np.ndarray]]:
     """Per seed of a pooled run ("seed N"), {utterance key: own-label class index
     predicted} for `corpus` (mean window probabilities, arg-max over its own classes)."""
     out = {}
     for seed in run["seeds"]:
-        preds = _corpus_predictions(run, corpus, seed)
+        preds = corpus_predictions(run, corpus, seed)
         rows = np.array([p["probabilities"] for p in preds])
         out[f"seed {seed}"] = dict(
             zip(
@@ -112,7 +101,7 @@ def pooled_paired(
     if "seeds" in other:
         theirs = {f"the other run's {k}": v for k, v in _own_by_key(other, corpus).items()}
     else:
-        preds = _corpus_predictions(other, corpus)
+        preds = corpus_predictions(other, corpus)
         scores = _own_predicted(score_rows(preds, "scores_own"), labels, corpus)
         theirs = {
             "the SVM": dict(zip([utterance_key(p["path"]) for p in preds], scores, strict=True))
@@ -120,16 +109,10 @@ def pooled_paired(
     for name, got in [*mine.items(), *theirs.items()]:
         if sorted(got) != sorted(keys):
             raise ValueError(f"{corpus}: {name} tested other utterances than seed {first}")
-    true_of = {
-        utterance_key(p["path"]): p["label"] for p in _corpus_predictions(run, corpus, first)
-    }
+    true_of = {utterance_key(p["path"]): p["label"] for p in corpus_predictions(run, corpus, first)}
     true = label_indices(labels, [true_of[k] for k in keys], corpus)
     a, b = ({s: np.array([d[k] for k in keys]) for s, d in x.items()} for x in (mine, theirs))
-
-    def delta(i: np.ndarray) -> float:
-        return seed_mean("ua", true, a, i) - seed_mean("ua", true, b, i)
-
-    return delta(np.arange(len(keys))), joint_ci(delta, len(keys))
+    return paired_ua(true, a, b)
 
 
 def _pooled_svm_cell(run: dict[str, Any], svm: dict[str, Any] | None, corpus: str) -> str:
@@ -138,11 +121,8 @@ def _pooled_svm_cell(run: dict[str, Any], svm: dict[str, Any] | None, corpus: st
     if svm is None:
         return "-"
     own = svm["corpus_scores"][corpus]["own"]
-    d, (lo, hi) = pooled_paired(run, svm, corpus)
-    return (
-        f"{pct(own['wa'])} / {interval(own['ua'], own['ci95']['ua'])}; "
-        f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-    )
+    cell = f"{pct(own['wa'])} / {interval(own['ua'], own['ci95']['ua'])}"
+    return f"{cell}; {signed_interval(*pooled_paired(run, svm, corpus))}"
 
 
 def pooled_row(
@@ -173,92 +153,8 @@ def pooled_row(
         row.append(", ".join(f"{s}: {wa_ua}" for s, wa_ua in pooled.items()))
     row += [_pooled_svm_cell(run, svms.get(norm), corpus) for norm in SVM_NORMS]
     if reference is not None:
-        d, (lo, hi) = pooled_paired(run, reference, corpus)
-        row.append(f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]")
+        row.append(signed_interval(*pooled_paired(run, reference, corpus)))
     return row
-
-
-def pooled_reference(
-    name: str, run: dict[str, Any], runs: Sequence[tuple[str, dict[str, Any]]]
-) -> tuple[str, dict[str, Any]] | None:
-    """The run a pooled variant is read against: another saved pooled run of the plain
-    default recipe with the same labels and, fold by fold, the same test speakers, the one
-    that also validated by the same rule if there is one (so only the recipe differs);
-    None for the default run itself or when none is saved."""
-    mine = fold_test_speakers(run["folds"])
-    same_folds = [
-        (other_name, other)
-        for other_name, other in runs
-        if other_name != name
-        and other.get("target_corpus") == run.get("target_corpus") == "all"
-        and recipe_text(other) == f"`{other['recipe']['name']}`" == "`default`"
-        and other["labels"] == run["labels"]
-        and fold_test_speakers(other["folds"]) == mine
-    ]
-    rule = _validation_rules(run)
-    same_rule = [(n, other) for n, other in same_folds if _validation_rules(other) == rule]
-    return (same_rule or same_folds or [None])[0]
-
-
-def _validation_rules(run: dict[str, Any]) -> dict[str, str | None]:
-    """{fold name: how its validation speakers were chosen} of the run's first seed."""
-    first = min(run["seeds"])
-    return {
-        r["fold"]: (r.get("val_rule") or {}).get("description")
-        for r in run["folds"]
-        if r["seed"] == first
-    }
-
-
-def recipe_text(run: dict[str, Any]) -> str:
-    """The run's recipe as its name plus every field it changed (e.g. "`default`,
-    normalization stream"), so a variant never reads as the named recipe."""
-    named, used = (  # through JSON: tuples and the lists they were saved as compare equal
-        json.loads(json.dumps(r.to_dict()))
-        for r in (get_recipe(run["recipe"]["name"]), Recipe(**run["recipe"]))
-    )
-    changed = [f"{k} {used[k]}" for k in used if k != "name" and used[k] != named.get(k)]
-    return ", ".join([f"`{run['recipe']['name']}`", *changed])
-
-
-def speaker_norm_text(run: dict[str, Any]) -> str:
-    """For normalization "stream" (online CMVN): what the table's scores are (online, each
-    test speaker's utterances one stream in the run's `online_order`: corpus order in runs
-    written before it was recorded), each corpus's common-label WA / UA in corpus order
-    where the run also saved those ("predicted_corpus_order"), on each utterance alone (a
-    fresh stream from the training prior, "predicted_independent": what a device scores on
-    one clip) and with every test speaker normalised by their own statistics (the run's
-    transductive "predicted_speaker_norm"); "" for other runs."""
-    order = online_order(run)
-    if order is None:  # not a stream run
-        return ""
-
-    def common(key: str) -> str:
-        parts = []
-        for corpus in run["corpora"]:
-            preds = _corpus_predictions(run, corpus)
-            true = np.array([p["label"] for p in preds])
-            guess = np.array([p[key] for p in preds])
-            wa, ua = (metric(true, guess) for metric in METRICS.values())
-            parts.append(f"{corpus} {pct(wa)} / {pct(ua)}")
-        return ", ".join(parts)
-
-    stream = online_order_text(order)
-    if order != CORPUS_ORDER:
-        stream += (
-            "; in corpus order (emotion-blocked where a corpus lists a speaker's files by "
-            "emotion) the common-label WA / UA are " + common("predicted_corpus_order")
-        )
-    return (
-        ' Normalisation "stream": the scores above are online, each test speaker\'s '
-        f"utterances one stream {stream}; on each utterance alone (a fresh stream from the "
-        "training prior, as a device scores one clip) the common-label WA / UA are "
-        + common("predicted_independent")
-        + "; with each test speaker's own statistics "
-        "(all of their audio, transductive) the common-label WA / UA are "
-        + common("predicted_speaker_norm")
-        + " (see the section on stream normalisation)."
-    )
 
 
 def validation_text(run: dict[str, Any]) -> str:
@@ -282,7 +178,8 @@ def pooled_table(
 ) -> str:
     """A pooled run: every corpus trained and tested at once, one row per corpus in its own
     label set and in the common one, next to the eGeMAPS+SVM pooled on the same folds and,
-    for a variant, the default run on them (`reference`: `pooled_reference`)."""
+    for a variant, the default run on them (`reference`:
+    `multicorpus_scores.default_reference`)."""
     corpora, seeds, protocol = list(run["corpora"]), run["seeds"], run["protocol"]
     svms = _pooled_svms(run)
     header = ["corpus", "test speakers", "test utterances", "own classes", "own WA [95%]"]

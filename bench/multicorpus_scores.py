@@ -1,7 +1,10 @@
 """The scoring helpers the multi-corpus tables share (`multicorpus_loco`,
 `multicorpus_pooled` and the target-run table of `bench_multicorpus.py`): per-fold scores
 in a corpus's own label set, pooled WA / UA and their bootstrap intervals, the paired
-bootstrap over utterances every seed is scored on at once, and the "WA / UA [95%]" cells.
+bootstrap over utterances every seed is scored on at once, and the "WA / UA [95%]" cells;
+and what a run is read against and as: the default run a recipe variant is compared with
+(`default_reference`), the variant's name (`recipe_text`) and, for normalization
+"stream", what its scores are (`stream_text`; `bench/render_baseline.py` uses these too).
 
 `SVM` is where the saved eGeMAPS+SVM runs are read from (`bench/bench_baseline.py`); the
 table modules look it up here at call time, so a test points it elsewhere in one place.
@@ -9,6 +12,7 @@ table modules look it up here at call time, so a test points it elsewhere in one
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePath
 from typing import Any
@@ -17,6 +21,8 @@ import numpy as np
 
 from keras_dyconv.labels import score_both
 from keras_dyconv.metrics import bootstrap_ci, unweighted_accuracy, weighted_accuracy
+from keras_dyconv.recipes import Recipe, get_recipe
+from keras_dyconv.results import CORPUS_ORDER, online_order, online_order_text
 
 #: The saved eGeMAPS+SVM runs (`bench/bench_baseline.py`).
 SVM = Path(__file__).resolve().parent.parent / "docs" / "results" / "baseline"
@@ -100,3 +106,136 @@ def utterance_key(path: str) -> str:
     ``ZhaoZuoxiang/angry/201.wav``): the same file whether a run was given the corpus as
     an absolute or a relative path."""
     return "/".join(PurePath(path).parts[-3:])
+
+
+def paired_ua(
+    true: np.ndarray, mine: dict[Any, np.ndarray], theirs: dict[Any, np.ndarray]
+) -> tuple[float, tuple[float, float]]:
+    """UA of `mine` minus UA of `theirs` on the same utterances (true class indices
+    `true`, shape (n,)), each the mean over its seeds' predictions ({seed: class indices
+    (n,)}), with the paired 95% bootstrap interval of `joint_ci` (every seed of both scored
+    on each draw)."""
+
+    def delta(i: np.ndarray) -> float:
+        return seed_mean("ua", true, mine, i) - seed_mean("ua", true, theirs, i)
+
+    return delta(np.arange(len(true))), joint_ci(delta, len(true))
+
+
+def signed_interval(d: float, ci: Sequence[float]) -> str:
+    """A difference of fractions and its (low, high) interval as signed percentages,
+    "+1.2 [-3.4, +5.6]"."""
+    return f"{100 * d:+.1f} [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
+
+
+def corpus_predictions(
+    run: dict[str, Any], corpus: str, seed: int | None = None
+) -> list[dict[str, Any]]:
+    """The saved predictions of `corpus`'s utterances in a multi-corpus run, over all folds
+    (of one `seed`, or of every seed when None), in the order saved."""
+    return [
+        p
+        for r in run["folds"]
+        if seed is None or r["seed"] == seed
+        for p in r["predictions"]
+        if p["corpus"] == corpus
+    ]
+
+
+def recipe_text(run: dict[str, Any]) -> str:
+    """The run's recipe as its name plus every field it changed (e.g. "`default`,
+    normalization stream"), so a variant never reads as the named recipe."""
+    named, used = (  # through JSON: tuples and the lists they were saved as compare equal
+        json.loads(json.dumps(r.to_dict()))
+        for r in (get_recipe(run["recipe"]["name"]), Recipe(**run["recipe"]))
+    )
+    changed = [f"{k} {used[k]}" for k in used if k != "name" and used[k] != named.get(k)]
+    return ", ".join([f"`{run['recipe']['name']}`", *changed])
+
+
+def stream_text(run: dict[str, Any], scores: Callable[[str], str]) -> str:
+    """For normalization "stream" (online CMVN): what the scores above are (online, each
+    test speaker's utterances one stream in the run's `online_order`: corpus order in runs
+    written before it was recorded) and, as `scores(key)` words them from the predictions'
+    `key`, the scores in corpus order where the run also saved those
+    ("predicted_corpus_order"), on each utterance alone (a fresh stream from the training
+    prior, "predicted_independent": what a device scores on one clip) and with every test
+    speaker normalised by their own statistics (the run's transductive
+    "predicted_speaker_norm"); "" for other runs."""
+    order = online_order(run)
+    if order is None:  # not a stream run
+        return ""
+    stream = online_order_text(order)
+    if order != CORPUS_ORDER:
+        stream += (
+            "; in corpus order (emotion-blocked where a corpus lists a speaker's files by "
+            "emotion) " + scores("predicted_corpus_order")
+        )
+    return (
+        ' Normalisation "stream": the scores above are online, each test speaker\'s '
+        f"utterances one stream {stream}; on each utterance alone (a fresh stream from the "
+        "training prior, as a device scores one clip) "
+        + scores("predicted_independent")
+        + "; with each test speaker's own statistics (all of their audio, transductive) "
+        + scores("predicted_speaker_norm")
+        + " (see the section on stream normalisation)."
+    )
+
+
+def speaker_norm_text(run: dict[str, Any]) -> str:
+    """`stream_text` of a multi-corpus run: each corpus's common-label WA / UA, in corpus
+    order, e.g. "the common-label WA / UA are emodb 41.7 / 44.6, casia 25.1 / 25.1"; "" for
+    runs of other normalizations."""
+
+    def common(key: str) -> str:
+        parts = []
+        for corpus in run["corpora"]:
+            preds = corpus_predictions(run, corpus)
+            true = np.array([p["label"] for p in preds])
+            guess = np.array([p[key] for p in preds])
+            wa, ua = (metric(true, guess) for metric in METRICS.values())
+            parts.append(f"{corpus} {pct(wa)} / {pct(ua)}")
+        return "the common-label WA / UA are " + ", ".join(parts)
+
+    return stream_text(run, common)
+
+
+def fold_test_speakers(records: Sequence[dict]) -> dict[str, list[str]]:
+    """{fold name: sorted test speakers} of fold records (`run_baseline`'s or a
+    results.json's "folds"), of their first seed only."""
+    first = min(r.get("seed", 0) for r in records)
+    return {r["fold"]: sorted(r["test_speakers"]) for r in records if r.get("seed", 0) == first}
+
+
+def _validation_rules(run: dict[str, Any]) -> dict[str, str | None]:
+    """{fold name: how its validation speakers were chosen} of the run's first seed."""
+    first = min(run["seeds"])
+    return {
+        r["fold"]: (r.get("val_rule") or {}).get("description")
+        for r in run["folds"]
+        if r["seed"] == first
+    }
+
+
+def default_reference(
+    name: str, run: dict[str, Any], runs: Sequence[tuple[str, dict[str, Any]]]
+) -> tuple[str, dict[str, Any]] | None:
+    """The run a multi-corpus run is read against: another saved run (name, results) of
+    the same kind (the same target corpus, "all" for pooled runs, None for leave one
+    corpus out, and protocol) of the plain default recipe with the same labels and, fold
+    by fold, the same test speakers; the one that also validated by the same rule if there
+    is one (so only the recipe differs). None when none is saved."""
+    mine = fold_test_speakers(run["folds"])
+    same_folds = [
+        (other_name, other)
+        for other_name, other in runs
+        if other_name != name
+        and other.get("target_corpus") == run.get("target_corpus")
+        and other["protocol"]["name"] == run["protocol"]["name"]
+        and recipe_text(other) == f"`{other['recipe']['name']}`" == "`default`"
+        and other["labels"] == run["labels"]
+        and fold_test_speakers(other["folds"]) == mine
+    ]
+    rule = _validation_rules(run)
+    same_rule = [(n, other) for n, other in same_folds if _validation_rules(other) == rule]
+    return (same_rule or same_folds or [None])[0]

@@ -2,8 +2,10 @@
 
 `render_body(runs, neural_dir)` reads only the saved results: the SVM's, one file per (job,
 normalisation) under docs/results/baseline/, and the neural runs already saved under
-docs/results/ (not re-trained). The jobs themselves (corpus, protocol, normalisations) are
-defined here, in the table's words, and run by bench_baseline.py.
+docs/results/ (not re-trained; `dyser-train` or bench_training.py results.json, whether
+they tested the SVM's folds is checked when rendering, `same_folds`). The jobs themselves
+(corpus, protocol, normalisations) are defined here, in the table's words, and run by
+bench_baseline.py.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from _report import markdown_table
+from multicorpus_scores import recipe_text, stream_text, utterance_key
+
+from keras_dyconv.results import online_order
 
 NAME = "baseline"
 TITLE = "Classical floor: eGeMAPS + linear SVM, and the paper's table"
@@ -78,13 +83,6 @@ POOLED_JOBS: dict[str, PooledJob] = {
 POOLED_NORMALIZATIONS = LOCO_NORMALIZATIONS
 
 
-def fold_test_speakers(records: Sequence[dict]) -> dict[str, list[str]]:
-    """{fold name: sorted test speakers} of fold records (`run_baseline`'s or a
-    results.json's "folds"), of their first seed only."""
-    first = min(r.get("seed", 0) for r in records)
-    return {r["fold"]: sorted(r["test_speakers"]) for r in records if r.get("seed", 0) == first}
-
-
 def same_protocol(a: dict, b: dict) -> bool:
     """Whether two protocols (`ProtocolSpec` fields) make the same folds."""
     keys = ("name", "k", "seed") if a["name"] == "stratified" else ("name",)
@@ -97,9 +95,56 @@ def pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
-def with_ci(results: dict[str, Any], metric: str) -> str:
-    lo, hi = results["pooled_ci95"][metric]
-    return f"{pct(results['pooled'][metric])} [{pct(lo)}, {pct(hi)}]"
+def with_ci(results: dict[str, Any], metric: str, key: str = "pooled") -> str:
+    """`results[key][metric]` with its interval `results[key + "_ci95"][metric]`, in
+    percent: "12.3 [10.0, 14.6]"."""
+    lo, hi = results[f"{key}_ci95"][metric]
+    return f"{pct(results[key][metric])} [{pct(lo)}, {pct(hi)}]"
+
+
+def same_folds(records: Sequence[dict], neural: dict) -> bool:
+    """Whether a neural run (its first seed) tested the same utterances as fold `records`
+    (their first seed) in the same folds (same names). Utterances are compared by their
+    last three path parts (`multicorpus_scores.utterance_key`): a corpus such as CASIA
+    repeats file names across speakers and emotions, and the two runs may have been given
+    the corpus as an absolute or a relative path."""
+
+    def test_sets(recs: Sequence[dict]) -> dict[str, list[str]]:
+        first = min(r.get("seed", 0) for r in recs)
+        return {
+            r["fold"]: sorted(utterance_key(p["path"]) for p in r["predictions"])
+            for r in recs
+            if r.get("seed", 0) == first
+        }
+
+    return test_sets(records) == test_sets(neural["folds"])
+
+
+def neural_model(file: str, run: dict[str, Any]) -> str:
+    """The "model" cell of a saved neural run: "ours, neural: <recipe name> recipe" when it
+    ran a named recipe unchanged, "ours, neural: recipe <the recipe and every field it
+    changed>" (`multicorpus_scores.recipe_text`) for a variant, "default today (<ablation
+    variant>) recipe" for the 3-seed ablation run of today's default (`ablation/...`)."""
+    name = run["recipe"]["name"]
+    if file.startswith("ablation/"):
+        return f"ours, neural: default today ({name}) recipe"
+    text = recipe_text(run)
+    return f"ours, neural: {name} recipe" if text == f"`{name}`" else f"ours, neural: recipe {text}"
+
+
+def stream_note(corpus: str, description: str, file: str, run: dict[str, Any]) -> str:
+    """The note under the paper's table on a normalization "stream" run's row: its WA / UA
+    are online per test speaker (`multicorpus_scores.stream_text`), with the run's pooled
+    scores in corpus order (where saved), on each clip alone and with each test speaker's
+    own statistics, each with its 95% interval."""
+
+    def scores(key: str) -> str:
+        pooled = key.replace("predicted", "pooled")
+        return f"WA / UA are {with_ci(run, 'wa', pooled)} / {with_ci(run, 'ua', pooled)}"
+
+    return f"{CORPUS_NAMES.get(corpus, corpus)}, {description}, `{file}`:" + stream_text(
+        run, scores
+    )
 
 
 #: The columns of `_wa_ua_cells`: each normalisation's WA and UA (the first normalisation
@@ -225,7 +270,7 @@ def paper_table(by_job: dict[str, dict[str, dict]], single: Sequence[str], neura
         "UA [95% CI]",
         "paired ΔUA vs eGeMAPS + SVM [95% CI]",
     ]
-    rows = []
+    rows, notes = [], []
     corpus_of = {j: next(iter(by_job[j].values()))["corpus"] for j in single}
     corpora = list(dict.fromkeys(corpus_of.values()))
     for corpus in [*corpora, *(c for c in PAPER if c not in corpora)]:
@@ -240,15 +285,16 @@ def paper_table(by_job: dict[str, dict[str, dict]], single: Sequence[str], neura
             for file, r in neural_runs(corpus, neural_dir):
                 if not same_protocol(r["protocol"], first["protocol"]):
                     continue
-                same = first.get("neural_same_folds", {}).get(file)
-                recipe = r["recipe"]["name"]
-                if file.startswith("ablation/"):
-                    recipe = f"default today ({recipe})"
+                same = same_folds(first["folds"], r)
+                model = neural_model(file, r) + (" (same folds)" if same else "")
+                if online_order(r) is not None:
+                    model += "; scored online per test speaker (note below)"
+                    notes.append(stream_note(corpus, first["protocol"]["description"], file, r))
                 rows.append(
                     [
                         name,
                         first["protocol"]["description"],
-                        f"ours, neural: {recipe} recipe" + (" (same folds)" if same else ""),
+                        model,
                         f"{r['folds_run']} x {len(r['seeds'])}",
                         with_ci(r, "wa"),
                         with_ci(r, "ua"),
@@ -283,7 +329,7 @@ def paper_table(by_job: dict[str, dict[str, dict]], single: Sequence[str], neura
         "speaker normalisation on the same folds (a neural run's seeds averaged per fold), "
         "with a bootstrap interval over folds."
     )
-    return intro + "\n\n" + markdown_table(header, rows)
+    return "\n\n".join([intro, markdown_table(header, rows), *notes])
 
 
 def loco_table(by_job: dict[str, dict[str, dict]], loco: Sequence[str]) -> str:

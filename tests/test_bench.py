@@ -177,6 +177,28 @@ def test_saved_results_match_the_docs():
     assert _report.stale_sections(list(_report.RENDERERS)) == []
 
 
+def test_saved_baseline_results_match_the_docs():
+    """The baseline section (the SVM's table and the paper's) reads as bench_baseline.py
+    renders it from docs/results/baseline/ and the neural runs in docs/results/ (run
+    `python bench/bench_baseline.py --render-only` after saving a neural run there)."""
+    import bench_baseline
+
+    body = bench_baseline.render_body(bench_baseline.load_results(), bench_baseline.NEURAL)
+    expected = _report.section_block("baseline", bench_baseline.TITLE, body)
+    assert _report.read_section("baseline") == expected
+
+
+@pytest.mark.slow  # ~20 s of bootstrap intervals
+def test_saved_multicorpus_results_match_the_docs():
+    """The multi-corpus section reads as bench_multicorpus.py renders it from
+    docs/results/multicorpus/ (run `python bench/bench_multicorpus.py` after saving a run)."""
+    import bench_multicorpus
+
+    body = bench_multicorpus.render()
+    expected = _report.section_block(bench_multicorpus.NAME, bench_multicorpus.TITLE, body)
+    assert _report.read_section(bench_multicorpus.NAME) == expected
+
+
 def test_publish_renders_what_it_saved(tmp_path):
     data = frontend_results()
     data["corpus"]["seconds"] = np.float64(90.0)  # numpy scalars are saved as numbers

@@ -116,14 +116,15 @@ def test_scored_in_the_target_labels_against_the_single_corpus_run(saved):
 LOCO_LABELS = ["anger", "sadness"]
 
 
-def _loco_fold(corpus, seed, true, pred):
-    """A loco fold record: held-out `corpus`, utterances data/<corpus>/<k>.wav."""
+def _loco_fold(corpus, seed, true, pred, root="data"):
+    """A loco fold record: held-out `corpus`, utterances <root>/<corpus>/<k>.wav."""
     return {
         "fold": f"corpus-{corpus}",
         "seed": seed,
         "seconds": 30.0,
+        "test_speakers": [f"{corpus}/01"],
         "predictions": [
-            {"path": f"data/{corpus}/{k}.wav", "corpus": corpus, "label": t, "predicted": p}
+            {"path": f"{root}/{corpus}/{k}.wav", "corpus": corpus, "label": t, "predicted": p}
             for k, (t, p) in enumerate(zip(true, pred, strict=True))
         ],
     }
@@ -253,6 +254,91 @@ def test_loco_seeds_must_test_the_same_utterances():
         ValueError, match="neither a pooled, a target-corpus nor a leave-one-corpus-out run"
     ):
         bench_multicorpus.run_kind({**_loco_run(bad), "protocol": {"name": "loso"}})
+
+
+def _loco_stream_variant():
+    """`LOCO_FOLDS`' run as a stream variant (online CMVN), its utterances given under
+    another root and in another order (the same files: `utterance_key`), and RAVDESS with a
+    third utterance the default run did not test."""
+    said = {  # (corpus, seed) -> online, on each clip alone, with the speaker's statistics
+        ("emodb", 0): (EMODB_TRUE, ["anger"] * 4, ["anger", "sadness", "sadness", "sadness"]),
+        ("emodb", 1): (EMODB_TRUE, ["anger"] * 4, ["anger", "sadness", "sadness", "sadness"]),
+        ("ravdess", 0): (["anger", "sadness", "anger"], None, ["sadness"] * 3),
+        ("ravdess", 1): (["anger", "sadness", "anger"], None, ["sadness"] * 3),
+    }
+    folds = []
+    for (corpus, seed), (online, alone, own) in said.items():
+        true = EMODB_TRUE if corpus == "emodb" else ["anger", "sadness", "sadness"]
+        fold = _loco_fold(corpus, seed, true, online, root="/mnt/corpora/data")
+        for p, a, o in zip(fold["predictions"], alone or true, own, strict=True):
+            p.update(predicted_independent=a, predicted_speaker_norm=o)
+            p["predicted_corpus_order"] = p["label"]
+        fold["predictions"].reverse()
+        folds.append(fold)
+    run = _loco_run(folds)
+    run["recipe"] = {"name": "default", "normalization": "stream", "stream_training": "online"}
+    run["online_order"] = ONLINE_ORDER
+    return run
+
+
+def test_loco_stream_variant_names_its_variant_and_is_paired_with_the_default_run(loco_dirs):
+    runs, _ = loco_dirs
+    for seed in (0, 1):  # the default run, saved one file per seed
+        part = _loco_run([f for f in LOCO_FOLDS if f["seed"] == seed])
+        (runs / f"loco-seed{seed}.json").write_text(json.dumps(part))
+    variant = _loco_stream_variant()
+    for seed in (0, 1):
+        part = {**variant, "folds": [f for f in variant["folds"] if f["seed"] == seed]}
+        part["seeds"] = [seed]
+        (runs / f"loco-streamonline-seed{seed}.json").write_text(json.dumps(part))
+    body = bench_multicorpus.render(runs)
+    default = body[body.index("**loco**:") : body.index("**loco-streamonline**:")]
+    mine = body[body.index("**loco-streamonline**:") :]
+    # The default run renders as before: no variant, no stream text, no paired column.
+    assert "seeds [0, 1], recipe `default`. WA / UA" in default
+    assert 'Normalisation "stream"' not in default and "minus loco" not in default
+    assert "seeds [0, 1], recipe `default`, normalization stream, stream_training online." in mine
+    # Both seeds pooled (8 EmoDB, 6 RAVDESS predictions). Each clip alone: EmoDB "anger"
+    # for all (anger 4/4, sadness 0/4: WA 50, UA 50), RAVDESS right (100 / 100). With each
+    # speaker's own statistics: EmoDB wrong on the 2nd anger of each seed (anger 2/4,
+    # sadness 4/4: WA 6/8 = 75, UA (50 + 100) / 2 = 75); RAVDESS "sadness" for all (anger
+    # 0/2, sadness 4/4: WA 4/6 = 66.7, UA 50).
+    assert (
+        "one stream in a random order per speaker, seeded by the training seed; in corpus "
+        "order (emotion-blocked where a corpus lists a speaker's files by emotion) the "
+        "common-label WA / UA are emodb 100.0 / 100.0, ravdess 100.0 / 100.0; on each "
+        "utterance alone (a fresh stream from the training prior, as a device scores one "
+        "clip) the common-label WA / UA are emodb 50.0 / 50.0, ravdess 100.0 / 100.0; with "
+        "each test speaker's own statistics (all of their audio, transductive) the "
+        "common-label WA / UA are emodb 75.0 / 75.0, ravdess 66.7 / 50.0"
+    ) in mine
+    assert "Last column: UA minus that of loco (the default recipe, seeds" in mine
+    assert mine.count("| minus loco: UA [paired 95%] |") == 1
+    emodb = next(line for line in mine.splitlines() if line.startswith("| emodb |"))
+    cells = [c.strip() for c in emodb.strip("|").split("|")]
+    # Online, the variant is right on all 4 EmoDB utterances with both seeds (UA 100); the
+    # default run's seeds score UA 75 and 100 on them: 100 - 87.5 = +12.5. Only the default
+    # seed 0's 4th utterance differs, so no resample makes the variant worse.
+    assert cells[3].startswith("100.0 [") and cells[5] == "0: 100.0 / 100.0, 1: 100.0 / 100.0"
+    assert cells[-1].startswith("+12.5 [")
+    lo, hi = (float(x) for x in cells[-1][len("+12.5 [") : -1].split(","))
+    assert 0 <= lo <= 12.5 <= hi <= 25
+    # RAVDESS: the variant tested an utterance the default run did not: no pairing. Online
+    # it is right on 2 of 3 (anger 1/1, sadness 1/2): WA 66.7, UA 75.
+    ravdess = next(line for line in mine.splitlines() if line.startswith("| ravdess |"))
+    assert ravdess.startswith("| ravdess | emodb | 3 | 66.7 [") and ravdess.endswith("| - |")
+    assert "| 75.0 [" in ravdess
+
+    # A default run on other classes is not the variant's reference; none saved, none.
+    for seed in (0, 1):
+        other = _loco_run([f for f in LOCO_FOLDS if f["seed"] == seed])
+        other["labels"] = [*LOCO_LABELS, "fear"]
+        (runs / f"loco-seed{seed}.json").write_text(json.dumps(other))
+    assert "minus loco" not in bench_multicorpus.render(runs)
+    for seed in (0, 1):
+        (runs / f"loco-seed{seed}.json").unlink()
+    alone = bench_multicorpus.render(runs)
+    assert "minus loco" not in alone and "normalization stream, stream_training online." in alone
 
 
 # ------------------------------------------------------------------ pooled (--target all)
@@ -402,10 +488,10 @@ def test_pooled_caption_says_how_many_speakers_of_each_corpus_validated():
 
 def test_pooled_stream_run_names_its_variant_and_the_speaker_statistics_scores():
     run = _pooled_run()
-    assert multicorpus_pooled.recipe_text(run) == "`default`"
-    assert multicorpus_pooled.speaker_norm_text(run) == ""
+    assert multicorpus_scores.recipe_text(run) == "`default`"
+    assert multicorpus_scores.speaker_norm_text(run) == ""
     run["recipe"] = {"name": "default", "normalization": "stream", "stream_training": "online"}
-    assert multicorpus_pooled.recipe_text(run) == (
+    assert multicorpus_scores.recipe_text(run) == (
         "`default`, normalization stream, stream_training online"
     )
     # With each speaker's own statistics: EmoDB right on 3 of its 4 (WA 75; anger 1/2,
@@ -417,7 +503,7 @@ def test_pooled_stream_run_names_its_variant_and_the_speaker_statistics_scores()
             p["predicted_speaker_norm"] = next(said)
             # Each clip alone: EmoDB all right, RAVDESS all wrong.
             p["predicted_independent"] = p["label"] if p["corpus"] == "emodb" else "sadness"
-    text = multicorpus_pooled.speaker_norm_text(run)
+    text = multicorpus_scores.speaker_norm_text(run)
     assert "common-label WA / UA are emodb 75.0 / 75.0, ravdess 75.0 / 75.0" in text
     assert (
         "on each utterance alone (a fresh stream from the training prior, as a device scores "
@@ -430,7 +516,7 @@ def test_pooled_stream_run_names_its_variant_and_the_speaker_statistics_scores()
     for fold in run["folds"]:
         for p in fold["predictions"]:
             p["predicted_corpus_order"] = p["label"] if p["corpus"] == "emodb" else "sadness"
-    text = multicorpus_pooled.speaker_norm_text(run)
+    text = multicorpus_scores.speaker_norm_text(run)
     assert (
         "one stream in a random order per speaker, seeded by the training seed; in corpus "
         "order (emotion-blocked where a corpus lists a speaker's files by emotion) the "

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import render_baseline
 import render_dynconv
 import render_edge
 import render_export
@@ -20,6 +23,9 @@ from bench_results import (
     memory_results,
     speech_gate_results,
 )
+
+from keras_dyconv.recipes import get_recipe
+from keras_dyconv.results import ONLINE_ORDER
 
 
 def test_render_frontend():
@@ -267,3 +273,130 @@ def test_render_fuzz():
     assert "| `sample rate N Hz not in N Hz` | 3 |" in text
     data = {**fuzz_results(), "outcomes": {"ok": 400, "WavError": 599}}
     assert "| unexpected exceptions | 1 | 0: **missed** |" in render_fuzz.render(data)
+
+
+# ------------------------------------------------------------------ the paper's table
+#: Two stratified folds of four CASIA utterances, all named 201.wav (as CASIA repeats file
+#: names across speakers and emotions): (speaker, emotion) per fold.
+CASIA_FOLDS = {
+    "stratified-1of2": [("liuchang", "angry"), ("wangzhe", "sad")],
+    "stratified-2of2": [("wangzhe", "angry"), ("liuchang", "sad")],
+}
+
+
+def _casia_folds(root, ua, folds=CASIA_FOLDS):
+    """Fold records as `dyser-train` and the SVM save them: each fold's test utterances
+    under `root` (predicted right) and its per-fold UA (`ua`, one per fold)."""
+    return [
+        {
+            "fold": name,
+            "seed": 0,
+            "metrics": {"ua": u},
+            "predictions": [
+                {"path": f"{root}/casia/{s}/{e}/201.wav", "label": e, "predicted": e}
+                for s, e in tested
+            ],
+        }
+        for (name, tested), u in zip(folds.items(), ua, strict=True)
+    ]
+
+
+def _scores(wa, ua, key="pooled"):
+    """A run's pooled WA / UA (fractions) under `key`, each with a +-0.1 interval."""
+    return {
+        key: {"wa": wa, "ua": ua},
+        f"{key}_ci95": {"wa": [wa - 0.1, wa + 0.1], "ua": [ua - 0.1, ua + 0.1]},
+    }
+
+
+def _casia_neural(ua, recipe=None, folds=CASIA_FOLDS):
+    """A results.json of `dyser-train --corpus casia --data ../shared/datasets/casia
+    --protocol stratified --folds 2 --seed 0`, as a single-corpus run writes it (its own
+    labels; no "corpora"), the data given as a relative path."""
+    return {
+        "protocol": {"name": "stratified", "k": 2, "split_file": None, "val_speakers": "auto"}
+        | {"seed": 0, "speaker_independent": False},
+        "recipe": recipe or {"name": "default"},
+        "labels": ["angry", "sad"],
+        "seeds": [0],
+        "folds": _casia_folds("../shared/datasets", ua, folds),
+        "folds_run": 2,
+        **_scores(0.75, 0.75),
+    }
+
+
+def test_paper_table_reads_single_corpus_runs_by_their_folds_and_variant(tmp_path):
+    """A CASIA run of `dyser-train` saved after the SVM (whose "neural_same_folds" is then
+    empty) is read against it on the same folds, checked when rendering; a run testing
+    other utterances under the same file names is not; a stream variant is named by what
+    it changed and its scores are said to be online, with its other scores under the
+    table."""
+    svm = {
+        "corpus": "casia",
+        "protocol": {"name": "stratified", "k": 2, "seed": 0, "description": "stratified 2-fold"},
+        "folds": _casia_folds("/work/shared/datasets", [0.5, 0.5]),
+        "folds_run": 2,
+        **_scores(0.5, 0.5),
+        "neural_same_folds": {},
+    }
+    speaker = {**svm, **_scores(0.6, 0.6), "folds": _casia_folds("/x", [1.0, 1.0])}
+    (tmp_path / "casia-stratified-default.json").write_text(json.dumps(_casia_neural([1.0, 0.5])))
+    # The same file names in each fold, but fold 1 tests fold 2's speakers and emotions.
+    swapped = dict(zip(CASIA_FOLDS, reversed(CASIA_FOLDS.values()), strict=True))
+    other = _casia_neural([0.5, 1.0], folds=swapped)
+    (tmp_path / "casia-stratified-other.json").write_text(json.dumps(other))
+    stream = {"name": "default", "normalization": "stream", "stream_training": "online"}
+    streamed = _casia_neural([0.5, 0.5], recipe=stream)
+    for key, wa in [("corpus_order", 0.25), ("independent", 0.5), ("speaker_norm", 0.875)]:
+        streamed.update(_scores(wa, wa, f"pooled_{key}"))
+    streamed["online_order"] = ONLINE_ORDER
+    (tmp_path / "casia-stratified-streamonline.json").write_text(json.dumps(streamed))
+    by_job = {"casia-stratified": {"none": svm, "speaker": speaker}}
+
+    text = render_baseline.paper_table(by_job, ["casia-stratified"], tmp_path)
+    rows = [line for line in text.splitlines() if line.startswith("| CASIA | stratified 2-fold")]
+    # Per fold UA minus the SVM's: +50 and +0 -> mean +25; the bootstrap over two folds
+    # draws means of 0, 25 or 50: its 2.5% and 97.5% quantiles are 0 and 50.
+    assert rows[0] == (
+        "| CASIA | stratified 2-fold | ours, neural: default recipe (same folds) | 2 x 1 "
+        "| 75.0 [65.0, 85.0] | 75.0 [65.0, 85.0] | +25.0 [+0.0, +50.0] |"
+    )
+    assert rows[1] == (
+        "| CASIA | stratified 2-fold | ours, neural: default recipe | 2 x 1 "
+        "| 75.0 [65.0, 85.0] | 75.0 [65.0, 85.0] | — |"
+    )
+    assert rows[2] == (
+        "| CASIA | stratified 2-fold | ours, neural: recipe `default`, normalization stream, "
+        "stream_training online (same folds); scored online per test speaker (note below) "
+        "| 2 x 1 | 75.0 [65.0, 85.0] | 75.0 [65.0, 85.0] | +0.0 [+0.0, +0.0] |"
+    )
+    # The SVM speaker-normalised: per fold +50 and +50 over the SVM without.
+    assert rows[3:] == [
+        "| CASIA | stratified 2-fold | eGeMAPS + linear SVM | 2 x 1 | 50.0 [40.0, 60.0] "
+        "| 50.0 [40.0, 60.0] | — |",
+        "| CASIA | stratified 2-fold | eGeMAPS + linear SVM (speaker-norm.) | 2 x 1 "
+        "| 60.0 [50.0, 70.0] | 60.0 [50.0, 70.0] | +50.0 [+50.0, +50.0] |",
+    ]
+    assert text.endswith(
+        "\n\nCASIA, stratified 2-fold, `casia-stratified-streamonline.json`: Normalisation "
+        '"stream": the scores above are online, each test speaker\'s utterances one stream in '
+        "a random order per speaker, seeded by the training seed; in corpus order "
+        "(emotion-blocked where a corpus lists a speaker's files by emotion) WA / UA are "
+        "25.0 [15.0, 35.0] / 25.0 [15.0, 35.0]; on each utterance alone (a fresh stream from "
+        "the training prior, as a device scores one clip) WA / UA are 50.0 [40.0, 60.0] / "
+        "50.0 [40.0, 60.0]; with each test speaker's own statistics (all of their audio, "
+        "transductive) WA / UA are 87.5 [77.5, 97.5] / 87.5 [77.5, 97.5] (see the section on "
+        "stream normalisation)."
+    )
+
+
+def test_paper_table_keeps_named_recipes_names():
+    # A results.json saves every field of its recipe.
+    paper = {"recipe": get_recipe("paper").to_dict()}
+    assert render_baseline.neural_model("x.json", paper) == "ours, neural: paper recipe"
+    run = {"recipe": {**get_recipe("fast").to_dict(), "epochs": 1}}
+    assert render_baseline.neural_model("x.json", run) == "ours, neural: recipe `fast`, epochs 1"
+    ablation = {"recipe": {"name": "dataset-norm+time-pool16"}}  # not a recipe name today
+    assert render_baseline.neural_model("ablation/d.json", ablation) == (
+        "ours, neural: default today (dataset-norm+time-pool16) recipe"
+    )
