@@ -227,7 +227,10 @@ def extract_windows(
     for, sees them carry the utterance's level against the voice's (loud anger, quiet
     sadness). Measured on EmoDB (the shipped model's frontend with a stream prior), the
     window means span -0.41..+0.51 as fresh streams but -0.71..+0.51 in per-speaker
-    streams: calibrated on fresh streams, a voice's quiet windows would saturate. A stream's
+    streams: calibrated on fresh streams, a voice's quiet windows would saturate (the online
+    stream model of scripts/build_default_model.sh on a quarter of each corpus's files, the
+    same 244 held-out windows, one stream per corpus: max |dp| 0.197, mean 0.0050 when calibrated on
+    fresh streams; 0.070 and 0.0031 on streams; top-1 agreement 98.8% both). A stream's
     first utterance is a fresh stream still, as a device's first. A folder gives no
     speakers, so its stream mixes voices: window means then also carry each voice's level
     against the others' (-0.77..+0.58 for EmoDB's folder), a range that holds one voice's
