@@ -1,14 +1,21 @@
 """Command line of the edge runtime: `python -m edge_runtime` (or `dyser-edge`).
 
-    python -m edge_runtime predict clip.wav                  # the shipped EmoDB model
+    python -m edge_runtime predict clip.wav                  # the shipped single-clip model
     python -m edge_runtime predict model.tflite a.wav b.wav --json
     python -m edge_runtime predict model.tflite recordings/  # every .wav in the folder
+    arecord -f S16_LE -r 16000 -c 1 | python -m edge_runtime stream  # the shipped stream model
     arecord -f S16_LE -r 16000 -c 1 | python -m edge_runtime stream model.tflite
     python -m edge_runtime info model.tflite
 
 Standard library argparse only: the edge install has numpy and an interpreter, nothing else.
 Option values are range-checked while parsing; every error is one line on stderr naming the
 file or option. Exit codes: see `EXIT_CODES`.
+
+Without a model, `predict` and `info` use `DEFAULT_MODEL` (dataset normalisation: each clip
+on its own) and `stream` uses `DEFAULT_STREAM_MODEL` (normalization "stream": it adapts to
+the voice it hears); when that file is missing (`stream_model`), `stream` falls back to
+`DEFAULT_MODEL` with a note on stderr rather than refusing: the single-clip model runs on a
+stream too, it only does not adapt.
 """
 
 from __future__ import annotations
@@ -26,7 +33,12 @@ import numpy as np
 from edge_runtime.artifact import ArtifactError, load_artifact
 from edge_runtime.engines import ENGINES, EngineError, open_engine
 from edge_runtime.formats import MODEL_SUFFIXES
-from edge_runtime.recognizer import DEFAULT_MODEL, EmotionRecognizer, StreamRecognizer
+from edge_runtime.recognizer import (
+    DEFAULT_MODEL,
+    DEFAULT_STREAM_MODEL,
+    EmotionRecognizer,
+    StreamRecognizer,
+)
 from edge_runtime.speech import NO_SPEECH, SpeechGateConfig
 from edge_runtime.wav import DEFAULT_LIMITS, WavError, WavLimits
 
@@ -44,7 +56,7 @@ def _error(message: object) -> None:
 
 
 def _recognizer(
-    model: str | None,
+    model: str | Path,
     engine: str,
     threads: int,
     limits: WavLimits = DEFAULT_LIMITS,
@@ -91,7 +103,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     limits = WavLimits(max_seconds=args.max_seconds, max_bytes=args.max_mib << 20)
     recognizer = _recognizer(
-        model, args.engine, args.threads, limits, speech_gate=not args.no_speech_gate
+        model if model is not None else DEFAULT_MODEL,
+        args.engine,
+        args.threads,
+        limits,
+        speech_gate=not args.no_speech_gate,
     )
     files, empty = _audio_files(paths)
     status = EXIT_OK
@@ -124,10 +140,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return status
 
 
+def stream_model(model: str | None) -> str | Path:
+    """The model `stream` runs: `model` when given, else `DEFAULT_STREAM_MODEL`, else (that
+    file missing, e.g. deleted to save space) `DEFAULT_MODEL`, with a note on stderr."""
+    if model is not None:
+        return model
+    if DEFAULT_STREAM_MODEL.is_file():
+        return DEFAULT_STREAM_MODEL
+    print(
+        f"note: no stream model at {DEFAULT_STREAM_MODEL}; using the single-clip model "
+        f"{DEFAULT_MODEL}, which does not adapt to the voice it hears",
+        file=sys.stderr,
+        flush=True,
+    )
+    return DEFAULT_MODEL
+
+
 def cmd_stream(args: argparse.Namespace) -> int:
     """`stream`: PCM16 mono from stdin, one decision per hop until the stream ends."""
     recognizer = _recognizer(
-        args.model, args.engine, args.threads, speech_gate=not args.no_speech_gate
+        stream_model(args.model), args.engine, args.threads, speech_gate=not args.no_speech_gate
     )
     stream = StreamRecognizer(
         recognizer, sample_rate=args.rate, hop_s=args.hop, smoothing=args.smoothing
@@ -295,8 +327,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="classify WAV files",
         description="Label and probabilities per file. The first argument may "
-        "be a model (.tflite/.onnx/.npz); otherwise the shipped "
-        "EmoDB model is used. A file without speech is labelled "
+        "be a model (.tflite/.onnx/.npz); otherwise the shipped single-clip model "
+        f"({DEFAULT_MODEL.name}) is used. A file without speech is labelled "
         f"'{NO_SPEECH}' (exit status 3). A folder stands for its .wav files (sorted, not "
         f"recursive). Accepted WAVs: PCM 8/16/24/32-bit or float, {limits.min_rate}.."
         f"{limits.max_rate} Hz, up to {limits.max_channels} channels; other formats "
@@ -339,10 +371,17 @@ def _add_stream(sub: argparse._SubParsersAction) -> None:
         help="classify raw PCM16 mono audio from stdin",
         description="Reads little-endian 16-bit mono PCM from stdin (e.g. "
         "`arecord -f S16_LE -r 16000 -c 1`) and prints one "
-        f"decision per hop ('{NO_SPEECH}' for a window without speech).",
+        f"decision per hop ('{NO_SPEECH}' for a window without speech). Without a model it "
+        f"runs the shipped stream model ({DEFAULT_STREAM_MODEL.name}), made for one voice "
+        "heard for a while: it adapts to that voice. If that file is missing it falls back "
+        f"to the single-clip model ({DEFAULT_MODEL.name}), with a note on stderr.",
         epilog=EXIT_CODES,
     )
-    p.add_argument("model", nargs="?", help="exported model (default: shipped EmoDB model)")
+    p.add_argument(
+        "model",
+        nargs="?",
+        help=f"exported model (default: the shipped stream model, {DEFAULT_STREAM_MODEL.name})",
+    )
     p.add_argument(
         "--rate",
         type=number(int, limits.min_rate, limits.max_rate),
@@ -369,7 +408,11 @@ def _add_stream(sub: argparse._SubParsersAction) -> None:
 def _add_info(sub: argparse._SubParsersAction) -> None:
     """The `info` subcommand: describe an artifact."""
     p = sub.add_parser("info", help="describe an exported model", epilog=EXIT_CODES)
-    p.add_argument("model", nargs="?", help="exported model (default: shipped EmoDB model)")
+    p.add_argument(
+        "model",
+        nargs="?",
+        help=f"exported model (default: the shipped single-clip model, {DEFAULT_MODEL.name})",
+    )
     p.add_argument("--json", action="store_true", help="the description as one JSON object")
     p.set_defaults(func=cmd_info)
 

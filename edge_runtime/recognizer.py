@@ -35,7 +35,11 @@ from edge_runtime.speech import (
 from edge_runtime.wav import DEFAULT_LIMITS, WavError, WavLimits, read_wav
 from edge_runtime.windows import aggregate, split_windows, tile_to_length, window_starts
 
+#: The shipped model for single clips (`predict`): dataset normalisation, no state.
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "dyser-multi-int8.tflite"
+#: The shipped model for a stream of one voice for a while (`stream`): normalization
+#: "stream", which adapts to the voice it hears (worse than DEFAULT_MODEL on a clip alone).
+DEFAULT_STREAM_MODEL = DEFAULT_MODEL.with_name("dyser-multi-stream-int8.tflite")
 #: Windows per engine call (32 windows = 34 s of audio at the 3 s / 1 s policy).
 BATCH = 32
 
@@ -83,7 +87,8 @@ class EmotionRecognizer:
 
     Args:
         model: an `Artifact` or the path of an exported model (with its manifest); default:
-            the EmoDB model shipped in `edge_runtime/models/`.
+            `DEFAULT_MODEL`, the single-clip model shipped in `edge_runtime/models/`
+            (`DEFAULT_STREAM_MODEL` is the one for streams of one voice).
         engine: "auto", "litert", "onnxruntime" or "numpy" (see `open_engine`).
         threads: interpreter threads.
         limits: what `predict_file` accepts (rates, channels, duration, bytes); see

@@ -1,15 +1,18 @@
 """Helpers for the edge runtime tests: a tiny numpy-format artifact built without Keras,
 manifest edits (optionally re-sealed as an exporter would seal them), and `python -m
-edge_runtime` run in a subprocess."""
+edge_runtime` run in a subprocess or in-process (`run_main`)."""
 
 from __future__ import annotations
 
+import io
 import json
+import signal
 import subprocess
 import sys
 import wave
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -104,3 +107,20 @@ def run_edge(
         timeout=120,
         text=text,
     )
+
+
+def run_main(argv: list[str], capsys, stdin: bytes = b"", monkeypatch=None) -> tuple[int, str, str]:
+    """`python -m edge_runtime` in-process: (exit status, stdout, stderr)."""
+    from edge_runtime.__main__ import main
+
+    if monkeypatch is not None:
+        monkeypatch.setattr(sys, "stdin", SimpleNamespace(buffer=io.BytesIO(stdin)))
+    sigpipe = signal.getsignal(signal.SIGPIPE)
+    try:
+        status = main(argv)
+    except SystemExit as exit_:
+        status = exit_.code
+    # main's SIG_DFL (quiet exit under `| head`) would let a later broken pipe kill pytest.
+    assert signal.getsignal(signal.SIGPIPE) == sigpipe
+    out = capsys.readouterr()
+    return status, out.out, out.err

@@ -27,7 +27,7 @@ from edge_runtime.artifact import (
     manifest_path,
     write_manifest,
 )
-from edge_runtime.config import FrontendConfig
+from edge_runtime.config import STREAM_PRIOR_FRAMES, FrontendConfig
 from edge_runtime.engines import EngineError, dequantize, open_engine, quantize
 from edge_runtime.files import FILE_MODE
 from edge_runtime.metadata import ModelMetadata
@@ -196,6 +196,7 @@ def test_version_1_manifest_is_refused_with_the_reason(model):
 SHIPPED = (
     Path(__file__).resolve().parents[1] / "edge_runtime" / "models" / "dyser-multi-int8.tflite"
 )
+SHIPPED_STREAM = SHIPPED.with_name("dyser-multi-stream-int8.tflite")
 
 
 def test_shipped_manifest_is_sealed_and_edits_are_refused(tmp_path):
@@ -208,6 +209,31 @@ def test_shipped_manifest_is_sealed_and_edits_are_refused(tmp_path):
     )
     with pytest.raises(ArtifactError, match="modified after export"):
         load_artifact(copy)
+
+
+def test_shipped_stream_model_matches_the_single_clip_model_but_adapts():
+    if not SHIPPED_STREAM.exists():
+        pytest.skip(f"{SHIPPED_STREAM} is not there (scripts/build_default_model.sh builds it)")
+    stream, single = load_artifact(SHIPPED_STREAM), load_artifact(SHIPPED)
+    assert stream.artifact_info.quantization == "int8" and stream.artifact_info.parity["passed"]
+    config = stream.metadata.frontend
+    assert config.normalization == "stream" and config.stream_prior_frames == STREAM_PRIOR_FRAMES
+    assert len(config.mean) == len(config.std) == config.n_features
+    # The same 9 common labels, in the same order, and the same features and window.
+    assert len(stream.labels) == 9 and stream.labels == single.labels
+    assert config.unnormalized() == single.metadata.frontend.unnormalized()
+    assert stream.metadata.window == single.metadata.window
+    pytest.importorskip("ai_edge_litert")
+    from edge_runtime.recognizer import EmotionRecognizer
+
+    recognizer = EmotionRecognizer(stream, engine="litert", speech_gate=None)
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * config.sample_rate) / config.sample_rate
+    signal = 0.3 * np.sin(2 * np.pi * 180 * t) + rng.normal(0, 0.01, len(t))
+    prediction = recognizer.predict_samples(signal.astype(np.float32), config.sample_rate)
+    assert prediction.label in stream.labels
+    assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=0.02)
+    assert recognizer.stream.count > recognizer.stream.prior_frames  # the signal was heard
 
 
 def test_unreadable_manifest(model):

@@ -5,18 +5,15 @@ sample rates run in bounded memory or are refused before resampling.
 
 from __future__ import annotations
 
-import io
 import json
-import signal
 import struct
-import sys
 import tracemalloc
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from edge_fixtures import edit_manifest, pcm16_wav, run_edge, tiny_numpy_model
+from edge_fixtures import edit_manifest, pcm16_wav, run_edge, run_main, tiny_numpy_model
 
 from edge_runtime.recognizer import EmotionRecognizer
 
@@ -62,23 +59,6 @@ def hostile(tmp_path_factory) -> SimpleNamespace:
         (d / "folder" / name).write_bytes(good.read_bytes())
     (d / "folder" / "notes.txt").write_text("not audio")
     return SimpleNamespace(dir=d, model=model, good=good, bad=sorted(files))
-
-
-def run_main(argv: list[str], capsys, stdin: bytes = b"", monkeypatch=None) -> tuple[int, str, str]:
-    """`python -m edge_runtime` in-process: (exit status, stdout, stderr)."""
-    from edge_runtime.__main__ import main
-
-    if monkeypatch is not None:
-        monkeypatch.setattr(sys, "stdin", SimpleNamespace(buffer=io.BytesIO(stdin)))
-    sigpipe = signal.getsignal(signal.SIGPIPE)
-    try:
-        status = main(argv)
-    except SystemExit as exit_:
-        status = exit_.code
-    # main's SIG_DFL (quiet exit under `| head`) would let a later broken pipe kill pytest.
-    assert signal.getsignal(signal.SIGPIPE) == sigpipe
-    out = capsys.readouterr()
-    return status, out.out, out.err
 
 
 def assert_clean(err: str, *expected: str) -> None:
