@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from _report import markdown_table
-from multicorpus_scores import recipe_text, stream_text, utterance_key
+from multicorpus_scores import (
+    interval,
+    pct,
+    recipe_text,
+    signed_interval,
+    stream_text,
+    utterance_key,
+)
 
 from keras_dyconv.results import online_order
 
@@ -91,15 +98,10 @@ def same_protocol(a: dict, b: dict) -> bool:
     return all(a.get(k) == b.get(k) for k in keys)
 
 
-def pct(x: float) -> str:
-    return f"{100 * x:.1f}"
-
-
 def with_ci(results: dict[str, Any], metric: str, key: str = "pooled") -> str:
     """`results[key][metric]` with its interval `results[key + "_ci95"][metric]`, in
     percent: "12.3 [10.0, 14.6]"."""
-    lo, hi = results[f"{key}_ci95"][metric]
-    return f"{pct(results[key][metric])} [{pct(lo)}, {pct(hi)}]"
+    return interval(results[key][metric], results[f"{key}_ci95"][metric])
 
 
 def same_folds(records: Sequence[dict], neural: dict) -> bool:
@@ -256,7 +258,7 @@ def paired_vs_svm(neural: dict[str, Any], svm: dict[str, Any]) -> str:
     seeds = sorted({r["seed"] for r in neural["folds"]})
     svm_any_seed = {"folds": [{**r, "seed": s} for s in seeds for r in svm["folds"]]}
     delta, lo, hi = paired_delta(neural, svm_any_seed, "ua")
-    return f"{100 * delta:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    return signed_interval(delta, (lo, hi))
 
 
 def paper_table(by_job: dict[str, dict[str, dict]], single: Sequence[str], neural_dir: Path) -> str:
@@ -381,10 +383,7 @@ def pooled_table(runs_of: dict[str, dict]) -> str:
                 continue
             scores = runs_of[norm]["corpus_scores"][corpus]
             own, common = scores["own"], scores["common"]
-            cells += [
-                f"{pct(own[m])} [{pct(own['ci95'][m][0])}, {pct(own['ci95'][m][1])}]"
-                for m in ("wa", "ua")
-            ]
+            cells += [interval(own[m], own["ci95"][m]) for m in ("wa", "ua")]
             cells.append(f"{pct(common['wa'])} / {pct(common['ua'])}")
         own_of = first["corpus_scores"][corpus]["own"]
         rows.append([CORPUS_NAMES.get(corpus, corpus), own_of["n"], len(own_of["labels"]), *cells])
