@@ -49,9 +49,7 @@ from render_baseline import (  # noqa: E402
     POOLED_JOBS,
     POOLED_NORMALIZATIONS,
     TITLE,
-    neural_runs,
     render_body,
-    same_folds,
     same_protocol,
 )
 
@@ -107,7 +105,6 @@ def evaluate(
     feats,
     normalization: str,
     features_s: float,
-    neural_dir: Path | None = None,
 ) -> dict[str, Any]:
     """The baseline on job `name`'s folds of `utts`: the dict saved as JSON."""
     from keras_dyconv.baseline import run_baseline
@@ -127,13 +124,6 @@ def evaluate(
         "n_utterances": len(utts),
         "n_speakers": len({u.speaker for u in utts}),
         **results,
-        # What was saved when the SVM ran; the paper's table checks again when rendering,
-        # so a neural run saved later is read on the same folds too.
-        "neural_same_folds": {
-            file: same_folds(results["folds"], other)
-            for file, other in neural_runs(job.corpus, neural_dir or NEURAL)
-            if same_protocol(other["protocol"], spec.__dict__)
-        },
         "versions": versions(),
         "measured": measured(),
         "timings": {"features_s": round(features_s, 1), "fit_s": round(fit_s, 1)},

@@ -26,11 +26,13 @@ What a file is comes from its content (`run_kind`), not its name:
   variant (e.g. ``--normalization stream --stream-training online``) is named in the
   caption by every field it changes; a stream run's caption says its scores are online
   and gives each corpus's WA / UA on each clip alone and with each test speaker's own
-  statistics; and a last column pairs each held-out corpus's UA with the default-recipe
-  LOCO run's (`multicorpus_scores.default_reference`, e.g. ``loco-seed0.json``) on the
-  same utterances (paired bootstrap over them), where that run tested them. Name:
-  ``loco-seed<S>.json``, one file per seed (``loco-<variant>-seed<S>.json`` for a recipe
-  variant), or ``loco.json`` for a run with several ``--seed``.
+  statistics, where the run saved those. A last column pairs each held-out corpus's UA
+  with the default-recipe LOCO run's (`multicorpus_scores.default_reference`, e.g.
+  ``loco-seed0.json``; never the run itself, so a default-recipe run has it only beside
+  another one) on the same utterances (paired bootstrap over them), where that run
+  tested them. Name: ``loco-seed<S>.json``, one file per seed
+  (``loco-<variant>-seed<S>.json`` for a recipe variant), or ``loco.json`` for a run with
+  several ``--seed``.
 * **Pooled runs** (`dyser-train --corpus ... --corpus ... --target all --protocol P`:
   every corpus trained and tested at once, folds on their union; every corpus's role
   "pooled"): one row per corpus from the run's "corpus_scores", WA / UA in its own label
@@ -39,7 +41,10 @@ What a file is comes from its content (`run_kind`), not its name:
   folds (docs/results/baseline/pooled-<job>-<corpus|speaker>.json with the same labels and
   the same test speakers in every fold, features z-normalised per corpus or per speaker),
   in the corpus's own label set, with the paired neural-minus-SVM UA on the same
-  utterances (seeds averaged; bootstrap over the utterances), where saved. Name:
+  utterances (seeds averaged; bootstrap over the utterances), where saved. The caption
+  names a recipe variant and a stream run's scores as for LOCO runs, and a last column
+  pairs each corpus's own UA with the default-recipe pooled run's on the same folds
+  (`multicorpus_scores.default_reference`, by the same rule as for LOCO runs). Name:
   ``pooled-<protocol>-seed<S>.json`` (or ``pooled-<protocol>.json`` for several ``--seed``).
   A pooled run of protocol "all" (one model, no test folds) is refused: nothing to score.
 
@@ -75,7 +80,6 @@ from multicorpus_scores import (  # noqa: E402
     pct,
     pooled_ci,
     pooled_wa_ua,
-    recipe_text,
     signed_interval,
 )
 
@@ -220,7 +224,8 @@ def load_runs(runs_dir: Path = RUNS) -> list[tuple[str, dict[str, Any]]]:
 
 
 def render(runs_dir: Path = RUNS) -> str:
-    """The section body from every saved run in `runs_dir` (each as `run_kind` says)."""
+    """The section body from every saved run in `runs_dir` (each as `run_kind` says; a
+    pooled or leave-one-corpus-out run with its `default_reference`, where saved)."""
     runs = load_runs(runs_dir)
     if not runs:
         return "No multi-corpus run saved yet."
@@ -230,14 +235,11 @@ def render(runs_dir: Path = RUNS) -> str:
             kind = run_kind(run)
         except ValueError as e:
             raise ValueError(f"{runs_dir / name}[-seed<N>].json: {e}") from None
-        if kind == "pooled":
-            sections.append(pooled_table(name, run, default_reference(name, run, runs)))
-        elif kind == "loco":
-            variant = recipe_text(run) != "`default`"
-            reference = default_reference(name, run, runs) if variant else None
-            sections.append(loco_table(name, run, reference))
-        else:
+        if kind == "target":
             sections.append(run_table(name, run))
+        else:
+            table = pooled_table if kind == "pooled" else loco_table
+            sections.append(table(name, run, default_reference(name, run, runs)))
     return "\n\n".join(sections)
 
 

@@ -1,8 +1,9 @@
 """The leave-one-corpus-out tables of `bench_multicorpus.py`: one row per held-out corpus
 of a saved `dyser-train --protocol loco` results.json (nothing is trained here), next to the
 eGeMAPS+SVM trained on the same corpora (`multicorpus_scores.SVM`, `bench/bench_baseline.py`)
-and, for a recipe variant, the default run on the same utterances
-(`multicorpus_scores.default_reference`); see `bench_multicorpus` for how the file is named.
+and the default-recipe run on the same utterances, where one other than the run itself is
+saved (`multicorpus_scores.default_reference`); see `bench_multicorpus` for how the file is
+named.
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ def loco_table(
 ) -> str:
     """A leave-one-corpus-out run: one row per held-out corpus (common classes), next to
     the eGeMAPS+SVM trained on the same corpora and the target "UA >= 50, above the SVM";
-    for a recipe variant, minus the default run (`reference`:
+    where given, minus the default-recipe run (`reference`:
     `multicorpus_scores.default_reference`) on the same utterances."""
     labels, corpora, seeds = run["labels"], list(run["corpora"]), run["seeds"]
     header = ["held out", "trained on", "n", "WA [95%]", "UA [95%]"]

@@ -1,11 +1,11 @@
 """The pooled tables of `bench_multicorpus.py`: one row per corpus of a saved
 `dyser-train --target all` results.json (nothing is trained here), in its own label set and
 in the common one, next to the eGeMAPS+SVM pooled on the same folds
-(`multicorpus_scores.SVM`, `bench/bench_baseline.py`) and, for a recipe variant, the
-default run on them (`multicorpus_scores.default_reference`); the caption says how many
-validation speakers each corpus had, and names the recipe and what a stream run's scores
-are (`multicorpus_scores.recipe_text`, `speaker_norm_text`). See `bench_multicorpus` for
-how the file is named.
+(`multicorpus_scores.SVM`, `bench/bench_baseline.py`) and the default-recipe run on them,
+where one other than the run itself is saved (`multicorpus_scores.default_reference`); the
+caption says how many validation speakers each corpus had, and names the recipe and what a
+stream run's scores are (`multicorpus_scores.recipe_text`, `speaker_norm_text`). See
+`bench_multicorpus` for how the file is named.
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def pooled_table(
 ) -> str:
     """A pooled run: every corpus trained and tested at once, one row per corpus in its own
     label set and in the common one, next to the eGeMAPS+SVM pooled on the same folds and,
-    for a variant, the default run on them (`reference`:
+    where given, the default-recipe run on them (`reference`:
     `multicorpus_scores.default_reference`)."""
     corpora, seeds, protocol = list(run["corpora"]), run["seeds"], run["protocol"]
     svms = _pooled_svms(run)

@@ -2,9 +2,10 @@
 `multicorpus_pooled` and the target-run table of `bench_multicorpus.py`): per-fold scores
 in a corpus's own label set, pooled WA / UA and their bootstrap intervals, the paired
 bootstrap over utterances every seed is scored on at once, and the "WA / UA [95%]" cells;
-and what a run is read against and as: the default run a recipe variant is compared with
-(`default_reference`), the variant's name (`recipe_text`) and, for normalization
-"stream", what its scores are (`stream_text`; `bench/render_baseline.py` uses these too).
+and what a run is read against and as: the default-recipe run of its kind it is compared
+with (`default_reference`), its recipe's name and changed fields (`recipe_text`) and, for
+normalization "stream", what its scores are (`stream_text`; `bench/render_baseline.py`
+uses these too).
 
 `SVM` is where the saved eGeMAPS+SVM runs are read from (`bench/bench_baseline.py`); the
 table modules look it up here at call time, so a test points it elsewhere in one place.
@@ -21,7 +22,7 @@ import numpy as np
 
 from keras_dyconv.labels import score_both
 from keras_dyconv.metrics import bootstrap_ci, unweighted_accuracy, weighted_accuracy
-from keras_dyconv.recipes import Recipe, get_recipe
+from keras_dyconv.recipes import RECIPES, Recipe
 from keras_dyconv.results import CORPUS_ORDER, online_order, online_order_text
 
 #: The saved eGeMAPS+SVM runs (`bench/bench_baseline.py`).
@@ -144,50 +145,70 @@ def corpus_predictions(
 
 def recipe_text(run: dict[str, Any]) -> str:
     """The run's recipe as its name plus every field it changed (e.g. "`default`,
-    normalization stream"), so a variant never reads as the named recipe."""
+    normalization stream"), so a variant never reads as the named recipe. A recipe name no
+    longer in `keras_dyconv.recipes.RECIPES` (retired) is named as such and its saved
+    fields are read against today's "default" (e.g. "`old` (retired recipe; `default`,
+    epochs 30)")."""
+    name = run["recipe"]["name"]
     named, used = (  # through JSON: tuples and the lists they were saved as compare equal
         json.loads(json.dumps(r.to_dict()))
-        for r in (get_recipe(run["recipe"]["name"]), Recipe(**run["recipe"]))
+        for r in (RECIPES.get(name, RECIPES["default"]), Recipe(**run["recipe"]))
     )
     changed = [f"{k} {used[k]}" for k in used if k != "name" and used[k] != named.get(k)]
-    return ", ".join([f"`{run['recipe']['name']}`", *changed])
+    if name in RECIPES:
+        return ", ".join([f"`{name}`", *changed])
+    return f"`{name}` (retired recipe; {', '.join(['`default`', *changed])})"
 
 
-def stream_text(run: dict[str, Any], scores: Callable[[str], str]) -> str:
+#: The other scores a stream run may save beside its online ones: the predictions' key and
+#: what it is, in the words of `stream_text`.
+STREAM_SCORES = {
+    "predicted_corpus_order": "in corpus order (emotion-blocked where a corpus lists a "
+    "speaker's files by emotion)",
+    "predicted_independent": "on each utterance alone (a fresh stream from the training "
+    "prior, as a device scores one clip)",
+    "predicted_speaker_norm": "with each test speaker's own statistics (all of their audio, "
+    "transductive)",
+}
+
+
+def stream_text(run: dict[str, Any], scores: Callable[[str], str | None]) -> str:
     """For normalization "stream" (online CMVN): what the scores above are (online, each
     test speaker's utterances one stream in the run's `online_order`: corpus order in runs
     written before it was recorded) and, as `scores(key)` words them from the predictions'
-    `key`, the scores in corpus order where the run also saved those
-    ("predicted_corpus_order"), on each utterance alone (a fresh stream from the training
-    prior, "predicted_independent": what a device scores on one clip) and with every test
-    speaker normalised by their own statistics (the run's transductive
-    "predicted_speaker_norm"); "" for other runs."""
+    `key` (None where the run did not save them: that part is left out), the scores in
+    corpus order when that is not the online order ("predicted_corpus_order"), on each
+    utterance alone (a fresh stream from the training prior, "predicted_independent": what
+    a device scores on one clip) and with every test speaker normalised by their own
+    statistics (the run's transductive "predicted_speaker_norm"); "" for other runs."""
     order = online_order(run)
     if order is None:  # not a stream run
         return ""
-    stream = online_order_text(order)
-    if order != CORPUS_ORDER:
-        stream += (
-            "; in corpus order (emotion-blocked where a corpus lists a speaker's files by "
-            "emotion) " + scores("predicted_corpus_order")
-        )
+    parts = [
+        "the scores above are online, each test speaker's utterances one stream "
+        + online_order_text(order)
+    ]
+    for key, words in STREAM_SCORES.items():
+        if key == "predicted_corpus_order" and order == CORPUS_ORDER:
+            continue  # the online scores above are the corpus-order ones
+        said = scores(key)
+        if said is not None:
+            parts.append(f"{words} {said}")
     return (
-        ' Normalisation "stream": the scores above are online, each test speaker\'s '
-        f"utterances one stream {stream}; on each utterance alone (a fresh stream from the "
-        "training prior, as a device scores one clip) "
-        + scores("predicted_independent")
-        + "; with each test speaker's own statistics (all of their audio, transductive) "
-        + scores("predicted_speaker_norm")
+        ' Normalisation "stream": '
+        + "; ".join(parts)
         + " (see the section on stream normalisation)."
     )
 
 
 def speaker_norm_text(run: dict[str, Any]) -> str:
     """`stream_text` of a multi-corpus run: each corpus's common-label WA / UA, in corpus
-    order, e.g. "the common-label WA / UA are emodb 41.7 / 44.6, casia 25.1 / 25.1"; "" for
-    runs of other normalizations."""
+    order, e.g. "the common-label WA / UA are emodb 41.7 / 44.6, casia 25.1 / 25.1" (None
+    where some prediction lacks `key`); "" for runs of other normalizations."""
 
-    def common(key: str) -> str:
+    def common(key: str) -> str | None:
+        if not all(key in p for r in run["folds"] for p in r["predictions"]):
+            return None
         parts = []
         for corpus in run["corpora"]:
             preds = corpus_predictions(run, corpus)
@@ -220,11 +241,13 @@ def _validation_rules(run: dict[str, Any]) -> dict[str, str | None]:
 def default_reference(
     name: str, run: dict[str, Any], runs: Sequence[tuple[str, dict[str, Any]]]
 ) -> tuple[str, dict[str, Any]] | None:
-    """The run a multi-corpus run is read against: another saved run (name, results) of
-    the same kind (the same target corpus, "all" for pooled runs, None for leave one
-    corpus out, and protocol) of the plain default recipe with the same labels and, fold
-    by fold, the same test speakers; the one that also validated by the same rule if there
-    is one (so only the recipe differs). None when none is saved."""
+    """The run a multi-corpus run `name` is read against: another saved run (name,
+    results) of the same kind (the same target corpus, "all" for pooled runs, None for
+    leave one corpus out, and protocol) of the plain default recipe with the same labels
+    and, fold by fold, the same test speakers; the one that also validated by the same
+    rule if there is one (so only the recipe differs). Never `name` itself: a
+    default-recipe run is read against another one only (e.g. one validated by another
+    rule). None when none is saved."""
     mine = fold_test_speakers(run["folds"])
     same_folds = [
         (other_name, other)

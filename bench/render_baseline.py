@@ -137,11 +137,13 @@ def neural_model(file: str, run: dict[str, Any]) -> str:
 def stream_note(corpus: str, description: str, file: str, run: dict[str, Any]) -> str:
     """The note under the paper's table on a normalization "stream" run's row: its WA / UA
     are online per test speaker (`multicorpus_scores.stream_text`), with the run's pooled
-    scores in corpus order (where saved), on each clip alone and with each test speaker's
-    own statistics, each with its 95% interval."""
+    scores in corpus order, on each clip alone and with each test speaker's own
+    statistics, each with its 95% interval, where saved."""
 
-    def scores(key: str) -> str:
+    def scores(key: str) -> str | None:
         pooled = key.replace("predicted", "pooled")
+        if pooled not in run:
+            return None
         return f"WA / UA are {with_ci(run, 'wa', pooled)} / {with_ci(run, 'ua', pooled)}"
 
     return f"{CORPUS_NAMES.get(corpus, corpus)}, {description}, `{file}`:" + stream_text(

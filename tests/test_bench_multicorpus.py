@@ -341,6 +341,70 @@ def test_loco_stream_variant_names_its_variant_and_is_paired_with_the_default_ru
     assert "minus loco" not in alone and "normalization stream, stream_training online." in alone
 
 
+def test_a_default_loco_run_is_paired_with_another_default_run_never_with_itself(loco_dirs):
+    runs, _ = loco_dirs
+    (runs / "loco.json").write_text(json.dumps(_loco_run(LOCO_FOLDS)))
+    assert "minus loco" not in bench_multicorpus.render(runs)
+    # Another default-recipe run on the same utterances (e.g. validated by another rule):
+    # right on every EmoDB utterance with both seeds, RAVDESS as the first run.
+    again = [_loco_fold("emodb", s, EMODB_TRUE, EMODB_TRUE) for s in (0, 1)] + LOCO_FOLDS[2:]
+    (runs / "loco-again.json").write_text(json.dumps(_loco_run(again)))
+    body = bench_multicorpus.render(runs)
+    # Files in name order: loco-again.json before loco.json.
+    mine, theirs = body[: body.index("**loco**:")], body[body.index("**loco**:") :]
+    assert "| minus loco: UA [paired 95%] |" in mine and "minus loco-again" not in mine
+    assert "| minus loco-again: UA [paired 95%] |" in theirs and "minus loco:" not in theirs
+    # EmoDB UA 100 against the first run's seed mean 87.5; RAVDESS the same predictions.
+    emodb = [line for line in body.splitlines() if line.startswith("| emodb |")]
+    assert [line.rsplit("|", 2)[1].strip()[:6] for line in emodb] == ["+12.5 ", "-12.5 "]
+    assert body.count("| +0.0 [+0.0, +0.0] |") == 2
+
+
+def test_stream_run_saved_without_some_scores_says_only_what_it_saved(loco_dirs):
+    runs, _ = loco_dirs
+    variant = _loco_stream_variant()
+    for fold in variant["folds"]:  # an older file: online and corpus order only
+        for p in fold["predictions"]:
+            del p["predicted_independent"], p["predicted_speaker_norm"]
+    (runs / "loco-streamonline.json").write_text(json.dumps(variant))
+    assert (
+        "one stream in a random order per speaker, seeded by the training seed; in corpus "
+        "order (emotion-blocked where a corpus lists a speaker's files by emotion) the "
+        "common-label WA / UA are emodb 100.0 / 100.0, ravdess 100.0 / 100.0 (see the "
+        "section on stream normalisation)."
+    ) in bench_multicorpus.render(runs)
+    # Each clip alone saved, but one utterance lacks its speaker-statistics prediction.
+    variant = _loco_stream_variant()
+    del variant["folds"][0]["predictions"][0]["predicted_speaker_norm"]
+    text = multicorpus_scores.speaker_norm_text(variant)
+    assert "on each utterance alone" in text and "own statistics" not in text
+    # A stream run written before "online_order": neither the online order's alternative
+    # nor the others saved.
+    old = _loco_run(LOCO_FOLDS)
+    old["recipe"] = {"name": "default", "normalization": "stream"}
+    assert multicorpus_scores.speaker_norm_text(old) == (
+        ' Normalisation "stream": the scores above are online, each test speaker\'s '
+        "utterances one stream in corpus order (see the section on stream normalisation)."
+    )
+
+
+def test_a_retired_recipe_is_named_as_such_and_read_against_the_default(loco_dirs):
+    runs, _ = loco_dirs
+    retired = {"recipe": {"name": "loco-v0", "epochs": 30}}  # not in keras_dyconv.recipes
+    assert multicorpus_scores.recipe_text(retired) == (
+        "`loco-v0` (retired recipe; `default`, epochs 30)"
+    )
+    assert multicorpus_scores.recipe_text({"recipe": {"name": "loco-v0"}}) == (
+        "`loco-v0` (retired recipe; `default`)"
+    )
+    # Rendered, and not taken for the default-recipe run another run is read against.
+    (runs / "loco.json").write_text(json.dumps({**_loco_run(LOCO_FOLDS), **retired}))
+    (runs / "loco-streamonline.json").write_text(json.dumps(_loco_stream_variant()))
+    body = bench_multicorpus.render(runs)
+    assert "seeds [0, 1], recipe `loco-v0` (retired recipe; `default`, epochs 30)." in body
+    assert "minus loco" not in body
+
+
 # ------------------------------------------------------------------ pooled (--target all)
 def _pooled_fold(seed, emodb_scores, ravdess_scores):
     """A pooled fold testing EmoDB utterances (anger, neutral) and RAVDESS ones (angry,

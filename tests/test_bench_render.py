@@ -326,18 +326,16 @@ def _casia_neural(ua, recipe=None, folds=CASIA_FOLDS):
 
 
 def test_paper_table_reads_single_corpus_runs_by_their_folds_and_variant(tmp_path):
-    """A CASIA run of `dyser-train` saved after the SVM (whose "neural_same_folds" is then
-    empty) is read against it on the same folds, checked when rendering; a run testing
-    other utterances under the same file names is not; a stream variant is named by what
-    it changed and its scores are said to be online, with its other scores under the
-    table."""
+    """A CASIA run of `dyser-train` is read against the SVM on the same folds, checked
+    when rendering; a run testing other utterances under the same file names is not; a
+    stream variant is named by what it changed and its scores are said to be online, with
+    its other scores (those it saved) under the table."""
     svm = {
         "corpus": "casia",
         "protocol": {"name": "stratified", "k": 2, "seed": 0, "description": "stratified 2-fold"},
         "folds": _casia_folds("/work/shared/datasets", [0.5, 0.5]),
         "folds_run": 2,
         **_scores(0.5, 0.5),
-        "neural_same_folds": {},
     }
     speaker = {**svm, **_scores(0.6, 0.6), "folds": _casia_folds("/x", [1.0, 1.0])}
     (tmp_path / "casia-stratified-default.json").write_text(json.dumps(_casia_neural([1.0, 0.5])))
@@ -388,6 +386,15 @@ def test_paper_table_reads_single_corpus_runs_by_their_folds_and_variant(tmp_pat
         "transductive) WA / UA are 87.5 [77.5, 97.5] / 87.5 [77.5, 97.5] (see the section on "
         "stream normalisation)."
     )
+    # Saved without its scores on each clip alone and with each speaker's own statistics
+    # (an older file): the note says nothing of them.
+    for key in ("pooled_independent", "pooled_speaker_norm"):
+        del streamed[key], streamed[f"{key}_ci95"]
+    note = render_baseline.stream_note("casia", "stratified 2-fold", "s.json", streamed)
+    assert note.endswith(
+        "by emotion) WA / UA are 25.0 [15.0, 35.0] / 25.0 [15.0, 35.0] (see the section on "
+        "stream normalisation)."
+    )
 
 
 def test_paper_table_keeps_named_recipes_names():
@@ -396,6 +403,10 @@ def test_paper_table_keeps_named_recipes_names():
     assert render_baseline.neural_model("x.json", paper) == "ours, neural: paper recipe"
     run = {"recipe": {**get_recipe("fast").to_dict(), "epochs": 1}}
     assert render_baseline.neural_model("x.json", run) == "ours, neural: recipe `fast`, epochs 1"
+    retired = {"recipe": {"name": "paper-v0", "epochs": 30}}  # no longer a recipe
+    assert render_baseline.neural_model("x.json", retired) == (
+        "ours, neural: recipe `paper-v0` (retired recipe; `default`, epochs 30)"
+    )
     ablation = {"recipe": {"name": "dataset-norm+time-pool16"}}  # not a recipe name today
     assert render_baseline.neural_model("ablation/d.json", ablation) == (
         "ours, neural: default today (dataset-norm+time-pool16) recipe"
