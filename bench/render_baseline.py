@@ -3,30 +3,37 @@
 `render_body(runs, neural_dir)` reads only the saved results: the SVM's, one file per (job,
 normalisation) under docs/results/baseline/, and the neural runs already saved under
 docs/results/ (not re-trained; `dyser-train` or bench_training.py results.json, whether
-they tested the SVM's folds is checked when rendering, `same_folds`). The jobs themselves
-(corpus, protocol, normalisations) are defined here, in the table's words, and run by
-bench_baseline.py.
+they tested the SVM's folds is checked when rendering, `same_folds`): single-corpus runs
+`<corpus>-*.json` and, next to the pooled SVM, the pooled runs `PAPER_POOLED_RUNS` under
+multicorpus/. The jobs themselves (corpus, protocol, normalisations) are defined here, in
+the table's words, and run by bench_baseline.py.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from _report import markdown_table
+from multicorpus_pooled import pooled_paired
 from multicorpus_scores import (
+    SVM_NORMS,
+    fold_test_speakers,
     interval,
     pct,
     recipe_text,
     signed_interval,
+    speaker_norm_text,
     stream_text,
     utterance_key,
 )
 
-from keras_dyconv.results import online_order
+from keras_dyconv.baseline import score_rows
+from keras_dyconv.results import merge_results, online_order
 
 NAME = "baseline"
 TITLE = "Classical floor: eGeMAPS + linear SVM, and the paper's table"
@@ -88,6 +95,12 @@ POOLED_JOBS: dict[str, PooledJob] = {
     ),
 }
 POOLED_NORMALIZATIONS = LOCO_NORMALIZATIONS
+#: The pooled neural runs (`dyser-train --target all`) the paper's table reads next to the
+#: pooled SVM, by name under docs/results/multicorpus/ (``<name>-seed<N>.json``, the seeds
+#: of one run, merged): today's default recipe and the stream recipe (normalization stream,
+#: stream_training online), both on two seeds and validating by today's rule. Earlier
+#: one-seed pooled runs are read in the multi-corpus section only.
+PAPER_POOLED_RUNS = ("pooled-group-kfold-valrule4", "pooled-group-kfold-streamonline-valrule4")
 
 
 def same_protocol(a: dict, b: dict) -> bool:
@@ -264,7 +277,9 @@ def paired_vs_svm(neural: dict[str, Any], svm: dict[str, Any]) -> str:
 
 
 def paper_table(by_job: dict[str, dict[str, dict]], single: Sequence[str], neural_dir: Path) -> str:
-    """The seed paper's rows next to the neural runs and the SVM, protocol by protocol."""
+    """The seed paper's rows next to the neural runs and the SVM, protocol by protocol: each
+    single-corpus job of `single`, then each pooled job saved in `by_job` (`POOLED_JOBS`,
+    with the `PAPER_POOLED_RUNS` saved in `neural_dir`, `pooled_paper_rows`)."""
     header = [
         "corpus",
         "protocol",
@@ -276,7 +291,10 @@ def paper_table(by_job: dict[str, dict[str, dict]], single: Sequence[str], neura
     ]
     rows, notes = [], []
     corpus_of = {j: next(iter(by_job[j].values()))["corpus"] for j in single}
-    corpora = list(dict.fromkeys(corpus_of.values()))
+    pooled_jobs = [by_job[j] for j in POOLED_JOBS if j in by_job]
+    pooled_runs = pooled_neural_runs(neural_dir) if pooled_jobs else []
+    pooled_corpora = [c for svms in pooled_jobs for c in next(iter(svms.values()))["corpora"]]
+    corpora = list(dict.fromkeys([*corpus_of.values(), *pooled_corpora]))
     for corpus in [*corpora, *(c for c in PAPER if c not in corpora)]:
         name = CORPUS_NAMES.get(corpus, corpus)
         if corpus in PAPER:
@@ -322,8 +340,12 @@ def paper_table(by_job: dict[str, dict[str, dict]], single: Sequence[str], neura
                         delta if "none" in runs_of else "—",
                     ]
                 )
+        for svms in pooled_jobs:
+            if corpus in next(iter(svms.values()))["corpora"]:
+                rows += pooled_paper_rows(svms, pooled_runs, corpus)
         if corpus == "iemocap":
             rows.append([name, "—", "ours", "—", "not available here", "—", "—"])
+    notes += [pooled_stream_note(files, r) for files, r in pooled_runs if online_order(r)]
     intro = (
         "**The paper's table, reproduced.** The seed paper reports WA only and does not state "
         "its folds; a stratified split over utterances (speaker-dependent) is the likely one. "
@@ -333,7 +355,119 @@ def paper_table(by_job: dict[str, dict[str, dict]], single: Sequence[str], neura
         "speaker normalisation on the same folds (a neural run's seeds averaged per fold), "
         "with a bootstrap interval over folds."
     )
+    if pooled_jobs:
+        intro += (
+            " The pooled rows: one model (or SVM) trained and tested on several corpora at "
+            "once, on speaker-grouped folds over their union (the protocol cell says how many "
+            "of the corpus's speakers each fold tests; the other corpora's speakers are extra "
+            "training data), the neural runs read from `docs/results/multicorpus/` (the seed "
+            "files of a run merged), next to the eGeMAPS + SVM pooled on exactly those folds "
+            "(the Pooled table below; features z-scored per corpus or per speaker). Their WA / "
+            "UA are in the corpus's own label set (arg-max over its own classes), all folds "
+            "and seeds pooled, and their paired Δ is another one: own-label UA minus that of "
+            "the per-corpus-z SVM on the same utterances (a neural run's seeds averaged), with "
+            "a paired bootstrap interval over those utterances, not folds."
+        )
     return "\n\n".join([intro, markdown_table(header, rows), *notes])
+
+
+def pooled_neural_runs(neural_dir: Path = NEURAL) -> list[tuple[list[str], dict[str, Any]]]:
+    """(files, results) of each `PAPER_POOLED_RUNS` saved in `neural_dir`/multicorpus:
+    ``<name>-seed<N>.json`` merged (`keras_dyconv.results.merge_results`, as
+    `bench_multicorpus.load_runs` merges them) or ``<name>.json``; files relative to
+    `neural_dir`. A run with no file is left out."""
+    folder, found = neural_dir / "multicorpus", []
+    for name in PAPER_POOLED_RUNS:
+        pattern = rf"{re.escape(name)}(-seed\d+)?"
+        paths = [p for p in sorted(folder.glob(f"{name}*.json")) if re.fullmatch(pattern, p.stem)]
+        if paths:
+            parts = [json.loads(p.read_text()) for p in paths]
+            run = parts[0] if len(parts) == 1 else merge_results(parts)
+            found.append(([p.relative_to(neural_dir).as_posix() for p in paths], run))
+    return found
+
+
+def pooled_protocol(svm: dict[str, Any], corpus: str) -> str:
+    """The paper table's protocol cell of a pooled job (`svm`: one of its results) for
+    `corpus`, e.g. "EmoDB+CASIA+RAVDESS pooled, 4 speaker-grouped folds on the union,
+    balanced by corpus (speaker-independent; 1 CASIA speaker tested per fold)"."""
+    name = CORPUS_NAMES.get(corpus, corpus)
+    tested = fold_test_speakers(svm["folds"]).values()
+    counts = sorted({sum(s.startswith(f"{corpus}/") for s in speakers) for speakers in tested})
+    span = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    independent = "speaker-independent" if svm["speaker_independent"] else "speaker-dependent"
+    return (
+        f"{'+'.join(CORPUS_NAMES.get(c, c) for c in svm['corpora'])} pooled, "
+        f"{svm['protocol']['description']} ({independent}; {span} {name} "
+        f"speaker{'' if counts == [1] else 's'} tested per fold)"
+    )
+
+
+def _svm_as_seed(svm: dict[str, Any]) -> dict[str, Any]:
+    """A pooled eGeMAPS+SVM result as `pooled_paired` reads a neural run: one seed (0), its
+    own-label decision scores ("scores_own", -inf for a class the corpus lacks) as each
+    prediction's "probabilities"."""
+    folds = [
+        {
+            **r,
+            "seed": 0,
+            "predictions": [
+                {**p, "probabilities": row}
+                for p, row in zip(
+                    r["predictions"], score_rows(r["predictions"], "scores_own"), strict=True
+                )
+            ],
+        }
+        for r in svm["folds"]
+    ]
+    return {**svm, "seeds": [0], "folds": folds}
+
+
+def pooled_paper_rows(
+    svms: dict[str, dict[str, Any]],
+    runs: Sequence[tuple[list[str], dict[str, Any]]],
+    corpus: str,
+) -> list[list[str]]:
+    """The paper table's rows of `corpus` in a pooled job (`svms`: its results by
+    normalisation): each neural run of `runs` (`pooled_neural_runs`), then the SVM per
+    normalisation. WA / UA [95%] in the corpus's own label set; the paired Δ is own-label UA
+    minus that of the per-corpus-z SVM on the same utterances (`pooled_paired`: a neural
+    run's seeds averaged, paired bootstrap over the utterances), for a neural run where it
+    tested the SVM's folds (same labels, same utterances fold by fold: "same folds")."""
+    first = next(iter(svms.values()))
+    name, protocol = CORPUS_NAMES.get(corpus, corpus), pooled_protocol(first, corpus)
+    base = svms.get(POOLED_NORMALIZATIONS[0])
+    rows = []
+
+    def row(model: str, result: dict[str, Any], n_seeds: int, delta: str) -> list[str]:
+        own = result["corpus_scores"][corpus]["own"]
+        cells = [interval(own[m], own["ci95"][m]) for m in ("wa", "ua")]
+        return [name, protocol, model, f"{result['folds_run']} x {n_seeds}", *cells, delta]
+
+    for files, run in runs:
+        same = run["labels"] == first["labels"] and same_folds(first["folds"], run)
+        model = neural_model(files[0], run) + (" (same folds)" if same else "")
+        if online_order(run) is not None:
+            model += "; scored online per test speaker (note below)"
+        delta = signed_interval(*pooled_paired(run, base, corpus)) if same and base else "—"
+        rows.append(row(model, run, len(run["seeds"]), delta))
+    for norm in POOLED_NORMALIZATIONS:
+        if norm not in svms:
+            continue
+        svm = svms[norm]
+        paired = base is not None and svm is not base
+        delta = signed_interval(*pooled_paired(_svm_as_seed(svm), base, corpus)) if paired else "—"
+        rows.append(row(f"eGeMAPS + linear SVM ({SVM_NORMS[norm]})", svm, 1, delta))
+    return rows
+
+
+def pooled_stream_note(files: Sequence[str], run: dict[str, Any]) -> str:
+    """The note under the paper's table on a pooled normalization "stream" run (`files`:
+    where it was read from): its scores are online per test speaker, with each corpus's
+    other scores (`multicorpus_scores.speaker_norm_text`)."""
+    names = "+".join(CORPUS_NAMES.get(c, c) for c in run["corpora"])
+    where = ", ".join(f"`{f}`" for f in files)
+    return f"{names} pooled, {where}:" + speaker_norm_text(run)
 
 
 def loco_table(by_job: dict[str, dict[str, dict]], loco: Sequence[str]) -> str:

@@ -24,8 +24,9 @@ from bench_results import (
     speech_gate_results,
 )
 
+from keras_dyconv.labels import class_mask, common_label
 from keras_dyconv.recipes import get_recipe
-from keras_dyconv.results import ONLINE_ORDER
+from keras_dyconv.results import ONLINE_ORDER, corpus_scores
 
 
 def test_render_frontend():
@@ -411,3 +412,179 @@ def test_paper_table_keeps_named_recipes_names():
     assert render_baseline.neural_model("ablation/d.json", ablation) == (
         "ours, neural: default today (dataset-norm+time-pool16) recipe"
     )
+
+
+# ------------------------------------------------- the paper's table: pooled corpora
+POOLED_LABELS = ["anger", "calm", "neutral", "sadness"]  # the common space; EmoDB lacks calm
+#: A pooled job's folds: (corpus, speaker, own label) of each test utterance. EmoDB: two
+#: speakers tested in the first fold, one in the second; RAVDESS: one in each.
+POOLED_FOLDS = {
+    "speaker-1of2": [
+        ("emodb", "03", "anger"),
+        ("emodb", "08", "neutral"),
+        ("ravdess", "01", "angry"),
+    ],
+    "speaker-2of2": [
+        ("emodb", "09", "anger"),
+        ("emodb", "09", "neutral"),
+        ("ravdess", "02", "calm"),
+    ],
+}
+
+
+def _pooled_records(root, seed, said, prediction):
+    """Fold records of `POOLED_FOLDS`, utterances under `root`: each prediction
+    `prediction(said(corpus, common label), corpus, common label)` plus its path, corpus,
+    labels and test speakers."""
+    records = []
+    for name, tested in POOLED_FOLDS.items():
+        predictions = []
+        for corpus, speaker, own in tested:
+            label = common_label(corpus, own)
+            predictions.append(
+                {"path": f"{root}/{corpus}/{speaker}/{own}.wav", "corpus": corpus}
+                | {"label": label, "original_label": own}
+                | prediction(said(corpus, label), corpus, label)
+            )
+        speakers = sorted({f"{c}/{s}" for c, s, _ in tested})
+        records.append(
+            {"fold": name, "seed": seed, "test_speakers": speakers} | {"predictions": predictions}
+        )
+    return records
+
+
+def _pooled_neural(seed, said, recipe=None):
+    """A results.json of `dyser-train --corpus emodb ... --corpus ravdess ... --target all
+    --protocol group-kfold --folds 2 --seed <seed>`: `said(corpus, label)` the class of
+    highest probability (0.6), the true one next (0.3)."""
+
+    def prediction(guess, corpus, label):
+        p = [0.05] * len(POOLED_LABELS)
+        p[POOLED_LABELS.index(label)] = 0.3
+        p[POOLED_LABELS.index(guess)] = 0.6
+        return {"predicted": guess, "probabilities": p}
+
+    folds = _pooled_records("../shared/datasets", seed, said, prediction)
+    return {
+        "protocol": {"name": "group-kfold", "k": 2, "speaker_independent": True},
+        "recipe": recipe or {"name": "default"},
+        "labels": POOLED_LABELS,
+        "target_corpus": "all",
+        "corpora": {"emodb": {"role": "pooled"}, "ravdess": {"role": "pooled"}},
+        "seeds": [seed],
+        "folds": folds,
+        "folds_run": 2,
+        "timings": {"total_s": 60.0},
+        "corpus_scores": corpus_scores(folds, POOLED_LABELS),
+    }
+
+
+def _pooled_svm(said, own):
+    """A pooled eGeMAPS+SVM result (`bench_baseline.py --jobs pooled-...`) on
+    `POOLED_FOLDS`: own-label scores 1 for `said(corpus, label)`, 0 for the corpus's other
+    classes; `own`: {corpus: (WA, UA, interval of both)} as its "corpus_scores" record."""
+
+    def prediction(guess, corpus, label):
+        allowed = class_mask(corpus, POOLED_LABELS)
+        scores = [
+            float(c == guess) if a else None for c, a in zip(POOLED_LABELS, allowed, strict=True)
+        ]
+        return {"scores_own": scores}
+
+    return {
+        "job": "pooled-group2",
+        "corpora": {"emodb": {}, "ravdess": {}},
+        "protocol": {"name": "group-kfold", "k": 2, "description": "2 speaker-grouped folds"},
+        "speaker_independent": True,
+        "labels": POOLED_LABELS,
+        "folds": _pooled_records("/work/shared/datasets", 0, said, prediction),
+        "folds_run": 2,
+        "corpus_scores": {
+            c: {"own": {"wa": wa, "ua": ua, "ci95": {"wa": ci, "ua": ci}}}
+            for c, (wa, ua, ci) in own.items()
+        },
+    }
+
+
+def test_paper_table_reads_pooled_runs_per_corpus_against_the_pooled_svm(tmp_path, monkeypatch):
+    """Each corpus of a pooled job gets the pooled neural runs of `PAPER_POOLED_RUNS` (their
+    seed files merged) and the pooled SVMs, in its own label set, with the paired UA
+    difference from the per-corpus-z SVM on the same utterances; other pooled runs are
+    not read, and a run on other utterances is not paired."""
+    monkeypatch.setattr(render_baseline, "POOLED_JOBS", {"pooled-group2": None})
+    runs = tmp_path / "multicorpus"
+    runs.mkdir()
+    right = lambda corpus, label: label  # noqa: E731
+    # Seed 1 says "calm" (not EmoDB's) for EmoDB's neutral: wrong in the common labels,
+    # right in EmoDB's own (its arg-max over anger, neutral, sadness: neutral).
+    calm = lambda corpus, label: "calm" if label == "neutral" else label  # noqa: E731
+    (runs / "pooled-group-kfold-valrule4-seed0.json").write_text(
+        json.dumps(_pooled_neural(0, right))
+    )
+    (runs / "pooled-group-kfold-valrule4-seed1.json").write_text(
+        json.dumps(_pooled_neural(1, calm))
+    )
+    # The stream run says "sadness" for EmoDB's neutral, right elsewhere.
+    sad = lambda corpus, label: "sadness" if label == "neutral" else label  # noqa: E731
+    stream = {"name": "default", "normalization": "stream", "stream_training": "online"}
+    streamed = _pooled_neural(0, sad, stream) | {"online_order": ONLINE_ORDER}
+    for record in streamed["folds"]:
+        for p in record["predictions"]:
+            p |= dict.fromkeys(
+                ["predicted_corpus_order", "predicted_independent", "predicted_speaker_norm"],
+                p["label"],
+            )
+    stream_file = runs / "pooled-group-kfold-streamonline-valrule4-seed0.json"
+    stream_file.write_text(json.dumps(streamed))
+    # Not one of the paper's pooled runs: not read (all wrong, it would show).
+    (runs / "pooled-group-kfold-seed0.json").write_text(json.dumps(_pooled_neural(0, sad)))
+    # The SVM per corpus says "sadness" for every EmoDB utterance (own UA 0); per speaker
+    # it is right on all. Both right on RAVDESS.
+    every_sad = lambda corpus, label: "sadness" if corpus == "emodb" else label  # noqa: E731
+    corpus = _pooled_svm(every_sad, {"emodb": (0, 0, [0, 0]), "ravdess": (1, 1, [1, 1])})
+    speaker = _pooled_svm(right, {"emodb": (1, 1, [1, 1]), "ravdess": (1, 1, [1, 1])})
+    by_job = {"pooled-group2": {"corpus": corpus, "speaker": speaker}}
+
+    text = render_baseline.paper_table(by_job, [], tmp_path)
+    protocol = "EmoDB+RAVDESS pooled, 2 speaker-grouped folds (speaker-independent; "
+    emodb = [line for line in text.splitlines() if line.startswith("| EmoDB |")]
+    on = f"| EmoDB | {protocol}1-2 EmoDB speakers tested per fold) |"
+    # Both seeds right in EmoDB's own labels (seed 1's "calm" would be wrong in the common
+    # ones: 75); the per-corpus SVM wrong on all: +100 on every resample.
+    stream_model = (
+        "ours, neural: recipe `default`, normalization stream, stream_training online (same "
+        "folds); scored online per test speaker (note below)"
+    )
+    assert emodb[1:] == [
+        f"{on} ours, neural: default recipe (same folds) | 2 x 2 | 100.0 [100.0, 100.0] "
+        "| 100.0 [100.0, 100.0] | +100.0 [+100.0, +100.0] |",
+        # Anger right, neutral wrong: 50, a resample of only one class 0 or 100.
+        f"{on} {stream_model} | 2 x 1 | 50.0 [0.0, 100.0] | 50.0 [0.0, 100.0] "
+        "| +50.0 [+0.0, +100.0] |",
+        f"{on} eGeMAPS + linear SVM (per-corpus z) | 2 x 1 | 0.0 [0.0, 0.0] | 0.0 [0.0, 0.0] | — |",
+        f"{on} eGeMAPS + linear SVM (per-speaker z) | 2 x 1 | 100.0 [100.0, 100.0] "
+        "| 100.0 [100.0, 100.0] | +100.0 [+100.0, +100.0] |",
+    ]
+    ravdess = [line for line in text.splitlines() if line.startswith("| RAVDESS |")]
+    zero = "+0.0 [+0.0, +0.0] |"  # every model right on RAVDESS
+    assert [line.split(" | ")[1] for line in ravdess] == [
+        f"{protocol}1 RAVDESS speaker tested per fold)"
+    ] * 4
+    assert [line.split(" | ")[-1] for line in ravdess] == [zero, zero, "— |", zero]
+    assert "paired bootstrap interval over those utterances, not folds" in text
+    assert (
+        "\n\nEmoDB+RAVDESS pooled, "
+        "`multicorpus/pooled-group-kfold-streamonline-valrule4-seed0.json`: Normalisation "
+        '"stream": the scores above are online, each test speaker\'s utterances one stream in '
+        "a random order per speaker"
+    ) in text
+
+    # A run on other utterances (fold 2 tests another EmoDB file): not paired.
+    streamed["folds"][1]["predictions"][0]["path"] = "../shared/datasets/emodb/09/x.wav"
+    stream_file.write_text(json.dumps(streamed))
+    text = render_baseline.paper_table(by_job, [], tmp_path)
+    assert "online (same folds)" not in text
+    assert f"{on} {stream_model.replace(' (same folds)', '')} | 2 x 1 | 50.0 [0.0, 100.0] " in (
+        text
+    )
+    assert "| 50.0 [0.0, 100.0] | — |" in text
