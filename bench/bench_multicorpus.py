@@ -37,14 +37,16 @@ What a file is comes from its content (`run_kind`), not its name:
   every corpus trained and tested at once, folds on their union; every corpus's role
   "pooled"): one row per corpus from the run's "corpus_scores", WA / UA in its own label
   set and in the common one with their recorded 95% bootstrap intervals (all folds and
-  seeds pooled), each seed's own UA, next to the eGeMAPS+SVM pooled on exactly the same
-  folds (docs/results/baseline/pooled-<job>-<corpus|speaker>.json with the same labels and
-  the same test speakers in every fold, features z-normalised per corpus or per speaker),
-  in the corpus's own label set, with the paired neural-minus-SVM UA on the same
-  utterances (seeds averaged; bootstrap over the utterances), where saved. The caption
-  names a recipe variant and a stream run's scores as for LOCO runs, and a last column
-  pairs each corpus's own UA with the default-recipe pooled run's on the same folds
-  (`multicorpus_scores.default_reference`, by the same rule as for LOCO runs). Name:
+  seeds pooled), each seed's own UA, the seed ensemble's own UA (several seeds: each
+  fold's seeds' class probabilities averaged, "corpus_scores" "ensemble") and its paired
+  difference from the seeds' mean on the same utterances, next to the eGeMAPS+SVM pooled
+  on exactly the same folds (docs/results/baseline/pooled-<job>-<corpus|speaker>.json with
+  the same labels and the same test speakers in every fold, features z-normalised per
+  corpus or per speaker), in the corpus's own label set, with the paired neural-minus-SVM
+  UA on the same utterances (seeds averaged; bootstrap over the utterances), where saved.
+  The caption names a recipe variant and a stream run's scores as for LOCO runs, and a
+  last column pairs each corpus's own UA with the default-recipe pooled run's on the same
+  folds (`multicorpus_scores.default_reference`, by the same rule as for LOCO runs). Name:
   ``pooled-<protocol>-seed<S>.json`` (or ``pooled-<protocol>.json`` for several ``--seed``).
   A pooled run of protocol "all" (one model, no test folds) is refused: nothing to score.
 

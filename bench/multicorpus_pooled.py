@@ -1,6 +1,7 @@
 """The pooled tables of `bench_multicorpus.py`: one row per corpus of a saved
 `dyser-train --target all` results.json (nothing is trained here), in its own label set and
-in the common one, next to the eGeMAPS+SVM pooled on the same folds
+in the common one, with several seeds the seed ensemble's own UA against the seeds' mean
+(`ensemble_paired`), next to the eGeMAPS+SVM pooled on the same folds
 (`multicorpus_scores.SVM`, `bench/bench_baseline.py`) and the default-recipe run on them,
 where one other than the run itself is saved (`multicorpus_scores.default_reference`); the
 caption says how many validation speakers each corpus had, and names the recipe and what a
@@ -36,6 +37,7 @@ from multicorpus_scores import (
 
 from keras_dyconv.baseline import score_rows
 from keras_dyconv.labels import class_mask
+from keras_dyconv.results import online_order, online_order_text, seed_ensemble
 
 
 def _summary_cells(summary: dict[str, Any]) -> list[str]:
@@ -65,21 +67,54 @@ def _own_predicted(rows: np.ndarray, labels: Sequence[str], corpus: str) -> np.n
     return np.where(class_mask(corpus, labels), rows, -np.inf).argmax(axis=1)
 
 
-def _own_by_key(run: dict[str, Any], corpus: str) -> dict[str, dict[str, np.ndarray]]:
-    """Per seed of a pooled run ("seed N"), {utterance key: own-label class index
-    predicted} for `corpus` (mean window probabilities, arg-max over its own classes)."""
+def _own_by_key(
+    preds: Sequence[dict[str, Any]], rows: np.ndarray, labels: Sequence[str], corpus: str
+) -> dict[str, np.intp]:
+    """{utterance key: own-label class index predicted} of `corpus`'s predictions, from
+    their class scores `rows` over `labels` (shape (n, C); arg-max over its own classes)."""
+    return dict(
+        zip(
+            [utterance_key(p["path"]) for p in preds],
+            _own_predicted(rows, labels, corpus),
+            strict=True,
+        )
+    )
+
+
+def _own_by_seed(run: dict[str, Any], corpus: str) -> dict[str, dict[str, np.intp]]:
+    """Per seed of a pooled run ("seed N"), `_own_by_key` of its `corpus` predictions
+    (from their mean window probabilities)."""
     out = {}
     for seed in run["seeds"]:
         preds = corpus_predictions(run, corpus, seed)
-        rows = np.array([p["probabilities"] for p in preds])
-        out[f"seed {seed}"] = dict(
-            zip(
-                [utterance_key(p["path"]) for p in preds],
-                _own_predicted(rows, run["labels"], corpus),
-                strict=True,
-            )
-        )
+        out[f"seed {seed}"] = _own_by_key(preds, _probabilities(preds), run["labels"], corpus)
     return out
+
+
+def _probabilities(preds: Sequence[dict[str, Any]]) -> np.ndarray:
+    """The predictions' "probabilities", shape (n, C)."""
+    return np.array([p["probabilities"] for p in preds])
+
+
+def _paired_own_ua(
+    run: dict[str, Any], corpus: str, mine: dict[str, dict], theirs: dict[str, dict]
+) -> tuple[float, tuple[float, float]]:
+    """Own-label UA of `mine` minus that of `theirs` ({name: `_own_by_key`}, each averaged
+    over its names) on the utterances of `corpus` the run's first seed tested, with a
+    paired 95% bootstrap interval over them (`paired_ua`).
+
+    Raises:
+        ValueError: one of `mine` or `theirs` did not test those utterances.
+    """
+    first = min(run["seeds"])
+    preds = corpus_predictions(run, corpus, first)
+    keys = [utterance_key(p["path"]) for p in preds]  # the bootstrap draws index them
+    for name, got in [*mine.items(), *theirs.items()]:
+        if sorted(got) != sorted(keys):
+            raise ValueError(f"{corpus}: {name} tested other utterances than seed {first}")
+    true = label_indices(run["labels"], [p["label"] for p in preds], corpus)
+    a, b = ({s: np.array([d[k] for k in keys]) for s, d in x.items()} for x in (mine, theirs))
+    return paired_ua(true, a, b)
 
 
 def pooled_paired(
@@ -94,25 +129,39 @@ def pooled_paired(
     Raises:
         ValueError: `other` or a seed did not test the same utterances of `corpus`.
     """
-    labels = run["labels"]
-    mine = _own_by_key(run, corpus)
-    first = min(run["seeds"])
-    keys = list(mine[f"seed {first}"])  # in prediction order: the bootstrap draws index them
     if "seeds" in other:
-        theirs = {f"the other run's {k}": v for k, v in _own_by_key(other, corpus).items()}
+        theirs = {f"the other run's {k}": v for k, v in _own_by_seed(other, corpus).items()}
     else:
         preds = corpus_predictions(other, corpus)
-        scores = _own_predicted(score_rows(preds, "scores_own"), labels, corpus)
-        theirs = {
-            "the SVM": dict(zip([utterance_key(p["path"]) for p in preds], scores, strict=True))
-        }
-    for name, got in [*mine.items(), *theirs.items()]:
-        if sorted(got) != sorted(keys):
-            raise ValueError(f"{corpus}: {name} tested other utterances than seed {first}")
-    true_of = {utterance_key(p["path"]): p["label"] for p in corpus_predictions(run, corpus, first)}
-    true = label_indices(labels, [true_of[k] for k in keys], corpus)
-    a, b = ({s: np.array([d[k] for k in keys]) for s, d in x.items()} for x in (mine, theirs))
-    return paired_ua(true, a, b)
+        rows = score_rows(preds, "scores_own")
+        theirs = {"the SVM": _own_by_key(preds, rows, run["labels"], corpus)}
+    return _paired_own_ua(run, corpus, _own_by_seed(run, corpus), theirs)
+
+
+def ensemble_paired(run: dict[str, Any], corpus: str) -> tuple[float, tuple[float, float]]:
+    """Own-label UA of a pooled run's seed ensemble
+    (`keras_dyconv.results.seed_ensemble`) on `corpus` minus its seeds' mean on the same
+    utterances, with a paired 95% bootstrap interval over them (each resample scores the
+    ensemble and every seed on the same draw)."""
+    preds = [
+        p
+        for r in seed_ensemble(run["folds"], run["labels"])
+        for p in r["predictions"]
+        if p["corpus"] == corpus
+    ]
+    ensemble = _own_by_key(preds, _probabilities(preds), run["labels"], corpus)
+    return _paired_own_ua(run, corpus, {"the seed ensemble": ensemble}, _own_by_seed(run, corpus))
+
+
+def _ensemble_cell(run: dict[str, Any], corpus: str) -> str:
+    """The seed ensemble on `corpus` in its own label set (its "corpus_scores" record):
+    "UA [95%]; minus the seeds' mean UA [paired 95%]" (`ensemble_paired`); "—" with one
+    seed."""
+    if len(run["seeds"]) < 2:
+        return "—"
+    own = run["corpus_scores"][corpus]["ensemble"]["own"]
+    paired = signed_interval(*ensemble_paired(run, corpus))
+    return f"{interval(own['ua'], own['ci95']['ua'])}; {paired}"
 
 
 def _pooled_svm_cell(run: dict[str, Any], svm: dict[str, Any] | None, corpus: str) -> str:
@@ -132,8 +181,9 @@ def pooled_row(
     reference: dict[str, Any] | None = None,
 ) -> list[object]:
     """One corpus of a pooled run (`dyser-train --target all`), as `pooled_table` shows it:
-    its "corpus_scores" (all folds and seeds), each seed's own UA, the pooled SVMs on the
-    same folds (`svms`: `_pooled_svms`) and the difference to a `reference` run."""
+    its "corpus_scores" (all folds and seeds), each seed's own UA, the seed ensemble
+    (`_ensemble_cell`), the pooled SVMs on the same folds (`svms`: `_pooled_svms`) and the
+    difference to a `reference` run."""
     scores = run["corpus_scores"][corpus]
     own_labels = scores["own"]["labels"]
     entry = run["corpora"][corpus]
@@ -151,10 +201,32 @@ def pooled_row(
         by_seed = {s: [f for f in own if f["seed"] == s] for s in run["seeds"]}
         pooled = {s: " / ".join(map(pct, pooled_wa_ua(f))) for s, f in by_seed.items() if f}
         row.append(", ".join(f"{s}: {wa_ua}" for s, wa_ua in pooled.items()))
+    row.append(_ensemble_cell(run, corpus))
     row += [_pooled_svm_cell(run, svms.get(norm), corpus) for norm in SVM_NORMS]
     if reference is not None:
         row.append(signed_interval(*pooled_paired(run, reference, corpus)))
     return row
+
+
+def ensemble_text(run: dict[str, Any]) -> str:
+    """What the seed-ensemble column is, for `pooled_table`'s caption: the seeds' class
+    probabilities averaged per fold (for normalization "stream": the online ones, each
+    seed's streams in the run's `online_order`), or that a one-seed run has none."""
+    if len(run["seeds"]) < 2:
+        return " Seed ensemble: none with one seed (—)."
+    order = online_order(run)
+    averaged = (
+        "class probabilities"
+        if order is None
+        else "online class probabilities (as scored above: each test speaker's utterances "
+        f"one stream {online_order_text(order)})"
+    )
+    return (
+        f" Seed ensemble: each fold's {averaged} averaged over its seeds, arg-max over the "
+        "corpus's own classes: its own-label UA [95% bootstrap over utterances]; after the "
+        '";": minus the seeds\' mean own-label UA, every seed scored on the same utterances '
+        "[paired 95% bootstrap over them]."
+    )
 
 
 def validation_text(run: dict[str, Any]) -> str:
@@ -177,8 +249,9 @@ def pooled_table(
     name: str, run: dict[str, Any], reference: tuple[str, dict[str, Any]] | None = None
 ) -> str:
     """A pooled run: every corpus trained and tested at once, one row per corpus in its own
-    label set and in the common one, next to the eGeMAPS+SVM pooled on the same folds and,
-    where given, the default-recipe run on them (`reference`:
+    label set and in the common one, with several seeds the seed ensemble's own UA against
+    the seeds' mean (`ensemble_paired`), next to the eGeMAPS+SVM pooled on the same folds
+    and, where given, the default-recipe run on them (`reference`:
     `multicorpus_scores.default_reference`)."""
     corpora, seeds, protocol = list(run["corpora"]), run["seeds"], run["protocol"]
     svms = _pooled_svms(run)
@@ -186,6 +259,7 @@ def pooled_table(
     header += ["own UA [95%]"]
     header += ["common WA [95%]", "common UA [95%]"]
     header += ["own WA / UA per seed"] if len(seeds) > 1 else []
+    header += ["seed ensemble: own UA [95%]; minus seeds' mean [paired 95%]"]
     header += [f"eGeMAPS+SVM {n}: own WA / UA [95%]" for n in SVM_NORMS.values()]
     header += [f"minus {reference[0]}: own UA [paired 95%]"] if reference else []
     files = ", ".join(f"{s['job']}-{n}.json" for n, s in svms.items()) or "pooled-*-<norm>.json"
@@ -207,6 +281,7 @@ def pooled_table(
             'after the ";": neural minus SVM own-label UA on the same utterances'
             + (", the neural seeds averaged" if len(seeds) > 1 else "")
             + " [paired 95% bootstrap over them]."
+            + ensemble_text(run)
             + validation_text(run)
             + speaker_norm_text(run)
             + (

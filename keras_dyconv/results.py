@@ -159,8 +159,9 @@ class Results(Scores):
     #: Several corpora only: `keras_dyconv.labels.mapping_record` of the corpora.
     label_mapping: NotRequired[dict[str, Any]]
     #: Several corpora only: `corpus_scores`, each tested corpus in its own label set
-    #: ("own") and in the common one ("common"), each with "ci95" (WA, UA, macro-F1).
-    corpus_scores: NotRequired[dict[str, dict[str, Summary]]]
+    #: ("own") and in the common one ("common"), each with "ci95" (WA, UA, macro-F1), and
+    #: with several seeds "ensemble": {"own", "common"} of the seed ensemble.
+    corpus_scores: NotRequired[dict[str, dict[str, Any]]]
 
 
 class AllResults(TypedDict):
@@ -236,18 +237,34 @@ def score_folds(fold_records: Sequence[FoldRecord], labels: Sequence[str]) -> Sc
             summary, ci = pooled(fold_records, f"predicted_{key}")
             scores[f"pooled_{key}"], scores[f"pooled_{key}_ci95"] = summary, ci
     if len(seeds) > 1 and predictions and all("probabilities" in p for p in predictions):
-        summary, ci = pooled(_ensemble(fold_records, labels))
+        summary, ci = pooled(seed_ensemble(fold_records, labels))
         scores["ensemble"] = {"pooled": summary, "pooled_ci95": ci}
     return scores
 
 
-def _ensemble(fold_records: Sequence[FoldRecord], labels: Sequence[str]) -> list[dict[str, Any]]:
-    """One record per fold whose predictions average the class probabilities of its seeds."""
+def seed_ensemble(
+    fold_records: Sequence[FoldRecord], labels: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The seed ensemble of fold records: one record per fold, {"fold", "predictions"},
+    each prediction its first seed's with "probabilities" the mean over the fold's seeds
+    and "predicted" that mean's arg-max over `labels`. For normalization "stream" the
+    probabilities averaged are the online ones (`Prediction`), each seed's streams in its
+    own order where the run's `online_order` is seeded.
+
+    Raises:
+        ValueError: a fold's seeds tested other utterances or listed them in another order.
+    """
     by_fold: dict[str, list[FoldRecord]] = {}
     for record in fold_records:
         by_fold.setdefault(record["fold"], []).append(record)
     out = []
     for name, records in by_fold.items():
+        paths = [[p.get("path") for p in r["predictions"]] for r in records]
+        if any(other != paths[0] for other in paths[1:]):
+            raise ValueError(
+                f"fold {name!r}: its seeds tested other utterances or listed them in another "
+                "order: cannot average their probabilities"
+            )
         mean = np.mean([[p["probabilities"] for p in r["predictions"]] for r in records], axis=0)
         out.append(
             {
@@ -338,9 +355,20 @@ def online_order_text(order: str) -> str:
 def corpus_scores(fold_records: Sequence[FoldRecord], labels: Sequence[str]) -> dict[str, Any]:
     """Each tested corpus's predictions (all folds and seeds pooled) scored in its own
     label set and in the common one, with bootstrap 95% intervals of WA, UA and macro-F1:
-    {corpus: `keras_dyconv.labels.score_both`}."""
+    {corpus: `keras_dyconv.labels.score_both`}. With several seeds, each corpus's also has
+    "ensemble": its utterances scored so (once each) by the seed ensemble (`seed_ensemble`).
+    """
+    scores = _score_corpora(fold_records, labels)
+    if len({r["seed"] for r in fold_records}) > 1:
+        for corpus, both in _score_corpora(seed_ensemble(fold_records, labels), labels).items():
+            scores[corpus]["ensemble"] = both
+    return scores
+
+
+def _score_corpora(records: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> dict[str, Any]:
+    """{corpus: `keras_dyconv.labels.score_both` with intervals} of the records' predictions."""
     by_corpus: dict[str, list[Prediction]] = {}
-    for record in fold_records:
+    for record in records:
         for p in record["predictions"]:
             by_corpus.setdefault(p["corpus"], []).append(p)
     return {

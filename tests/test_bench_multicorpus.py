@@ -17,7 +17,7 @@ import multicorpus_pooled
 import multicorpus_scores
 
 from keras_dyconv.labels import score_both
-from keras_dyconv.results import ONLINE_ORDER
+from keras_dyconv.results import ONLINE_ORDER, corpus_scores
 
 LABELS = ["anger", "calm", "neutral", "sadness"]  # the common space; EmoDB lacks calm
 
@@ -446,6 +446,8 @@ def _pooled_run():
             [p["original_label"] for p in preds],
             corpus,
         )
+        # The seed ensemble (probabilities averaged): EmoDB and RAVDESS right on all.
+        scores[corpus]["ensemble"] = corpus_scores(folds, LABELS)[corpus]["ensemble"]
     scores["emodb"]["own"]["ci95"] = {"wa": [0.5, 1.0], "ua": [0.4, 0.9]}
     return {
         "protocol": {"name": "loso", "k": 5, "speaker_independent": True},
@@ -484,14 +486,15 @@ def test_pooled_run_one_row_per_corpus_in_own_and_common_labels(loco_dirs):
     assert "emodb, ravdess trained and tested at once (protocol loso on their union" in body
     # EmoDB own labels: 3 of 4 right (WA 75, UA (1/2 + 1) / 2 = 75), the recorded
     # intervals; common: seed 1's "calm" is wrong too (WA 50, UA (1/2 + 1/2) / 2 = 50),
-    # no interval recorded. Per seed (own UA): 100 and 50. No pooled SVM saved.
+    # no interval recorded. Per seed (own UA): 100 and 50; the seed ensemble 100, +25 on
+    # their mean. No pooled SVM saved.
     assert (
         "| emodb | 1 of 2 | 2 of 2 | 3 | 75.0 [50.0, 100.0] | 75.0 [40.0, 90.0] | 50.0 | 50.0 "
-        "| 0: 100.0 / 100.0, 1: 50.0 / 50.0 | - | - |"
+        "| 0: 100.0 / 100.0, 1: 50.0 / 50.0 | 100.0 [100.0, 100.0]; +25.0 [+0.0, +50.0] | - | - |"
     ) in body
     assert (
         "| ravdess | 1 of 1 | 2 of 3 | 4 | 100.0 | 100.0 | 100.0 | 100.0 "
-        "| 0: 100.0 / 100.0, 1: 100.0 / 100.0 | - | - |"
+        "| 0: 100.0 / 100.0, 1: 100.0 / 100.0 | 100.0 [100.0, 100.0]; +0.0 [+0.0, +0.0] | - | - |"
     ) in body
     assert "folds 3.0 min in all (90-90 s each)" in body
 
@@ -517,7 +520,10 @@ def test_pooled_variant_is_read_against_the_default_run_on_the_same_folds(loco_d
     # Files in name order: pooled-weighted.json before pooled.json.
     mine = body[body.index("**pooled-weighted**") : body.index("**pooled**:")]
     assert "| minus pooled: own UA [paired 95%] |" in mine
-    assert "| 0: 100.0 / 100.0, 1: 100.0 / 100.0 | - | - | +25.0 [" in mine
+    assert (
+        "| 0: 100.0 / 100.0, 1: 100.0 / 100.0 | 100.0 [100.0, 100.0]; +0.0 [+0.0, +0.0] "
+        "| - | - | +25.0 ["
+    ) in mine
     assert "| - | - | +0.0 [+0.0, +0.0] |" in mine
     # The default run itself has no such column, nor a run on other folds.
     assert "minus pooled" not in body[body.index("**pooled**:") :]
@@ -537,6 +543,43 @@ def test_pooled_variant_is_read_against_the_default_run_on_the_same_folds(loco_d
     variant["folds"][0]["test_speakers"] = ["emodb/04", "ravdess/01"]
     (runs / "pooled-weighted.json").write_text(json.dumps(variant))
     assert "minus pooled" not in bench_multicorpus.render(runs)
+
+
+def test_pooled_seed_ensemble_column_pairs_the_ensemble_with_its_seeds():
+    run = _pooled_run()
+    header = "| seed ensemble: own UA [95%]; minus seeds' mean [paired 95%] |"
+    # EmoDB: seed 1 wrong on the anger utterance, the mean of the seeds' probabilities
+    # right: ensemble UA 100 against the seeds' mean (100 + 50) / 2.
+    d, ci = multicorpus_pooled.ensemble_paired(run, "emodb")
+    assert d == pytest.approx(1.0 - 0.75) and ci[0] <= d <= ci[1]
+    table = multicorpus_pooled.pooled_table("pooled", run)
+    assert header in table
+    assert "| 100.0 [100.0, 100.0]; +25.0 [" in table
+    assert (
+        "Seed ensemble: each fold's class probabilities averaged over its seeds, arg-max over "
+        "the corpus's own classes: its own-label UA [95% bootstrap over utterances]; after the "
+        '";": minus the seeds\' mean own-label UA, every seed scored on the same utterances '
+        "[paired 95% bootstrap over them]."
+    ) in table
+    # A stream run averages its online probabilities, each seed's streams in its own order.
+    stream = {**run, "recipe": {"name": "default", "normalization": "stream"}}
+    assert (
+        "each fold's online class probabilities (as scored above: each test speaker's "
+        "utterances one stream in a random order per speaker, seeded by the training seed) "
+        "averaged over its seeds"
+    ) in multicorpus_pooled.ensemble_text({**stream, "online_order": ONLINE_ORDER})
+    # One seed: the column is there, without an ensemble.
+    one = {**run, "seeds": [0], "folds": run["folds"][:1]}
+    one["corpus_scores"] = corpus_scores(one["folds"], LABELS)
+    assert "ensemble" not in one["corpus_scores"]["emodb"]
+    table = multicorpus_pooled.pooled_table("pooled", one)
+    assert header in table and "Seed ensemble: none with one seed (—)." in table
+    assert "| 1 of 1 | 2 of 3 | 4 | 100.0 [100.0, 100.0] " in table
+    assert table.count("| — | - | - |") == 2
+    # The ensemble is paired over the utterances every seed tested.
+    run["folds"][1]["predictions"][0]["path"] = "/data/emodb/anger/9.wav"
+    with pytest.raises(ValueError, match="seeds tested other utterances"):
+        multicorpus_pooled.ensemble_paired(run, "emodb")
 
 
 def test_pooled_caption_says_how_many_speakers_of_each_corpus_validated():

@@ -28,6 +28,8 @@ from keras_dyconv.recipes import MODEL_RECIPE_ARGUMENTS, RECIPES, Recipe, field_
 from keras_dyconv.results import (
     CORPUS_ORDER,
     ONLINE_ORDER,
+    corpus_scores,
+    merge_results,
     online_order,
     online_order_text,
     score_folds,
@@ -56,6 +58,61 @@ def test_ensemble_scores_the_mean_probabilities_of_the_seeds():
     scores = score_folds(records, labels)
     assert scores["pooled"]["wa"] == pytest.approx(4 / 6)
     assert scores["ensemble"]["pooled"]["wa"] == 1.0
+
+
+def test_corpus_scores_score_each_corpus_by_the_seed_ensemble_too():
+    labels = ["anger", "calm", "neutral", "sadness"]  # EmoDB lacks calm
+
+    def record(seed, probs):
+        return {
+            "fold": "f1",
+            "seed": seed,
+            "predictions": [
+                {
+                    "path": f"emodb/{t}/{i}.wav",
+                    "corpus": "emodb",
+                    "label": t,
+                    "original_label": t,
+                    "predicted": labels[int(np.argmax(p))],
+                    "probabilities": p,
+                }
+                for i, (t, p) in enumerate(zip(["anger", "neutral", "sadness"], probs, strict=True))
+            ],
+        }
+
+    # Seed 0 says sadness for the neutral utterance, seed 1 neutral for the anger one (and
+    # calm, not EmoDB's, ties neutral: "calm" in the common labels, "neutral" in EmoDB's);
+    # their mean gets all three right in both.
+    seed0 = record(0, [[0.9, 0, 0.1, 0], [0, 0, 0.4, 0.6], [0, 0, 0.2, 0.8]])
+    seed1 = record(1, [[0.4, 0, 0.6, 0], [0, 0.5, 0.5, 0], [0, 0, 0.3, 0.7]])
+    scores = corpus_scores([seed0, seed1], labels)["emodb"]
+    assert scores["own"]["n"] == 6 and scores["own"]["ua"] == pytest.approx(4 / 6)
+    ensemble = scores["ensemble"]
+    assert ensemble["own"]["n"] == 3 and ensemble["own"]["labels"] == [
+        "anger",
+        "neutral",
+        "sadness",
+    ]
+    assert ensemble["own"]["ua"] == ensemble["common"]["wa"] == 1.0
+    assert ensemble["own"]["ci95"]["ua"] == [1.0, 1.0]
+    assert "ensemble" not in corpus_scores([seed0], labels)["emodb"]  # one seed
+
+    # Merging the seeds' runs scores their ensemble.
+    def part(record):
+        return {
+            "protocol": {"name": "loso", "speaker_independent": True},
+            "labels": labels,
+            "timings": {"total_s": 1.0},
+            "folds": [record],
+            "corpus_scores": corpus_scores([record], labels),
+        }
+
+    merged = merge_results([part(seed0), part(seed1)])
+    assert merged["corpus_scores"]["emodb"]["ensemble"] == ensemble
+    # Seeds whose fold tested other utterances have no ensemble.
+    seed1["predictions"].reverse()
+    with pytest.raises(ValueError, match="fold 'f1': its seeds tested other utterances"):
+        corpus_scores([seed0, seed1], labels)
 
 
 def test_a_stream_run_scores_and_names_its_online_orders():
