@@ -37,7 +37,7 @@ from multicorpus_scores import (
 
 from keras_dyconv.baseline import score_rows
 from keras_dyconv.labels import class_mask
-from keras_dyconv.results import online_order, online_order_text, seed_ensemble
+from keras_dyconv.results import corpus_scores, online_order, online_order_text, seed_ensemble
 
 
 def _summary_cells(summary: dict[str, Any]) -> list[str]:
@@ -156,10 +156,13 @@ def ensemble_paired(run: dict[str, Any], corpus: str) -> tuple[float, tuple[floa
 def _ensemble_cell(run: dict[str, Any], corpus: str) -> str:
     """The seed ensemble on `corpus` in its own label set (its "corpus_scores" record):
     "UA [95%]; minus the seeds' mean UA [paired 95%]" (`ensemble_paired`); "—" with one
-    seed."""
+    seed. A multi-seed results.json written before "ensemble" was recorded is scored here."""
     if len(run["seeds"]) < 2:
         return "—"
-    own = run["corpus_scores"][corpus]["ensemble"]["own"]
+    scores = run["corpus_scores"][corpus]
+    if "ensemble" not in scores:
+        scores = corpus_scores(run["folds"], run["labels"])[corpus]
+    own = scores["ensemble"]["own"]
     paired = signed_interval(*ensemble_paired(run, corpus))
     return f"{interval(own['ua'], own['ci95']['ua'])}; {paired}"
 

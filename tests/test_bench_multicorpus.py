@@ -555,6 +555,15 @@ def test_pooled_seed_ensemble_column_pairs_the_ensemble_with_its_seeds():
     table = multicorpus_pooled.pooled_table("pooled", run)
     assert header in table
     assert "| 100.0 [100.0, 100.0]; +25.0 [" in table
+    # A multi-seed results.json saved before "ensemble" was recorded: scored when rendered.
+    old = {
+        **run,
+        "corpus_scores": {
+            c: {k: v for k, v in s.items() if k != "ensemble"}
+            for c, s in run["corpus_scores"].items()
+        },
+    }
+    assert multicorpus_pooled.pooled_table("pooled", old) == table
     assert (
         "Seed ensemble: each fold's class probabilities averaged over its seeds, arg-max over "
         "the corpus's own classes: its own-label UA [95% bootstrap over utterances]; after the "
