@@ -235,12 +235,8 @@ def worker(args: argparse.Namespace, run: BenchRun) -> None:
     recipe = get_recipe(run.recipe).with_overrides(**run.overrides)
     for seed, names in json.loads(args.units).items():
         out = args.out / f"seed{seed}"
-        if recipe.pretrain_extra:  # every worker reads the one pretraining of each seed
-            shared = args.out.parent / PRETRAINED_DIR
-            shared.mkdir(parents=True, exist_ok=True)
-            out.mkdir(parents=True, exist_ok=True)
-            if not (out / PRETRAINED_DIR).exists():
-                (out / PRETRAINED_DIR).symlink_to(shared.resolve(), target_is_directory=True)
+        if recipe.pretrain_extra:
+            share_folder(out / PRETRAINED_DIR, args.out.parent / PRETRAINED_DIR)
         tag = f"[{args.out.name} seed {seed}]"
         run_experiment(
             utts,
@@ -258,6 +254,17 @@ def worker(args: argparse.Namespace, run: BenchRun) -> None:
             extra=extra,
             target=target,
         )
+
+
+def share_folder(link: Path, shared: Path) -> None:
+    """Make `link` (unless it exists) a link to the folder `shared` (made if missing): the
+    workers' run folders share one, e.g. their pretrained models (`Recipe.pretrain_extra`,
+    kept in a run folder's `keras_dyconv.pretraining.PRETRAINED_DIR`), so each seed's is
+    trained once, by the first worker to need it, and read by the others."""
+    shared.mkdir(parents=True, exist_ok=True)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        link.symlink_to(shared.resolve(), target_is_directory=True)
 
 
 def worker_command(

@@ -9,7 +9,7 @@ from pathlib import Path
 import bench_multicorpus
 import bench_training
 import pytest
-from bench_training import BenchRun, build_parser, work_units
+from bench_training import BenchRun, build_parser, share_folder, work_units
 from test_multicorpus import EMODB_EMOTIONS, RAVDESS_EMOTIONS, _own_corpus
 from test_pooled import _three
 
@@ -62,6 +62,17 @@ def test_one_corpus_keeps_its_file_and_several_write_one_file_per_seed(tmp_path)
         BenchRun.from_args(parse([*pairs[:-2], "--name", "x"]))
     with pytest.raises(ValueError, match="in pairs: got 1 --corpus and 0 --data"):
         BenchRun.from_args(parse(["--corpus", "casia"]))  # never casia from EmoDB's folder
+
+
+def test_workers_share_one_pretraining_folder(tmp_path):
+    run_dir = tmp_path / "run"
+    links = [run_dir / f"part{i}" / "seed0" / "pretrained" for i in (0, 1)]
+    for link in links:
+        share_folder(link, run_dir / "pretrained")
+    (links[0] / "record.json").write_text("{}")
+    assert (links[1] / "record.json").read_text() == "{}"
+    share_folder(links[1], run_dir / "pretrained")  # a rerun: the link stays
+    assert (run_dir / "pretrained" / "record.json").exists()
 
 
 def test_planned_fold_names_are_those_the_experiment_makes():
