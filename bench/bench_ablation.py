@@ -227,7 +227,7 @@ def run_variant(
     frontend = overrides.pop("frontend", {})
     window = overrides.pop("window", {})
     overrides["model"] = {**ABLATION_MODEL, **overrides.get("model", {})}
-    part = bench_training.run(
+    (part,) = bench_training.run(
         bench_training.BenchRun(
             protocol="loso",
             folds=10,

@@ -1,18 +1,45 @@
-"""EmoDB accuracy benchmark: a recipe under a protocol, folds spread over worker processes.
+"""Accuracy benchmark: a recipe under a protocol, its (fold, seed) units spread over workers.
+
+EmoDB alone (the default corpus), one results file for every seed:
 
     python bench/bench_training.py --protocol loso --recipe default
     python bench/bench_training.py --protocol stratified --folds 10 --recipe default
     python bench/bench_training.py --protocol loso --recipe paper
     python bench/bench_training.py --table-only          # re-render docs from saved results
 
-With --resume every epoch is checkpointed under runs/bench/<name>/ and running the same
-command again resumes an interrupted run: finished folds are read back, an interrupted one
-continues from its last epoch (the long `paper` recipe spans sessions this way).
+Several corpora, as `dyser-train` takes them (--corpus/--data pairs, --target; --protocol
+loco holds each corpus out), one results file per seed, e.g. the pooled run over three
+corpora and three seeds of the multi-corpus issue (recipe changes as --overrides, e.g.
+'{"normalization": "stream", "stream_training": "online"}'):
 
-Each run writes its merged results (per-fold metrics and predictions) to
-docs/results/emodb-<protocol>-<recipe>.json, then the "training" section of
-docs/benchmarks.md is rendered from every such file. Workers run one fold subset each with
-one thread, which on a 2-core machine is faster than one process using both cores.
+    python bench/bench_training.py --corpus emodb --data ../shared/datasets/emodb \
+        --corpus casia --data ../shared/datasets/casia \
+        --corpus ravdess --data ../shared/datasets/ravdess \
+        --target all --protocol group-kfold --folds 4 --seeds 0 1 2 --workers 2 --resume \
+        --name pooled-group-kfold-valrule4
+
+The run's work units are its folds times its seeds, dealt seed by seed to the workers in
+turn (`work_units`); each worker is one process with one thread (on a 2-core machine faster
+than one process using both cores) and runs its units one after another, a
+`run_experiment` per seed over its folds of that seed. The feature cache is filled once,
+in parallel, before the workers start. With --resume every epoch is checkpointed under
+runs/bench/<name>/checkpoints-<key>/<fold>/seed<seed>/ (the key hashes the options that
+shape training) and running the same command again resumes an interrupted run: finished
+units are read back, an interrupted one continues from its last epoch (the long `paper`
+recipe spans sessions this way), whatever the number of workers.
+
+Results: one corpus writes docs/results/<corpus>-<protocol>-<recipe>.json (or --name),
+then renders the "training" section of docs/benchmarks.md from every emodb-*.json there;
+several corpora write docs/results/multicorpus/<name>-seed<N>.json (--name required; the
+layout `bench_multicorpus.py` reads, which merges a run's seed files), then render the
+"multicorpus" section. Protocol folds are made as `dyser-train` makes them: with several
+corpora each seed's as `dyser-train --seed N` (a seed-dependent protocol, stratified, has
+other folds per seed), with one corpus seed 0's for every seed. Each file's "timings" add
+to the process seconds ("total_s") the run's wall time ("wall_s", from loading the corpora
+to the last worker's end, of all the seeds in "wall_seeds"; a resumed run's at least its
+busiest worker's fold seconds, whenever they ran) and "workers". The run ends with a table
+per file of its folds and fold seconds, and the wall time against the multi-corpus cost
+target (`COST_TARGET_S`).
 """
 
 from __future__ import annotations
@@ -27,7 +54,7 @@ import sys
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 # This checkout's packages, not whichever copy is pip-installed (runs from a git worktree
@@ -41,6 +68,13 @@ from _report import (  # noqa: E402
     write_section,
 )
 
+from keras_dyconv.corpora import CORPORA  # noqa: E402
+from keras_dyconv.folds import PROTOCOLS  # noqa: E402
+
+if TYPE_CHECKING:
+    from keras_dyconv.corpora import Utterance
+    from keras_dyconv.folds import ProtocolSpec
+
 EMODB = ROOT.parent / "shared" / "datasets" / "emodb"
 RESULTS = ROOT / "docs" / "results"
 ONE_THREAD = {
@@ -49,48 +83,19 @@ ONE_THREAD = {
     "TF_NUM_INTEROP_THREADS": "1",
     "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
 }
-
-
-def fold_names(protocol: str, k: int) -> list[str]:
-    from edge_runtime.config import FrontendConfig  # noqa: F401  (fast import check)
-    from keras_dyconv.corpora import load_emodb
-    from keras_dyconv.experiment import ProtocolSpec, make_folds
-
-    return [f.name for f in make_folds(load_emodb(EMODB), ProtocolSpec(protocol, k=k))]
-
-
-def worker(args: argparse.Namespace) -> None:
-    if os.environ.get("KERAS_BACKEND") == "torch":
-        import torch
-
-        torch.set_num_threads(1)
-    from edge_runtime.config import FrontendConfig
-    from edge_runtime.windows import WindowPolicy
-    from keras_dyconv.corpora import load_emodb
-    from keras_dyconv.experiment import ProtocolSpec, run_experiment
-    from keras_dyconv.recipes import get_recipe
-
-    recipe = get_recipe(args.recipe).with_overrides(**json.loads(args.overrides))
-    run_experiment(
-        load_emodb(EMODB),
-        args.out,
-        FrontendConfig(**json.loads(args.frontend)),
-        recipe,
-        ProtocolSpec(args.protocol, k=args.folds),
-        seeds=args.seeds,
-        policy=WindowPolicy(**json.loads(args.window)),
-        cache_dir=ROOT / "runs" / "cache",
-        only_folds=args.only.split(","),
-        checkpoint_dir=args.checkpoints,
-        verbose=0,
-        log=lambda msg: print(f"[{args.out.name}] {msg}", flush=True),
-    )
+#: The multi-corpus issue's cost target: a 3-seed run over the three corpora within 4 h of
+#: wall time on the 2-core CPU.
+COST_TARGET_S = 4 * 3600
 
 
 @dataclass(frozen=True)
 class BenchRun:
     """What one `run` trains and where it goes: the options of `build_parser` (the recipe,
-    frontend and window changes as dicts, not JSON text)."""
+    frontend and window changes as dicts, not JSON text).
+
+    Raises:
+        ValueError: corpora and data not in pairs; several corpora without a name.
+    """
 
     protocol: str = "loso"
     folds: int = 10
@@ -98,10 +103,19 @@ class BenchRun:
     seeds: list[int] = field(default_factory=lambda: [0])
     workers: int = 2
     backend: str = "tensorflow"
-    #: Result name (default emodb-<protocol>-<recipe>).
+    #: Corpus loaders (keys of `keras_dyconv.corpora.CORPORA`), as `dyser-train --corpus`.
+    corpora: list[str] = field(default_factory=lambda: ["emodb"])
+    #: Each corpus's root folder or manifest, in the order of `corpora`.
+    data: list[Path] = field(default_factory=lambda: [EMODB])
+    #: Several corpora: the corpus the folds are made on (`dyser-train --target`; "all":
+    #: pooled, every corpus trained and tested; default: the first corpus).
+    target: str | None = None
+    #: Result name (default <corpus>-<protocol>-<recipe>; several corpora: required).
     name: str | None = None
-    #: Where the results JSON goes (default docs/results).
+    #: Where the results JSON goes (default docs/results, several corpora its multicorpus/).
     results_dir: Path | None = None
+    #: Where the workers' folders, the checkpoints and the feature cache go (default runs/).
+    runs_dir: Path = ROOT / "runs"
     #: `Recipe` fields changed from the recipe's.
     overrides: dict[str, Any] = field(default_factory=dict)
     #: `FrontendConfig` fields changed from its defaults.
@@ -111,93 +125,244 @@ class BenchRun:
     #: Checkpoint every epoch; resume an interrupted run.
     resume: bool = False
 
+    def __post_init__(self) -> None:
+        if len(self.corpora) != len(self.data):
+            raise ValueError(
+                f"give --corpus and --data in pairs: got {len(self.corpora)} --corpus and "
+                f"{len(self.data)} --data"
+            )
+        if self.multi and self.name is None:
+            raise ValueError(
+                "a multi-corpus run needs --name: its results are "
+                "docs/results/multicorpus/<name>-seed<N>.json"
+            )
+
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> BenchRun:
-        """The run the command line asks for."""
+        """The run the command line asks for (no --corpus and --data: EmoDB)."""
         values = {f.name: getattr(args, f.name) for f in fields(cls)}
         for name in ("overrides", "frontend", "window"):
             values[name] = json.loads(values[name])
+        if values["corpora"] is None and values["data"] is None:
+            del values["corpora"], values["data"]
+        else:
+            values["corpora"], values["data"] = values["corpora"] or [], values["data"] or []
         return cls(**values)
 
+    @property
+    def multi(self) -> bool:
+        """Several corpora (or leave-one-corpus-out): one results file per seed."""
+        return len(self.corpora) > 1 or self.protocol == "loco"
 
-def run(args: BenchRun) -> Path:
+    @property
+    def run_dir(self) -> Path:
+        """The workers' folders and the checkpoints: runs/bench/<result name>."""
+        return (
+            self.runs_dir
+            / "bench"
+            / (self.name or f"{self.corpora[0]}-{self.protocol}-{self.recipe}")
+        )
+
+    def protocol_spec(self, seed: int) -> ProtocolSpec:
+        """The folds of `seed`'s training: as `dyser-train --seed seed` makes them with
+        several corpora, seed 0's for every seed with one."""
+        from keras_dyconv.folds import ProtocolSpec
+
+        return ProtocolSpec(self.protocol, k=self.folds, seed=seed if self.multi else 0)
+
+    def result_files(self) -> dict[Path, list[int]]:
+        """Each results file and the seeds it holds: one corpus, every seed in one file
+        (docs/results/<name>.json); several, a file per seed
+        (docs/results/multicorpus/<name>-seed<N>.json)."""
+        if not self.multi:
+            name = self.name or f"{self.corpora[0]}-{self.protocol}-{self.recipe}"
+            return {(self.results_dir or RESULTS) / f"{name}.json": list(self.seeds)}
+        folder = self.results_dir or RESULTS / "multicorpus"
+        return {folder / f"{self.name}-seed{seed}.json": [seed] for seed in self.seeds}
+
+    def checkpoint_key(self) -> str:
+        """A hash of the options that shape a unit's training, so that a changed command
+        never reads back units of another configuration (not the seeds: a unit's
+        checkpoints are its seed's)."""
+        options: list[Any] = [self.protocol, self.folds, self.recipe, self.backend]
+        options += [self.overrides, self.frontend, self.window]
+        if self.multi:
+            options += [self.corpora, [str(d) for d in self.data], self.target]
+        return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def load_corpora(run: BenchRun) -> tuple[list[Utterance], list[Utterance], str | None]:
+    """`dyser-train`'s corpora of `run` (`keras_dyconv.cli.load_corpora`): (utts, extra,
+    target) for `run_experiment`."""
+    import click
+
+    from keras_dyconv import cli
+
+    loco = run.protocol == "loco"
+    try:
+        return cli.load_corpora(tuple(run.corpora), tuple(run.data), run.target, loco)
+    except click.ClickException as err:
+        raise SystemExit(f"bench_training: {err.format_message()}") from None
+
+
+def work_units(folds: dict[int, list[str]], workers: int) -> list[dict[int, list[str]]]:
+    """Deal the (fold, seed) units of `folds` ({seed: its fold names, in order}), seed by
+    seed, to `workers` in turn: per worker that gets any, {seed: its folds of that seed}."""
+    units = [(seed, name) for seed, names in folds.items() for name in names]
+    shares = []
+    for i in range(min(workers, len(units))):
+        share: dict[int, list[str]] = {}
+        for seed, name in units[i::workers]:
+            share.setdefault(seed, []).append(name)
+        shares.append(share)
+    return shares
+
+
+def worker(args: argparse.Namespace, run: BenchRun) -> None:
+    """A worker process: its units (`--units`, {seed: fold names}) one seed after another,
+    each seed's results in <--out>/seed<seed>/results.json."""
+    if os.environ.get("KERAS_BACKEND") == "torch":
+        import torch
+
+        torch.set_num_threads(1)
     from edge_runtime.config import FrontendConfig
-    from keras_dyconv.corpora import load_emodb
+    from edge_runtime.windows import WindowPolicy
+    from keras_dyconv.experiment import run_experiment
+    from keras_dyconv.pretraining import PRETRAINED_DIR
+    from keras_dyconv.recipes import get_recipe
+
+    utts, extra, target = load_corpora(run)
+    recipe = get_recipe(run.recipe).with_overrides(**run.overrides)
+    for seed, names in json.loads(args.units).items():
+        out = args.out / f"seed{seed}"
+        if recipe.pretrain_extra:
+            share_folder(out / PRETRAINED_DIR, args.out.parent / PRETRAINED_DIR)
+        tag = f"[{args.out.name} seed {seed}]"
+        run_experiment(
+            utts,
+            out,
+            FrontendConfig(**run.frontend),
+            recipe,
+            run.protocol_spec(int(seed)),
+            seeds=[int(seed)],
+            policy=WindowPolicy(**run.window),
+            cache_dir=run.runs_dir / "cache",
+            only_folds=names,
+            checkpoint_dir=args.checkpoints,
+            verbose=0,
+            log=lambda msg, tag=tag: print(f"{tag} {msg}", flush=True),
+            extra=extra,
+            target=target,
+        )
+
+
+def share_folder(link: Path, shared: Path) -> None:
+    """Make `link` (unless it exists) a link to the folder `shared` (made if missing): the
+    workers' run folders share one, e.g. their pretrained models (`Recipe.pretrain_extra`,
+    kept in a run folder's `keras_dyconv.pretraining.PRETRAINED_DIR`), so each seed's is
+    trained once, by the first worker to need it, and read by the others."""
+    shared.mkdir(parents=True, exist_ok=True)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        link.symlink_to(shared.resolve(), target_is_directory=True)
+
+
+def worker_command(
+    run: BenchRun, share: dict[int, list[str]], out: Path, checkpoints: Path | None
+) -> list[str]:
+    """The command line of a worker that runs the units `share` into `out`."""
+    cmd = [sys.executable, __file__, "--worker", "--protocol", run.protocol]
+    cmd += ["--folds", str(run.folds), "--recipe", run.recipe, "--runs-dir", str(run.runs_dir)]
+    for corpus, data in zip(run.corpora, run.data, strict=True):
+        cmd += ["--corpus", corpus, "--data", str(data)]
+    for option, value in (("--target", run.target), ("--name", run.name)):
+        if value is not None:
+            cmd += [option, value]
+    for option in ("overrides", "frontend", "window"):
+        cmd += [f"--{option}", json.dumps(getattr(run, option))]
+    cmd += ["--units", json.dumps(share), "--out", str(out)]
+    return cmd + ([] if checkpoints is None else ["--checkpoints", str(checkpoints)])
+
+
+def run(args: BenchRun) -> list[Path]:
+    """Train every (fold, seed) unit of `args` over its workers; write and return its
+    results files (`BenchRun.result_files`)."""
+    from edge_runtime.config import FrontendConfig
+    from keras_dyconv.experiment import planned_fold_names
     from keras_dyconv.features import extract_corpus
     from keras_dyconv.results import merge_results
 
-    utts = load_emodb(EMODB)
+    t0 = time.time()
+    utts, extra, target = load_corpora(args)
     # Fill the feature cache once, in parallel, before the workers start.
     extract_corpus(
-        [u.path for u in utts],
+        [u.path for u in [*utts, *extra]],
         FrontendConfig(**args.frontend),
-        cache_dir=ROOT / "runs" / "cache",
+        cache_dir=args.runs_dir / "cache",
         n_jobs=args.workers,
     )
-    names = fold_names(args.protocol, args.folds)
-    tag = args.name or f"emodb-{args.protocol}-{args.recipe}"
-    run_dir = ROOT / "runs" / "bench" / tag
+    folds = {s: planned_fold_names(utts, args.protocol_spec(s), extra, target) for s in args.seeds}
+    shares = work_units(folds, args.workers)
+    checkpoints = args.run_dir / f"checkpoints-{args.checkpoint_key()}" if args.resume else None
     env = {
         **os.environ,
         **ONE_THREAD,
         "KERAS_BACKEND": args.backend,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
-    # Checkpoints are keyed by the options too, so a changed command never reads back folds
-    # of another configuration.
-    options = [args.protocol, args.folds, args.recipe, args.seeds, args.backend]
-    overrides, frontend, window = (
-        json.dumps(d) for d in (args.overrides, args.frontend, args.window)
-    )
-    options += [overrides, frontend, window]
-    key = hashlib.sha256(json.dumps(options).encode()).hexdigest()[:10]
-    commands, t0 = [], time.time()
-    for i in range(args.workers):
-        subset = names[i :: args.workers]
-        if not subset:
-            continue
-        cmd = [
-            sys.executable,
-            __file__,
-            "--worker",
-            "--protocol",
-            args.protocol,
-            "--recipe",
-            args.recipe,
-            "--folds",
-            str(args.folds),
-            "--only",
-            ",".join(subset),
-            "--out",
-            str(run_dir / f"part{i}"),
-            "--overrides",
-            overrides,
-            "--frontend",
-            frontend,
-            "--window",
-            window,
-            "--seeds",
-            *map(str, args.seeds),
-        ]
-        if args.resume:
-            cmd += ["--checkpoints", str(run_dir / f"checkpoints-{key}" / f"part{i}")]
-        commands.append(cmd)
+    parts = [args.run_dir / f"part{i}" for i in range(len(shares))]
+    commands = [
+        worker_command(args, share, part, checkpoints)
+        for share, part in zip(shares, parts, strict=True)
+    ]
     codes = run_workers(commands, env)
     if any(codes):
         raise SystemExit(f"a worker failed: exit codes {codes}")
-    parts = [
-        json.loads((run_dir / f"part{i}" / "results.json").read_text()) for i in range(len(codes))
+    wall = time.time() - t0
+    results = [
+        {seed: json.loads((part / f"seed{seed}" / "results.json").read_text()) for seed in share}
+        for share, part in zip(shares, parts, strict=True)
     ]
-    merged = merge_results(parts)
     # A resumed run's wall time is that of its busiest worker's folds, whenever they ran.
-    busiest = max(sum(f["seconds"] for f in p["folds"]) for p in parts)
-    merged["timings"]["wall_s"] = round(max(time.time() - t0, busiest), 1)
-    merged["timings"]["workers"] = len(codes)
-    results_dir = args.results_dir or RESULTS
-    results_dir.mkdir(parents=True, exist_ok=True)
-    path = results_dir / f"{tag}.json"
-    path.write_text(json.dumps(merged, indent=1))
-    return path
+    busiest = max(sum(f["seconds"] for r in w.values() for f in r["folds"]) for w in results)
+    timings = {"wall_s": round(max(wall, busiest), 1), "workers": len(shares)}
+    paths = []
+    for path, seeds in args.result_files().items():
+        merged = merge_results([r for w in results for s, r in w.items() if s in seeds])
+        merged["timings"].update(timings, wall_seeds=list(args.seeds))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(merged, indent=1))
+        paths.append(path)
+    return paths
+
+
+def cost_table(paths: list[Path]) -> str:
+    """The runs of `paths` (one `run`'s results files): per file its seeds, folds and fold
+    seconds summed, then the run's wall time (several corpora: against `COST_TARGET_S`)."""
+    runs = [json.loads(p.read_text()) for p in paths]
+    rows = [
+        [
+            p.name,
+            ", ".join(map(str, r["seeds"])),
+            f"{r['folds_run']} x {len(r['seeds'])}",
+            f"{sum(f['seconds'] for f in r['folds']) / 3600:.2f}",
+            f"{r['timings']['total_s'] / 3600:.2f}",
+        ]
+        for p, r in zip(paths, runs, strict=True)
+    ]
+    header = ["results", "seeds", "folds x seeds", "fold h summed", "process h summed"]
+    timings = runs[0]["timings"]
+    wall = timings["wall_s"]
+    line = (
+        f"Wall time {wall / 3600:.2f} h for seeds {timings['wall_seeds']} with "
+        f"{timings['workers']} workers"
+    )
+    if "corpora" in runs[0]:
+        line += (
+            f" over {len(runs[0]['corpora'])} corpora; cost target (3 seeds over the three "
+            f"corpora <= {COST_TARGET_S / 3600:.0f} h): {verdict(wall <= COST_TARGET_S)}"
+        )
+    return markdown_table(header, rows) + "\n\n" + line + "."
 
 
 def pct(x: float) -> str:
@@ -326,15 +491,41 @@ def plot_folds() -> str | None:
 def build_parser() -> argparse.ArgumentParser:
     """The command line (`BenchRun.from_args` turns it into a `run`)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--protocol", default="loso", choices=["loso", "stratified"])
-    parser.add_argument("--folds", type=int, default=10, help="k for stratified")
+    protocols = [p for p in PROTOCOLS if p not in ("split", "all")]  # those with test folds
+    parser.add_argument("--protocol", default="loso", choices=protocols)
+    parser.add_argument("--folds", type=int, default=10, help="k for stratified and group-kfold")
     parser.add_argument("--recipe", default="default")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--backend", default=os.environ.get("KERAS_BACKEND", "tensorflow"))
+    parser.add_argument(
+        "--corpus",
+        dest="corpora",
+        action="append",
+        choices=list(CORPORA),
+        help="as dyser-train's; repeat --corpus/--data pairs for several (default: EmoDB)",
+    )
+    parser.add_argument(
+        "--data", action="append", type=Path, help="each --corpus's root folder or manifest"
+    )
+    parser.add_argument("--target", help="several corpora: as dyser-train's ('all': pooled)")
     parser.add_argument("--table-only", action="store_true")
-    parser.add_argument("--name", help="result name (default emodb-<protocol>-<recipe>)")
-    parser.add_argument("--results-dir", type=Path, help="where the JSON goes (docs/results)")
+    parser.add_argument(
+        "--name",
+        help="result name (default <corpus>-<protocol>-<recipe>; several corpora: required, "
+        "their files are <name>-seed<N>.json)",
+    )
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        help="where the JSON goes (docs/results; several corpora docs/results/multicorpus)",
+    )
+    parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=ROOT / "runs",
+        help="where the workers' folders, checkpoints and feature cache go (runs/)",
+    )
     parser.add_argument(
         "--overrides", default="{}", help='recipe fields as JSON, e.g. {"average_checkpoints": 5}'
     )
@@ -349,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoints", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--only", help=argparse.SUPPRESS)
+    parser.add_argument("--units", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     return parser
 
@@ -378,14 +569,26 @@ def exit_on_sigterm() -> None:
 
 def main() -> None:
     exit_on_sigterm()
-    args = build_parser().parse_args()
+    parser = build_parser()
+    args = parser.parse_args()
+    try:
+        bench = BenchRun.from_args(args)
+    except ValueError as err:
+        parser.error(str(err))
     if args.worker:
-        worker(args)
+        worker(args, bench)
         return
     if not args.table_only:
-        if not EMODB.exists():
-            raise SystemExit(f"EmoDB not found at {EMODB}")
-        print(f"results -> {run(BenchRun.from_args(args))}")
+        for corpus, data in zip(bench.corpora, bench.data, strict=True):
+            if not data.exists():
+                raise SystemExit(f"{corpus} not found at {data}")
+        paths = run(bench)
+        print("\n".join(["results -> " + ", ".join(map(str, paths)), cost_table(paths)]))
+        if bench.multi:
+            import bench_multicorpus
+
+            bench_multicorpus.main([])
+            return
         save_environment("training", ("numpy", "keras", "tensorflow"))
     render_table()
 

@@ -207,6 +207,20 @@ def run_experiment(
     return results
 
 
+def planned_fold_names(
+    utts: Sequence[Utterance],
+    protocol: ProtocolSpec,
+    extra: Sequence[Utterance] = (),
+    target: str | None = None,
+) -> list[str]:
+    """The names of every fold `run_experiment` makes of these arguments (as results.json
+    and `only_folds` name them; protocol "all": none), with no feature or training: e.g. to
+    spread a run's folds over processes."""
+    joined, target, n_protocol = join_corpora(utts, extra, target, protocol.name)
+    folds, _ = _planned_folds(joined, n_protocol, target, protocol, None, None)
+    return [f.name for f in folds]
+
+
 def _planned_folds(
     utts: Sequence[Utterance],
     n_protocol: int | None,

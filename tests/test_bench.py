@@ -29,7 +29,7 @@ from bench_results import RESULTS, edge_results, frontend_results
 def test_ablation_calls_bench_training_with_every_option(monkeypatch, tmp_path):
     calls = []
 
-    def fake_run(args: bench_training.BenchRun) -> Path:
+    def fake_run(args: bench_training.BenchRun) -> list[Path]:
         calls.append(args)
         raise SystemExit("stop before training")
 
