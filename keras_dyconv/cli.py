@@ -51,7 +51,8 @@ def _folder(ctx: click.Context, param: click.Parameter, value: Path | None) -> P
     """A folder option (--out, --cache, --checkpoints): an existing folder or a path where
     one can be made; a usage error naming the file in the way otherwise."""
     if value is not None:
-        existing = next(p for p in (value, *value.parents) if p.exists())
+        path = Path(value)  # a str where the type is a plain click.Path (the docs checks)
+        existing = next(p for p in (path, *path.parents) if p.exists())
         if not existing.is_dir():
             raise click.BadParameter(f"{value}: expected a folder, but {existing} is a file")
     return value
