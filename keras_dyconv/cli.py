@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import click
 
 from edge_runtime.config import FrontendConfig
-from edge_runtime.windows import WindowPolicy
+from edge_runtime.windows import MAX_FRAMES, WindowPolicy
 from keras_dyconv.console import native_logs
 from keras_dyconv.corpora import CORPORA, Utterance
 from keras_dyconv.folds import PROTOCOLS
@@ -45,6 +47,24 @@ def _val_speakers(ctx: click.Context, param: click.Parameter, value: str) -> int
         raise click.BadParameter(str(err)) from None
 
 
+def _folder(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """A folder option (--out, --cache, --checkpoints): an existing folder or a path where
+    one can be made; a usage error naming the file in the way otherwise."""
+    if value is not None:
+        path = Path(value)  # a str where the type is a plain click.Path (the docs checks)
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if not existing.is_dir():
+            raise click.BadParameter(f"{value}: expected a folder, but {existing} is a file")
+    return value
+
+
+def _jobs(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """--jobs: a process count as joblib takes it (n >= 1; -1 all cores, -2 all but one)."""
+    if value == 0:
+        raise click.BadParameter("expected 1 or more processes, or -1 for all cores, got 0")
+    return value
+
+
 def _fold_names(
     ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 ) -> list[str] | None:
@@ -74,11 +94,20 @@ def _frontend(path: Path | None) -> FrontendConfig:
 
 def _window_policy(config: FrontendConfig, window_s: float, hop_s: float) -> WindowPolicy:
     """The model's input window and the evaluation hop, given in seconds, in frames of
-    `config` (the hop at least one frame)."""
+    `config`; a usage error naming the option for one that is not a whole number of frames
+    in `WindowPolicy`'s range once rounded."""
     frames_per_s = config.sample_rate / config.hop_length
-    return WindowPolicy(
-        frames=round(window_s * frames_per_s), hop_frames=max(1, round(hop_s * frames_per_s))
-    )
+    frames = {}
+    for option, seconds in (("--window", window_s), ("--window-hop", hop_s)):
+        n = round(seconds * frames_per_s) if math.isfinite(seconds) else 0
+        if not 1 <= n <= MAX_FRAMES:
+            raise click.BadParameter(
+                f"expected 1 to {MAX_FRAMES} frames of {1000 / frames_per_s:g} ms "
+                f"({1 / frames_per_s:g} to {MAX_FRAMES / frames_per_s:g} s), got {seconds:g} s",
+                param_hint=option,
+            )
+        frames[option] = n
+    return WindowPolicy(frames=frames["--window"], hop_frames=frames["--window-hop"])
 
 
 def _corpus_name(loader: str, utts) -> str:
@@ -119,10 +148,18 @@ def load_corpora(
         raise click.BadParameter(str(err), param_hint="--target") from None
     if loco and target is not None:
         raise click.BadParameter("--protocol loco tests on every corpus", param_hint="--target")
+    if loco and len(corpora) < 2:
+        raise click.BadParameter(
+            f"loco (leave one corpus out) needs 2 --corpus/--data pairs or more, "
+            f"got {len(corpora)}",
+            param_hint="--protocol",
+        )
     if len(corpora) == 1 and not loco:
         if target is not None:
             raise click.BadParameter("needs several corpora", param_hint="--target")
-        return _load_utterances(corpora[0], data[0]), [], None
+        utts = _load_utterances(corpora[0], data[0])
+        _check_classes(utts, data[0])
+        return utts, [], None
     loaded: dict[str, Any] = {}
     for loader, root in zip(corpora, data, strict=True):
         utts = _load_utterances(loader, root)
@@ -139,7 +176,25 @@ def load_corpora(
         utts, extra = multi_corpus(loaded, target)
     except ValueError as err:
         raise click.UsageError(str(err)) from None
+    _check_classes(utts, ", ".join(map(str, data)))
     return utts, extra, target
+
+
+def _check_classes(utts: list[Utterance], where: Path | str) -> None:
+    """Refuse training data (`utts`, from `where`) that cannot be trained and tested: fewer
+    than 2 classes, or a class of 1 utterance (often a typo in a label); a usage error
+    naming the class and its file."""
+    counts = Counter(u.label for u in utts)
+    if len(counts) < 2:
+        raise click.UsageError(
+            f"{where}: training needs 2 classes or more, found {len(counts)}: {sorted(counts)}"
+        )
+    single = next((u for u in utts if counts[u.label] == 1), None)
+    if single is not None:
+        raise click.UsageError(
+            f"{where}: every class needs 2 utterances or more (to train on one, test another), "
+            f"found 1 of class {single.label!r} ({single.path}; a typo in its label?)"
+        )
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -175,6 +230,7 @@ def load_corpora(
     "--out",
     type=click.Path(path_type=Path),
     required=True,
+    callback=_folder,
     help="Run folder: results.json, plots, models.",
 )
 @click.option(
@@ -197,7 +253,12 @@ def load_corpora(
     "on the classes all of them have).",
 )
 @click.option(
-    "--folds", "k", type=int, default=5, show_default=True, help="k for group-kfold and stratified."
+    "--folds",
+    "k",
+    type=click.IntRange(min=2),
+    default=5,
+    show_default=True,
+    help="k for group-kfold and stratified.",
 )
 @click.option(
     "--split-file",
@@ -219,7 +280,7 @@ def load_corpora(
 @click.option(
     "--seed",
     "seeds",
-    type=int,
+    type=click.IntRange(0, 2**32 - 1),  # the seeds NumPy and Keras accept
     multiple=True,
     default=(0,),
     show_default=True,
@@ -249,6 +310,7 @@ def load_corpora(
 @click.option(
     "--cache",
     type=click.Path(path_type=Path),
+    callback=_folder,
     help="Feature cache folder (keyed by frontend config and file content). Training reads "
     "its windows from the cache's files, memory-mapped, instead of holding the corpus in "
     "memory: corpora larger than RAM train, with the same results.",
@@ -258,9 +320,12 @@ def load_corpora(
     type=int,
     default=1,
     show_default=True,
+    callback=_jobs,
     help="Feature-extraction processes (-1: all cores).",
 )
-@click.option("--max-folds", type=int, help="Run only the first N folds (partial result).")
+@click.option(
+    "--max-folds", type=click.IntRange(min=1), help="Run only the first N folds (partial result)."
+)
 @click.option(
     "--only-folds",
     multiple=True,
@@ -272,6 +337,7 @@ def load_corpora(
 @click.option(
     "--checkpoints",
     type=click.Path(file_okay=False, path_type=Path),
+    callback=_folder,
     help="Checkpoint every epoch under this folder. Run the same command again to resume "
     "after an interruption: finished folds are read back, the interrupted one (with "
     "--protocol all, the one fit) continues from its last complete epoch. A second run on "
@@ -322,6 +388,13 @@ def train(
 
     Exit codes: 0 done, 1 training or evaluation failed, 2 bad arguments or corpus layout.
     """
+    if protocol == "split" and split_file is None:
+        raise click.UsageError("--protocol split needs --split-file (a CSV path,split)")
+    if protocol != "split" and split_file is not None:
+        raise click.BadParameter(
+            f"is read only with --protocol split, got --protocol {protocol}",
+            param_hint="--split-file",
+        )
     with native_logs(verbose):
         config = _frontend(frontend_file)
         chosen = chosen_recipe(recipe, levers, config)
@@ -382,6 +455,7 @@ def train(
 @click.option(
     "--cache",
     type=click.Path(path_type=Path),
+    callback=_folder,
     help="Feature cache folder (the features are read from its files, memory-mapped).",
 )
 @click.option(
@@ -430,8 +504,7 @@ def evaluate(model, corpus, data, speakers, cache, stream_order, seed, as_json, 
             raise click.UsageError(str(err)) from None
         utts = _load_utterances(corpus, data)
         if speakers:
-            wanted = set(speakers.split(","))
-            utts = [u for u in utts if u.speaker in wanted]
+            utts = _speakers(utts, speakers, data)
         try:
             report = evaluate_model(
                 net,
@@ -444,6 +517,20 @@ def evaluate(model, corpus, data, speakers, cache, stream_order, seed, as_json, 
         except ValueError as err:
             raise click.UsageError(str(err)) from None
     click.echo(json.dumps(report, indent=2) if as_json else _report_lines(report))
+
+
+def _speakers(utts: list[Utterance], speakers: str, data: Path) -> list[Utterance]:
+    """The utterances of `speakers` (comma-separated) in `utts` (of `data`); a usage error
+    naming those the corpus lacks."""
+    wanted = {name.strip() for name in speakers.split(",") if name.strip()}
+    have = sorted({u.speaker for u in utts})
+    missing = sorted(wanted - set(have))
+    if not wanted or missing:
+        raise click.BadParameter(
+            f"expected speakers of {data} ({', '.join(have)}), got {missing or repr(speakers)}",
+            param_hint="--speakers",
+        )
+    return [u for u in utts if u.speaker in wanted]
 
 
 def _report_lines(report: dict[str, Any]) -> str:

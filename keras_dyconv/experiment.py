@@ -150,8 +150,6 @@ def run_experiment(
     t_start = time.time()
     if recipe.data_parallel:
         data_parallel_devices(recipe.batch_size)  # refuse now, not after the features
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     utts, target, n_protocol = join_corpora(utts, extra, target, protocol.name)
     if n_protocol is not None:  # refuse now, not after the features
         check_corpus_statistics(target, recipe.corpus_statistics)
@@ -162,6 +160,8 @@ def run_experiment(
         neutral_class(labels)  # no neutral class: refused now, not after the features
     feats = _features(utts, config, cache_dir, n_jobs, log)
     t_features = time.time() - t_start
+    out = Path(out_dir)  # made once the input has passed every check: no empty run folder
+    out.mkdir(parents=True, exist_ok=True)
     run = ExperimentRun(
         utts,
         feats,

@@ -59,7 +59,9 @@ def load_audio(path: str | os.PathLike, config: FrontendConfig) -> np.ndarray:
     try:
         samples, _ = librosa.load(path, sr=config.sample_rate, mono=True, res_type=RESAMPLER)
     except Exception as err:  # soundfile, audioread and OS errors all mean "unreadable"
-        raise ValueError(f"{os.fspath(path)}: cannot load audio ({err})") from err
+        # audioread's error has no text when soundfile's, the one it followed, says why.
+        why = str(err) or str(err.__context__ or "") or type(err).__name__
+        raise ValueError(f"{os.fspath(path)}: cannot load audio ({why})") from err
     if samples.size == 0:
         raise ValueError(f"{os.fspath(path)}: no audio samples")
     return samples

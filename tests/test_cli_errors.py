@@ -18,12 +18,24 @@ def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli-errors")
     (d / "bad.keras").write_bytes(b"not a zip file")
     (d / "empty").mkdir()
+    (d / "file").write_text("a file, not a folder")
+    # Manifests whose audio files exist (the class checks read no audio).
+    for name in ("a", "b", "c", "d"):
+        (d / f"{name}.wav").touch()
+    (d / "two-speakers.csv").write_text(
+        "path,label,speaker\na.wav,angry,s1\nb.wav,angry,s2\nc.wav,sad,s1\nd.wav,sad,s2\n"
+    )
+    rows = "a.wav,angry,s1\nb.wav,angry,s2\nc.wav,angyr,s2\n"
+    (d / "typo.csv").write_text(f"path,label,speaker\n{rows}")
+    (d / "one-class.csv").write_text(f"path,label,speaker\n{rows.replace('angyr', 'angry')}")
     return d
 
 
 def cases(d):
     data = ["--corpus", "emodb", "--data", str(d / "empty"), "--out", str(d / "run")]
     bad_model = str(d / "bad.keras")
+    typo = ["--corpus", "manifest", "--data", str(d / "typo.csv"), "--out", str(d / "run")]
+    one_class = ["--corpus", "manifest", "--data", str(d / "one-class.csv"), "--out", "x"]
     return [
         # (command, argv, exit status, text the message must contain)
         (train, [*data, "--batch-size", "0"], 2, "batch_size must be >= 1"),
@@ -34,6 +46,40 @@ def cases(d):
         (train, [*data, "--corpus", "nope"], 2, "'nope' is not one of"),
         (train, ["--corpus", "emodb", "--data", str(d / "none"), "--out", "x"], 2, "does not"),
         (train, data, 2, "expected EmoDB's 'wav' folder"),
+        (train, [*data, "--seed", "-1"], 2, "'--seed': -1 is not in the range 0<=x<=4294967295"),
+        (train, [*data, "--folds", "1"], 2, "'--folds': 1 is not in the range x>=2"),
+        (train, [*data, "--max-folds", "-1"], 2, "'--max-folds': -1 is not in the range x>=1"),
+        (train, [*data, "--jobs", "0"], 2, "'--jobs': expected 1 or more processes, or -1"),
+        (train, [*data, "--window", "0"], 2, "--window: expected 1 to 60000 frames of 10 ms"),
+        (train, [*data, "--window", "nan"], 2, "(0.01 to 600 s), got nan s"),
+        (train, [*data, "--window", "1e9"], 2, "(0.01 to 600 s), got 1e+09 s"),
+        (train, [*data, "--window-hop", "0"], 2, "--window-hop: expected 1 to 60000 frames"),
+        (train, [*data, "--out", str(d / "file")], 2, f"'--out': {d / 'file'}: expected a folder"),
+        (train, [*data, "--out", str(d / "file" / "run")], 2, f"but {d / 'file'} is a file"),
+        (train, [*data, "--cache", str(d / "file")], 2, "'--cache': "),
+        (train, [*data, "--checkpoints", str(d / "file" / "c")], 2, "'--checkpoints': "),
+        (train, [*data, "--protocol", "split"], 2, "--protocol split needs --split-file"),
+        (
+            train,
+            [*data, "--split-file", bad_model],
+            2,
+            "only with --protocol split, got --protocol loso",
+        ),
+        (train, [*data, "--protocol", "loco"], 2, "needs 2 --corpus/--data pairs or more, got 1"),
+        (train, typo, 2, "typo.csv: every class needs 2 utterances or more"),
+        (train, typo, 2, f"found 1 of class 'angyr' ({d / 'c.wav'}"),
+        (
+            train,
+            one_class,
+            2,
+            "one-class.csv: training needs 2 classes or more, found 1: ['angry']",
+        ),
+        (
+            evaluate,
+            [bad_model, "--corpus", "emodb", "--data", str(d), "--cache", str(d / "file")],
+            2,
+            "'--cache'",
+        ),
         (evaluate, [bad_model, "--corpus", "emodb", "--data", str(d)], 2, "not a readable"),
         (evaluate, [str(d / "none.keras"), "--corpus", "emodb", "--data", str(d)], 2, "exist"),
         (export_main, [bad_model], 4, "not a readable .keras file"),
@@ -56,3 +102,12 @@ def test_bad_options_and_files_give_a_message_and_the_documented_status(files):
         assert result.exit_code == status, (where, result.output)
         assert text in result.output, (where, result.output)
         assert "Traceback" not in result.output, where
+
+
+def test_a_run_refused_before_training_leaves_no_run_folder(files):
+    out = files / "refused-run"
+    argv = ["--corpus", "manifest", "--data", str(files / "two-speakers.csv"), "--out", str(out)]
+    result = CliRunner().invoke(train, [*argv, "--protocol", "group-kfold", "--folds", "3"])
+    assert result.exit_code == 1, result.output
+    assert "k must be in [2, 2] (the number of speakers), got 3" in result.output
+    assert not out.exists()

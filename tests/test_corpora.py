@@ -85,7 +85,15 @@ def test_manifest(tmp_path: Path) -> None:
     ("content", "expected"),
     [
         ("file,label\na.wav,x\n", r"m\.csv:1: expected a header with columns path,label"),
-        ("path,label\na.wav,x\nmissing.wav,y\n", r"m\.csv:3: audio file .*missing\.wav"),
+        (
+            "path,label\na.wav,x\nmissing.wav,y\n",
+            r"m\.csv:3: expected an audio file at .*missing\.wav, found nothing",
+        ),
+        ("path,label\na.wav,x\n.,y\n", r"m\.csv:3: expected an audio file at .*, found a folder"),
+        (
+            "path,label,label\na.wav,x,y\n",
+            r"m\.csv:1: expected each column once, found label repeated",
+        ),
         ("path,label,speaker\na.wav,x\n", r"m\.csv:2: expected 3 columns"),
         ("path,label\na.wav,x\na.wav,y\n", r"m\.csv:3: a\.wav already listed at .*m\.csv:2"),
         ("path,label\na.wav,\n", r"m\.csv:2: empty path or label"),
@@ -97,6 +105,16 @@ def test_manifest_errors(tmp_path: Path, content: str, expected: str) -> None:
     _wav(tmp_path / "a.wav")
     (tmp_path / "m.csv").write_text(content)
     with pytest.raises(CorpusError, match=expected):
+        load_manifest(tmp_path / "m.csv")
+
+
+def test_manifest_encoding(tmp_path: Path) -> None:
+    """UTF-8 with a spreadsheet's byte-order mark reads; other bytes name the line."""
+    a = _wav(tmp_path / "a.wav")
+    (tmp_path / "m.csv").write_bytes("\ufeffpath,label,speaker\na.wav,x,j\u00fcrgen\n".encode())
+    assert load_manifest(tmp_path / "m.csv") == [Utterance(a, "x", "j\u00fcrgen")]
+    (tmp_path / "m.csv").write_bytes("path,label,speaker\na.wav,x,j\u00fcrgen\n".encode("latin-1"))
+    with pytest.raises(CorpusError, match=r"m\.csv:2: expected UTF-8 text, found byte 0xfc"):
         load_manifest(tmp_path / "m.csv")
 
 

@@ -134,3 +134,14 @@ def test_dyser_eval_scores_another_corpus_on_the_shared_classes(emodb_model, tmp
     only_happy.write_text("\n".join([lines[0], *[x for x in lines[1:] if ",happy," in x]]) + "\n")
     bad = CliRunner().invoke(evaluate, [*args[:3], "--data", str(only_happy)])
     assert bad.exit_code == 2 and "no utterances with labels the model knows" in bad.output
+
+
+def test_dyser_eval_names_speakers_the_corpus_lacks(emodb_model, tmp_path):
+    manifest = _own_corpus(tmp_path, "emodb", ("anger", "neutral"), 2, seed=4)
+    speakers = sorted({u.speaker for u in load_manifest(manifest)})
+    args = [str(emodb_model), "--corpus", "manifest", "--data", str(manifest), "--speakers"]
+    for given, got in [(f"{speakers[0]},nobody", "['nobody']"), (",", "','")]:
+        bad = CliRunner().invoke(evaluate, [*args, given])
+        assert bad.exit_code == 2, bad.output
+        expected = f"--speakers: expected speakers of {manifest} ({', '.join(speakers)}), got {got}"
+        assert expected in " ".join(bad.output.split()), bad.output

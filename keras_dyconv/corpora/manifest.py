@@ -4,6 +4,7 @@ needs no loader of its own, and the way to add speakers to a folder-per-label co
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,14 +21,16 @@ _GENDERS = {"f": "female", "female": "female", "m": "male", "male": "male"}
 def load_manifest(manifest: str | os.PathLike, check_files: bool = True) -> list[Utterance]:
     """A CSV manifest: header ``path,label[,speaker[,gender,text,session,...]]``.
 
+    The file is UTF-8 text (a leading byte-order mark, as spreadsheets write, is skipped).
     Relative paths are relative to the manifest's folder. Columns gender (f/m/female/male or
     empty), text and session fill those fields; any other column goes into ``extra``.
     A missing speaker column or empty speaker cell gives "unknown". `manifest` may also be a
     folder holding ``manifest.csv``.
 
     Raises:
-        CorpusError: naming the line for a missing column, empty path/label, bad gender,
-            duplicate path, or (with `check_files`) a file that does not exist.
+        CorpusError: naming the line for a missing or repeated column, bytes that are not
+            UTF-8, empty path/label, bad gender, duplicate path, or (with `check_files`) a
+            path that is not an existing file.
     """
     manifest = Path(manifest)
     if manifest.is_dir():
@@ -36,14 +39,30 @@ def load_manifest(manifest: str | os.PathLike, check_files: bool = True) -> list
         raise CorpusError(
             f"{manifest}: expected a CSV manifest (path,label[,speaker,...]), found none"
         )
+    raw = manifest.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        bad = err.start + len(raw) - len(err.object)  # utf-8-sig counts after its BOM
+        line = raw.count(b"\n", 0, bad) + 1
+        raise CorpusError(
+            f"{manifest}:{line}: expected UTF-8 text, found byte {raw[bad]:#04x} "
+            "(save the manifest as UTF-8)"
+        ) from None
     base = manifest.parent
-    with open(manifest, newline="", encoding="utf-8") as f:
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
         if "path" not in header or "label" not in header:
             raise CorpusError(
                 f"{manifest}:1: expected a header with columns path,label[,speaker,...], "
                 f"found {header}"
+            )
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:
+            raise CorpusError(
+                f"{manifest}:1: expected each column once, found {', '.join(repeated)} "
+                f"repeated in {header}"
             )
         utts, first_line = [], {}
         for row in reader:
@@ -55,7 +74,8 @@ def load_manifest(manifest: str | os.PathLike, check_files: bool = True) -> list
             path = Path(row["path"].strip())
             path = path if path.is_absolute() else base / path
             if check_files and not path.is_file():
-                raise CorpusError(f"{where}: audio file {path} does not exist")
+                found = "a folder" if path.is_dir() else "nothing"
+                raise CorpusError(f"{where}: expected an audio file at {path}, found {found}")
             key = os.path.normpath(path)
             if key in first_line:
                 raise CorpusError(f"{where}: {row['path']} already listed at {first_line[key]}")
