@@ -277,7 +277,11 @@ def test_skipping_quiet_frames_changes_no_verdict(rate):
         fast, full = analyze_frames(clip, rate), _analysed_everywhere(clip, rate)
         np.testing.assert_array_equal(fast.rms_db, full.rms_db)
         np.testing.assert_array_equal(fast.voiced, full.voiced, err_msg=name)
-        np.testing.assert_array_equal(fast.f0_hz[fast.voiced], full.f0_hz[full.voiced])
+        # The same pitch up to the last bits: measuring fewer frames at once may take another
+        # SIMD path through numpy's FFT and reductions (seen: 2.8e-14 Hz apart on one CPU).
+        np.testing.assert_allclose(
+            fast.f0_hz[fast.voiced], full.f0_hz[full.voiced], rtol=1e-12, atol=0, err_msg=name
+        )
         assert speech._decide(fast, SpeechGateConfig()) == speech._decide(
             full, SpeechGateConfig()
         ), name
