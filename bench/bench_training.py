@@ -192,15 +192,15 @@ class BenchRun:
 
 
 def load_corpora(run: BenchRun) -> tuple[list[Utterance], list[Utterance], str | None]:
-    """`dyser-train`'s corpora of `run` (`keras_dyconv.cli.load_corpora`): (utts, extra,
+    """`dyser-train`'s corpora of `run` (`keras_dyconv.cli_inputs.load_corpora`): (utts, extra,
     target) for `run_experiment`."""
     import click
 
-    from keras_dyconv import cli
+    from keras_dyconv import cli_inputs
 
     loco = run.protocol == "loco"
     try:
-        return cli.load_corpora(tuple(run.corpora), tuple(run.data), run.target, loco)
+        return cli_inputs.load_corpora(tuple(run.corpora), tuple(run.data), run.target, loco)
     except click.ClickException as err:
         raise SystemExit(f"bench_training: {err.format_message()}") from None
 
