@@ -341,10 +341,16 @@ class BaseDynamicConv(keras.layers.Layer):
         # slower on PyTorch and ~100x on TF/JAX, whose CPU grouped convs go through slow XLA
         # kernels; XLA differentiates loops of convs slowly.) Keras's torch conv transposes
         # channels_last inputs on every call: transpose once for the whole batch instead.
+        # `ops.split`, not `x[i : i + 1]`: TF's gradient of each slice is a zero-filled
+        # batch-sized tensor (quadratic in the batch); a split's is one concatenation.
         layout = "channels_first" if keras.backend.backend() == "torch" else "channels_last"
         if layout == "channels_first":
             x = self._to_channels_first(x)
-        convs = [self._conv(x[i : i + 1], kernels[i], padding, layout) for i in range(batch)]
+        samples = ops.split(x, batch, axis=0)
+        convs = [
+            self._conv(sample, kernel[0], padding, layout)
+            for sample, kernel in zip(samples, ops.split(kernels, batch, axis=0), strict=True)
+        ]
         y = ops.concatenate(convs, axis=0)
         return self._to_channels_last(y) if layout == "channels_first" else y
 

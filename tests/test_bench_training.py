@@ -4,6 +4,9 @@ processes, one results file per seed, resumed from checkpoints (synthetic corpor
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import bench_multicorpus
@@ -17,6 +20,13 @@ from keras_dyconv.corpora import load_manifest
 from keras_dyconv.folds import ProtocolSpec, make_folds
 from keras_dyconv.multicorpus import POOLED, multi_corpus
 from keras_dyconv.results import merge_results
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
 
 
 def test_units_are_dealt_seed_by_seed_to_the_workers_in_turn():
@@ -159,3 +169,35 @@ def test_pooled_run_over_two_corpora_two_seeds_two_workers(tmp_path, capfd):
     assert out.count("finished in an earlier run, read back") == 4 and ": train " not in out
     for before, after in zip(first, again, strict=True):
         assert after["folds"] == before["folds"]
+
+
+def test_worker_env_keeps_one_thread_and_given_tunables():
+    env = bench_training.worker_env("jax", {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})
+    assert env["GLIBC_TUNABLES"] == f"glibc.malloc.arena_max=2:{bench_training.HUGE_PAGES}"
+    assert env["OMP_NUM_THREADS"] == "1" and env["KERAS_BACKEND"] == "jax"
+    assert bench_training.worker_env("jax", {})["GLIBC_TUNABLES"] == bench_training.HUGE_PAGES
+
+
+def _glibc() -> tuple[int, ...]:
+    name, _, version = (os.confstr("CS_GNU_LIBC_VERSION") or "").partition(" ")
+    return tuple(int(p) for p in version.split(".")) if name == "glibc" else ()
+
+
+@pytest.mark.skipif(
+    "[madvise]" not in _read("/sys/kernel/mm/transparent_hugepage/enabled") or _glibc() < (2, 35),
+    reason="needs glibc >= 2.35 (glibc.malloc.hugetlb) and Linux THP in madvise mode",
+)
+def test_worker_env_gives_malloc_huge_pages():
+    """A worker's large malloc'd buffers (here a 64 MiB bytearray) are backed by huge pages."""
+    probe = (
+        "import re; b = bytearray(64 << 20); b[::4096] = bytes(len(b[::4096]));"
+        "print(re.search(r'AnonHugePages:\\s+(\\d+)', open('/proc/self/smaps_rollup').read())[1])"
+    )
+
+    def huge_kib(env: dict[str, str]) -> int:
+        run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True)
+        return int(run.stdout)
+
+    plain = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    assert huge_kib(plain) < 8 << 10
+    assert huge_kib(bench_training.worker_env("tensorflow", plain)) >= 32 << 10
