@@ -229,8 +229,10 @@ def _resampled(fn: Metric, t: np.ndarray, p: np.ndarray, resamples: np.ndarray) 
 
     tp = counts(tc, tc == pc)
     support = counts(tc)
-    if fn is unweighted_accuracy:
-        whole = support.min(axis=1) > 0  # every class in y_true
+    if fn is unweighted_accuracy:  # over the classes of y_true (not those only predicted)
+        in_true = np.isin(np.arange(k), codes[: t.size])
+        tp, support = tp[:, in_true], support[:, in_true]
+        whole = support.min(axis=1) > 0  # every class of y_true drawn
         score = tp[whole] / support[whole]
     else:
         predicted = counts(pc)

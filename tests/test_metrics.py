@@ -123,12 +123,13 @@ def test_bad_input(call, expected: str) -> None:
 def test_bootstrap_ci_scores_every_resample_as_the_metric_does() -> None:
     """bootstrap_ci scores WA, UA and macro F1 of all resamples at once: the interval is the
     one of calling the metric on each resample, bit for bit, also when a resample misses a
-    class (tiny sets), for string labels and for 8 or more classes."""
+    class (tiny sets), for string labels, a class only predicted and 8 or more classes."""
     rng = np.random.default_rng(3)
     for n_classes, size in [(2, 3), (3, 7), (7, 60), (9, 200)]:
         t = rng.integers(0, n_classes, size)
         p = np.where(rng.random(size) < 0.6, t, rng.integers(0, n_classes, size))
-        for y_true, y_pred in [(t, p), (t.astype(str), p.astype(str))]:
+        extra = np.where(rng.random(size) < 0.1, n_classes, p)  # a class only predicted
+        for y_true, y_pred in [(t, p), (t.astype(str), p.astype(str)), (t, extra)]:
             metrics = [("wa", weighted_accuracy), ("ua", unweighted_accuracy)]
             for name, fn in [*metrics, ("macro_f1", macro_f1)]:
                 draw = np.random.default_rng(1)
