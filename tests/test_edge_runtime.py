@@ -27,31 +27,22 @@ from edge_runtime.artifact import Artifact, load_artifact
 from edge_runtime.engines import EngineError, open_engine
 from edge_runtime.numpy_engine import GraphError, NumpyModel
 from edge_runtime.recognizer import DEFAULT_MODEL, EmotionRecognizer, StreamRecognizer
-from export.pipeline import export_model
 
 
 @pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory) -> SimpleNamespace:
-    out = tmp_path_factory.mktemp("artifacts")
+def exported(cli_exports) -> SimpleNamespace:
+    """The tiny model in every engine's format, exported once per session by `dyser-export`
+    (conftest `cli_exports`, also checked by tests/test_export.py)."""
     paths = {}
-    for name, fmt, quantize, suffix in [
-        ("tflite", "tflite", "none", ".tflite"),
-        ("int8", "tflite", "int8", ".tflite"),
-        ("onnx", "onnx", "none", ".onnx"),
-        ("numpy", "numpy", "none", ".npz"),
+    for name, fmt, mode in [
+        ("tflite", "tflite", "none"),
+        ("int8", "tflite", "int8"),
+        ("onnx", "onnx", "none"),
+        ("numpy", "numpy", "none"),
     ]:
-        result = export_model(
-            trained.model_path,
-            fmt,
-            quantize,
-            calibration=trained.train,
-            holdout=trained.heldout,
-            out=out / f"model-{name}{suffix}",
-            progress=False,
-            latency_runs=3,
-        )
-        assert result.passed, (name, result.parity)
-        paths[name] = result.output
+        code, report, stderr = cli_exports(fmt, mode)
+        assert code == 0 and report["passed"], (name, stderr)
+        paths[name] = Path(report["output"])
     return SimpleNamespace(**paths)
 
 

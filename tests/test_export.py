@@ -47,18 +47,14 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_export_every_format_and_mode(trained, case):
+def test_export_every_format_and_mode(trained, cli_exports, case):
     fmt, quantize_args, with_holdout = CASES[case]
     mode = quantize_args[1] if len(quantize_args) > 1 else "int8"
-    data = (
-        ["--calibration", trained.train, "--holdout", trained.heldout]
-        if with_holdout
-        else [
-            "--calibration",
-            trained.train.parent,  # a folder of WAVs: no labels
-        ]
-    )
-    code, report, stderr = run_cli(trained.model_path, "--format", fmt, *quantize_args, *data)
+    if with_holdout:  # the session's export (conftest `cli_exports`), shared with other tests
+        code, report, stderr = cli_exports(fmt, mode)
+    else:
+        data = ["--calibration", trained.train.parent]  # a folder of WAVs: no labels
+        code, report, stderr = run_cli(trained.model_path, "--format", fmt, *quantize_args, *data)
     assert code == 0, stderr
     out = trained.root / f"tiny{'' if mode == 'none' else '.' + mode}.{fmt}"
     assert Path(report["output"]) == out and out.is_file() and manifest_path(out).is_file()
@@ -158,10 +154,10 @@ def test_calibration_gains_shift_the_log_mel_by_their_decibels(trained):
 # --------------------------------------------------------------------- engine behaviour
 
 
-def test_litert_engine_resets_lstm_state_between_windows(trained, tmp_path):
-    out = tmp_path / "m.tflite"
-    code, _, stderr = run_cli(trained.model_path, "--out", out, "--holdout", trained.heldout)
+def test_litert_engine_resets_lstm_state_between_windows(trained, cli_exports):
+    code, report, stderr = cli_exports("tflite", "none")
     assert code == 0, stderr
+    out = report["output"]
     engine = open_engine(out)
     a, b = trained.x_held[:1], trained.x_held[-1:]
     first = engine.predict(a)

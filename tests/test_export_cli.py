@@ -165,10 +165,10 @@ def test_native_stderr_is_dropped_and_python_stderr_kept():
     assert result.stderr.splitlines() == ["ours", "verbose native", "after"]
 
 
-def test_the_litert_engine_prints_no_delegate_notice(trained, tmp_path):
-    out = tmp_path / "q.tflite"
-    code, _, stderr = run_cli(trained.model_path, "--out", out)
+def test_the_litert_engine_prints_no_delegate_notice(trained, cli_exports):
+    code, report, stderr = cli_exports("tflite", "none")
     assert code == 0, stderr
+    out = report["output"]
     wav = next(trained.heldout.parent.glob("*.wav"))
     result = subprocess.run(
         [sys.executable, "-m", "edge_runtime", "predict", out, wav, "--no-speech-gate"],

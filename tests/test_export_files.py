@@ -27,7 +27,11 @@ from keras_dyconv.modelio import save_model
 # ------------------------------------------------------------ a Keras user's normal path
 
 
-def test_plain_model_save_of_a_factory_model_exports(trained, tmp_path):
+# The model and its metadata are read before any conversion (export.pipeline._load_model):
+# ONNX checks that path in the default run; TFLite conversion of the factory model is
+# checked there by test_export.py (a TFLite conversion costs ~20 s).
+@pytest.mark.parametrize("fmt", [pytest.param("tflite", marks=pytest.mark.slow), "onnx"])
+def test_plain_model_save_of_a_factory_model_exports(trained, tmp_path, fmt):
     """build_dycnn_bilstm(labels=, frontend=) -> fit -> model.save(): no dyser.json needed."""
     config = trained.metadata.frontend  # with its dataset normalisation statistics
     model = tiny_model(num_classes=None, n_mels=None, labels=LABELS, frontend=config)
@@ -36,17 +40,16 @@ def test_plain_model_save_of_a_factory_model_exports(trained, tmp_path):
     path = tmp_path / "m.keras"
     model.save(path)  # plain Keras saving
     wav = next(trained.heldout.parent.glob("*.wav"))
-    for fmt in ("tflite", "onnx"):
-        out = tmp_path / f"m.{fmt}"
-        code, _, stderr = run_cli(path, "--format", fmt, "--window", "0.32", "--out", out)
-        assert code == 0, stderr
-        artifact = load_artifact(out)
-        assert artifact.labels == LABELS and artifact.metadata.frontend == config
-        probs = open_engine(artifact).predict(trained.x_held[:3])
-        np.testing.assert_allclose(probs, model.predict(trained.x_held[:3], verbose=0), atol=1e-4)
-        # The fixture's clips are tones: not speech, so the gate is off to get a label.
-        prediction = EmotionRecognizer(out, speech_gate=None).predict_file(wav)
-        assert prediction.label in LABELS
+    out = tmp_path / f"m.{fmt}"
+    code, _, stderr = run_cli(path, "--format", fmt, "--window", "0.32", "--out", out)
+    assert code == 0, stderr
+    artifact = load_artifact(out)
+    assert artifact.labels == LABELS and artifact.metadata.frontend == config
+    probs = open_engine(artifact).predict(trained.x_held[:3])
+    np.testing.assert_allclose(probs, model.predict(trained.x_held[:3], verbose=0), atol=1e-4)
+    # The fixture's clips are tones: not speech, so the gate is off to get a label.
+    prediction = EmotionRecognizer(out, speech_gate=None).predict_file(wav)
+    assert prediction.label in LABELS
 
 
 def test_a_bare_model_names_the_options_that_supply_what_it_lacks(trained, tmp_path):

@@ -118,3 +118,25 @@ def test_bootstrap_ci() -> None:
 def test_bad_input(call, expected: str) -> None:
     with pytest.raises(ValueError, match=expected):
         call()
+
+
+def test_bootstrap_ci_scores_every_resample_as_the_metric_does() -> None:
+    """bootstrap_ci scores WA, UA and macro F1 of all resamples at once: the interval is the
+    one of calling the metric on each resample, bit for bit, also when a resample misses a
+    class (tiny sets), for string labels, a class only predicted and 8 or more classes."""
+    rng = np.random.default_rng(3)
+    for n_classes, size in [(2, 3), (3, 7), (7, 60), (9, 200)]:
+        t = rng.integers(0, n_classes, size)
+        p = np.where(rng.random(size) < 0.6, t, rng.integers(0, n_classes, size))
+        extra = np.where(rng.random(size) < 0.1, n_classes, p)  # a class only predicted
+        for y_true, y_pred in [(t, p), (t.astype(str), p.astype(str)), (t, extra)]:
+            metrics = [("wa", weighted_accuracy), ("ua", unweighted_accuracy)]
+            for name, fn in [*metrics, ("macro_f1", macro_f1)]:
+                draw = np.random.default_rng(1)
+                stats = []
+                for _ in range(200):
+                    i = draw.integers(0, size, size=size)
+                    stats.append(fn(y_true[i], y_pred[i]))
+                alpha = (1.0 - 0.95) / 2.0  # as bootstrap_ci computes it
+                expected = tuple(float(q) for q in np.quantile(stats, [alpha, 1.0 - alpha]))
+                assert bootstrap_ci(y_true, y_pred, name, n=200, seed=1) == expected

@@ -238,26 +238,20 @@ def test_config_option_validation_and_fingerprint(monkeypatch):
 # ------------------------------------------------------------------- export and the edge
 
 
-def test_a_model_with_pitch_channels_exports_and_runs_on_every_edge_engine(tmp_path):
-    """Train a tiny model on tone features with pitch channels, export it to TFLite, ONNX
-    and the numpy format through dyser-export, and predict WAV files through
-    EmotionRecognizer with the LiteRT, onnxruntime and numpy engines: each reproduces the
-    Keras model on the same files (the frontend rebuilt from the manifest adds the pitch)."""
-    import json
-
+@pytest.fixture(scope="module")
+def pitch_model(tmp_path_factory):
+    """A tiny model trained on tone features with pitch channels, saved with its metadata,
+    and held-out WAV files."""
     import keras
-    from click.testing import CliRunner
     from tone_corpus import LABELS, POLICY, RAW_CONFIG, tiny_model, windows_of, write_corpus
 
-    from edge_runtime.artifact import load_artifact
     from edge_runtime.metadata import ModelMetadata
     from edge_runtime.normalization import with_dataset_stats
-    from edge_runtime.recognizer import EmotionRecognizer
-    from export.cli import main
     from keras_dyconv.modelio import save_model
 
-    train = write_corpus(tmp_path / "train", per_class=6, seed=1)
-    heldout = write_corpus(tmp_path / "heldout", per_class=2, seed=2)
+    root = tmp_path_factory.mktemp("pitch-model")
+    train = write_corpus(root / "train", per_class=6, seed=1)
+    heldout = write_corpus(root / "heldout", per_class=2, seed=2)
     raw = dataclasses.replace(RAW_CONFIG, pitch=True)
     frontend = Frontend(raw)
     config = with_dataset_stats(
@@ -269,23 +263,51 @@ def test_a_model_with_pitch_channels_exports_and_runs_on_every_edge_engine(tmp_p
     model = tiny_model(n_mels=config.n_features)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
     model.fit(x, y, batch_size=16, epochs=10, verbose=0)
-    path = save_model(model, tmp_path / "pitch.keras", ModelMetadata(LABELS, config, POLICY))
-
+    path = save_model(model, root / "pitch.keras", ModelMetadata(LABELS, config, POLICY))
     wavs = sorted(heldout.parent.glob("*.wav"))
-    for fmt, engine in (("tflite", "litert"), ("onnx", "onnxruntime"), ("numpy", "numpy")):
-        out = tmp_path / f"pitch.{'npz' if fmt == 'numpy' else fmt}"
-        # Parity on the exporter's synthetic tones and noise, through the pitch frontend.
-        args = [str(path), "--format", fmt, "--quantize", "none", "--out", str(out), "--json"]
-        result = CliRunner().invoke(main, [*args, "--latency-runs", "1"])
-        assert result.exit_code == 0, result.stderr
-        assert json.loads(result.stdout)["passed"]
-        artifact = load_artifact(out)
-        assert artifact.metadata.frontend == config and config.pitch
-        assert artifact.artifact_info.input.shape == (1, POLICY.frames, config.n_features)
-        recognizer = EmotionRecognizer(out, engine=engine, speech_gate=None)
-        for wav in wavs:
-            prediction = recognizer.predict_file(wav)
-            windows = split_windows(Frontend(config).wav_features(wav), POLICY)
-            expected = model.predict(windows, verbose=0)
-            np.testing.assert_allclose(prediction.window_probabilities, expected, atol=1e-4)
-            assert prediction.label == LABELS[int(expected.mean(axis=0).argmax())]
+    return model, path, config, wavs
+
+
+def _exports_and_runs(pitch_model, tmp_path, fmt: str, engine: str) -> None:
+    """Export the pitch model to `fmt` through dyser-export and predict WAV files through
+    EmotionRecognizer with `engine`: it reproduces the Keras model on the same files (the
+    frontend rebuilt from the manifest adds the pitch)."""
+    import json
+
+    from click.testing import CliRunner
+    from tone_corpus import LABELS, POLICY
+
+    from edge_runtime.artifact import load_artifact
+    from edge_runtime.recognizer import EmotionRecognizer
+    from export.cli import main
+
+    model, path, config, wavs = pitch_model
+    out = tmp_path / f"pitch.{'npz' if fmt == 'numpy' else fmt}"
+    # Parity on the exporter's synthetic tones and noise, through the pitch frontend.
+    args = [str(path), "--format", fmt, "--quantize", "none", "--out", str(out), "--json"]
+    result = CliRunner().invoke(main, [*args, "--latency-runs", "1"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["passed"]
+    artifact = load_artifact(out)
+    assert artifact.metadata.frontend == config and config.pitch
+    assert artifact.artifact_info.input.shape == (1, POLICY.frames, config.n_features)
+    recognizer = EmotionRecognizer(out, engine=engine, speech_gate=None)
+    for wav in wavs:
+        prediction = recognizer.predict_file(wav)
+        windows = split_windows(Frontend(config).wav_features(wav), POLICY)
+        expected = model.predict(windows, verbose=0)
+        np.testing.assert_allclose(prediction.window_probabilities, expected, atol=1e-4)
+        assert prediction.label == LABELS[int(expected.mean(axis=0).argmax())]
+
+
+def test_a_model_with_pitch_channels_exports_and_runs_on_the_edge_engines(pitch_model, tmp_path):
+    """ONNX (onnxruntime) and the numpy format: the pitch is added by the edge frontend,
+    which every engine shares; LiteRT is the slow test below."""
+    for fmt, engine in (("onnx", "onnxruntime"), ("numpy", "numpy")):
+        _exports_and_runs(pitch_model, tmp_path, fmt, engine)
+
+
+@pytest.mark.slow  # a TFLite conversion (~20 s); the engine-independent pitch path is above,
+# and TFLite models with wider inputs by test_export.py (log-mel deltas, 48 features)
+def test_a_model_with_pitch_channels_exports_to_tflite_and_runs_on_litert(pitch_model, tmp_path):
+    _exports_and_runs(pitch_model, tmp_path, "tflite", "litert")
