@@ -59,11 +59,17 @@ def _per_class(t: np.ndarray, p: np.ndarray, classes: np.ndarray):
     tp = np.array([np.sum((t == c) & (p == c)) for c in classes], dtype=float)
     support = np.array([np.sum(t == c) for c in classes], dtype=float)
     predicted = np.array([np.sum(p == c) for c in classes], dtype=float)
+    return support, *_scores(tp, support, predicted)
+
+
+def _scores(tp: np.ndarray, support: np.ndarray, predicted: np.ndarray):
+    """Precision, recall and F1 from class counts (float arrays of any one shape,
+    elementwise; 0 where undefined)."""
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
     recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
     total = precision + recall
     f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(tp), where=total > 0)
-    return support, precision, recall, f1
+    return precision, recall, f1
 
 
 def macro_f1(y_true: Any, y_pred: Any, labels: Sequence[Any] | None = None) -> float:
@@ -192,13 +198,13 @@ def bootstrap_ci(
     if n < 1 or not 0.0 < level < 1.0:
         raise ValueError(f"need n >= 1 and 0 < level < 1, got n={n}, level={level}")
     rng = np.random.default_rng(seed)
-    stats = []
+    chunks = []
     per_chunk = max(1, 2**20 // t.size)  # resamples scored at once (bounded memory)
     for start in range(0, n, per_chunk):
         rows = min(per_chunk, n - start)
         resamples = np.stack([rng.integers(0, t.size, size=t.size) for _ in range(rows)])
-        stats.append(_resampled(fn, t, p, resamples))
-    stats = np.concatenate(stats)
+        chunks.append(_resampled(fn, t, p, resamples))
+    stats = np.concatenate(chunks)
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(stats, [alpha, 1.0 - alpha])
     return float(lo), float(hi)
@@ -238,11 +244,7 @@ def _resampled(fn: Metric, t: np.ndarray, p: np.ndarray, resamples: np.ndarray) 
         predicted = counts(pc)
         whole = np.minimum(support, 1) + np.minimum(predicted, 1) > 0
         whole = whole.all(axis=1)  # every class in y_true or y_pred
-        tp, support, predicted = tp[whole], support[whole], predicted[whole]
-        precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-        recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-        total = precision + recall
-        score = np.divide(2 * precision * recall, total, out=np.zeros_like(tp), where=total > 0)
+        score = _scores(tp[whole], support[whole], predicted[whole])[2]
     stats[whole] = np.mean(score, axis=1)
     for row in np.flatnonzero(~whole):
         i = resamples[row]
